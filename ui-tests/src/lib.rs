@@ -1,0 +1,1 @@
+//! trybuild cases for `#[webstack::instrument]` and `#[webstack::main]` live in `tests/`.

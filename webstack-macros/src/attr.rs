@@ -1,0 +1,127 @@
+//! Parsing of `#[webstack::instrument(...)]` arguments.
+
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{Ident, LitStr, Token};
+
+mod kw {
+    syn::custom_keyword!(skip);
+    syn::custom_keyword!(skip_all);
+    syn::custom_keyword!(name);
+}
+
+const EXPECTED: &str = "expected one of: `skip(a, b)`, `skip_all`, `name = \"...\"`";
+
+/// The parsed arguments of `#[webstack::instrument]`.
+#[derive(Default)]
+pub(crate) struct InstrumentArgs {
+    /// Parameters named in `skip(...)`, with their spans.
+    pub(crate) skips: Vec<Ident>,
+    pub(crate) skip_all: bool,
+    pub(crate) name: Option<LitStr>,
+}
+
+impl Parse for InstrumentArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut args = InstrumentArgs::default();
+        let mut seen_skip: Option<kw::skip> = None;
+        let mut seen_skip_all: Option<kw::skip_all> = None;
+        while !input.is_empty() {
+            let lookahead = input.lookahead1();
+            if lookahead.peek(kw::skip_all) {
+                let token: kw::skip_all = input.parse()?;
+                if seen_skip_all.is_some() {
+                    return Err(syn::Error::new_spanned(
+                        token,
+                        "duplicate `skip_all` argument",
+                    ));
+                }
+                if seen_skip.is_some() {
+                    return Err(syn::Error::new_spanned(
+                        token,
+                        "`skip_all` cannot be combined with `skip(...)`; use one of them",
+                    ));
+                }
+                seen_skip_all = Some(token);
+                args.skip_all = true;
+            } else if lookahead.peek(kw::skip) {
+                let token: kw::skip = input.parse()?;
+                if seen_skip.is_some() {
+                    return Err(syn::Error::new_spanned(
+                        token,
+                        "duplicate `skip` argument; list all parameters in one `skip(a, b)`",
+                    ));
+                }
+                if seen_skip_all.is_some() {
+                    return Err(syn::Error::new_spanned(
+                        token,
+                        "`skip(...)` cannot be combined with `skip_all`; use one of them",
+                    ));
+                }
+                if !input.peek(syn::token::Paren) {
+                    return Err(syn::Error::new_spanned(
+                        token,
+                        "expected a parenthesised list of parameters: `skip(a, b)`",
+                    ));
+                }
+                let content;
+                syn::parenthesized!(content in input);
+                let names: Punctuated<Ident, Token![,]> =
+                    content.parse_terminated(parse_param_name, Token![,])?;
+                args.skips.extend(names);
+                seen_skip = Some(token);
+            } else if lookahead.peek(kw::name) {
+                let token: kw::name = input.parse()?;
+                if args.name.is_some() {
+                    return Err(syn::Error::new_spanned(token, "duplicate `name` argument"));
+                }
+                if !input.peek(Token![=]) {
+                    return Err(syn::Error::new_spanned(
+                        token,
+                        "expected `name = \"...\"` with a string literal",
+                    ));
+                }
+                input.parse::<Token![=]>()?;
+                let value: LitStr = input.parse().map_err(|e| {
+                    syn::Error::new(e.span(), "expected a string literal: `name = \"...\"`")
+                })?;
+                args.name = Some(value);
+            } else if input.peek(Ident::peek_any) {
+                let unknown = Ident::parse_any(input)?;
+                return Err(syn::Error::new_spanned(
+                    &unknown,
+                    format!("unknown argument `{unknown}`, {EXPECTED}"),
+                ));
+            } else {
+                return Err(syn::Error::new(input.span(), EXPECTED));
+            }
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        Ok(args)
+    }
+}
+
+fn parse_param_name(input: ParseStream<'_>) -> syn::Result<Ident> {
+    if input.peek(Token![self]) {
+        let token: Token![self] = input.parse()?;
+        return Ok(Ident::new("self", token.span));
+    }
+    Ident::parse_any(input)
+}
+
+/// `#[webstack::main]` takes no arguments.
+pub(crate) struct MainArgs;
+
+impl Parse for MainArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        if input.is_empty() {
+            Ok(MainArgs)
+        } else {
+            Err(input.error("`#[webstack::main]` takes no arguments; write `#[webstack::main]`"))
+        }
+    }
+}

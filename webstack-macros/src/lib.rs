@@ -1,0 +1,47 @@
+//! Procedural macros for [webstack](https://docs.rs/webstack). Use them
+//! through the `webstack` crate: `#[webstack::instrument]` and
+//! `#[webstack::main]`.
+#![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
+
+use proc_macro::TokenStream;
+
+mod attr;
+mod expand;
+
+/// Records a frame with typed argument values for each call of the function,
+/// readable by webstack snapshots.
+///
+/// Works on free functions, methods (`self`, `&self`, `&mut self`),
+/// `async fn`, functions returning `impl Future`, generic functions and
+/// functions with destructured parameters.
+///
+/// Arguments:
+/// - `skip(a, b)`: do not record these parameters;
+/// - `skip_all`: record no parameter;
+/// - `name = "..."`: the task name shown when the function's future is a task
+///   root (default: the function name).
+///
+/// See the `webstack` crate docs for what it expands to.
+#[proc_macro_attribute]
+pub fn instrument(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::instrument(args.into(), item.into()).into()
+}
+
+/// Initialises webstack in `main` and makes `main`'s frame the root of the
+/// main thread's stack.
+///
+/// Works on `fn main` and `async fn main`. With a runtime attribute, put
+/// `#[webstack::main]` first (outermost):
+///
+/// ```ignore
+/// #[webstack::main]
+/// #[tokio::main]
+/// async fn main() {}
+/// ```
+///
+/// The other order (`#[tokio::main]` above `#[webstack::main]`) also works:
+/// then `main` is instrumented as a sync function around the runtime.
+#[proc_macro_attribute]
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::main(args.into(), item.into()).into()
+}

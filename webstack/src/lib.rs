@@ -1,0 +1,119 @@
+//! webstack shows what every thread and async task of a running program is
+//! doing right now: Go's `/debug/pprof/goroutine?debug=2` for Rust, with the
+//! typed argument values of every instrumented frame, grouped into buckets of
+//! identical stacks and served as a web page.
+//!
+//! # Usage
+//!
+//! ```
+//! use webstack::{Options, Snapshot};
+//!
+//! #[webstack::instrument]
+//! fn handle(id: u32, user: &str) -> usize {
+//!     // Capture from inside, to see this very frame.
+//!     let snapshot = Snapshot::capture(&Options::default().augment(false));
+//!     let me = snapshot
+//!         .routines
+//!         .iter()
+//!         .find(|r| r.frames.iter().any(|f| f.function.ends_with("::handle")))
+//!         .unwrap();
+//!     let frame = &me.frames[0];
+//!     assert_eq!(frame.args[0].value.to_string(), "7");
+//!     assert_eq!(frame.args[1].value.to_string(), "\"alice\"");
+//!     user.len() + id as usize
+//! }
+//!
+//! assert_eq!(handle(7, "alice"), 12);
+//! ```
+//!
+//! # What `#[instrument]` does
+//!
+//! On a sync function it records a frame for the length of the call:
+//!
+//! ```ignore
+//! #[webstack::instrument]
+//! fn handle(id: u32, user: &str) -> usize { body }
+//! ```
+//!
+//! expands roughly to
+//!
+//! ```ignore
+//! fn handle(id: u32, user: &str) -> usize {
+//!     static META: FrameMeta = FrameMeta { function: "app::handle", file: file!(), line: 2,
+//!         args: &[ArgMeta { name: "id", ty: "u32" }, ArgMeta { name: "user", ty: "&str" }], .. };
+//!     let _frame = enter(&META, 0, [Value::u64(id as u64), Value::str(user)]);
+//!     body
+//! }
+//! ```
+//!
+//! `enter` writes the frame into the calling thread's fixed-size shadow stack
+//! with plain stores (a sequence lock makes it readable from other threads),
+//! and the guard pops it when the call returns or unwinds. An `async fn`
+//! keeps its signature; its body is wrapped in an [`__private::Instrumented`]
+//! future that holds the frame and pushes it on the polling thread's stack for
+//! each poll. The outermost instrumented future polled on a thread is a task
+//! root and is registered as a task, with its await chain recorded at every
+//! `Pending`.
+//!
+//! Argument values are recorded through [`Capture`], never through `Debug`.
+//! Parameters whose type has no `Capture` impl are recorded as their address
+//! and type name. Use `skip(..)` or `skip_all` for secrets.
+//!
+//! # Misuse is a compile error
+//!
+//! ```compile_fail
+//! #[webstack::instrument(skip(missing))]
+//! fn f(present: u32) {}
+//! ```
+//!
+//! ```compile_fail
+//! #[webstack::instrument(level = "info")]
+//! fn f() {}
+//! ```
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+mod meta;
+mod native;
+mod registry;
+mod slot;
+mod snapshot;
+mod stack;
+mod sync;
+mod task;
+pub mod thread;
+mod value;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use slot::MAX_ARGS;
+pub use snapshot::{
+    Arg, Frame, Kind, LeftOut, Options, Routine, Snapshot, State, DEFAULT_MAXMEM, JSON_VERSION,
+    MIN_MAXMEM,
+};
+pub use stack::{CreatedBy, MAX_DEPTH};
+pub use value::{Capture, Collection, Value, STR_BYTES};
+pub use webstack_macros::{instrument, main};
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// Initialises webstack: registers the calling thread and starts the uptime
+/// clock. `#[webstack::main]` calls it; calling it again does nothing.
+pub fn init() {
+    STARTED.get_or_init(Instant::now);
+    stack::current();
+}
+
+/// Time since [`init`] was first called (or since the first snapshot).
+pub fn uptime() -> std::time::Duration {
+    STARTED.get_or_init(Instant::now).elapsed()
+}

@@ -1,0 +1,122 @@
+//! The global registry of live threads and tasks.
+//!
+//! Sharded so that threads registering tasks at the same time rarely meet on
+//! one lock: each thread is given a home shard when it registers. A snapshot
+//! visits one shard at a time and holds its lock only while it clones the
+//! entries' `Arc`s, never while it reads a stack.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::stack::ThreadStack;
+use crate::task::TaskShared;
+
+pub(crate) const SHARDS: usize = 64;
+
+/// Something a snapshot can read.
+#[derive(Clone)]
+pub(crate) enum Entry {
+    Thread(Arc<ThreadStack>),
+    Task(Arc<TaskShared>),
+}
+
+struct Shard {
+    entries: Vec<Option<Entry>>,
+    free: Vec<u32>,
+}
+
+#[repr(align(128))]
+struct Padded(Mutex<Shard>);
+
+static REGISTRY: [Padded; SHARDS] = [const {
+    Padded(Mutex::new(Shard {
+        entries: Vec::new(),
+        free: Vec::new(),
+    }))
+}; SHARDS];
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Where an entry lives, for removal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Key {
+    shard: u32,
+    index: u32,
+}
+
+/// Picks a home shard for a newly registering thread.
+pub(crate) fn home_shard() -> usize {
+    NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS
+}
+
+/// A new id for a thread or a block of task ids.
+pub(crate) fn next_ids(count: u64) -> u64 {
+    NEXT_ID.fetch_add(count, Ordering::Relaxed)
+}
+
+pub(crate) fn insert(shard: usize, entry: Entry) -> Key {
+    let shard_index = shard % SHARDS;
+    let mut guard = REGISTRY[shard_index].0.lock();
+    let index = match guard.free.pop() {
+        Some(index) => {
+            guard.entries[index as usize] = Some(entry);
+            index
+        }
+        None => {
+            guard.entries.push(Some(entry));
+            (guard.entries.len() - 1) as u32
+        }
+    };
+    Key {
+        shard: shard_index as u32,
+        index,
+    }
+}
+
+/// Removes an entry. The `Arc` is dropped after the shard lock is released.
+pub(crate) fn remove(key: Key) {
+    let removed = {
+        let mut guard = REGISTRY[key.shard as usize].0.lock();
+        let removed = guard
+            .entries
+            .get_mut(key.index as usize)
+            .and_then(Option::take);
+        if removed.is_some() {
+            guard.free.push(key.index);
+        }
+        removed
+    };
+    drop(removed);
+}
+
+/// Calls `f` with the entries of each shard in turn. `buf` is reused between
+/// shards so a snapshot holds at most one shard's worth of extra `Arc`s.
+pub(crate) fn for_each_shard(buf: &mut Vec<Entry>, mut f: impl FnMut(&mut Vec<Entry>)) {
+    for shard in &REGISTRY {
+        buf.clear();
+        {
+            let guard = shard.0.lock();
+            buf.extend(guard.entries.iter().flatten().cloned());
+        }
+        f(buf);
+        buf.clear();
+    }
+}
+
+/// Number of live entries of each kind: `(threads, tasks)`.
+pub(crate) fn counts() -> (usize, usize) {
+    let mut threads = 0;
+    let mut tasks = 0;
+    for shard in &REGISTRY {
+        for entry in shard.0.lock().entries.iter().flatten() {
+            match entry {
+                Entry::Thread(_) => threads += 1,
+                Entry::Task(_) => tasks += 1,
+            }
+        }
+    }
+    (threads, tasks)
+}

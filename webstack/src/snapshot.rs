@@ -1,0 +1,471 @@
+//! Capturing every registered thread and task into a [`Snapshot`].
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+
+use crate::meta::FrameMeta;
+use crate::registry::{self, Entry};
+use crate::slot::FrameWords;
+use crate::stack::{CreatedBy, ThreadStack, MAX_DEPTH};
+use crate::task::TaskShared;
+use crate::value::Value;
+
+/// Version of the JSON form of a [`Snapshot`]; bumped on any incompatible
+/// change.
+pub const JSON_VERSION: u32 = 1;
+
+/// Default memory bound of one snapshot: 64 MiB.
+pub const DEFAULT_MAXMEM: usize = 64 << 20;
+
+/// Smallest memory bound accepted; lower values are raised to it: 1 MiB.
+pub const MIN_MAXMEM: usize = 1 << 20;
+
+/// How to capture a [`Snapshot`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// Bytes the snapshot's own buffers may use; once reached, the remaining
+    /// threads and tasks are counted in [`Snapshot::left_out`] instead of
+    /// captured. Default: [`DEFAULT_MAXMEM`]; values below [`MIN_MAXMEM`] are
+    /// raised to it.
+    pub maxmem: usize,
+    /// Also capture native stacks of every thread of the process (Linux).
+    /// Default: `true`.
+    pub augment: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            maxmem: DEFAULT_MAXMEM,
+            augment: true,
+        }
+    }
+}
+
+impl Options {
+    /// Sets [`Options::maxmem`].
+    pub fn maxmem(mut self, bytes: usize) -> Self {
+        self.maxmem = bytes;
+        self
+    }
+
+    /// Sets [`Options::augment`].
+    pub fn augment(mut self, augment: bool) -> Self {
+        self.augment = augment;
+        self
+    }
+
+    fn effective_maxmem(&self) -> usize {
+        self.maxmem.max(MIN_MAXMEM)
+    }
+}
+
+/// Whether a routine is an OS thread or an async task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// An OS thread.
+    Thread,
+    /// An async task (an instrumented future polled as a root).
+    Task,
+}
+
+/// What a thread or task is doing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum State {
+    /// A task being polled right now; its frames are on its thread's stack.
+    Running,
+    /// A task waiting to be polled again.
+    Idle,
+    /// A thread without native information (`augment=0`, or not Linux).
+    Alive,
+    /// A thread's kernel state and wait channel, e.g. `sleeping in futex_wait`.
+    Native(String),
+}
+
+impl State {
+    /// The text shown for the state.
+    pub fn as_str(&self) -> &str {
+        match self {
+            State::Running => "running",
+            State::Idle => "idle",
+            State::Alive => "alive",
+            State::Native(text) => text,
+        }
+    }
+}
+
+impl Serialize for State {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// One recorded argument of a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Arg {
+    /// Parameter name (or pattern, for destructured parameters).
+    pub name: &'static str,
+    /// Declared type as written.
+    pub ty: &'static str,
+    /// The recorded value.
+    pub value: Value,
+}
+
+impl Serialize for Arg {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Arg", 4)?;
+        st.serialize_field("name", self.name)?;
+        st.serialize_field("type", self.ty)?;
+        st.serialize_field("value", &self.value.to_string())?;
+        if let Some(address) = self.value.address() {
+            st.serialize_field("address", &format!("{address:#x}"))?;
+        }
+        st.end()
+    }
+}
+
+/// One frame of a routine's stack.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Frame {
+    /// Function path, `crate::module::function` (methods: `crate::Type::method`).
+    pub function: Cow<'static, str>,
+    /// Source file.
+    pub file: Cow<'static, str>,
+    /// Source line (the function's definition for instrumented frames).
+    pub line: u32,
+    /// Whether the frame comes from `#[webstack::instrument]` (it has
+    /// arguments); `false` for native-only frames.
+    pub instrumented: bool,
+    /// Recorded arguments.
+    pub args: Vec<Arg>,
+    /// For the root frame of a task being polled on a thread: the task's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<u64>,
+    /// Instruction address of a native frame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<u64>,
+    /// The source line's text, when `augment` is on and the file is readable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// A thread or task in a snapshot.
+#[derive(Clone, Debug, Serialize)]
+pub struct Routine {
+    /// Webstack id (threads and tasks share one id space).
+    pub id: u64,
+    /// Thread or task.
+    pub kind: Kind,
+    /// Thread name, or the task's name.
+    pub name: Cow<'static, str>,
+    /// What it is doing.
+    pub state: State,
+    /// Where it was created, when known.
+    pub created_by: Option<CreatedBy>,
+    /// Time since the thread registered or the task was created.
+    #[serde(serialize_with = "ser_millis")]
+    pub age: Duration,
+    /// For an idle task: time since its last poll ended. For a running task:
+    /// time since its current poll started.
+    #[serde(
+        serialize_with = "ser_opt_millis",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub waiting: Option<Duration>,
+    /// Polls of a task so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polls: Option<u64>,
+    /// For a running task, the id of the thread polling it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running_on: Option<u64>,
+    /// Kernel thread id of a thread (Linux).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tid: Option<i64>,
+    /// Frames beyond the shadow-stack bound that were not recorded.
+    pub elided: usize,
+    /// The stack changed while it was read; frames are each valid but may not
+    /// all belong to one instant.
+    pub torn: bool,
+    /// Frames, innermost first.
+    pub frames: Vec<Frame>,
+}
+
+/// Threads and tasks not captured because [`Options::maxmem`] was reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LeftOut {
+    /// Threads left out.
+    pub threads: usize,
+    /// Tasks left out.
+    pub tasks: usize,
+}
+
+/// Everything webstack knows about the program at one instant.
+///
+/// Its JSON form (via `serde`) is versioned by [`JSON_VERSION`] and documented
+/// in the README.
+#[derive(Clone, Debug, Serialize)]
+pub struct Snapshot {
+    /// [`JSON_VERSION`].
+    pub version: u32,
+    /// Wall-clock time of the capture.
+    #[serde(serialize_with = "ser_system_time")]
+    pub captured_at: SystemTime,
+    /// How long the capture took.
+    #[serde(serialize_with = "ser_micros")]
+    pub capture_time: Duration,
+    /// The effective memory bound.
+    pub maxmem: usize,
+    /// Bytes the captured routines use (estimated from their sizes).
+    pub bytes_used: usize,
+    /// Whether native stacks were captured.
+    pub augmented: bool,
+    /// Routines left out by `maxmem`.
+    pub left_out: LeftOut,
+    /// Kernel thread id of the thread that captured the snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub captured_by_tid: Option<i64>,
+    /// Threads and tasks, threads first, each kind by id.
+    pub routines: Vec<Routine>,
+}
+
+fn ser_millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+fn ser_opt_millis<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_u64(d.as_millis() as u64),
+        None => s.serialize_none(),
+    }
+}
+
+fn ser_micros<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_micros() as u64)
+}
+
+fn ser_system_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    let millis = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    s.serialize_u64(millis)
+}
+
+/// Accounts for the memory a snapshot's routines take.
+struct Budget {
+    max: usize,
+    used: usize,
+}
+
+impl Budget {
+    fn cost(name_len: usize, frames: &[FrameWords]) -> usize {
+        let args: usize = frames.iter().map(|f| f.nargs).sum();
+        std::mem::size_of::<Routine>()
+            + name_len
+            + frames.len() * std::mem::size_of::<Frame>()
+            + args * std::mem::size_of::<Arg>()
+    }
+
+    fn take(&mut self, bytes: usize) -> bool {
+        if self.used + bytes > self.max {
+            return false;
+        }
+        self.used += bytes;
+        true
+    }
+}
+
+impl Snapshot {
+    /// Captures every registered thread and task.
+    ///
+    /// Never waits for the program: a task being polled is reported as
+    /// running (its frames are on the polling thread's stack), and a thread's
+    /// stack is read without stopping it.
+    pub fn capture(options: &Options) -> Snapshot {
+        let started = Instant::now();
+        let captured_at = SystemTime::now();
+        let maxmem = options.effective_maxmem();
+        let (threads, tasks) = registry::counts();
+        let mut routines: Vec<Routine> =
+            Vec::with_capacity((threads + tasks).min(maxmem / std::mem::size_of::<Routine>() / 4));
+        let mut budget = Budget {
+            max: maxmem,
+            used: 0,
+        };
+        let mut left_out = LeftOut::default();
+        let mut words = Vec::with_capacity(MAX_DEPTH);
+        let mut entries = Vec::new();
+        let now = Instant::now();
+        registry::for_each_shard(&mut entries, |entries| {
+            for entry in entries.iter() {
+                let captured = match entry {
+                    Entry::Thread(thread) => read_thread(thread, now, &mut words, &mut budget),
+                    Entry::Task(task) => read_task(task, now, &mut budget),
+                };
+                match (captured, entry) {
+                    (Some(routine), _) => routines.push(routine),
+                    (None, Entry::Thread(_)) => left_out.threads += 1,
+                    (None, Entry::Task(_)) => left_out.tasks += 1,
+                }
+            }
+        });
+        routines.sort_unstable_by_key(|r| (r.kind, r.id));
+        let mut snapshot = Snapshot {
+            version: JSON_VERSION,
+            captured_at,
+            capture_time: Duration::ZERO,
+            maxmem,
+            bytes_used: budget.used,
+            augmented: false,
+            left_out,
+            captured_by_tid: crate::stack::current_tid(),
+            routines,
+        };
+        if options.augment {
+            crate::native::augment(&mut snapshot);
+        }
+        snapshot.capture_time = started.elapsed();
+        snapshot
+    }
+
+    /// Number of captured threads.
+    pub fn threads(&self) -> usize {
+        self.routines
+            .iter()
+            .filter(|r| r.kind == Kind::Thread)
+            .count()
+    }
+
+    /// Number of captured tasks.
+    pub fn tasks(&self) -> usize {
+        self.routines
+            .iter()
+            .filter(|r| r.kind == Kind::Task)
+            .count()
+    }
+
+    /// The snapshot as JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+fn read_thread(
+    thread: &ThreadStack,
+    now: Instant,
+    words: &mut Vec<FrameWords>,
+    budget: &mut Budget,
+) -> Option<Routine> {
+    let (depth, consistent) = thread.read(words);
+    if !budget.take(Budget::cost(thread.name.len(), words)) {
+        return None;
+    }
+    Some(Routine {
+        id: thread.id,
+        kind: Kind::Thread,
+        name: Cow::Owned(thread.name.to_string()),
+        state: State::Alive,
+        created_by: thread.created_by,
+        age: now.saturating_duration_since(thread.registered),
+        waiting: None,
+        polls: None,
+        running_on: None,
+        tid: (thread.tid != 0).then_some(thread.tid),
+        elided: depth.saturating_sub(MAX_DEPTH),
+        torn: !consistent,
+        frames: words.iter().rev().map(frame_from_words).collect(),
+    })
+}
+
+fn read_task(task: &TaskShared, now: Instant, budget: &mut Budget) -> Option<Routine> {
+    let age = now.saturating_duration_since(task.created);
+    let Some(state) = task.state.try_lock() else {
+        if !budget.take(Budget::cost(0, &[])) {
+            return None;
+        }
+        let running_on = task.running_on.load(std::sync::atomic::Ordering::Relaxed);
+        return Some(Routine {
+            id: task.id,
+            kind: Kind::Task,
+            name: Cow::Borrowed(task.name),
+            state: State::Running,
+            created_by: task.created_by,
+            age,
+            waiting: None,
+            polls: None,
+            running_on: (running_on != 0).then_some(running_on),
+            tid: None,
+            elided: 0,
+            torn: false,
+            frames: Vec::new(),
+        });
+    };
+    if !budget.take(Budget::cost(0, &state.chain)) {
+        return None;
+    }
+    Some(Routine {
+        id: task.id,
+        kind: Kind::Task,
+        name: Cow::Borrowed(task.name),
+        state: State::Idle,
+        created_by: task.created_by,
+        age,
+        waiting: Some(now.saturating_duration_since(state.last_poll_end)),
+        polls: Some(state.polls),
+        running_on: None,
+        tid: None,
+        elided: state.elided,
+        torn: false,
+        frames: state.chain.iter().rev().map(frame_from_words).collect(),
+    })
+}
+
+pub(crate) fn frame_from_words(words: &FrameWords) -> Frame {
+    // SAFETY: frame words come from slots whose meta word is only written from
+    // a `&'static FrameMeta`, read after the slot's sequence check.
+    let meta = unsafe { FrameMeta::from_addr(words.meta) };
+    let args = meta
+        .args
+        .iter()
+        .zip(&words.args[..words.nargs])
+        .map(|(arg, value)| Arg {
+            name: arg.name,
+            ty: arg.ty,
+            value: *value,
+        })
+        .collect();
+    Frame {
+        function: Cow::Borrowed(function_name(meta, words.owner)),
+        file: Cow::Borrowed(meta.file),
+        line: meta.line,
+        instrumented: true,
+        args,
+        task: (words.task != 0).then_some(words.task),
+        address: None,
+        source: None,
+    }
+}
+
+/// `Type::method` names for methods, built once per (type, method) and kept.
+fn function_name(meta: &'static FrameMeta, owner: usize) -> &'static str {
+    if owner == 0 {
+        return meta.function;
+    }
+    static NAMES: LazyLock<Mutex<HashMap<(usize, usize), &'static str>>> =
+        LazyLock::new(Default::default);
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    names.entry((meta.addr(), owner)).or_insert_with(|| {
+        // SAFETY: the owner word is only written by generated code from
+        // `std::any::type_name::<Self> as fn() -> &'static str`.
+        let type_name: fn() -> &'static str =
+            unsafe { std::mem::transmute::<usize, fn() -> &'static str>(owner) };
+        Box::leak(format!("{}::{}", type_name(), meta.name).into_boxed_str())
+    })
+}

@@ -1,0 +1,286 @@
+//! Per-thread shadow stacks and the thread-local that points at the current
+//! one.
+//!
+//! A thread registers itself on its first instrumented call (or at spawn, for
+//! threads started by [`crate::thread`]); a thread-local destructor removes it
+//! from the registry when the thread exits. The hot path is one thread-local
+//! load, a null check, the slot's sequence-locked stores and a depth store.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::meta::FrameMeta;
+use crate::registry::{self, Entry, Key};
+use crate::slot::{FrameWords, Slot};
+use crate::sync::{AtomicUsize, Ordering};
+use crate::value::Value;
+
+/// Frames kept per thread; deeper calls are counted as elided.
+pub const MAX_DEPTH: usize = 256;
+
+/// Where a thread or task was created: the instrumented function that was
+/// running, and the source location.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct CreatedBy {
+    /// Path of the instrumented function that created it.
+    pub function: &'static str,
+    /// Source file.
+    pub file: &'static str,
+    /// Source line.
+    pub line: u32,
+}
+
+pub(crate) struct ThreadStack {
+    pub(crate) id: u64,
+    /// Kernel thread id (Linux `gettid`), 0 where unknown.
+    pub(crate) tid: i64,
+    pub(crate) name: Box<str>,
+    pub(crate) created_by: Option<CreatedBy>,
+    pub(crate) registered: Instant,
+    pub(crate) depth: AtomicUsize,
+    slots: Box<[Slot]>,
+    key: std::sync::OnceLock<Key>,
+}
+
+impl ThreadStack {
+    fn new(id: u64, name: Box<str>, created_by: Option<CreatedBy>) -> Self {
+        ThreadStack {
+            id,
+            tid: os_tid(),
+            name,
+            created_by,
+            registered: Instant::now(),
+            depth: AtomicUsize::new(0),
+            slots: (0..MAX_DEPTH).map(|_| Slot::new()).collect(),
+            key: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Pushes a frame; returns the depth to restore on pop.
+    #[inline(always)]
+    pub(crate) fn push(
+        &self,
+        meta: &'static FrameMeta,
+        owner: usize,
+        task: u64,
+        args: &[Value],
+    ) -> usize {
+        let depth = self.depth.load(Ordering::Relaxed);
+        if let Some(slot) = self.slots.get(depth) {
+            slot.write(meta.addr(), owner, task, args);
+        }
+        self.depth.store(depth.wrapping_add(1), Ordering::Release);
+        depth
+    }
+
+    #[inline(always)]
+    pub(crate) fn pop(&self, depth: usize) {
+        self.depth.store(depth, Ordering::Release);
+    }
+
+    /// The owner thread's own view of one of its slots.
+    pub(crate) fn own_slot(&self, index: usize) -> Option<FrameWords> {
+        self.slots.get(index)?.read().map(|(words, _)| words)
+    }
+
+    /// The metadata of the innermost recorded frame, read by the owner thread.
+    pub(crate) fn top_meta(&self) -> Option<&'static FrameMeta> {
+        let depth = self.depth.load(Ordering::Relaxed);
+        let top = depth.checked_sub(1)?;
+        let words = self.own_slot(top.min(MAX_DEPTH - 1))?;
+        // SAFETY: slot meta words are only written from `&'static FrameMeta`.
+        Some(unsafe { FrameMeta::from_addr(words.meta) })
+    }
+
+    /// Reads the stack from another thread: frames outermost first, the total
+    /// depth (which may exceed [`MAX_DEPTH`]), and whether the copy is known to
+    /// be consistent as a whole. Each returned frame is individually untorn.
+    pub(crate) fn read(&self, out: &mut Vec<FrameWords>) -> (usize, bool) {
+        let mut seqs: Vec<u64> = Vec::new();
+        let mut depth = 0;
+        for _attempt in 0..4 {
+            out.clear();
+            seqs.clear();
+            depth = self.depth.load(Ordering::Acquire);
+            let n = depth.min(MAX_DEPTH);
+            for slot in &self.slots[..n] {
+                match slot.read() {
+                    Some((words, seq)) => {
+                        out.push(words);
+                        seqs.push(seq);
+                    }
+                    None => break,
+                }
+            }
+            if out.len() < n {
+                continue;
+            }
+            let after = self.depth.load(Ordering::Acquire);
+            let unchanged = self.slots[..n]
+                .iter()
+                .zip(&seqs)
+                .all(|(slot, seq)| slot.seq() == *seq);
+            if unchanged && after >= n {
+                return (depth, true);
+            }
+        }
+        (depth, false)
+    }
+
+    pub(crate) fn key(&self) -> Option<Key> {
+        self.key.get().copied()
+    }
+}
+
+thread_local! {
+    static CURRENT: Cell<*const ThreadStack> = const { Cell::new(std::ptr::null()) };
+    static OWNER: Cell<Option<ThreadOwner>> = const { Cell::new(None) };
+}
+
+/// A stack that belongs to no thread, used by code that runs after this
+/// thread's registration was torn down (other thread-local destructors).
+static DETACHED: std::sync::LazyLock<ThreadStack> =
+    std::sync::LazyLock::new(|| ThreadStack::new(0, "<exiting>".into(), None));
+
+/// Keeps the thread's stack alive and unregisters it when the thread exits.
+struct ThreadOwner {
+    stack: Arc<ThreadStack>,
+}
+
+impl Drop for ThreadOwner {
+    fn drop(&mut self) {
+        let detached: *const ThreadStack = &*DETACHED;
+        let _ = CURRENT.try_with(|current| current.set(detached));
+        if let Some(key) = self.stack.key() {
+            registry::remove(key);
+        }
+    }
+}
+
+/// The current thread's stack, registering the thread on first use.
+#[inline(always)]
+pub(crate) fn current() -> &'static ThreadStack {
+    let ptr = CURRENT.with(Cell::get);
+    if ptr.is_null() {
+        return register_current(None);
+    }
+    // SAFETY: `CURRENT` is either null, or points into the `Arc` held by this
+    // thread's `OWNER` (reset to `DETACHED` before that `Arc` is released), or
+    // at the `DETACHED` static. The returned reference is only used during the
+    // current call, on this thread, so the owner outlives it.
+    unsafe { &*ptr }
+}
+
+/// Registers the current thread if it is not yet registered.
+#[cold]
+#[inline(never)]
+pub(crate) fn register_current(created_by: Option<CreatedBy>) -> &'static ThreadStack {
+    let existing = CURRENT.with(Cell::get);
+    if !existing.is_null() {
+        // SAFETY: see `current`.
+        return unsafe { &*existing };
+    }
+    let thread = std::thread::current();
+    let name: Box<str> = match thread.name() {
+        Some(name) => name.into(),
+        None => format!("{:?}", thread.id()).into(),
+    };
+    let stack = Arc::new(ThreadStack::new(registry::next_ids(1), name, created_by));
+    let ptr: *const ThreadStack = Arc::as_ptr(&stack);
+    let key = registry::insert(registry::home_shard(), Entry::Thread(stack.clone()));
+    let _ = stack.key.set(key);
+    let installed = OWNER
+        .try_with(|owner| {
+            owner.set(Some(ThreadOwner { stack }));
+        })
+        .is_ok();
+    if !installed {
+        // The thread is already tearing down its thread-locals: do not leave
+        // an entry behind that no destructor would remove.
+        registry::remove(key);
+        let detached: *const ThreadStack = &*DETACHED;
+        let _ = CURRENT.try_with(|current| current.set(detached));
+        return &DETACHED;
+    }
+    let _ = CURRENT.try_with(|current| current.set(ptr));
+    // SAFETY: `OWNER` now holds the `Arc` for the rest of the thread's life.
+    unsafe { &*ptr }
+}
+
+/// The current thread's webstack id, if registered.
+pub(crate) fn current_id() -> Option<u64> {
+    let ptr = CURRENT.try_with(Cell::get).ok()?;
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: see `current`.
+    let stack = unsafe { &*ptr };
+    (stack.id != 0).then_some(stack.id)
+}
+
+/// The instrumented function running on this thread, as a creator record at
+/// `location`.
+pub(crate) fn creator_here(location: &'static std::panic::Location<'static>) -> CreatedBy {
+    let function = CURRENT
+        .try_with(Cell::get)
+        .ok()
+        .filter(|ptr| !ptr.is_null())
+        // SAFETY: see `current`.
+        .and_then(|ptr| unsafe { &*ptr }.top_meta())
+        .map_or("<uninstrumented>", |meta| meta.function);
+    CreatedBy {
+        function,
+        file: location.file(),
+        line: location.line(),
+    }
+}
+
+/// A pushed frame, popped when dropped (also during unwinding).
+#[must_use]
+pub struct FrameGuard {
+    stack: *const ThreadStack,
+    depth: usize,
+}
+
+impl FrameGuard {
+    #[inline(always)]
+    pub(crate) fn new(stack: &'static ThreadStack, depth: usize) -> Self {
+        FrameGuard { stack, depth }
+    }
+}
+
+impl Drop for FrameGuard {
+    #[inline(always)]
+    fn drop(&mut self) {
+        // SAFETY: a guard is a local of the instrumented call that pushed the
+        // frame, on the same thread, and the thread's stack outlives every call
+        // running on it (see `current`).
+        unsafe { &*self.stack }.pop(self.depth);
+    }
+}
+
+impl std::fmt::Debug for FrameGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FrameGuard")
+            .field("depth", &self.depth)
+            .finish()
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn os_tid() -> i64 {
+    // SAFETY: `gettid` has no preconditions.
+    unsafe { libc::gettid() as i64 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn os_tid() -> i64 {
+    0
+}
+
+/// Kernel thread id of the calling thread, where known.
+pub(crate) fn current_tid() -> Option<i64> {
+    let tid = os_tid();
+    (tid != 0).then_some(tid)
+}

@@ -1,0 +1,288 @@
+//! Async frames: the [`Instrumented`] future that `#[webstack::instrument]`
+//! wraps around an async body, and the registry record of a task root.
+//!
+//! A frame's data (function, arguments) lives inside its future. While the
+//! future is polled, the frame is also pushed on the polling thread's shadow
+//! stack, so a worker thread shows what it is running. The outermost
+//! instrumented future polled on a thread is the task root: it registers a
+//! [`TaskShared`] record and holds that record's lock for the length of each
+//! poll. When the innermost instrumented future returns `Pending`, the chain
+//! of frames from the root down to it is copied into the record, so a snapshot
+//! can read an idle task's await chain under the record's lock, and reports a
+//! task whose lock is taken as running, without waiting.
+//!
+//! No pointer into a future is ever stored where another thread could follow
+//! it, so a future that moves between threads, or is polled under one root and
+//! then another (`select!`, then awaited elsewhere), cannot cause undefined
+//! behaviour. The documented degradation: such a future shows in the chain of
+//! the root that polled it last, and a former root polled inside another task
+//! keeps its last recorded chain until it is polled as a root again.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use crate::meta::FrameMeta;
+use crate::registry::{self, Entry, Key};
+use crate::slot::FrameWords;
+use crate::stack::{self, CreatedBy, FrameGuard, MAX_DEPTH};
+use crate::value::Value;
+
+/// The registry's record of a task root.
+pub(crate) struct TaskShared {
+    pub(crate) id: u64,
+    pub(crate) name: &'static str,
+    pub(crate) created: Instant,
+    pub(crate) created_by: Option<CreatedBy>,
+    /// Webstack id of the thread polling the task right now (0 when idle).
+    pub(crate) running_on: AtomicU64,
+    pub(crate) state: Mutex<TaskState>,
+    key: OnceLock<Key>,
+}
+
+/// What a snapshot reads of an idle task, written under the task's lock.
+pub(crate) struct TaskState {
+    /// The await chain at the last `Pending`, outermost first.
+    pub(crate) chain: Vec<FrameWords>,
+    /// Frames of the chain beyond [`MAX_DEPTH`].
+    pub(crate) elided: usize,
+    pub(crate) polls: u64,
+    pub(crate) last_poll_start: Instant,
+    pub(crate) last_poll_end: Instant,
+}
+
+/// The task being polled on this thread, set by its root for one poll.
+struct PollCtx {
+    state: *mut TaskState,
+    /// Depth of the root frame on the thread's shadow stack.
+    base: usize,
+    /// Whether the chain was already saved during the current unwinding of
+    /// `Pending` results.
+    saved: Cell<bool>,
+}
+
+thread_local! {
+    static POLL_CTX: Cell<*const PollCtx> = const { Cell::new(std::ptr::null()) };
+    static TASK_IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+const TASK_ID_BLOCK: u64 = 256;
+
+fn next_task_id() -> u64 {
+    TASK_IDS.with(|ids| {
+        let (mut next, mut end) = ids.get();
+        if next == end {
+            next = registry::next_ids(TASK_ID_BLOCK);
+            end = next + TASK_ID_BLOCK;
+        }
+        ids.set((next + 1, end));
+        next
+    })
+}
+
+thread_local! {
+    static HOME_SHARD: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+fn home_shard() -> usize {
+    HOME_SHARD.with(|shard| {
+        if shard.get() == usize::MAX {
+            shard.set(registry::home_shard());
+        }
+        shard.get()
+    })
+}
+
+impl TaskShared {
+    fn register(meta: &'static FrameMeta, created_by: Option<CreatedBy>) -> Arc<TaskShared> {
+        let now = Instant::now();
+        let task = Arc::new(TaskShared {
+            id: next_task_id(),
+            name: meta.task_name,
+            created: now,
+            created_by,
+            running_on: AtomicU64::new(0),
+            state: Mutex::new(TaskState {
+                chain: Vec::new(),
+                elided: 0,
+                polls: 0,
+                last_poll_start: now,
+                last_poll_end: now,
+            }),
+            key: OnceLock::new(),
+        });
+        let key = registry::insert(home_shard(), Entry::Task(task.clone()));
+        let _ = task.key.set(key);
+        task
+    }
+}
+
+/// A future carrying an instrumented async function's frame.
+///
+/// Created by the code `#[webstack::instrument]` generates; not meant to be
+/// named by users.
+#[doc(hidden)]
+#[must_use = "futures do nothing unless polled"]
+pub struct Instrumented<F, const N: usize> {
+    inner: F,
+    meta: &'static FrameMeta,
+    owner: usize,
+    args: [Value; N],
+    created_by: Option<&'static FrameMeta>,
+    task: Option<Arc<TaskShared>>,
+}
+
+impl<F, const N: usize> Instrumented<F, N> {
+    /// Wraps `inner`, recording the frame that is current on this thread as
+    /// the creator.
+    #[inline(always)]
+    pub fn new(meta: &'static FrameMeta, owner: usize, args: [Value; N], inner: F) -> Self {
+        Instrumented {
+            inner,
+            meta,
+            owner,
+            args,
+            created_by: stack::current().top_meta(),
+            task: None,
+        }
+    }
+}
+
+impl<F, const N: usize> std::fmt::Debug for Instrumented<F, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instrumented")
+            .field("function", &self.meta.function)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Clears the thread's poll context when a root's poll ends, also during
+/// unwinding.
+struct RootPollGuard;
+
+impl Drop for RootPollGuard {
+    fn drop(&mut self) {
+        POLL_CTX.with(|ctx| ctx.set(std::ptr::null()));
+    }
+}
+
+impl<F: Future, const N: usize> Future for Instrumented<F, N> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `inner` is structurally pinned: it is never moved out of
+        // `self`, and `Instrumented` is `Unpin` only when `F` is (auto trait).
+        // The other fields are not pinned and only read or replaced in place.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: see above.
+        let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
+        let ctx = POLL_CTX.with(Cell::get);
+        let thread = stack::current();
+        if ctx.is_null() {
+            return poll_root(
+                this.meta,
+                this.owner,
+                &this.args,
+                this.created_by,
+                &mut this.task,
+                thread,
+                inner,
+                cx,
+            );
+        }
+        // SAFETY: a non-null `POLL_CTX` points at the `PollCtx` on the stack
+        // of the root poll that is running further up this thread's call stack.
+        let ctx = unsafe { &*ctx };
+        let depth = thread.push(this.meta, this.owner, 0, &this.args);
+        let guard = FrameGuard::new(thread, depth);
+        ctx.saved.set(false);
+        let result = inner.poll(cx);
+        if result.is_pending() && !ctx.saved.get() {
+            save_chain(thread, ctx, depth);
+        }
+        drop(guard);
+        result
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn poll_root<F: Future>(
+    meta: &'static FrameMeta,
+    owner: usize,
+    args: &[Value],
+    created_by: Option<&'static FrameMeta>,
+    task: &mut Option<Arc<TaskShared>>,
+    thread: &'static stack::ThreadStack,
+    inner: Pin<&mut F>,
+    cx: &mut Context<'_>,
+) -> Poll<F::Output> {
+    let task = task.get_or_insert_with(|| {
+        let created_by = created_by.map(|m| CreatedBy {
+            function: m.function,
+            file: m.file,
+            line: m.line,
+        });
+        TaskShared::register(meta, created_by)
+    });
+    let mut state = task.state.lock();
+    state.polls += 1;
+    state.last_poll_start = Instant::now();
+    task.running_on.store(thread.id, Ordering::Relaxed);
+    let depth = thread.push(meta, owner, task.id, args);
+    let frame = FrameGuard::new(thread, depth);
+    let ctx = PollCtx {
+        state: &mut *state,
+        base: depth,
+        saved: Cell::new(false),
+    };
+    POLL_CTX.with(|c| c.set(&ctx));
+    let reset = RootPollGuard;
+    let result = inner.poll(cx);
+    if result.is_pending() && !ctx.saved.get() {
+        save_chain(thread, &ctx, depth);
+    }
+    drop(reset);
+    drop(frame);
+    task.running_on.store(0, Ordering::Relaxed);
+    state.last_poll_end = Instant::now();
+    result
+}
+
+/// Copies the frames from the root down to `top` into the task record.
+#[cold]
+fn save_chain(thread: &stack::ThreadStack, ctx: &PollCtx, top: usize) {
+    ctx.saved.set(true);
+    // SAFETY: `ctx.state` points into the `MutexGuard` held by the root poll
+    // that set `ctx`; that poll is still running further up this call stack,
+    // and nothing else touches the state while the lock is held.
+    let state = unsafe { &mut *ctx.state };
+    state.chain.clear();
+    let last = top.min(MAX_DEPTH - 1);
+    for index in ctx.base..=last {
+        if let Some(words) = thread.own_slot(index) {
+            state.chain.push(words);
+        }
+    }
+    state.elided = top.saturating_sub(last);
+}
+
+impl<F, const N: usize> Drop for Instrumented<F, N> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            // Wait for a snapshot that is reading this task, then make sure no
+            // later one can find it.
+            let _state = task.state.lock();
+            if let Some(key) = task.key.get() {
+                registry::remove(*key);
+            }
+        }
+    }
+}

@@ -1,0 +1,648 @@
+//! Argument values recorded at call time: the [`Capture`] trait and the
+//! small tagged [`Value`] it produces.
+//!
+//! A [`Value`] is six machine words of plain data. Recording one never
+//! allocates, never runs `Debug`, and never keeps a pointer that a reader would
+//! follow: strings are copied (their first [`STR_BYTES`] bytes), collections
+//! record their length, and values without a [`Capture`] impl record only their
+//! address and type name. Turning a value into text happens when a snapshot is
+//! rendered, on the thread that asked for it.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::num::{
+    NonZeroI128, NonZeroI16, NonZeroI32, NonZeroI64, NonZeroI8, NonZeroIsize, NonZeroU128,
+    NonZeroU16, NonZeroU32, NonZeroU64, NonZeroU8, NonZeroUsize,
+};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How many bytes of a string argument are recorded (cut back to a `char`
+/// boundary). The full length is always recorded.
+pub const STR_BYTES: usize = 32;
+
+/// Number of extra words a [`Value`] carries beside its header and payload.
+pub(crate) const EXTRA_WORDS: usize = 4;
+
+/// Words a value occupies in a frame slot.
+pub(crate) const VALUE_WORDS: usize = 2 + EXTRA_WORDS;
+
+/// Records an argument's value when an instrumented function is called.
+///
+/// `capture` runs on the hot path of every instrumented call, so it must be
+/// cheap: build a [`Value`] from a number, a short string, a length or an
+/// address. Never format, allocate or lock here.
+///
+/// Implemented for the integer and float types, `bool`, `char`, `str`,
+/// `String`, slices, arrays, `Vec`, `VecDeque`, `HashMap`, `BTreeMap`,
+/// `HashSet`, `BTreeSet` (their length), `Option` and `Result` of capturable
+/// types, `Duration`, the `NonZero*` integers, `()`, and references, `Box`,
+/// `Rc` and `Arc` of all of these. A parameter whose type has no impl is
+/// recorded as its type name and address, so two frames holding the same
+/// object can be recognised.
+///
+/// # Example: an id newtype
+///
+/// ```
+/// use webstack::{Capture, Value};
+///
+/// pub struct UserId(u64);
+///
+/// impl Capture for UserId {
+///     fn capture(&self) -> Value {
+///         Value::u64(self.0)
+///     }
+/// }
+///
+/// #[webstack::instrument]
+/// fn load_profile(user: &UserId) -> u64 {
+///     user.0 * 2
+/// }
+///
+/// assert_eq!(load_profile(&UserId(21)), 42);
+/// assert_eq!(UserId(7).capture().to_string(), "7");
+/// ```
+pub trait Capture {
+    /// Returns the value to record for `self`.
+    fn capture(&self) -> Value;
+}
+
+/// A recorded argument value: a small tagged copy, cheap to make and to move.
+///
+/// Build one in a [`Capture`] impl with the constructors ([`Value::u64`],
+/// [`Value::str`], [`Value::len`], …). Its [`Display`](fmt::Display) form is
+/// what the snapshot page shows.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Value {
+    header: u64,
+    payload: u64,
+    extra: [u64; EXTRA_WORDS],
+}
+
+// Header layout: bits 0..8 tag, 8..16 number of wrappers, 16..24 wrapper kinds
+// (2 bits each, innermost first), 24..32 sub-kind (collection kind, or bytes
+// of a string kept), 32..40 number of extra words in use.
+const TAG_UNIT: u64 = 0;
+const TAG_NONE: u64 = 1;
+const TAG_BOOL: u64 = 2;
+const TAG_CHAR: u64 = 3;
+const TAG_I64: u64 = 4;
+const TAG_U64: u64 = 5;
+const TAG_I128: u64 = 6;
+const TAG_U128: u64 = 7;
+const TAG_F32: u64 = 8;
+const TAG_F64: u64 = 9;
+const TAG_STR: u64 = 10;
+const TAG_LEN: u64 = 11;
+const TAG_DURATION: u64 = 12;
+const TAG_POINTER: u64 = 13;
+const TAG_OPAQUE: u64 = 14;
+
+const WRAP_SOME: u64 = 0;
+const WRAP_OK: u64 = 1;
+const WRAP_ERR: u64 = 2;
+const MAX_WRAPPERS: u64 = 4;
+
+/// The kind of collection a [`Value::len`] describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Collection {
+    /// A slice `[T]`.
+    Slice,
+    /// An array `[T; N]`.
+    Array,
+    /// A `Vec<T>`.
+    Vec,
+    /// A `VecDeque<T>`.
+    VecDeque,
+    /// A `HashMap<K, V>`.
+    HashMap,
+    /// A `BTreeMap<K, V>`.
+    BTreeMap,
+    /// A `HashSet<T>`.
+    HashSet,
+    /// A `BTreeSet<T>`.
+    BTreeSet,
+    /// Any other collection.
+    Other,
+}
+
+impl Collection {
+    const ALL: [Collection; 9] = [
+        Collection::Slice,
+        Collection::Array,
+        Collection::Vec,
+        Collection::VecDeque,
+        Collection::HashMap,
+        Collection::BTreeMap,
+        Collection::HashSet,
+        Collection::BTreeSet,
+        Collection::Other,
+    ];
+
+    fn code(self) -> u64 {
+        Self::ALL.iter().position(|c| *c == self).unwrap_or(8) as u64
+    }
+
+    fn from_code(code: u64) -> Self {
+        Self::ALL
+            .get(code as usize)
+            .copied()
+            .unwrap_or(Collection::Other)
+    }
+}
+
+impl Value {
+    #[inline(always)]
+    const fn simple(tag: u64, payload: u64) -> Self {
+        Value {
+            header: tag,
+            payload,
+            extra: [0; EXTRA_WORDS],
+        }
+    }
+
+    /// The unit value `()`.
+    pub const fn unit() -> Self {
+        Self::simple(TAG_UNIT, 0)
+    }
+
+    /// `None`.
+    pub const fn none() -> Self {
+        Self::simple(TAG_NONE, 0)
+    }
+
+    /// A `bool`.
+    #[inline(always)]
+    pub const fn bool(v: bool) -> Self {
+        Self::simple(TAG_BOOL, v as u64)
+    }
+
+    /// A `char`.
+    #[inline(always)]
+    pub const fn char(v: char) -> Self {
+        Self::simple(TAG_CHAR, v as u64)
+    }
+
+    /// A signed integer.
+    #[inline(always)]
+    pub const fn i64(v: i64) -> Self {
+        Self::simple(TAG_I64, v as u64)
+    }
+
+    /// An unsigned integer.
+    #[inline(always)]
+    pub const fn u64(v: u64) -> Self {
+        Self::simple(TAG_U64, v)
+    }
+
+    /// A signed 128-bit integer.
+    #[inline(always)]
+    pub const fn i128(v: i128) -> Self {
+        let mut value = Self::simple(TAG_I128 | (1 << 32), v as u64);
+        value.extra[0] = ((v as u128) >> 64) as u64;
+        value
+    }
+
+    /// An unsigned 128-bit integer.
+    #[inline(always)]
+    pub const fn u128(v: u128) -> Self {
+        let mut value = Self::simple(TAG_U128 | (1 << 32), v as u64);
+        value.extra[0] = (v >> 64) as u64;
+        value
+    }
+
+    /// An `f32`.
+    #[inline(always)]
+    pub fn f32(v: f32) -> Self {
+        Self::simple(TAG_F32, v.to_bits() as u64)
+    }
+
+    /// An `f64`.
+    #[inline(always)]
+    pub fn f64(v: f64) -> Self {
+        Self::simple(TAG_F64, v.to_bits())
+    }
+
+    /// A string: its length and its first [`STR_BYTES`] bytes, cut back to a
+    /// `char` boundary.
+    #[inline]
+    pub fn str(v: &str) -> Self {
+        let mut kept = v.len().min(STR_BYTES);
+        while !v.is_char_boundary(kept) {
+            kept -= 1;
+        }
+        let mut bytes = [0u8; STR_BYTES];
+        bytes[..kept].copy_from_slice(&v.as_bytes()[..kept]);
+        let mut extra = [0u64; EXTRA_WORDS];
+        for (word, chunk) in extra.iter_mut().zip(bytes.chunks_exact(8)) {
+            let mut buf = [0u8; 8];
+            buf.copy_from_slice(chunk);
+            *word = u64::from_ne_bytes(buf);
+        }
+        let words = kept.div_ceil(8) as u64;
+        Value {
+            header: TAG_STR | ((kept as u64) << 24) | (words << 32),
+            payload: v.len() as u64,
+            extra,
+        }
+    }
+
+    /// The length of a collection.
+    #[inline(always)]
+    pub fn len(kind: Collection, len: usize) -> Self {
+        Self::simple(TAG_LEN | (kind.code() << 24), len as u64)
+    }
+
+    /// A `Duration`.
+    #[inline(always)]
+    pub const fn duration(v: Duration) -> Self {
+        let mut value = Self::simple(TAG_DURATION | (1 << 32), v.as_secs());
+        value.extra[0] = v.subsec_nanos() as u64;
+        value
+    }
+
+    /// The address and type name of `v`: what is recorded for a parameter
+    /// whose type has no [`Capture`] impl. Addresses are compared, never
+    /// dereferenced.
+    #[inline(always)]
+    pub fn pointer<T: ?Sized>(v: &T) -> Self {
+        let type_name: fn() -> &'static str = std::any::type_name::<T>;
+        let mut value = Self::simple(
+            TAG_POINTER | (1 << 32),
+            (v as *const T).cast::<()>() as usize as u64,
+        );
+        value.extra[0] = type_name as usize as u64;
+        value
+    }
+
+    /// A value of a type that cannot be shown (used when a `Capture` impl
+    /// panicked, for example). Shown as `?`.
+    pub const fn opaque() -> Self {
+        Self::simple(TAG_OPAQUE, 0)
+    }
+
+    #[inline(always)]
+    fn wrap(mut self, kind: u64) -> Self {
+        let depth = (self.header >> 8) & 0xff;
+        if depth >= MAX_WRAPPERS {
+            return self;
+        }
+        self.header = (self.header & !(0xff << 8)) | ((depth + 1) << 8);
+        self.header |= kind << (16 + 2 * depth);
+        self
+    }
+
+    /// `Some(inner)`.
+    #[inline(always)]
+    pub fn some(inner: Value) -> Self {
+        inner.wrap(WRAP_SOME)
+    }
+
+    /// `Ok(inner)`.
+    #[inline(always)]
+    pub fn ok(inner: Value) -> Self {
+        inner.wrap(WRAP_OK)
+    }
+
+    /// `Err(inner)`.
+    #[inline(always)]
+    pub fn err(inner: Value) -> Self {
+        inner.wrap(WRAP_ERR)
+    }
+
+    fn tag(&self) -> u64 {
+        self.header & 0xff
+    }
+
+    /// Whether this value is an address (of a parameter without a `Capture`
+    /// impl). Addresses may differ inside one bucket at the `anypointer`
+    /// similarity level.
+    pub fn is_pointer(&self) -> bool {
+        self.tag() == TAG_POINTER
+    }
+
+    /// The address, if this value is one.
+    pub fn address(&self) -> Option<u64> {
+        self.is_pointer().then_some(self.payload)
+    }
+
+    /// The concrete type name recorded with an address.
+    pub fn pointee_type(&self) -> Option<&'static str> {
+        if !self.is_pointer() || self.extra[0] == 0 {
+            return None;
+        }
+        // SAFETY: a pointer value's first extra word is only ever written by
+        // `Value::pointer`, from a `fn() -> &'static str`, and values are
+        // copied out of frame slots only after the slot's sequence number
+        // validated the whole value (no torn word mixes).
+        let f: fn() -> &'static str =
+            unsafe { std::mem::transmute::<usize, fn() -> &'static str>(self.extra[0] as usize) };
+        Some(f())
+    }
+
+    /// Number of extra words this value uses.
+    #[inline(always)]
+    pub(crate) fn extra_words(&self) -> usize {
+        (((self.header >> 32) & 0xff) as usize).min(EXTRA_WORDS)
+    }
+
+    /// Writes this value into `out` (used by frame slots).
+    #[inline(always)]
+    pub(crate) fn to_words(self) -> (u64, u64, [u64; EXTRA_WORDS]) {
+        (self.header, self.payload, self.extra)
+    }
+
+    /// Rebuilds a value from words read out of a frame slot. Extra words
+    /// beyond the header's count are ignored (they may hold stale data).
+    pub(crate) fn from_words(header: u64, payload: u64, extra: [u64; EXTRA_WORDS]) -> Self {
+        let mut value = Value {
+            header,
+            payload,
+            extra: [0; EXTRA_WORDS],
+        };
+        let n = value.extra_words();
+        value.extra[..n].copy_from_slice(&extra[..n]);
+        if value.tag() == TAG_POINTER && n == 0 {
+            value.extra[0] = 0;
+        }
+        value
+    }
+
+    fn str_bytes(&self) -> ([u8; STR_BYTES], usize) {
+        let mut bytes = [0u8; STR_BYTES];
+        for (chunk, word) in bytes.chunks_exact_mut(8).zip(self.extra.iter()) {
+            chunk.copy_from_slice(&word.to_ne_bytes());
+        }
+        let kept = (((self.header >> 24) & 0xff) as usize).min(STR_BYTES);
+        (bytes, kept)
+    }
+
+    fn fmt_inner(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.tag() {
+            TAG_UNIT => f.write_str("()"),
+            TAG_NONE => f.write_str("None"),
+            TAG_BOOL => write!(f, "{}", self.payload != 0),
+            TAG_CHAR => match char::from_u32(self.payload as u32) {
+                Some(c) => write!(f, "{c:?}"),
+                None => f.write_str("?"),
+            },
+            TAG_I64 => write!(f, "{}", self.payload as i64),
+            TAG_U64 => write!(f, "{}", self.payload),
+            TAG_I128 => write!(
+                f,
+                "{}",
+                (((self.extra[0] as u128) << 64) | self.payload as u128) as i128
+            ),
+            TAG_U128 => write!(
+                f,
+                "{}",
+                ((self.extra[0] as u128) << 64) | self.payload as u128
+            ),
+            TAG_F32 => write!(f, "{:?}", f32::from_bits(self.payload as u32)),
+            TAG_F64 => write!(f, "{:?}", f64::from_bits(self.payload)),
+            TAG_STR => {
+                let (bytes, kept) = self.str_bytes();
+                let text = String::from_utf8_lossy(&bytes[..kept]);
+                if self.payload as usize > kept {
+                    let shown = format!("{text:?}");
+                    write!(f, "{}…\" (len {})", &shown[..shown.len() - 1], self.payload)
+                } else {
+                    write!(f, "{text:?}")
+                }
+            }
+            TAG_LEN => write!(f, "len {}", self.payload),
+            TAG_DURATION => write!(
+                f,
+                "{:?}",
+                Duration::new(self.payload, self.extra[0].min(999_999_999) as u32)
+            ),
+            TAG_POINTER => write!(f, "{:#x}", self.payload),
+            _ => f.write_str("?"),
+        }
+    }
+
+    /// The collection kind, for a length value.
+    pub fn collection(&self) -> Option<Collection> {
+        (self.tag() == TAG_LEN).then(|| Collection::from_code((self.header >> 24) & 0xff))
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let depth = ((self.header >> 8) & 0xff).min(MAX_WRAPPERS);
+        for level in (0..depth).rev() {
+            match (self.header >> (16 + 2 * level)) & 0b11 {
+                WRAP_OK => f.write_str("Ok(")?,
+                WRAP_ERR => f.write_str("Err(")?,
+                _ => f.write_str("Some(")?,
+            }
+        }
+        self.fmt_inner(f)?;
+        for _ in 0..depth {
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Value({self})")
+    }
+}
+
+macro_rules! capture_as {
+    ($ctor:ident as $as:ty: $($t:ty),*) => {$(
+        impl Capture for $t {
+            #[inline(always)]
+            fn capture(&self) -> Value {
+                Value::$ctor(*self as $as)
+            }
+        }
+    )*};
+}
+
+capture_as!(i64 as i64: i8, i16, i32, i64, isize);
+capture_as!(u64 as u64: u8, u16, u32, u64, usize);
+capture_as!(i128 as i128: i128);
+capture_as!(u128 as u128: u128);
+capture_as!(f32 as f32: f32);
+capture_as!(f64 as f64: f64);
+capture_as!(bool as bool: bool);
+capture_as!(char as char: char);
+
+macro_rules! capture_nonzero {
+    ($ctor:ident as $as:ty: $($t:ty),*) => {$(
+        impl Capture for $t {
+            #[inline(always)]
+            fn capture(&self) -> Value {
+                Value::$ctor(self.get() as $as)
+            }
+        }
+    )*};
+}
+
+capture_nonzero!(i64 as i64: NonZeroI8, NonZeroI16, NonZeroI32, NonZeroI64, NonZeroIsize);
+capture_nonzero!(u64 as u64: NonZeroU8, NonZeroU16, NonZeroU32, NonZeroU64, NonZeroUsize);
+capture_nonzero!(i128 as i128: NonZeroI128);
+capture_nonzero!(u128 as u128: NonZeroU128);
+
+impl Capture for () {
+    #[inline(always)]
+    fn capture(&self) -> Value {
+        Value::unit()
+    }
+}
+
+impl Capture for str {
+    #[inline(always)]
+    fn capture(&self) -> Value {
+        Value::str(self)
+    }
+}
+
+impl Capture for String {
+    #[inline(always)]
+    fn capture(&self) -> Value {
+        Value::str(self)
+    }
+}
+
+impl Capture for Cow<'_, str> {
+    #[inline(always)]
+    fn capture(&self) -> Value {
+        Value::str(self)
+    }
+}
+
+impl Capture for Duration {
+    #[inline(always)]
+    fn capture(&self) -> Value {
+        Value::duration(*self)
+    }
+}
+
+macro_rules! capture_len {
+    ($kind:ident: $($t:ty => [$($g:tt)*]),*) => {$(
+        impl<$($g)*> Capture for $t {
+            #[inline(always)]
+            fn capture(&self) -> Value {
+                Value::len(Collection::$kind, self.len())
+            }
+        }
+    )*};
+}
+
+capture_len!(Slice: [T] => [T]);
+capture_len!(Vec: Vec<T> => [T]);
+capture_len!(VecDeque: VecDeque<T> => [T]);
+capture_len!(HashMap: HashMap<K, V, S> => [K, V, S]);
+capture_len!(BTreeMap: BTreeMap<K, V> => [K, V]);
+capture_len!(HashSet: HashSet<T, S> => [T, S]);
+capture_len!(BTreeSet: BTreeSet<T> => [T]);
+
+impl<T, const N: usize> Capture for [T; N] {
+    #[inline(always)]
+    fn capture(&self) -> Value {
+        Value::len(Collection::Array, N)
+    }
+}
+
+impl<T: Capture> Capture for Option<T> {
+    #[inline(always)]
+    fn capture(&self) -> Value {
+        match self {
+            Some(inner) => Value::some(inner.capture()),
+            None => Value::none(),
+        }
+    }
+}
+
+impl<T: Capture, E: Capture> Capture for Result<T, E> {
+    #[inline(always)]
+    fn capture(&self) -> Value {
+        match self {
+            Ok(inner) => Value::ok(inner.capture()),
+            Err(inner) => Value::err(inner.capture()),
+        }
+    }
+}
+
+macro_rules! capture_deref {
+    ($($t:ty),*) => {$(
+        impl<T: Capture + ?Sized> Capture for $t {
+            #[inline(always)]
+            fn capture(&self) -> Value {
+                (**self).capture()
+            }
+        }
+    )*};
+}
+
+capture_deref!(&T, &mut T, Box<T>, Rc<T>, Arc<T>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn primitives_display() {
+        assert_eq!(7u32.capture().to_string(), "7");
+        assert_eq!((-3i8).capture().to_string(), "-3");
+        assert_eq!(u128::MAX.capture().to_string(), u128::MAX.to_string());
+        assert_eq!(i128::MIN.capture().to_string(), i128::MIN.to_string());
+        assert_eq!(1.5f64.capture().to_string(), "1.5");
+        assert_eq!(true.capture().to_string(), "true");
+        assert_eq!('x'.capture().to_string(), "'x'");
+        assert_eq!(NonZeroU16::new(9).unwrap().capture().to_string(), "9");
+        assert_eq!(Duration::from_millis(1500).capture().to_string(), "1.5s");
+    }
+
+    #[test]
+    fn strings_are_cut_on_char_boundaries() {
+        assert_eq!("alice".capture().to_string(), "\"alice\"");
+        let long = "é".repeat(20); // 40 bytes
+        let shown = long.capture().to_string();
+        assert_eq!(shown, format!("\"{}…\" (len 40)", "é".repeat(16)));
+        assert_eq!("a\"<b>\n".capture().to_string(), "\"a\\\"<b>\\n\"");
+    }
+
+    #[test]
+    fn collections_record_length() {
+        assert_eq!(vec![1, 2, 3].capture().to_string(), "len 3");
+        assert_eq!([0u8; 4].capture().collection(), Some(Collection::Array));
+        let map: HashMap<u8, u8> = (0..5).map(|i| (i, i)).collect();
+        assert_eq!((&map).capture().to_string(), "len 5");
+    }
+
+    #[test]
+    fn wrappers_nest() {
+        assert_eq!(Some(Some(3u8)).capture().to_string(), "Some(Some(3))");
+        let r: Result<u8, String> = Err("boom".into());
+        assert_eq!(r.capture().to_string(), "Err(\"boom\")");
+        assert_eq!(None::<u8>.capture().to_string(), "None");
+        let ok: Result<Option<u8>, ()> = Ok(Some(1));
+        assert_eq!(ok.capture().to_string(), "Ok(Some(1))");
+    }
+
+    #[test]
+    fn pointers_keep_type_and_address() {
+        let x = std::sync::Mutex::new(5);
+        let v = Value::pointer(&x);
+        assert!(v.is_pointer());
+        assert_eq!(v.address(), Some(&x as *const _ as u64));
+        assert!(v.pointee_type().unwrap().contains("Mutex<i32>"));
+        let (h, p, e) = v.to_words();
+        assert_eq!(Value::from_words(h, p, e), v);
+    }
+
+    #[test]
+    fn stale_extra_words_are_ignored() {
+        let v = 5u8.capture();
+        let (h, p, _) = v.to_words();
+        assert_eq!(Value::from_words(h, p, [9; EXTRA_WORDS]), v);
+    }
+}
