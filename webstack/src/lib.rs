@@ -88,6 +88,9 @@ mod task;
 pub mod thread;
 mod value;
 
+#[cfg(all(test, webstack_loom))]
+mod loom_tests;
+
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;

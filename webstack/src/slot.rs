@@ -38,7 +38,7 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    #[cfg(not(loom))]
+    #[cfg(not(webstack_loom))]
     pub(crate) const fn new() -> Self {
         #[allow(clippy::declare_interior_mutable_const)]
         const ZERO: AtomicU64 = AtomicU64::new(0);
@@ -54,7 +54,7 @@ impl Slot {
         }
     }
 
-    #[cfg(loom)]
+    #[cfg(webstack_loom)]
     pub(crate) fn new() -> Self {
         Slot {
             seq: AtomicU64::new(0),

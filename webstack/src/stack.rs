@@ -17,7 +17,11 @@ use crate::sync::{AtomicUsize, Ordering};
 use crate::value::Value;
 
 /// Frames kept per thread; deeper calls are counted as elided.
+#[cfg(not(webstack_loom))]
 pub const MAX_DEPTH: usize = 256;
+/// Frames kept per thread (small under loom to keep the model tractable).
+#[cfg(webstack_loom)]
+pub const MAX_DEPTH: usize = 3;
 
 /// Where a thread or task was created: the instrumented function that was
 /// running, and the source location.
@@ -44,7 +48,7 @@ pub(crate) struct ThreadStack {
 }
 
 impl ThreadStack {
-    fn new(id: u64, name: Box<str>, created_by: Option<CreatedBy>) -> Self {
+    pub(crate) fn new(id: u64, name: Box<str>, created_by: Option<CreatedBy>) -> Self {
         ThreadStack {
             id,
             tid: os_tid(),

@@ -1,9 +1,9 @@
 //! Atomics used by the lock-free protocols, swapped for loom's under
-//! `cfg(loom)` so the same code is model-checked.
+//! `cfg(webstack_loom)` so the same code is model-checked.
 
-#[cfg(loom)]
+#[cfg(webstack_loom)]
 pub(crate) use loom::sync::atomic::{fence, AtomicU64, AtomicUsize};
-#[cfg(not(loom))]
+#[cfg(not(webstack_loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicU64, AtomicUsize};
 
 pub(crate) use std::sync::atomic::Ordering;

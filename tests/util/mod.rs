@@ -1,0 +1,91 @@
+//! Helpers shared by the integration tests: capture a snapshot and print the
+//! routines a test cares about in a stable text form (line numbers and
+//! addresses normalised) to compare as a whole.
+
+#![allow(dead_code)]
+
+use std::fmt::Write;
+use std::time::{Duration, Instant};
+
+use webstack::{Options, Routine, Snapshot};
+
+/// A snapshot of shadow stacks only.
+pub fn shadow_snapshot() -> Snapshot {
+    Snapshot::capture(&Options::default().augment(false))
+}
+
+/// The routines whose name satisfies `keep`, in id order.
+pub fn routines<'a>(snapshot: &'a Snapshot, keep: impl Fn(&str) -> bool) -> Vec<&'a Routine> {
+    snapshot.routines.iter().filter(|r| keep(&r.name)).collect()
+}
+
+/// One routine as text: header line, then frames innermost first.
+pub fn describe(routine: &Routine) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "{:?} {:?} {}",
+        routine.kind,
+        routine.name,
+        routine.state.as_str()
+    );
+    if routine.elided > 0 {
+        let _ = write!(out, " elided={}", routine.elided);
+    }
+    if let Some(created) = &routine.created_by {
+        let _ = write!(
+            out,
+            " created_by={} at {}:LINE",
+            created.function,
+            short(created.file)
+        );
+    }
+    out.push('\n');
+    for frame in &routine.frames {
+        let args: Vec<String> = frame
+            .args
+            .iter()
+            .map(|a| {
+                let value = if a.value.is_pointer() {
+                    "ADDR".to_owned()
+                } else {
+                    a.value.to_string()
+                };
+                format!("{}: {} = {}", a.name, a.ty, value)
+            })
+            .collect();
+        let task = frame.task.map(|_| " [task root]").unwrap_or("");
+        let _ = writeln!(
+            out,
+            "  {}({}) {}:LINE{}",
+            frame.function,
+            args.join(", "),
+            short(&frame.file),
+            task
+        );
+    }
+    out
+}
+
+/// All matching routines described, sorted so the order is stable.
+pub fn describe_all(snapshot: &Snapshot, keep: impl Fn(&str) -> bool) -> String {
+    let mut items: Vec<String> = routines(snapshot, keep).into_iter().map(describe).collect();
+    items.sort();
+    items.concat()
+}
+
+fn short(file: &str) -> &str {
+    file.rsplit('/').next().unwrap_or(file)
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    check()
+}
