@@ -45,9 +45,17 @@ fn arg_of(meta: usize) -> u64 {
     }
 }
 
+/// Loom explores every interleaving up to this many preemptions; the
+/// protocols here are two-thread and short, so 3 covers the interesting ones.
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(f);
+}
+
 #[test]
 fn loom_slot_reads_are_never_torn() {
-    loom::model(|| {
+    model(|| {
         let slot = Arc::new(Slot::new());
         let writer = {
             let slot = slot.clone();
@@ -67,7 +75,7 @@ fn loom_slot_reads_are_never_torn() {
 
 #[test]
 fn loom_consistent_stack_reads_match_a_real_state() {
-    loom::model(|| {
+    model(|| {
         let stack = Arc::new(ThreadStack::new(1, "t".into(), None));
         let writer = {
             let stack = stack.clone();
