@@ -77,9 +77,11 @@
     rust_2018_idioms
 )]
 
+mod bucket;
 mod meta;
 mod native;
 mod registry;
+pub mod render;
 mod slot;
 mod snapshot;
 mod stack;
@@ -95,6 +97,9 @@ mod loom_tests;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use bucket::{
+    Bucket, BucketArg, BucketFrame, Buckets, Merged, ParseSimilarityError, Similarity,
+};
 pub use slot::MAX_ARGS;
 pub use snapshot::{
     Arg, Frame, Kind, LeftOut, Options, Routine, Snapshot, State, DEFAULT_MAXMEM, JSON_VERSION,

@@ -1,0 +1,468 @@
+//! Grouping the routines of a [`Snapshot`] into [`Buckets`] of similar stacks.
+//!
+//! Two routines share a bucket only if they have the same kind, state,
+//! creator site, number of frames, and per frame the same function, file and
+//! line. The [`Similarity`] level then decides how their argument values and
+//! flags must compare. Grouping hashes one signature per routine, so it is
+//! linear in the number of routines.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::snapshot::{Arg, Frame, Kind, Routine, Snapshot, State};
+use crate::stack::CreatedBy;
+use crate::value::Value;
+
+/// How alike two routines must be to share a bucket.
+///
+/// At every level the kind, state, creator site, number of frames and, per
+/// frame, the function, file, line and argument names and types must match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Similarity {
+    /// Every argument value equal (addresses included) and equal routine
+    /// flags: elided frame count and torn read.
+    ExactFlags,
+    /// Every argument value equal (addresses included); flags may differ.
+    ExactLines,
+    /// Addresses ([`Value::is_pointer`]) may differ; all other values must be
+    /// equal. The default.
+    #[default]
+    AnyPointer,
+    /// Argument values are ignored.
+    AnyValue,
+}
+
+impl Similarity {
+    /// Every level, strictest first.
+    pub const ALL: [Similarity; 4] = [
+        Similarity::ExactFlags,
+        Similarity::ExactLines,
+        Similarity::AnyPointer,
+        Similarity::AnyValue,
+    ];
+
+    /// The lowercase name used in query strings and JSON: `exactflags`,
+    /// `exactlines`, `anypointer` or `anyvalue`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Similarity::ExactFlags => "exactflags",
+            Similarity::ExactLines => "exactlines",
+            Similarity::AnyPointer => "anypointer",
+            Similarity::AnyValue => "anyvalue",
+        }
+    }
+
+    fn values_match(self, a: &Value, b: &Value) -> bool {
+        match self {
+            Similarity::ExactFlags | Similarity::ExactLines => a == b,
+            Similarity::AnyPointer => (a.is_pointer() && b.is_pointer()) || a == b,
+            Similarity::AnyValue => true,
+        }
+    }
+}
+
+impl fmt::Display for Similarity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing a [`Similarity`] from anything but one of its
+/// lowercase names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParseSimilarityError;
+
+impl fmt::Display for ParseSimilarityError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("similarity must be one of: exactflags, exactlines, anypointer, anyvalue")
+    }
+}
+
+impl std::error::Error for ParseSimilarityError {}
+
+impl FromStr for Similarity {
+    type Err = ParseSimilarityError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Similarity::ALL
+            .into_iter()
+            .find(|level| level.as_str() == s)
+            .ok_or(ParseSimilarityError)
+    }
+}
+
+/// An argument value in a bucket: the same in every member, or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Merged {
+    /// Every member holds this value.
+    Same(Value),
+    /// Members hold different values; shown as `*`.
+    Differs,
+}
+
+/// An argument of a [`BucketFrame`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BucketArg {
+    /// Parameter name.
+    pub name: &'static str,
+    /// Declared type as written.
+    pub ty: &'static str,
+    /// The value, if all members agree.
+    pub value: Merged,
+}
+
+/// A frame of a [`Bucket`]: the frame every member has at this depth, with
+/// its argument values merged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketFrame {
+    /// Function path, `crate::module::function`.
+    pub function: Cow<'static, str>,
+    /// Source file.
+    pub file: Cow<'static, str>,
+    /// Source line.
+    pub line: u32,
+    /// Whether the frame comes from `#[webstack::instrument]`.
+    pub instrumented: bool,
+    /// Arguments, values merged across members.
+    pub args: Vec<BucketArg>,
+    /// The task polled from this frame, if all members agree.
+    pub task: Option<u64>,
+    /// Instruction address of a native frame, if all members agree.
+    pub address: Option<u64>,
+    /// The source line's text, taken from the first member.
+    pub source: Option<String>,
+}
+
+impl BucketFrame {
+    fn from_frame(frame: &Frame) -> Self {
+        BucketFrame {
+            function: frame.function.clone(),
+            file: frame.file.clone(),
+            line: frame.line,
+            instrumented: frame.instrumented,
+            args: frame
+                .args
+                .iter()
+                .map(|arg| BucketArg {
+                    name: arg.name,
+                    ty: arg.ty,
+                    value: Merged::Same(arg.value),
+                })
+                .collect(),
+            task: frame.task,
+            address: frame.address,
+            source: frame.source.clone(),
+        }
+    }
+
+    fn merge(&mut self, frame: &Frame) {
+        for (mine, theirs) in self.args.iter_mut().zip(&frame.args) {
+            if let Merged::Same(value) = mine.value {
+                if value != theirs.value {
+                    mine.value = Merged::Differs;
+                }
+            }
+        }
+        if self.task != frame.task {
+            self.task = None;
+        }
+        if self.address != frame.address {
+            self.address = None;
+        }
+    }
+}
+
+/// A group of similar routines.
+#[derive(Clone, Debug)]
+pub struct Bucket {
+    /// Number of members.
+    pub count: usize,
+    /// Thread or task.
+    pub kind: Kind,
+    /// What every member is doing.
+    pub state: State,
+    /// Member ids, ascending.
+    pub ids: Vec<u64>,
+    /// Member names, parallel to [`Bucket::ids`].
+    pub names: Vec<Cow<'static, str>>,
+    /// Where every member was created, when known.
+    pub created_by: Option<CreatedBy>,
+    /// Frames, innermost first; an argument value that differs across
+    /// members is [`Merged::Differs`].
+    pub frames: Vec<BucketFrame>,
+    /// Shortest and longest idle time of the members: [`Routine::waiting`],
+    /// else [`Routine::age`].
+    pub waiting: (Duration, Duration),
+    /// Largest number of elided frames among the members.
+    pub elided: usize,
+    /// Whether any member's stack was torn while read.
+    pub torn: bool,
+    /// Whether the bucket holds the thread that captured the snapshot.
+    pub serving: bool,
+}
+
+impl Bucket {
+    fn new(routine: &Routine, serving: bool) -> Self {
+        let waited = waited(routine);
+        Bucket {
+            count: 1,
+            kind: routine.kind,
+            state: routine.state.clone(),
+            ids: vec![routine.id],
+            names: vec![routine.name.clone()],
+            created_by: routine.created_by,
+            frames: routine.frames.iter().map(BucketFrame::from_frame).collect(),
+            waiting: (waited, waited),
+            elided: routine.elided,
+            torn: routine.torn,
+            serving,
+        }
+    }
+
+    fn add(&mut self, routine: &Routine, serving: bool) {
+        self.count += 1;
+        self.ids.push(routine.id);
+        self.names.push(routine.name.clone());
+        for (mine, theirs) in self.frames.iter_mut().zip(&routine.frames) {
+            mine.merge(theirs);
+        }
+        let waited = waited(routine);
+        self.waiting.0 = self.waiting.0.min(waited);
+        self.waiting.1 = self.waiting.1.max(waited);
+        self.elided = self.elided.max(routine.elided);
+        self.torn |= routine.torn;
+        self.serving |= serving;
+    }
+
+    /// Whether `routine` belongs in this bucket at `similarity`, compared with
+    /// the bucket's first member `first`.
+    fn accepts(first: &Routine, routine: &Routine, similarity: Similarity) -> bool {
+        first.kind == routine.kind
+            && first.state == routine.state
+            && first.created_by == routine.created_by
+            && (similarity != Similarity::ExactFlags
+                || (first.elided == routine.elided && first.torn == routine.torn))
+            && first.frames.len() == routine.frames.len()
+            && first
+                .frames
+                .iter()
+                .zip(&routine.frames)
+                .all(|(a, b)| frames_match(a, b, similarity))
+    }
+
+    fn order(&self, other: &Bucket) -> Ordering {
+        other
+            .serving
+            .cmp(&self.serving)
+            .then_with(|| other.count.cmp(&self.count))
+            .then_with(|| self.kind.cmp(&other.kind))
+            .then_with(|| {
+                let mine = self.frames.iter().map(|f| (&f.function, &f.file, f.line));
+                let theirs = other.frames.iter().map(|f| (&f.function, &f.file, f.line));
+                mine.cmp(theirs)
+            })
+            .then_with(|| self.state.as_str().cmp(other.state.as_str()))
+            .then_with(|| self.ids.first().cmp(&other.ids.first()))
+    }
+}
+
+fn waited(routine: &Routine) -> Duration {
+    routine.waiting.unwrap_or(routine.age)
+}
+
+fn frames_match(a: &Frame, b: &Frame, similarity: Similarity) -> bool {
+    a.line == b.line
+        && a.instrumented == b.instrumented
+        && a.function == b.function
+        && a.file == b.file
+        && a.args.len() == b.args.len()
+        && a.args.iter().zip(&b.args).all(|(x, y)| args_match(x, y, similarity))
+}
+
+fn args_match(a: &Arg, b: &Arg, similarity: Similarity) -> bool {
+    a.name == b.name && a.ty == b.ty && similarity.values_match(&a.value, &b.value)
+}
+
+/// The routines of a snapshot grouped into buckets, and the labels of the
+/// addresses seen more than once.
+#[derive(Clone, Debug)]
+pub struct Buckets {
+    /// The level used to group.
+    pub similarity: Similarity,
+    /// Buckets, in display order (see [`Buckets::aggregate`]).
+    pub buckets: Vec<Bucket>,
+    labels: HashMap<u64, usize, FxBuild>,
+}
+
+impl Buckets {
+    /// Groups the routines of `snapshot` at `similarity`.
+    ///
+    /// Runs in time linear in the number of routines and frames: each routine
+    /// is hashed once into a map of bucket signatures.
+    ///
+    /// Buckets are ordered: the bucket holding the thread whose tid is
+    /// [`Snapshot::captured_by_tid`] (the thread serving the request) first,
+    /// then larger buckets first, then threads before tasks, then by the
+    /// frames' functions, files and lines (innermost first), then by state,
+    /// then by lowest member id.
+    ///
+    /// An address (a [`Value::is_pointer`] argument) seen more than once in
+    /// the snapshot gets a label, numbered from 1 in bucket order; see
+    /// [`Buckets::label`].
+    pub fn aggregate(snapshot: &Snapshot, similarity: Similarity) -> Buckets {
+        let routines = &snapshot.routines;
+        let mut buckets: Vec<Bucket> = Vec::new();
+        // The first member of each bucket, to compare candidates against.
+        let mut firsts: Vec<&Routine> = Vec::new();
+        let mut by_signature: HashMap<u64, Vec<usize>, FxBuild> = HashMap::default();
+        let mut seen: HashMap<u64, u32, FxBuild> = HashMap::default();
+        for routine in routines {
+            for arg in routine.frames.iter().flat_map(|f| &f.args) {
+                if let Some(address) = arg.value.address() {
+                    *seen.entry(address).or_default() += 1;
+                }
+            }
+            let serving = routine.kind == Kind::Thread
+                && routine.tid.is_some()
+                && routine.tid == snapshot.captured_by_tid;
+            let candidates = by_signature
+                .entry(signature(routine, similarity))
+                .or_default();
+            match candidates
+                .iter()
+                .find(|&&i| Bucket::accepts(firsts[i], routine, similarity))
+            {
+                Some(&i) => buckets[i].add(routine, serving),
+                None => {
+                    candidates.push(buckets.len());
+                    buckets.push(Bucket::new(routine, serving));
+                    firsts.push(routine);
+                }
+            }
+        }
+        drop(by_signature);
+        buckets.sort_by(Bucket::order);
+
+        let mut labels: HashMap<u64, usize, FxBuild> = HashMap::default();
+        for arg in buckets
+            .iter()
+            .flat_map(|b| &b.frames)
+            .flat_map(|f| &f.args)
+        {
+            if let Merged::Same(value) = arg.value {
+                if let Some(address) = value.address() {
+                    if seen.get(&address).is_some_and(|&n| n > 1) {
+                        let next = labels.len() + 1;
+                        labels.entry(address).or_insert(next);
+                    }
+                }
+            }
+        }
+        Buckets {
+            similarity,
+            buckets,
+            labels,
+        }
+    }
+
+    /// The label number `n` (shown `#n`) of an address seen more than once in
+    /// the snapshot and shown in at least one bucket.
+    pub fn label(&self, address: u64) -> Option<usize> {
+        self.labels.get(&address).copied()
+    }
+
+    /// Number of labelled addresses.
+    pub fn labels(&self) -> usize {
+        self.labels.len()
+    }
+}
+
+/// Hashes what [`Bucket::accepts`] compares, so that routines that may share
+/// a bucket always have the same signature.
+fn signature(routine: &Routine, similarity: Similarity) -> u64 {
+    let mut h = FxHasher::default();
+    routine.kind.hash(&mut h);
+    routine.state.hash(&mut h);
+    routine.created_by.hash(&mut h);
+    if similarity == Similarity::ExactFlags {
+        routine.elided.hash(&mut h);
+        routine.torn.hash(&mut h);
+    }
+    routine.frames.len().hash(&mut h);
+    for frame in &routine.frames {
+        frame.function.hash(&mut h);
+        frame.file.hash(&mut h);
+        frame.line.hash(&mut h);
+        frame.instrumented.hash(&mut h);
+        frame.args.len().hash(&mut h);
+        for arg in &frame.args {
+            arg.name.hash(&mut h);
+            arg.ty.hash(&mut h);
+            match similarity {
+                Similarity::ExactFlags | Similarity::ExactLines => arg.value.hash(&mut h),
+                Similarity::AnyPointer if arg.value.is_pointer() => 1u8.hash(&mut h),
+                Similarity::AnyPointer => arg.value.hash(&mut h),
+                Similarity::AnyValue => {}
+            }
+        }
+    }
+    h.finish()
+}
+
+type FxBuild = BuildHasherDefault<FxHasher>;
+
+/// The multiply-rotate hash of rustc (FxHash): fast on short keys, and
+/// deterministic, which keeps grouping reproducible.
+#[derive(Default)]
+struct FxHasher {
+    hash: u64,
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(i as u64);
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}

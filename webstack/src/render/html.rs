@@ -1,0 +1,379 @@
+//! The HTML page: a view model built here, laid out by the tera templates in
+//! `webstack/templates/` (embedded in the binary). The templates' names end
+//! in `.html`, so tera escapes every value printed into them; nothing is
+//! marked `safe`.
+
+use std::borrow::Cow;
+use std::io::Write;
+use std::sync::LazyLock;
+
+use serde::Serialize;
+use tera::{Context, Tera};
+
+use super::{
+    arg_value, bounded, bytes, crate_docs, crate_of, duration_range, elapsed, flags, members,
+    timestamp, Classifier, Format, Links, Origin, RenderError, FUNCTION_CHARS, NAME_CHARS,
+};
+use crate::bucket::{Bucket, BucketFrame, Buckets, Similarity};
+use crate::snapshot::{Kind, Snapshot};
+
+static TEMPLATES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
+    let mut tera = Tera::default();
+    tera.autoescape_on(vec![".html"]);
+    tera.add_raw_templates([
+        ("style.css", include_str!("../../templates/style.css")),
+        ("frames.html", include_str!("../../templates/frames.html")),
+        ("page.html", include_str!("../../templates/page.html")),
+    ])
+    .map_err(|e| RenderError::new("templates", e).to_string())?;
+    Ok(tera)
+});
+
+#[derive(Serialize)]
+struct Page<'a> {
+    version: &'static str,
+    captured_at: String,
+    capture_time: String,
+    threads: usize,
+    tasks: usize,
+    buckets_total: usize,
+    bytes_used: String,
+    maxmem: String,
+    left_out: usize,
+    left_out_threads: usize,
+    left_out_tasks: usize,
+    similarity: &'static str,
+    augmented: bool,
+    similarity_links: Vec<NavLink>,
+    augment_link: NavLink,
+    format_links: Vec<NavLink>,
+    buckets: Vec<BucketView<'a>>,
+    legend: Vec<LegendItem>,
+    meta: Vec<MetaItem>,
+}
+
+#[derive(Serialize)]
+struct NavLink {
+    label: &'static str,
+    href: String,
+    current: bool,
+}
+
+#[derive(Serialize)]
+struct LegendItem {
+    origin: &'static str,
+    marker: &'static str,
+    text: &'static str,
+}
+
+#[derive(Serialize)]
+struct MetaItem {
+    name: &'static str,
+    value: String,
+}
+
+#[derive(Serialize)]
+struct BucketView<'a> {
+    number: usize,
+    count: usize,
+    kind: &'static str,
+    state: Cow<'a, str>,
+    duration: String,
+    members: Vec<MemberGroup<'a>>,
+    more: usize,
+    flags: String,
+    serving: bool,
+    created_by: Option<CreatedView<'a>>,
+    groups: Vec<FrameGroup<'a>>,
+}
+
+#[derive(Serialize)]
+struct MemberGroup<'a> {
+    name: Cow<'a, str>,
+    ids: String,
+}
+
+#[derive(Serialize)]
+struct CreatedView<'a> {
+    function: &'a str,
+    origin: &'static str,
+    location: String,
+}
+
+#[derive(Serialize)]
+struct FrameGroup<'a> {
+    folded: bool,
+    summary: String,
+    frames: Vec<FrameView<'a>>,
+}
+
+#[derive(Serialize)]
+struct FrameView<'a> {
+    index: usize,
+    krate: &'a str,
+    crate_url: Option<String>,
+    location: String,
+    function: Cow<'a, str>,
+    origin: &'static str,
+    marker: &'static str,
+    instrumented: bool,
+    args: Vec<ArgView>,
+    task: Option<u64>,
+    address: Option<String>,
+    source: Option<&'a str>,
+    #[serde(skip)]
+    folds: bool,
+}
+
+#[derive(Serialize)]
+struct ArgView {
+    name: &'static str,
+    ty: &'static str,
+    value: String,
+    differs: bool,
+}
+
+fn marker(origin: Origin) -> &'static str {
+    match origin {
+        Origin::App => "app",
+        Origin::Dependency => "dep",
+        Origin::Std => "std",
+        Origin::Runtime => "rt",
+        Origin::Webstack => "ws",
+    }
+}
+
+const LEGEND: [(Origin, &str); 5] = [
+    (Origin::App, "the application's own crates"),
+    (Origin::Dependency, "dependencies (linked to docs.rs)"),
+    (
+        Origin::Std,
+        "std, core, alloc and C libraries (linked to doc.rust-lang.org)",
+    ),
+    (Origin::Runtime, "async runtime: tokio, actix, futures, …"),
+    (Origin::Webstack, "webstack itself"),
+];
+
+pub(super) fn render<W: Write>(
+    w: W,
+    snapshot: &Snapshot,
+    buckets: &Buckets,
+    links: &Links,
+) -> Result<(), RenderError> {
+    let tera = TEMPLATES
+        .as_ref()
+        .map_err(|e| RenderError::new("templates", Message(e.clone())))?;
+    let page = page(snapshot, buckets, links);
+    let context = Context::from_serialize(&page).map_err(|e| RenderError::new("html", e))?;
+    tera.render_to("page.html", &context, w)
+        .map_err(|e| RenderError::new("html", e))
+}
+
+#[derive(Debug)]
+struct Message(String);
+
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Message {}
+
+fn page<'a>(snapshot: &'a Snapshot, buckets: &'a Buckets, links: &Links) -> Page<'a> {
+    let classifier = Classifier::new(buckets);
+    let executable = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "?".to_owned());
+    Page {
+        version: env!("CARGO_PKG_VERSION"),
+        captured_at: timestamp(snapshot.captured_at),
+        capture_time: elapsed(snapshot.capture_time),
+        threads: snapshot.threads(),
+        tasks: snapshot.tasks(),
+        buckets_total: buckets.buckets.len(),
+        bytes_used: bytes(snapshot.bytes_used),
+        maxmem: bytes(snapshot.maxmem),
+        left_out: snapshot.left_out.threads + snapshot.left_out.tasks,
+        left_out_threads: snapshot.left_out.threads,
+        left_out_tasks: snapshot.left_out.tasks,
+        similarity: buckets.similarity.as_str(),
+        augmented: snapshot.augmented,
+        similarity_links: Similarity::ALL
+            .iter()
+            .map(|&s| NavLink {
+                label: s.as_str(),
+                href: links.href(links.augment, s, Format::Html),
+                current: s == buckets.similarity,
+            })
+            .collect(),
+        augment_link: NavLink {
+            label: if links.augment {
+                "without native stacks"
+            } else {
+                "with native stacks"
+            },
+            href: links.href(!links.augment, links.similarity, Format::Html),
+            current: false,
+        },
+        format_links: [Format::Json, Format::Text]
+            .iter()
+            .map(|&f| NavLink {
+                label: f.as_str(),
+                href: links.href(links.augment, links.similarity, f),
+                current: false,
+            })
+            .collect(),
+        buckets: buckets
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| bucket(i + 1, b, buckets, &classifier))
+            .collect(),
+        legend: LEGEND
+            .iter()
+            .map(|&(origin, text)| LegendItem {
+                origin: origin.as_str(),
+                marker: marker(origin),
+                text,
+            })
+            .collect(),
+        meta: vec![
+            MetaItem {
+                name: "pid",
+                value: std::process::id().to_string(),
+            },
+            MetaItem {
+                name: "executable",
+                value: bounded(&executable, FUNCTION_CHARS).into_owned(),
+            },
+            MetaItem {
+                name: "uptime",
+                value: format!("{:.1} s", crate::uptime().as_secs_f64()),
+            },
+            MetaItem {
+                name: "webstack",
+                value: env!("CARGO_PKG_VERSION").to_owned(),
+            },
+            MetaItem {
+                name: "captured at",
+                value: timestamp(snapshot.captured_at),
+            },
+            MetaItem {
+                name: "native stacks",
+                value: if snapshot.augmented { "yes" } else { "no" }.to_owned(),
+            },
+        ],
+    }
+}
+
+fn bucket<'a>(
+    number: usize,
+    b: &'a Bucket,
+    buckets: &Buckets,
+    classifier: &Classifier,
+) -> BucketView<'a> {
+    let (groups, more) = members(b);
+    let members = groups
+        .into_iter()
+        .map(|(name, ids)| MemberGroup {
+            name,
+            ids: ids
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+        .collect();
+    let mut frame_groups: Vec<FrameGroup<'a>> = Vec::new();
+    let mut views = b
+        .frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| frame(i, f, buckets, classifier))
+        .peekable();
+    while let Some(first) = views.next() {
+        let folds = first.folds;
+        let mut run = vec![first];
+        while let Some(next) = views.next_if(|v| v.folds == folds) {
+            run.push(next);
+        }
+        // A single std or runtime frame is shown rather than hidden behind a
+        // one-line fold.
+        let folded = folds && run.len() > 1;
+        let summary = if folded {
+            format!("{} runtime and std frames", run.len())
+        } else {
+            String::new()
+        };
+        match frame_groups.last_mut() {
+            Some(last) if !last.folded && !folded => last.frames.extend(run),
+            _ => frame_groups.push(FrameGroup {
+                folded,
+                summary,
+                frames: run,
+            }),
+        }
+    }
+    BucketView {
+        number,
+        count: b.count,
+        kind: match b.kind {
+            Kind::Thread => "thread",
+            Kind::Task => "task",
+        },
+        state: bounded(b.state.as_str(), NAME_CHARS),
+        duration: duration_range(b.waiting),
+        members,
+        more,
+        flags: flags(b),
+        serving: b.serving,
+        created_by: b.created_by.as_ref().map(|c| CreatedView {
+            function: c.function,
+            origin: classifier.origin(c.function).as_str(),
+            location: format!("{}:{}", c.file, c.line),
+        }),
+        groups: frame_groups,
+    }
+}
+
+fn frame<'a>(
+    index: usize,
+    f: &'a BucketFrame,
+    buckets: &Buckets,
+    classifier: &Classifier,
+) -> FrameView<'a> {
+    let origin = classifier.origin(&f.function);
+    let krate = crate_of(&f.function).unwrap_or("");
+    let file = if f.file.is_empty() { "?" } else { &f.file };
+    FrameView {
+        index,
+        krate,
+        crate_url: (!krate.is_empty())
+            .then(|| crate_docs(krate, origin))
+            .flatten(),
+        location: if f.line > 0 {
+            format!("{file}:{}", f.line)
+        } else {
+            file.to_owned()
+        },
+        function: bounded(&f.function, FUNCTION_CHARS),
+        origin: origin.as_str(),
+        marker: marker(origin),
+        instrumented: f.instrumented,
+        args: f
+            .args
+            .iter()
+            .map(|arg| ArgView {
+                name: arg.name,
+                ty: arg.ty,
+                value: arg_value(arg, buckets),
+                differs: arg.value == crate::bucket::Merged::Differs,
+            })
+            .collect(),
+        task: f.task,
+        address: f.address.map(|a| format!("{a:#x}")),
+        source: f.source.as_deref(),
+        folds: origin.folded(),
+    }
+}

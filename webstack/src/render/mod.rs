@@ -1,0 +1,548 @@
+//! Rendering a grouped [`Snapshot`] as an HTML page, JSON or plain text.
+//!
+//! The pipeline does not depend on a web framework: capture a [`Snapshot`],
+//! group it into [`Buckets`], then render to a `String` ([`render`]) or to
+//! any [`std::io::Write`] ([`render_to`]), for a web response, a log or a
+//! file.
+//!
+//! ```
+//! use webstack::render::{render, render_to, Format, Links};
+//! use webstack::{Buckets, Options, Similarity, Snapshot};
+//!
+//! let snapshot = Snapshot::capture(&Options::default().augment(false));
+//! let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
+//!
+//! // A page for a browser…
+//! let html = render(&snapshot, &buckets, Format::Html, &Links::default())?;
+//! assert!(html.starts_with("<!DOCTYPE html>"));
+//!
+//! // …or text straight into a file or a log.
+//! let mut log = Vec::new();
+//! render_to(&mut log, &snapshot, &buckets, Format::Text, &Links::default())?;
+//! assert!(String::from_utf8(log)?.starts_with("webstack "));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Formats
+//!
+//! - [`Format::Html`]: a self-contained page (inline CSS, no JavaScript)
+//!   built from templates embedded in the binary. Every piece of program data
+//!   goes through the template engine's HTML escaping.
+//! - [`Format::Json`]: a stable, versioned document; see [`json`] for its
+//!   schema.
+//! - [`Format::Text`]: one block per bucket in the spirit of Go's
+//!   `debug=2` goroutine dump, for `curl` and `grep`; see [`text`].
+//!
+//! # Where a frame comes from
+//!
+//! Frames are coloured and folded by origin, decided from the first path
+//! segment of the function (the crate), looking through `<T as Trait>`
+//! wrappers: `std`, `core`, `alloc`, `proc_macro`, `test` and C symbols
+//! without a path are the standard library; `tokio*`, `actix*`, `futures*`,
+//! `mio`, `async_*`, `smol`, `rayon_core` and `tracing*` are the runtime;
+//! `webstack` is webstack itself. The application's own crates are the crate
+//! named after the executable file (dashes become underscores) plus every
+//! crate with an instrumented frame or a "created by" site in the snapshot;
+//! any other crate is a dependency.
+
+pub mod json;
+pub mod text;
+
+mod html;
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::io::Write;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use crate::bucket::{Bucket, BucketArg, Buckets, Merged, Similarity};
+use crate::snapshot::{Snapshot, DEFAULT_MAXMEM};
+
+/// Output format of [`render`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Format {
+    /// A self-contained HTML page. The default.
+    #[default]
+    Html,
+    /// JSON, see [`json`].
+    Json,
+    /// Plain text, see [`text`].
+    Text,
+}
+
+impl Format {
+    /// Every format.
+    pub const ALL: [Format; 3] = [Format::Html, Format::Json, Format::Text];
+
+    /// The lowercase name used in query strings: `html`, `json` or `text`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Html => "html",
+            Format::Json => "json",
+            Format::Text => "text",
+        }
+    }
+
+    /// The HTTP `Content-Type` of this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Html => "text/html; charset=utf-8",
+            Format::Json => "application/json",
+            Format::Text => "text/plain; charset=utf-8",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing a [`Format`] from anything but one of its lowercase
+/// names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParseFormatError;
+
+impl fmt::Display for ParseFormatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("format must be one of: html, json, text")
+    }
+}
+
+impl std::error::Error for ParseFormatError {}
+
+impl FromStr for Format {
+    type Err = ParseFormatError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Format::ALL
+            .into_iter()
+            .find(|format| format.as_str() == s)
+            .ok_or(ParseFormatError)
+    }
+}
+
+/// What the page's links that switch similarity, augment or format point
+/// at: the same path with the current query values, one of them changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Links {
+    /// Path of the page, e.g. `/debug/webstack`. Default: `""` (links are
+    /// bare query strings, relative to the current page).
+    pub base_path: String,
+    /// The current `augment` value. Default: `true`.
+    pub augment: bool,
+    /// The current `maxmem` value. Default: [`DEFAULT_MAXMEM`].
+    pub maxmem: usize,
+    /// The current similarity. Default: [`Similarity::AnyPointer`].
+    pub similarity: Similarity,
+}
+
+impl Default for Links {
+    fn default() -> Self {
+        Links {
+            base_path: String::new(),
+            augment: true,
+            maxmem: DEFAULT_MAXMEM,
+            similarity: Similarity::default(),
+        }
+    }
+}
+
+impl Links {
+    /// The link to the page with the given values (the format only when it
+    /// is not HTML).
+    pub fn href(&self, augment: bool, similarity: Similarity, format: Format) -> String {
+        let mut href = format!(
+            "{}?augment={}&maxmem={}&similarity={}",
+            self.base_path,
+            u8::from(augment),
+            self.maxmem,
+            similarity.as_str()
+        );
+        if format != Format::Html {
+            href.push_str("&format=");
+            href.push_str(format.as_str());
+        }
+        href
+    }
+}
+
+/// Rendering failed: a template error or a write error.
+#[derive(Debug)]
+pub struct RenderError {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl RenderError {
+    fn new<E: std::error::Error + Send + Sync + 'static>(what: &str, error: E) -> Self {
+        let mut message = format!("{what}: {error}");
+        let mut cause = error.source();
+        while let Some(inner) = cause {
+            message.push_str(": ");
+            message.push_str(&inner.to_string());
+            cause = inner.source();
+        }
+        RenderError {
+            message,
+            source: Some(Box::new(error)),
+        }
+    }
+}
+
+impl fmt::Display for RenderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rendering the snapshot failed: {}", self.message)
+    }
+}
+
+impl std::error::Error for RenderError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<std::io::Error> for RenderError {
+    fn from(error: std::io::Error) -> Self {
+        RenderError::new("write", error)
+    }
+}
+
+/// Renders `buckets` (grouped from `snapshot`) as a `String`.
+pub fn render(
+    snapshot: &Snapshot,
+    buckets: &Buckets,
+    format: Format,
+    links: &Links,
+) -> Result<String, RenderError> {
+    let mut out = Vec::with_capacity(16 * 1024 + 2048 * buckets.buckets.len().min(4096));
+    render_to(&mut out, snapshot, buckets, format, links)?;
+    // Every writer below only writes `str` data.
+    String::from_utf8(out).map_err(|e| RenderError::new("utf-8", e))
+}
+
+/// Renders `buckets` (grouped from `snapshot`) into `w`. Output is written
+/// in many small pieces: give a buffered writer.
+pub fn render_to<W: Write>(
+    w: W,
+    snapshot: &Snapshot,
+    buckets: &Buckets,
+    format: Format,
+    links: &Links,
+) -> Result<(), RenderError> {
+    match format {
+        Format::Html => html::render(w, snapshot, buckets, links),
+        Format::Json => json::render(w, snapshot, buckets),
+        Format::Text => text::render(w, snapshot, buckets),
+    }
+}
+
+/// Where a frame's code comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Origin {
+    App,
+    Dependency,
+    Std,
+    Runtime,
+    Webstack,
+}
+
+impl Origin {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Origin::App => "app",
+            Origin::Dependency => "dependency",
+            Origin::Std => "std",
+            Origin::Runtime => "runtime",
+            Origin::Webstack => "webstack",
+        }
+    }
+
+    /// Frames folded away by default on the page.
+    pub(crate) fn folded(self) -> bool {
+        matches!(self, Origin::Std | Origin::Runtime | Origin::Webstack)
+    }
+}
+
+/// The crate of a function path: its first path segment, looking through
+/// `<T as Trait>::` and reference prefixes. `None` for C symbols.
+pub(crate) fn crate_of(function: &str) -> Option<&str> {
+    let mut rest = function.trim_start();
+    loop {
+        let before = rest;
+        for prefix in ["<", "&", "mut ", "dyn ", "impl ", "*const ", "*mut "] {
+            rest = rest.strip_prefix(prefix).unwrap_or(rest).trim_start();
+        }
+        if rest == before {
+            break;
+        }
+    }
+    let end = rest
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    if end == 0 || !rest[end..].starts_with("::") {
+        return None;
+    }
+    Some(&rest[..end])
+}
+
+/// Decides frame origins for one snapshot (see the module docs).
+pub(crate) struct Classifier {
+    app: HashSet<String>,
+}
+
+impl Classifier {
+    pub(crate) fn new(buckets: &Buckets) -> Self {
+        let mut app = HashSet::new();
+        if let Some(name) = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        {
+            // Test and bench executables are named `crate-0123abcd`.
+            let name = match name.rsplit_once('-') {
+                Some((stem, hash))
+                    if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+                {
+                    stem.to_owned()
+                }
+                _ => name,
+            };
+            app.insert(name.replace('-', "_"));
+        }
+        for bucket in &buckets.buckets {
+            let instrumented = bucket
+                .frames
+                .iter()
+                .filter(|f| f.instrumented)
+                .map(|f| &*f.function);
+            let creator = bucket.created_by.iter().map(|c| c.function);
+            for function in instrumented.chain(creator) {
+                if let Some(name) = crate_of(function) {
+                    if !app.contains(name) {
+                        app.insert(name.to_owned());
+                    }
+                }
+            }
+        }
+        Classifier { app }
+    }
+
+    pub(crate) fn origin(&self, function: &str) -> Origin {
+        let Some(name) = crate_of(function) else {
+            return Origin::Std;
+        };
+        match name {
+            "std" | "core" | "alloc" | "proc_macro" | "test" => Origin::Std,
+            "webstack" | "webstack_macros" => Origin::Webstack,
+            _ if self.app.contains(name) => Origin::App,
+            "mio" | "smol" | "rayon_core" => Origin::Runtime,
+            _ if ["tokio", "actix", "futures", "async_", "tracing"]
+                .iter()
+                .any(|p| name.starts_with(p)) =>
+            {
+                Origin::Runtime
+            }
+            _ => Origin::Dependency,
+        }
+    }
+}
+
+/// The documentation link of a crate, for crates that have one.
+pub(crate) fn crate_docs(name: &str, origin: Origin) -> Option<String> {
+    match origin {
+        Origin::App => None,
+        Origin::Std => Some(format!("https://doc.rust-lang.org/{name}/")),
+        _ => Some(format!("https://docs.rs/{name}")),
+    }
+}
+
+/// An argument's value as shown: `*` when members differ, `#n` for a
+/// labelled address, else the value's own text.
+pub(crate) fn arg_value(arg: &BucketArg, buckets: &Buckets) -> String {
+    match arg.value {
+        Merged::Differs => "*".to_owned(),
+        Merged::Same(value) => match value.address().and_then(|a| buckets.label(a)) {
+            Some(label) => format!("#{label}"),
+            None => value.to_string(),
+        },
+    }
+}
+
+/// `3~7 min`: both ends in the unit that suits the longer one; one number
+/// when they are equal in that unit.
+pub(crate) fn duration_range((min, max): (Duration, Duration)) -> String {
+    let (unit, scale) = match max.as_secs() {
+        0 => ("ms", 0.001),
+        1..120 => ("s", 1.0),
+        120..7200 => ("min", 60.0),
+        7200..172_800 => ("h", 3600.0),
+        _ => ("d", 86_400.0),
+    };
+    let lo = (min.as_secs_f64() / scale).floor() as u64;
+    let hi = (max.as_secs_f64() / scale).floor() as u64;
+    if lo == hi {
+        format!("{hi} {unit}")
+    } else {
+        format!("{lo}~{hi} {unit}")
+    }
+}
+
+/// `1.5 MiB`.
+pub(crate) fn bytes(n: usize) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// `2026-11-25T17:41:51.123Z`.
+pub(crate) fn timestamp(t: SystemTime) -> String {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// `1.234 ms`.
+pub(crate) fn elapsed(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Bounds a name for display: control characters escaped, at most `max`
+/// characters kept (then `…`).
+pub(crate) fn bounded(name: &str, max: usize) -> Cow<'_, str> {
+    if name.len() <= max && !name.chars().any(char::is_control) {
+        return Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len().min(max * 4));
+    for (i, c) in name.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Longest thread or task name shown, in characters.
+pub(crate) const NAME_CHARS: usize = 200;
+
+/// Longest function name shown, in characters.
+pub(crate) const FUNCTION_CHARS: usize = 1000;
+
+/// Most member ids listed per bucket in HTML and text (JSON lists all).
+pub(crate) const SHOWN_IDS: usize = 64;
+
+/// The members of a bucket grouped by name, in order of first appearance,
+/// with at most [`SHOWN_IDS`] ids in all; and how many ids were left out.
+pub(crate) fn members(bucket: &Bucket) -> (Vec<(Cow<'_, str>, Vec<u64>)>, usize) {
+    let mut groups: Vec<(Cow<'_, str>, Vec<u64>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut shown = 0;
+    for (id, name) in bucket.ids.iter().zip(&bucket.names) {
+        if shown == SHOWN_IDS {
+            break;
+        }
+        let i = *index.entry(name).or_insert_with(|| {
+            groups.push((bounded(name, NAME_CHARS), Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(*id);
+        shown += 1;
+    }
+    (groups, bucket.ids.len() - shown)
+}
+
+/// `elided 3 frames, torn`, or empty.
+pub(crate) fn flags(bucket: &Bucket) -> String {
+    let mut flags = Vec::new();
+    if bucket.elided > 0 {
+        flags.push(format!("{} frames elided", bucket.elided));
+    }
+    if bucket.torn {
+        flags.push("torn read".to_owned());
+    }
+    flags.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crate_names() {
+        assert_eq!(crate_of("app::f"), Some("app"));
+        assert_eq!(crate_of("<app::Foo as core::Future>::poll"), Some("app"));
+        assert_eq!(crate_of("<&mut F as core::Future>::poll"), None);
+        assert_eq!(crate_of("clone3"), None);
+        assert_eq!(crate_of("tokio::runtime::park"), Some("tokio"));
+    }
+
+    #[test]
+    fn ranges() {
+        let ms = Duration::from_millis;
+        assert_eq!(duration_range((ms(3), ms(7))), "3~7 ms");
+        assert_eq!(duration_range((ms(2000), ms(5500))), "2~5 s");
+        assert_eq!(duration_range((ms(180_000), ms(420_000))), "3~7 min");
+        assert_eq!(duration_range((ms(5000), ms(5900))), "5 s");
+    }
+
+    #[test]
+    fn timestamps() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_092_511_123);
+        assert_eq!(timestamp(t), "2025-11-25T17:41:51.123Z");
+        assert_eq!(timestamp(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+    }
+
+    #[test]
+    fn names_are_bounded() {
+        assert_eq!(bounded("a\u{1b}[31m", 10), "a\\u{1b}[31m");
+        assert_eq!(bounded(&"x".repeat(300), 200).chars().count(), 201);
+        assert!(matches!(bounded("main", 200), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn formats_parse() {
+        assert_eq!("json".parse(), Ok(Format::Json));
+        assert_eq!("JSON".parse::<Format>(), Err(ParseFormatError));
+        assert_eq!(
+            ParseFormatError.to_string(),
+            "format must be one of: html, json, text"
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! The plain-text form of grouped buckets ([`Format::Text`](super::Format::Text)),
+//! in the spirit of Go's `debug=2` goroutine dump: greppable, one block per
+//! bucket.
+//!
+//! ```text
+//! webstack 0.1.0 at 2026-11-25T17:41:51.123Z: 2 threads, 3 tasks, 2 buckets (anypointer), 0 left out, captured in 0.412 ms, 3.1 KiB of 64.0 MiB
+//!
+//! 3: task idle [2~5 s] conn 12, 14, 15
+//!     app::leaf(n: u32 = *, rx: &Receiver<()> = #1)
+//!         src/main.rs:17
+//!     app::root(n: u32 = *)
+//!         src/main.rs:22
+//!     created by app::main at src/main.rs:40
+//! ```
+//!
+//! The first line of a block is `count: kind state [idle range] members`;
+//! members are listed as a name followed by the ids holding it (at most 64
+//! ids, then `(+N more)`). The bucket holding the thread that captured is
+//! marked `(serving this request)`. Instrumented frames show their arguments
+//! in parentheses, `*` where members differ, `#n` for an address seen more
+//! than once. Names are cut at 200 characters and their control characters
+//! escaped.
+
+use std::io::Write;
+
+use super::{
+    arg_value, bounded, bytes, duration_range, elapsed, flags, members, timestamp, RenderError,
+    FUNCTION_CHARS,
+};
+use crate::bucket::{Bucket, Buckets};
+use crate::snapshot::Snapshot;
+
+pub(super) fn render<W: Write>(
+    w: W,
+    snapshot: &Snapshot,
+    buckets: &Buckets,
+) -> Result<(), RenderError> {
+    let mut w = std::io::BufWriter::new(w);
+    let left_out = snapshot.left_out.threads + snapshot.left_out.tasks;
+    writeln!(
+        w,
+        "webstack {} at {}: {} threads, {} tasks, {} buckets ({}), {} left out, captured in {}, {} of {}",
+        env!("CARGO_PKG_VERSION"),
+        timestamp(snapshot.captured_at),
+        snapshot.threads(),
+        snapshot.tasks(),
+        buckets.buckets.len(),
+        buckets.similarity,
+        left_out,
+        elapsed(snapshot.capture_time),
+        bytes(snapshot.bytes_used),
+        bytes(snapshot.maxmem),
+    )?;
+    for b in &buckets.buckets {
+        writeln!(w)?;
+        bucket(&mut w, b, buckets)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn bucket<W: Write>(w: &mut W, b: &Bucket, buckets: &Buckets) -> Result<(), RenderError> {
+    write!(
+        w,
+        "{}: {} {} [{}]",
+        b.count,
+        match b.kind {
+            crate::Kind::Thread => "thread",
+            crate::Kind::Task => "task",
+        },
+        bounded(b.state.as_str(), super::NAME_CHARS),
+        duration_range(b.waiting)
+    )?;
+    let (groups, more) = members(b);
+    for (i, (name, ids)) in groups.iter().enumerate() {
+        w.write_all(if i == 0 { b" " } else { b"; " })?;
+        if !name.is_empty() {
+            write!(w, "{name} ")?;
+        }
+        for (j, id) in ids.iter().enumerate() {
+            if j > 0 {
+                w.write_all(b", ")?;
+            }
+            write!(w, "{id}")?;
+        }
+    }
+    if more > 0 {
+        write!(w, " (+{more} more)")?;
+    }
+    let flags = flags(b);
+    if !flags.is_empty() {
+        write!(w, " ({flags})")?;
+    }
+    if b.serving {
+        w.write_all(b" (serving this request)")?;
+    }
+    writeln!(w)?;
+    if b.elided > 0 {
+        // The shadow stack keeps the outermost frames; deeper calls are lost.
+        writeln!(w, "    ...{} deeper frames elided", b.elided)?;
+    }
+    for frame in &b.frames {
+        write!(w, "    {}", bounded(&frame.function, FUNCTION_CHARS))?;
+        if frame.instrumented {
+            w.write_all(b"(")?;
+            for (i, arg) in frame.args.iter().enumerate() {
+                if i > 0 {
+                    w.write_all(b", ")?;
+                }
+                write!(w, "{}: {} = {}", arg.name, arg.ty, arg_value(arg, buckets))?;
+            }
+            w.write_all(b")")?;
+        }
+        if let Some(task) = frame.task {
+            write!(w, " [task {task}]")?;
+        }
+        writeln!(w)?;
+        let file = if frame.file.is_empty() {
+            "?"
+        } else {
+            &frame.file
+        };
+        if frame.line > 0 {
+            write!(w, "        {file}:{}", frame.line)?;
+        } else {
+            write!(w, "        {file}")?;
+        }
+        if let Some(address) = frame.address {
+            write!(w, " {address:#x}")?;
+        }
+        writeln!(w)?;
+    }
+    if let Some(created) = &b.created_by {
+        writeln!(
+            w,
+            "    created by {} at {}:{}",
+            created.function, created.file, created.line
+        )?;
+    }
+    Ok(())
+}
