@@ -1,0 +1,260 @@
+//! The webstack demo: a small program with a realistic mix of blocked
+//! threads and idle async tasks, serving its own snapshot page.
+//!
+//! ```text
+//! cargo run --example demo
+//! ```
+//!
+//! prints
+//!
+//! ```text
+//! webstack demo: open http://127.0.0.1:6060/debug/webstack
+//! ```
+//!
+//! and serves, to loopback clients only, the snapshot page at
+//! `/debug/webstack` (`/` redirects there). Set `WEBSTACK_DEMO_ADDR` to
+//! `host:port` (or just a port) to listen elsewhere.
+//!
+//! What the page shows:
+//! - a pool of `worker-N` threads blocked on a shared job queue (a `Mutex` +
+//!   `Condvar`) inside `worker_loop` → `next_job`, all holding the same
+//!   `&Queue` (one `#n` label);
+//! - `ledger-writer-N` threads waiting for a mutex that `ledger-auditor`
+//!   holds;
+//! - a 300-deep recursion, more than the shadow stack keeps (elided frames);
+//! - a thread named `<script>alert(1)</script>`, the escaping demo: the page
+//!   shows the name as text and runs no script;
+//! - 272 idle tasks waiting at four different await points with different
+//!   arguments (shards, attempts, file names, user ids) — try
+//!   `similarity=anyvalue` to fold the per-user sessions into one bucket;
+//! - the actix worker serving the request, first.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Condvar, LazyLock, Mutex};
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use tokio::sync::{Notify, Semaphore};
+use webstack::actix::Webstack;
+
+const DEFAULT_ADDR: &str = "127.0.0.1:6060";
+const PATH: &str = "/debug/webstack";
+
+/// A job for the worker pool; none ever arrives, so the workers wait.
+#[derive(Debug)]
+struct Job {
+    id: u64,
+}
+
+/// The queue shared by the worker threads and the connection tasks.
+struct Queue {
+    name: &'static str,
+    jobs: Mutex<VecDeque<Job>>,
+    ready: Condvar,
+    /// Wakes connection tasks; never notified in the demo.
+    readable: Notify,
+    /// Session slots; none free in the demo.
+    slots: Semaphore,
+}
+
+static QUEUE: LazyLock<Queue> = LazyLock::new(|| Queue {
+    name: "jobs",
+    jobs: Mutex::new(VecDeque::new()),
+    ready: Condvar::new(),
+    readable: Notify::new(),
+    slots: Semaphore::new(0),
+});
+
+/// Account balances, held for good by the auditor.
+struct Ledger {
+    balances: Mutex<Vec<i64>>,
+}
+
+static LEDGER: Ledger = Ledger {
+    balances: Mutex::new(Vec::new()),
+};
+
+#[webstack::instrument]
+fn worker_loop(pool: &str, queue: &Queue) {
+    loop {
+        let job = next_job(queue.name, queue);
+        process(job.id);
+    }
+}
+
+#[webstack::instrument]
+fn next_job(queue_name: &str, queue: &Queue) -> Job {
+    let mut jobs = queue.jobs.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if let Some(job) = jobs.pop_front() {
+            return job;
+        }
+        jobs = queue.ready.wait(jobs).unwrap_or_else(|e| e.into_inner());
+    }
+}
+
+#[webstack::instrument]
+fn process(job: u64) {
+    std::hint::black_box(job);
+}
+
+/// Takes the ledger lock and keeps it, sleeping, so writers queue up.
+#[webstack::instrument(skip(locked))]
+fn audit(ledger: &Ledger, year: u16, locked: std::sync::mpsc::Sender<()>) {
+    let _balances = ledger.balances.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = locked.send(());
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+#[webstack::instrument]
+fn post_entry(ledger: &Ledger, account: u64, amount_cents: i64) {
+    let mut balances = ledger.balances.lock().unwrap_or_else(|e| e.into_inner());
+    balances.push(amount_cents);
+}
+
+#[webstack::instrument]
+fn descend(level: u32, limit: u32) -> u32 {
+    if level < limit {
+        return descend(level + 1, limit) + 1;
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+#[webstack::instrument]
+fn escaping_demo(label: &str) {
+    loop {
+        std::thread::park();
+    }
+}
+
+#[webstack::instrument]
+fn start_threads() -> std::io::Result<()> {
+    let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
+        webstack::thread::Builder::new()
+            .name(name)
+            .spawn(f)
+            .map(drop)
+    };
+    for i in 0..4 {
+        spawn(
+            format!("worker-{i}"),
+            Box::new(|| worker_loop("default", &QUEUE)),
+        )?;
+    }
+    let (locked, is_locked) = std::sync::mpsc::channel();
+    spawn(
+        "ledger-auditor".into(),
+        Box::new(move || audit(&LEDGER, 2025, locked)),
+    )?;
+    let _ = is_locked.recv();
+    for (i, (account, amount)) in [(1001, 2_500), (1002, -1_250)].into_iter().enumerate() {
+        spawn(
+            format!("ledger-writer-{i}"),
+            Box::new(move || post_entry(&LEDGER, account, amount)),
+        )?;
+    }
+    spawn(
+        "deep-recursion".into(),
+        Box::new(|| {
+            descend(0, 300);
+        }),
+    )?;
+    // The escaping demo: program data on the page is text, never markup.
+    spawn(
+        "<script>alert(1)</script>".into(),
+        Box::new(|| escaping_demo("<img src=x onerror=alert(2)>")),
+    )?;
+    Ok(())
+}
+
+#[webstack::instrument]
+async fn idle_connection(shard: u8, queue: &'static Queue) {
+    read_frame(shard, queue).await;
+}
+
+#[webstack::instrument]
+async fn read_frame(shard: u8, queue: &'static Queue) {
+    queue.readable.notified().await;
+}
+
+#[webstack::instrument]
+async fn retry_upload(attempt: u32, file: String) {
+    backoff(attempt, 250 << attempt).await;
+}
+
+#[webstack::instrument]
+async fn backoff(attempt: u32, delay_ms: u64) {
+    actix_web::rt::time::sleep(Duration::from_secs(24 * 3600) + Duration::from_millis(delay_ms))
+        .await;
+}
+
+#[webstack::instrument]
+async fn session(user_id: u64, name: String, queue: &'static Queue) {
+    let _slot = wait_for_slot(user_id, queue).await;
+}
+
+#[webstack::instrument]
+async fn wait_for_slot(user_id: u64, queue: &'static Queue) -> bool {
+    queue.slots.acquire().await.is_ok()
+}
+
+#[webstack::instrument]
+fn spawn_tasks(connections: u32, uploads: u32, sessions: u64) {
+    for conn in 0..connections {
+        actix_web::rt::spawn(idle_connection((conn % 4) as u8, &QUEUE));
+    }
+    for upload in 0..uploads {
+        let file = format!("report-{}.csv", upload % 3);
+        actix_web::rt::spawn(retry_upload(1 + upload % 3, file));
+    }
+    let names = ["ada", "grace", "linus", "barbara", "ken", "margaret"];
+    for user in 0..sessions {
+        let name = names[user as usize % names.len()].to_owned();
+        actix_web::rt::spawn(session(1000 + user, name, &QUEUE));
+    }
+}
+
+fn listen_addr() -> SocketAddr {
+    let configured = std::env::var("WEBSTACK_DEMO_ADDR").unwrap_or_default();
+    let configured = configured.trim();
+    if configured.is_empty() {
+        return DEFAULT_ADDR.parse().expect("valid default address");
+    }
+    if let Ok(port) = configured.parse::<u16>() {
+        return SocketAddr::from(([127, 0, 0, 1], port));
+    }
+    configured.parse().unwrap_or_else(|_| {
+        eprintln!("WEBSTACK_DEMO_ADDR={configured:?} is not host:port or a port");
+        std::process::exit(2)
+    })
+}
+
+async fn index() -> HttpResponse {
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, PATH))
+        .body(format!("see {PATH}\n"))
+}
+
+#[webstack::main]
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    start_threads()?;
+    spawn_tasks(200, 60, 12);
+    let server = HttpServer::new(|| {
+        App::new()
+            .service(Webstack::new(PATH))
+            .route("/", web::get().to(index))
+    })
+    .workers(2)
+    .bind(listen_addr())?;
+    for addr in server.addrs() {
+        println!("webstack demo: open http://{addr}{PATH}");
+    }
+    server.run().await
+}

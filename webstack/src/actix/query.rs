@@ -1,0 +1,278 @@
+//! The snapshot page's query string, parsed by hand so that every malformed
+//! input gets a one-line 400 answer naming the parameter, never a panic.
+
+use crate::render::Format;
+use crate::{Similarity, DEFAULT_MAXMEM, MIN_MAXMEM};
+
+const ALLOWED: &str = "augment, maxmem, similarity, format";
+
+/// What a request asks for, after defaults and bounds are applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Params {
+    pub(crate) augment: bool,
+    pub(crate) maxmem: usize,
+    pub(crate) similarity: Similarity,
+    pub(crate) format: Format,
+}
+
+/// Values used when a request does not name a parameter, and the bound on
+/// `maxmem`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Defaults {
+    pub(crate) params: Params,
+    /// At least [`MIN_MAXMEM`].
+    pub(crate) maxmem_cap: usize,
+}
+
+impl Default for Defaults {
+    fn default() -> Self {
+        Defaults {
+            params: Params {
+                augment: true,
+                maxmem: DEFAULT_MAXMEM,
+                similarity: Similarity::default(),
+                format: Format::default(),
+            },
+            maxmem_cap: usize::MAX,
+        }
+    }
+}
+
+impl Defaults {
+    /// The default parameters with the `maxmem` bounds applied.
+    pub(crate) fn effective(&self) -> Params {
+        Params {
+            maxmem: self.bound_maxmem(self.params.maxmem),
+            ..self.params
+        }
+    }
+
+    fn bound_maxmem(&self, bytes: usize) -> usize {
+        bytes.max(MIN_MAXMEM).min(self.maxmem_cap.max(MIN_MAXMEM))
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Augment,
+    Maxmem,
+    Similarity,
+    Format,
+}
+
+impl Key {
+    const ALL: [Key; 4] = [Key::Augment, Key::Maxmem, Key::Similarity, Key::Format];
+
+    fn name(self) -> &'static str {
+        match self {
+            Key::Augment => "augment",
+            Key::Maxmem => "maxmem",
+            Key::Similarity => "similarity",
+            Key::Format => "format",
+        }
+    }
+
+    /// The one-line rule shown when the parameter's value is wrong.
+    fn rule(self) -> String {
+        match self {
+            Key::Augment => "augment must be 0 or 1".to_owned(),
+            Key::Maxmem => format!(
+                "maxmem must be a number of bytes from 0 to {}; values below {MIN_MAXMEM} are raised to it",
+                usize::MAX
+            ),
+            Key::Similarity => crate::bucket::ParseSimilarityError.to_string(),
+            Key::Format => crate::render::ParseFormatError.to_string(),
+        }
+    }
+}
+
+/// Parses a raw (still percent-encoded) query string.
+///
+/// # Errors
+/// A one-line message naming the offending parameter and what it accepts.
+pub(crate) fn parse(query: &str, defaults: &Defaults) -> Result<Params, String> {
+    let mut params = defaults.effective();
+    if query.is_empty() {
+        return Ok(params);
+    }
+    let mut seen = [false; Key::ALL.len()];
+    for piece in query.split('&') {
+        if piece.is_empty() {
+            return Err(format!("empty parameter in the query; allowed: {ALLOWED}"));
+        }
+        let (raw_key, raw_value) = piece.split_once('=').unwrap_or((piece, ""));
+        let Some(name) = decode(raw_key) else {
+            return Err(format!("malformed parameter name; allowed: {ALLOWED}"));
+        };
+        let Some(index) = Key::ALL.iter().position(|k| k.name() == name) else {
+            return Err(format!(
+                "unknown parameter {:?}; allowed: {ALLOWED}",
+                shorten(&name)
+            ));
+        };
+        let key = Key::ALL[index];
+        if std::mem::replace(&mut seen[index], true) {
+            return Err(format!(
+                "{} given more than once; {}",
+                key.name(),
+                key.rule()
+            ));
+        }
+        let value = decode(raw_value).ok_or_else(|| key.rule())?;
+        match key {
+            Key::Augment => {
+                params.augment = match value.as_str() {
+                    "0" => false,
+                    "1" => true,
+                    _ => return Err(key.rule()),
+                }
+            }
+            Key::Maxmem => {
+                let bytes = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| value.parse::<usize>().ok())
+                    .flatten()
+                    .ok_or_else(|| key.rule())?;
+                params.maxmem = defaults.bound_maxmem(bytes);
+            }
+            Key::Similarity => params.similarity = value.parse().map_err(|_| key.rule())?,
+            Key::Format => params.format = value.parse().map_err(|_| key.rule())?,
+        }
+    }
+    Ok(params)
+}
+
+/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a
+/// byte. `None` for a broken escape or bytes that are not UTF-8.
+fn decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hi = (hex[0] as char).to_digit(16)?;
+                let lo = (hex[1] as char).to_digit(16)?;
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            byte => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Keeps an echoed unknown name short.
+fn shorten(name: &str) -> String {
+    const MAX: usize = 40;
+    match name.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}…", &name[..end]),
+        None => name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(query: &str) -> Params {
+        parse(query, &Defaults::default()).unwrap()
+    }
+
+    fn err(query: &str) -> String {
+        parse(query, &Defaults::default()).unwrap_err()
+    }
+
+    #[test]
+    fn decodes() {
+        assert_eq!(decode("a%20b+c").as_deref(), Some("a b c"));
+        assert_eq!(decode("%41%6a").as_deref(), Some("Aj"));
+        assert_eq!(decode("%e2%82%AC").as_deref(), Some("€"));
+        assert_eq!(decode("%"), None);
+        assert_eq!(decode("%4"), None);
+        assert_eq!(decode("%zz"), None);
+        assert_eq!(decode("%ff"), None);
+        assert_eq!(decode("%c3"), None);
+    }
+
+    #[test]
+    fn applies_defaults_and_bounds() {
+        assert_eq!(ok(""), Defaults::default().params);
+        assert_eq!(ok("maxmem=0").maxmem, MIN_MAXMEM);
+        assert_eq!(ok("maxmem=1048577").maxmem, 1_048_577);
+        assert_eq!(ok("maxmem=%31%30%34%38%35%37%37").maxmem, 1_048_577);
+        assert_eq!(ok(&format!("maxmem={}", usize::MAX)).maxmem, usize::MAX);
+        let capped = Defaults {
+            maxmem_cap: 2 << 20,
+            ..Defaults::default()
+        };
+        assert_eq!(parse("", &capped).unwrap().maxmem, 2 << 20);
+        assert_eq!(parse("maxmem=99999999", &capped).unwrap().maxmem, 2 << 20);
+        assert_eq!(parse("maxmem=5", &capped).unwrap().maxmem, MIN_MAXMEM);
+        let tiny_cap = Defaults {
+            maxmem_cap: 10,
+            ..Defaults::default()
+        };
+        assert_eq!(parse("", &tiny_cap).unwrap().maxmem, MIN_MAXMEM);
+    }
+
+    #[test]
+    fn names_the_parameter() {
+        let augment = "augment must be 0 or 1";
+        for q in [
+            "augment=2",
+            "augment=",
+            "augment",
+            "augment=true",
+            "augment=01",
+            "augment=%ff",
+        ] {
+            assert_eq!(err(q), augment, "{q}");
+        }
+        assert_eq!(
+            err("augment=1&augment=1"),
+            format!("augment given more than once; {augment}")
+        );
+        for q in [
+            "maxmem=-1",
+            "maxmem=+1",
+            "maxmem=",
+            "maxmem=1e6",
+            "maxmem=99999999999999999999999",
+        ] {
+            assert!(
+                err(q).starts_with("maxmem must be a number of bytes"),
+                "{q}"
+            );
+        }
+        assert_eq!(
+            err("similarity=AnyValue"),
+            "similarity must be one of: exactflags, exactlines, anypointer, anyvalue"
+        );
+        assert_eq!(err("format=xml"), "format must be one of: html, json, text");
+        assert_eq!(
+            err("foo=1"),
+            "unknown parameter \"foo\"; allowed: augment, maxmem, similarity, format"
+        );
+        assert_eq!(
+            err("augment=1&"),
+            "empty parameter in the query; allowed: augment, maxmem, similarity, format"
+        );
+        assert_eq!(
+            err("%ff=1"),
+            "malformed parameter name; allowed: augment, maxmem, similarity, format"
+        );
+        assert_eq!(
+            err("a%0Ab=1"),
+            "unknown parameter \"a\\nb\"; allowed: augment, maxmem, similarity, format"
+        );
+        assert!(err(&"x".repeat(10_000)).len() < 200);
+    }
+}
