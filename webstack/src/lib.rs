@@ -77,6 +77,8 @@
     rust_2018_idioms
 )]
 
+#[cfg(feature = "actix")]
+pub mod actix;
 mod bucket;
 mod meta;
 mod native;
