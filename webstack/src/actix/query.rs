@@ -275,4 +275,51 @@ mod tests {
         );
         assert!(err(&"x".repeat(10_000)).len() < 200);
     }
+
+    /// Every error names a parameter (or says the name is bad) and lists
+    /// what is allowed.
+    fn well_formed_error(message: &str) -> bool {
+        let named = Key::ALL.iter().any(|k| message.starts_with(k.name()));
+        let about_name = [
+            "unknown parameter ",
+            "empty parameter",
+            "malformed parameter name",
+        ]
+        .iter()
+        .any(|p| message.starts_with(p))
+            && message.ends_with(ALLOWED);
+        (named || about_name) && !message.contains('\n')
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_input_parses_or_names_the_problem(query in "\\PC{0,80}") {
+            if let Err(message) = parse(&query, &Defaults::default()) {
+                proptest::prop_assert!(well_formed_error(&message), "{query:?}: {message}");
+            }
+        }
+
+        #[test]
+        fn near_valid_queries(
+            pairs in proptest::collection::vec(
+                (
+                    "augment|maxmem|similarity|format|%61ugment|foo|",
+                    "0|1|2|-1|%31|anyvalue|json|html|text|18446744073709551616|%ff|%|",
+                ),
+                0..5,
+            )
+        ) {
+            let query = pairs
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("&");
+            match parse(&query, &Defaults::default()) {
+                Ok(params) => proptest::prop_assert!(params.maxmem >= MIN_MAXMEM),
+                Err(message) => {
+                    proptest::prop_assert!(well_formed_error(&message), "{query:?}: {message}")
+                }
+            }
+        }
+    }
 }
