@@ -49,6 +49,10 @@ pub(crate) struct ThreadStack {
 
 impl ThreadStack {
     pub(crate) fn new(id: u64, name: Box<str>, created_by: Option<CreatedBy>) -> Self {
+        Self::with_capacity(id, name, created_by, MAX_DEPTH)
+    }
+
+    fn with_capacity(id: u64, name: Box<str>, created_by: Option<CreatedBy>, slots: usize) -> Self {
         ThreadStack {
             id,
             tid: os_tid(),
@@ -56,7 +60,7 @@ impl ThreadStack {
             created_by,
             registered: Instant::now(),
             depth: AtomicUsize::new(0),
-            slots: (0..MAX_DEPTH).map(|_| Slot::new()).collect(),
+            slots: (0..slots).map(|_| Slot::new()).collect(),
             key: std::sync::OnceLock::new(),
         }
     }
@@ -92,7 +96,7 @@ impl ThreadStack {
     pub(crate) fn top_meta(&self) -> Option<&'static FrameMeta> {
         let depth = self.depth.load(Ordering::Relaxed);
         let top = depth.checked_sub(1)?;
-        let words = self.own_slot(top.min(MAX_DEPTH - 1))?;
+        let words = self.own_slot(top.min(self.slots.len().saturating_sub(1)))?;
         // SAFETY: slot meta words are only written from `&'static FrameMeta`.
         Some(unsafe { FrameMeta::from_addr(words.meta) })
     }
@@ -107,7 +111,7 @@ impl ThreadStack {
             out.clear();
             seqs.clear();
             depth = self.depth.load(Ordering::Acquire);
-            let n = depth.min(MAX_DEPTH);
+            let n = depth.min(self.slots.len());
             for slot in &self.slots[..n] {
                 match slot.read() {
                     Some((words, seq)) => {
@@ -144,8 +148,11 @@ thread_local! {
 
 /// A stack that belongs to no thread, used by code that runs after this
 /// thread's registration was torn down (other thread-local destructors).
+/// Several exiting threads may use it at once, so it has no slots: frames
+/// pushed on it are only counted (racily, harmlessly) and never stored, which
+/// keeps the one-writer rule of the slot protocol.
 static DETACHED: std::sync::LazyLock<ThreadStack> =
-    std::sync::LazyLock::new(|| ThreadStack::new(0, "<exiting>".into(), None));
+    std::sync::LazyLock::new(|| ThreadStack::with_capacity(0, "<exiting>".into(), None, 0));
 
 /// Keeps the thread's stack alive and unregisters it when the thread exits.
 struct ThreadOwner {
