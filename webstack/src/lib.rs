@@ -81,7 +81,7 @@
 pub mod actix;
 mod bucket;
 mod meta;
-mod native;
+pub mod native;
 mod registry;
 pub mod render;
 mod slot;

@@ -155,6 +155,9 @@ pub struct Frame {
     /// The source line's text, when `augment` is on and the file is readable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Where the frame's code comes from (app, dependency, std, runtime,
+    /// webstack), so a page can fold what is not the application's.
+    pub origin: crate::native::Origin,
 }
 
 /// A thread or task in a snapshot.
@@ -232,6 +235,11 @@ pub struct Snapshot {
     /// Kernel thread id of the thread that captured the snapshot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub captured_by_tid: Option<i64>,
+    /// Why native stacks could not be taken although `augment` was on
+    /// (e.g. the application owns the signal); the snapshot then shows shadow
+    /// stacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub native_error: Option<String>,
     /// Threads and tasks, threads first, each kind by id.
     pub routines: Vec<Routine>,
 }
@@ -326,6 +334,7 @@ impl Snapshot {
             augmented: false,
             left_out,
             captured_by_tid: crate::stack::current_tid(),
+            native_error: None,
             routines,
         };
         if options.augment {
@@ -441,8 +450,9 @@ pub(crate) fn frame_from_words(words: &FrameWords) -> Frame {
             value: *value,
         })
         .collect();
+    let function = function_name(meta, words.owner);
     Frame {
-        function: Cow::Borrowed(function_name(meta, words.owner)),
+        function: Cow::Borrowed(function),
         file: Cow::Borrowed(meta.file),
         line: meta.line,
         instrumented: true,
@@ -450,6 +460,7 @@ pub(crate) fn frame_from_words(words: &FrameWords) -> Frame {
         task: (words.task != 0).then_some(words.task),
         address: None,
         source: None,
+        origin: crate::native::classify(function),
     }
 }
 

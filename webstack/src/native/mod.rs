@@ -1,6 +1,301 @@
-//! Native stacks of every thread (issue: native stacks). Not implemented yet:
-//! `augment` currently adds nothing.
+//! Native stacks of every thread of the process, merged with the shadow
+//! stacks of instrumented frames (`augment=1`).
+//!
+//! # How a capture works (Linux)
+//!
+//! The threads are listed from `/proc/self/task`; each one's name, kernel
+//! state and wait channel are read there (`sleeping in futex_wait_queue`).
+//! Then, one thread at a time, the collector queues a real-time signal to the
+//! thread (`rt_tgsigqueueinfo`) carrying a sequence number. The handler checks
+//! that the signal came from this process with that sequence number, claims a
+//! preallocated slot, unwinds into it (at most [`MAX_NATIVE_FRAMES`] return
+//! addresses, without allocating, locking or formatting), publishes the count
+//! and wakes the collector through a futex. The collector waits at most
+//! [`timeout`] per thread: a thread that does not answer (it blocks the
+//! signal, or is stuck in the kernel) is reported as `no answer` with its
+//! shadow frames, and the snapshot goes on. Threads that exit meanwhile are
+//! left out. Blocking system calls resume after the handler (`SA_RESTART`).
+//!
+//! Addresses are symbolised afterwards, outside the handler, with the
+//! `backtrace` crate, and cached by address across snapshots, so a warm
+//! snapshot costs a few microseconds per thread.
+//!
+//! # Unwinding method
+//!
+//! The libgcc unwinder (`_Unwind_Backtrace`) reads DWARF call frame
+//! information and gives complete stacks, but it is only safe inside a
+//! signal handler when it finds that information without the loader lock:
+//! glibc 2.35 or later (`_dl_find_object`) with the libgcc of GCC 12 or later.
+//! [`Method::Auto`] checks `gnu_get_libc_version()` and looks up
+//! `_dl_find_object` at run time and uses the libgcc unwinder only then;
+//! otherwise it walks frame pointers from the interrupted context, bounded
+//! (addresses strictly increasing, aligned, within 64 MiB above the stack
+//! pointer, each word read with `process_vm_readv` so that a broken chain
+//! cannot fault). Captures are serialised by a global lock, so two unwinds
+//! never run at once, and the unwinder is called once outside any handler
+//! before the first capture, so its lazy initialisation and symbol binding
+//! never happen inside a handler.
+//!
+//! For the best stacks build with debug information (`debug = 1` in the
+//! profile: file and line numbers, inlined frames) and, where the frame
+//! pointer walk is used, with `RUSTFLAGS="-C force-frame-pointers=yes"`.
+//!
+//! # Signal
+//!
+//! The signal is `SIGRTMIN+3` unless [`set_signal`] chose another real-time
+//! signal before the first capture. `SIGPROF`, `SIGUSR1` and `SIGUSR2` are
+//! never used. If the application already installed a handler on the signal,
+//! webstack does not replace it: the snapshot records why in
+//! [`Snapshot::native_error`](crate::Snapshot::native_error) and shows shadow
+//! stacks only.
+//!
+//! On other platforms `augment` is a documented no-op: snapshots show shadow
+//! stacks, and [`Snapshot::augmented`](crate::Snapshot::augmented) is `false`.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
 
 use crate::snapshot::Snapshot;
 
-pub(crate) fn augment(_snapshot: &mut Snapshot) {}
+#[cfg(target_os = "linux")]
+mod collect;
+mod merge;
+#[cfg(target_os = "linux")]
+mod proc;
+#[cfg(target_os = "linux")]
+mod signal;
+#[cfg(target_os = "linux")]
+mod symbolize;
+#[cfg(target_os = "linux")]
+mod unwind;
+
+pub use merge::classify;
+
+/// Return addresses kept per thread; deeper native frames are dropped.
+pub const MAX_NATIVE_FRAMES: usize = 128;
+
+/// Default time to wait for one thread's answer: 100 ms.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Where a frame's code comes from, so a page can fold what is not the
+/// application's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// The application's own code.
+    App,
+    /// A crate from a registry or git dependency.
+    Dependency,
+    /// The standard library, the C library and the loader.
+    Std,
+    /// An async runtime or server framework (tokio, actix, ...).
+    Runtime,
+    /// webstack itself.
+    Webstack,
+    /// An address without a symbol.
+    #[default]
+    Unknown,
+}
+
+/// How the signal handler unwinds a thread's stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Method {
+    /// The libgcc unwinder where it is signal-safe (glibc ≥ 2.35 with
+    /// `_dl_find_object`), frame pointers otherwise. The default.
+    Auto,
+    /// The libgcc unwinder (`_Unwind_Backtrace`), DWARF based. Only choose it
+    /// explicitly when the C library is known to make it signal-safe.
+    Libgcc,
+    /// A bounded walk of the frame-pointer chain from the interrupted context
+    /// (x86_64 and aarch64). Complete only for code built with
+    /// `-C force-frame-pointers=yes`.
+    FramePointers,
+}
+
+/// Why a native-stack setting was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The signal is not a real-time signal (`SIGRTMIN..=SIGRTMAX`).
+    NotRealTime(i32),
+    /// The handler is already installed on another signal; the signal can
+    /// only be chosen before the first capture.
+    AlreadyInstalled(i32),
+    /// Native stacks are not supported on this platform.
+    Unsupported,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotRealTime(n) => write!(
+                f,
+                "signal {n} is not a real-time signal; choose one in SIGRTMIN..=SIGRTMAX"
+            ),
+            Error::AlreadyInstalled(n) => write!(
+                f,
+                "the native-stack handler is already installed on signal {n}; \
+                 call set_signal before the first snapshot"
+            ),
+            Error::Unsupported => f.write_str("native stacks are only supported on Linux"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Chooses the real-time signal used to interrupt threads. Must be called
+/// before the first snapshot with `augment` on. Default: `SIGRTMIN+3`.
+///
+/// Refused for a signal outside `SIGRTMIN..=SIGRTMAX` (so never `SIGPROF`,
+/// `SIGUSR1` or `SIGUSR2`), and once the handler is installed on another
+/// signal.
+pub fn set_signal(signal: i32) -> Result<(), Error> {
+    #[cfg(target_os = "linux")]
+    {
+        signal::set_signal(signal)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = signal;
+        Err(Error::Unsupported)
+    }
+}
+
+/// The signal used to interrupt threads (Linux), or `None` elsewhere.
+pub fn current_signal() -> Option<i32> {
+    #[cfg(target_os = "linux")]
+    {
+        Some(signal::signal())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
+}
+
+/// Sets how long a capture waits for one thread to answer before it reports
+/// it as `no answer`. Default: [`DEFAULT_TIMEOUT`] (100 ms).
+pub fn set_timeout(timeout: Duration) {
+    #[cfg(target_os = "linux")]
+    collect::set_timeout(timeout);
+    #[cfg(not(target_os = "linux"))]
+    let _ = timeout;
+}
+
+/// How long a capture waits for one thread.
+pub fn timeout() -> Duration {
+    #[cfg(target_os = "linux")]
+    {
+        collect::timeout()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        DEFAULT_TIMEOUT
+    }
+}
+
+/// Chooses the unwinding method for the following captures. Default:
+/// [`Method::Auto`].
+pub fn set_method(method: Method) {
+    #[cfg(target_os = "linux")]
+    unwind::set_method(method);
+    #[cfg(not(target_os = "linux"))]
+    let _ = method;
+}
+
+/// The method the next capture uses, with [`Method::Auto`] resolved.
+pub fn method() -> Method {
+    #[cfg(target_os = "linux")]
+    {
+        unwind::effective_method()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Method::Auto
+    }
+}
+
+/// Adds native stacks and thread states to a snapshot of shadow stacks.
+pub(crate) fn augment(snapshot: &mut Snapshot) {
+    #[cfg(target_os = "linux")]
+    collect::augment(snapshot);
+    #[cfg(not(target_os = "linux"))]
+    let _ = snapshot;
+}
+
+/// Kernel thread id of the thread running the signal handler right now, or
+/// 0. For tests that check the handler does not allocate.
+#[doc(hidden)]
+pub fn __handler_tid() -> i32 {
+    #[cfg(target_os = "linux")]
+    {
+        signal::handler_tid()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        0
+    }
+}
+
+/// Number of times the handler captured a stack since the process started.
+#[doc(hidden)]
+pub fn __handler_runs() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        signal::handler_runs()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        0
+    }
+}
+
+/// Skips the `/proc` check for a blocked signal, so that tests reach the
+/// timeout path.
+#[doc(hidden)]
+pub fn __skip_blocked_check(skip: bool) {
+    #[cfg(target_os = "linux")]
+    collect::skip_blocked_check(skip);
+    #[cfg(not(target_os = "linux"))]
+    let _ = skip;
+}
+
+/// Takes every thread's native stack without symbolising or merging; returns
+/// how many threads answered. For benchmarks.
+#[doc(hidden)]
+pub fn __stacks_only() -> Result<usize, String> {
+    #[cfg(target_os = "linux")]
+    {
+        collect::stacks_only()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Err(Error::Unsupported.to_string())
+    }
+}
+
+/// Symbolises one return address, through the cache; returns the number of
+/// (inlined) functions found. For benchmarks.
+#[doc(hidden)]
+pub fn __symbolize(address: usize) -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        symbolize::symbolize(address).len()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = address;
+        0
+    }
+}
+
+/// Empties the symbol cache. For benchmarks.
+#[doc(hidden)]
+pub fn __clear_symbol_cache() {
+    #[cfg(target_os = "linux")]
+    symbolize::clear();
+}

@@ -1,0 +1,149 @@
+//! The signal handler allocates nothing: a counting global allocator counts
+//! every allocation made on a thread while that thread runs the handler,
+//! across hundreds of captures of threads in futex waits, pipe reads, sleeps
+//! and busy loops, with both unwinding methods.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use webstack::native::{self, Method};
+use webstack::{Options, Snapshot};
+
+struct Counting;
+
+static IN_HANDLER: AtomicUsize = AtomicUsize::new(0);
+static TOTAL: AtomicUsize = AtomicUsize::new(0);
+
+fn count() {
+    TOTAL.fetch_add(1, Ordering::Relaxed);
+    let tid = native::__handler_tid();
+    // SAFETY: `gettid` has no preconditions.
+    if tid != 0 && tid == unsafe { libc::gettid() } {
+        IN_HANDLER.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: forwards to `System`, only adding counters.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count();
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+#[inline(never)]
+fn allocate_in_a_loop(stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let v: Vec<u64> = (0..64).collect();
+        std::hint::black_box(v);
+    }
+}
+
+#[webstack::instrument]
+fn wait_on(gate: &(Mutex<bool>, Condvar)) {
+    let mut open = gate.0.lock().unwrap();
+    while !*open {
+        open = gate.1.wait(open).unwrap();
+    }
+}
+
+fn main() {
+    let stop = Arc::new(AtomicBool::new(false));
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for two descriptors.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let read_end = fds[0];
+
+    let mut handles = Vec::new();
+    {
+        let stop = stop.clone();
+        handles.push(std::thread::spawn(move || allocate_in_a_loop(&stop)));
+    }
+    {
+        let gate = gate.clone();
+        handles.push(std::thread::spawn(move || wait_on(&gate)));
+    }
+    handles.push(std::thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        // SAFETY: reading into a live one-byte buffer.
+        unsafe { libc::read(read_end, byte.as_mut_ptr().cast(), 1) };
+    }));
+    {
+        let stop = stop.clone();
+        handles.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+
+    for method in [Method::Libgcc, Method::FramePointers] {
+        native::set_method(method);
+        assert_eq!(native::method(), method);
+        let runs = native::__handler_runs();
+        for _ in 0..200 {
+            let snapshot = Snapshot::capture(&Options::default().augment(true));
+            assert!(snapshot.augmented, "{:?}", snapshot.native_error);
+        }
+        let answered = native::__handler_runs() - runs;
+        // Five threads (main and four others) per capture; on a loaded
+        // machine a thread may miss the timeout now and then.
+        assert!(
+            answered >= 200 * 5 * 9 / 10,
+            "{method:?}: {answered} answers"
+        );
+        assert_eq!(
+            IN_HANDLER.load(Ordering::Relaxed),
+            0,
+            "{method:?}: the handler allocated"
+        );
+    }
+    // The frame-pointer walk starts at the interrupted instruction, so a busy
+    // thread's innermost function is found even without frame pointers.
+    let snapshot = Snapshot::capture(&Options::default().augment(true));
+    assert!(snapshot.routines.iter().any(|r| r
+        .frames
+        .iter()
+        .take(3)
+        .any(|f| f.function.ends_with("native_alloc::allocate_in_a_loop")
+            || f.function.contains("alloc"))));
+    native::set_method(Method::Auto);
+    assert_eq!(native::method(), Method::Libgcc, "glibc >= 2.35 here");
+    assert!(
+        TOTAL.load(Ordering::Relaxed) > 0,
+        "the counting allocator is in use"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    // SAFETY: writing one byte to the pipe's write end.
+    unsafe { libc::write(fds[1], b"x".as_ptr().cast(), 1) };
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    println!("native_alloc: ok, no allocation in the handler");
+}

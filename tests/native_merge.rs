@@ -1,0 +1,234 @@
+//! Native frames merged with instrumented frames: one stack per thread,
+//! innermost first, instrumented frames with their arguments at their place
+//! among the native ones.
+#![cfg(target_os = "linux")]
+
+use std::sync::{mpsc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use webstack::native::Origin;
+use webstack::{Frame, Kind, Options, Routine, Snapshot, State};
+
+type Gate = (Mutex<bool>, Condvar);
+
+fn open(gate: &Gate) {
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+}
+
+fn wait(gate: &Gate) {
+    let mut open = gate.0.lock().unwrap();
+    while !*open {
+        open = gate.1.wait(open).unwrap();
+    }
+}
+
+fn describe(frames: &[Frame]) -> String {
+    frames
+        .iter()
+        .map(|f| {
+            let args: Vec<String> = f.args.iter().map(|a| a.value.to_string()).collect();
+            format!(
+                "  {}{}({}) {:?} {}:{}\n",
+                if f.instrumented { "*" } else { " " },
+                f.function,
+                args.join(", "),
+                f.origin,
+                f.file,
+                f.line
+            )
+        })
+        .collect()
+}
+
+fn find(frames: &[Frame], suffix: &str, instrumented: bool) -> Option<usize> {
+    frames
+        .iter()
+        .position(|f| f.instrumented == instrumented && f.function.ends_with(suffix))
+}
+
+/// Captures until some thread's stack has the instrumented `marker` and a
+/// native frame inside it; returns the snapshot and that thread.
+fn capture_until(marker: &str) -> (Snapshot, Routine) {
+    let started = Instant::now();
+    loop {
+        let snapshot = Snapshot::capture(&Options::default().augment(true));
+        let found = snapshot
+            .routines
+            .iter()
+            .filter(|r| r.kind == Kind::Thread)
+            .find(|r| {
+                find(&r.frames, marker, true).is_some_and(|i| {
+                    r.frames[..i]
+                        .iter()
+                        .any(|f| f.function.contains("Condvar") || f.function.contains("futex"))
+                })
+            })
+            .cloned();
+        if let Some(routine) = found {
+            return (snapshot, routine);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{marker} never showed blocked: {:#?}",
+            snapshot
+                .routines
+                .iter()
+                .map(|r| (r.name.to_string(), describe(&r.frames)))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[webstack::instrument]
+fn wait_for(job: u32, label: &str, gate: &Gate) {
+    wait(gate);
+}
+
+#[webstack::instrument]
+fn run_job(job: u32, gate: &Gate) {
+    wait_for(job * 10, "alpha", gate);
+}
+
+#[test]
+fn instrumented_thread_blocked_in_condvar() {
+    let gate: &'static Gate = Box::leak(Box::new((Mutex::new(false), Condvar::new())));
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name("job-runner".into())
+        .spawn(move || {
+            // SAFETY: `gettid` has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() } as i64).unwrap();
+            run_job(7, gate);
+        })
+        .unwrap();
+    let tid = tid_rx.recv().unwrap();
+    let (snapshot, routine) = capture_until("native_merge::wait_for");
+    assert_eq!(routine.tid, Some(tid));
+    assert_eq!(routine.name, "job-runner");
+    let frames = &routine.frames;
+    let text = describe(frames);
+
+    let futex = frames
+        .iter()
+        .position(|f| f.function.contains("Condvar") || f.function.contains("futex"))
+        .unwrap();
+    let inner = find(frames, "native_merge::wait_for", true).unwrap();
+    let outer = find(frames, "native_merge::run_job", true).unwrap();
+    assert!(futex < inner && inner < outer, "{text}");
+    assert!(!frames[futex].instrumented, "{text}");
+    assert_eq!(frames[futex].origin, Origin::Std, "{text}");
+
+    // Each instrumented frame replaced its native frame: shown once, with
+    // its arguments, the native address and the current line.
+    assert_eq!(
+        find(frames, "native_merge::wait_for", false),
+        None,
+        "{text}"
+    );
+    assert_eq!(find(frames, "native_merge::run_job", false), None, "{text}");
+    let wait_for = &frames[inner];
+    let args: Vec<String> = wait_for.args.iter().map(|a| a.value.to_string()).collect();
+    assert_eq!(args[..2], ["70", "\"alpha\""], "{text}");
+    assert_eq!(wait_for.args[2].name, "gate");
+    assert!(wait_for.address.is_some(), "{text}");
+    assert!(wait_for.file.ends_with("tests/native_merge.rs"), "{text}");
+    assert_eq!(wait_for.origin, Origin::App);
+    assert_eq!(wait_for.source.as_deref(), Some("wait(gate);"), "{text}");
+    assert_eq!(frames[outer].args[0].value.to_string(), "7");
+    assert_eq!(
+        frames[outer].source.as_deref(),
+        Some("wait_for(job * 10, \"alpha\", gate);"),
+        "{text}"
+    );
+
+    // Native frames between and around are kept, with their addresses.
+    let plain_outside = frames[outer + 1..]
+        .iter()
+        .any(|f| !f.instrumented && f.address.is_some());
+    assert!(plain_outside, "{text}");
+    assert!(frames.iter().all(|f| !f.function.contains("__restore_rt")));
+    assert!(matches!(&routine.state, State::Native(s) if s.starts_with("sleeping")));
+
+    let json = snapshot.to_json();
+    assert!(json.contains("\"origin\":\"app\""), "{json}");
+    assert!(json.contains("\"origin\":\"std\""), "{json}");
+
+    open(gate);
+    handle.join().unwrap();
+}
+
+#[webstack::instrument]
+async fn serve(request: u32, gate: &'static Gate) -> u32 {
+    // Blocks the worker on purpose, so the task is caught running.
+    wait(gate);
+    request + 1
+}
+
+#[test]
+fn running_task_sits_inside_its_worker_thread() {
+    let gate: &'static Gate = Box::leak(Box::new((Mutex::new(false), Condvar::new())));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("merge-worker")
+        .build()
+        .unwrap();
+    let task = runtime.spawn(serve(42, gate));
+    let (snapshot, worker) = capture_until("native_merge::serve");
+    let frames = &worker.frames;
+    let text = describe(frames);
+    assert_eq!(worker.name, "merge-worker");
+    let serve = find(frames, "native_merge::serve", true).unwrap();
+    assert_eq!(frames[serve].args[0].value.to_string(), "42", "{text}");
+    let task_id = frames[serve].task.expect("root frame carries its task id");
+    let runtime_frame = frames[serve + 1..]
+        .iter()
+        .position(|f| f.origin == Origin::Runtime && f.function.starts_with("tokio::"));
+    assert!(runtime_frame.is_some(), "{text}");
+
+    let task_routine = snapshot
+        .routines
+        .iter()
+        .find(|r| r.id == task_id)
+        .expect("the task is in the snapshot");
+    assert_eq!(task_routine.kind, Kind::Task);
+    assert_eq!(task_routine.state, State::Running);
+    assert_eq!(task_routine.running_on, Some(worker.id));
+
+    open(gate);
+    assert_eq!(runtime.block_on(task).unwrap(), 43);
+}
+
+#[test]
+fn classify_known_paths() {
+    use webstack::native::classify;
+    assert_eq!(classify("std::sync::condvar::Condvar::wait"), Origin::Std);
+    assert_eq!(classify("tokio::runtime::task::raw::poll"), Origin::Runtime);
+    assert_eq!(
+        classify("actix_rt::system::SystemRunner::run"),
+        Origin::Runtime
+    );
+    assert_eq!(
+        classify("webstack::snapshot::Snapshot::capture"),
+        Origin::Webstack
+    );
+    assert_eq!(classify("native_merge::run_job"), Origin::App);
+    assert_eq!(classify("clock_nanosleep"), Origin::Std);
+    assert_eq!(classify("0x7f00"), Origin::Unknown);
+}
+
+#[test]
+fn augment_off_takes_no_native_stacks() {
+    let snapshot = Snapshot::capture(&Options::default().augment(false));
+    assert!(!snapshot.augmented);
+    assert!(snapshot
+        .routines
+        .iter()
+        .flat_map(|r| &r.frames)
+        .all(|f| f.instrumented && f.address.is_none() && f.source.is_none()));
+    assert!(snapshot
+        .routines
+        .iter()
+        .all(|r| !matches!(r.state, State::Native(_))));
+}

@@ -1,0 +1,306 @@
+//! The collector: lists the threads, asks each for its stack under the
+//! capture lock, then (lock released) symbolises and merges into the
+//! snapshot.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::merge::{merge, NativeFrame};
+use super::proc::{self, TaskInfo};
+use super::signal::{self, Answer};
+use super::symbolize::{source_line, symbolize};
+use super::DEFAULT_TIMEOUT;
+use crate::snapshot::{Frame, Kind, Routine, Snapshot, State};
+
+static TIMEOUT_NANOS: AtomicU64 = AtomicU64::new(DEFAULT_TIMEOUT.as_nanos() as u64);
+static SKIP_BLOCKED_CHECK: AtomicBool = AtomicBool::new(false);
+
+pub(super) fn set_timeout(timeout: Duration) {
+    TIMEOUT_NANOS.store(
+        timeout.as_nanos().min(u64::MAX as u128) as u64,
+        Ordering::Relaxed,
+    );
+}
+
+pub(super) fn timeout() -> Duration {
+    Duration::from_nanos(TIMEOUT_NANOS.load(Ordering::Relaxed))
+}
+
+pub(super) fn skip_blocked_check(skip: bool) {
+    SKIP_BLOCKED_CHECK.store(skip, Ordering::Relaxed);
+}
+
+/// State kept across snapshots, under the capture lock.
+struct Collector {
+    /// Set when a handler never finished: the slot is lost for good.
+    stuck: bool,
+    /// Stable webstack ids of threads that never registered, by tid.
+    ids: HashMap<i32, u64>,
+    tids: Vec<i32>,
+    buf: String,
+}
+
+/// Held for the whole signalling phase, so that two unwinds never run at
+/// once and the one slot has one reader.
+static CAPTURE: Mutex<Option<Collector>> = Mutex::new(None);
+
+/// The answer of one thread.
+enum Outcome {
+    /// Return addresses, innermost first; whether the first is exact.
+    Stack(Vec<usize>, bool),
+    /// Asked, but no stack; the reason.
+    NoAnswer(&'static str),
+    /// Not asked (native stacks unavailable).
+    NotAsked,
+}
+
+struct Captured {
+    info: TaskInfo,
+    outcome: Outcome,
+    /// Id for a thread that is not registered.
+    id: u64,
+}
+
+pub(super) fn augment(snapshot: &mut Snapshot) {
+    let mut native_error = None;
+    let mut sig = match signal::ensure_installed() {
+        Ok(sig) => Some(sig),
+        Err(error) => {
+            native_error = Some(error);
+            None
+        }
+    };
+    let registered = registered_tids(snapshot);
+    let (captured, uptime) = match signal_all(&registered, &mut sig, &mut native_error) {
+        Ok(found) => found,
+        Err(error) => {
+            snapshot.native_error = Some(error);
+            return;
+        }
+    };
+    merge_into(snapshot, captured, uptime);
+    add_sources(snapshot);
+    snapshot.augmented = sig.is_some();
+    snapshot.native_error = native_error;
+}
+
+/// Only the signalling phase, for benchmarks: every thread's return
+/// addresses, unsymbolised. Returns the number of threads that answered.
+pub(super) fn stacks_only() -> Result<usize, String> {
+    let mut native_error = None;
+    let mut sig = Some(signal::ensure_installed()?);
+    let (captured, _) = signal_all(&HashMap::new(), &mut sig, &mut native_error)?;
+    Ok(captured
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::Stack(..)))
+        .count())
+}
+
+/// Lists the threads and asks each for its stack, under the capture lock.
+/// `sig` becomes `None` if native stacks had to be given up.
+fn signal_all(
+    registered: &HashMap<i64, usize>,
+    sig: &mut Option<i32>,
+    native_error: &mut Option<String>,
+) -> Result<(Vec<Captured>, Option<Duration>), String> {
+    let timeout = timeout();
+    let skip_blocked_check = SKIP_BLOCKED_CHECK.load(Ordering::Relaxed);
+    let mut guard = CAPTURE.lock();
+    let collector = guard.get_or_insert_with(|| Collector {
+        stuck: false,
+        ids: HashMap::new(),
+        tids: Vec::new(),
+        buf: String::new(),
+    });
+    if collector.stuck {
+        *native_error = Some(STUCK.to_owned());
+        *sig = None;
+    }
+    proc::list_tids(&mut collector.tids)
+        .map_err(|error| format!("cannot list /proc/self/task: {error}"))?;
+    let uptime = proc::uptime(&mut collector.buf);
+    super::unwind::activate();
+    // SAFETY: `getpid` has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    let tids = std::mem::take(&mut collector.tids);
+    let mut captured = Vec::with_capacity(tids.len());
+    let mut ips = Vec::with_capacity(super::MAX_NATIVE_FRAMES);
+    for &tid in &tids {
+        let Some(mut info) = proc::read_task(tid, &mut collector.buf) else {
+            continue;
+        };
+        if let Some(signo) = *sig {
+            // A runnable thread may still be returning from the previous
+            // capture's handler, where the signal is blocked: look again.
+            for _ in 0..RECHECKS {
+                if info.state != 'R' || info.cannot_take(signo).is_none() {
+                    break;
+                }
+                std::thread::sleep(RECHECK_PAUSE);
+                match proc::read_task(tid, &mut collector.buf) {
+                    Some(again) => info = again,
+                    None => break,
+                }
+            }
+        }
+        let outcome = match *sig {
+            None => Outcome::NotAsked,
+            Some(signo) => match info.cannot_take(signo).filter(|_| !skip_blocked_check) {
+                Some(reason) => Outcome::NoAnswer(reason),
+                None => match signal::request(signo, pid, tid, timeout) {
+                    Answer::Done => {
+                        let exact = signal::read_slot(&mut ips);
+                        Outcome::Stack(ips.clone(), exact)
+                    }
+                    Answer::Exited => continue,
+                    Answer::TimedOut if !proc::exists(tid) => continue,
+                    Answer::TimedOut => Outcome::NoAnswer("timed out"),
+                    Answer::SendFailed => Outcome::NoAnswer("signal not queued"),
+                    Answer::Stuck => {
+                        collector.stuck = true;
+                        *native_error = Some(STUCK.to_owned());
+                        *sig = None;
+                        Outcome::NoAnswer("unwinder did not finish")
+                    }
+                },
+            },
+        };
+        let id = if registered.contains_key(&(tid as i64)) {
+            0
+        } else {
+            *collector
+                .ids
+                .entry(tid)
+                .or_insert_with(|| crate::registry::next_ids(1))
+        };
+        captured.push(Captured { info, outcome, id });
+    }
+    collector
+        .ids
+        .retain(|tid, _| tids.binary_search(tid).is_ok());
+    collector.tids = tids;
+    Ok((captured, uptime))
+}
+
+/// Second looks at a runnable thread that blocks the signal.
+const RECHECKS: usize = 3;
+const RECHECK_PAUSE: Duration = Duration::from_micros(200);
+
+const STUCK: &str = "a thread's unwinder did not finish within its timeout; \
+                     native stacks are disabled for the rest of the process";
+
+fn registered_tids(snapshot: &Snapshot) -> HashMap<i64, usize> {
+    snapshot
+        .routines
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.kind == Kind::Thread)
+        .filter_map(|(index, r)| Some((r.tid?, index)))
+        .collect()
+}
+
+fn native_frames(ips: &[usize], exact_first: bool) -> Vec<NativeFrame> {
+    let mut out = Vec::with_capacity(ips.len() * 2);
+    for (i, &ip) in ips.iter().enumerate() {
+        let lookup = if i == 0 && exact_first { ip + 1 } else { ip };
+        let symbols = symbolize(lookup);
+        if symbols.is_empty() {
+            out.push(NativeFrame {
+                function: None,
+                file: None,
+                line: 0,
+                origin: super::Origin::Unknown,
+                address: ip as u64,
+            });
+        }
+        out.extend(symbols.iter().map(|s| NativeFrame {
+            function: s.function.clone(),
+            file: s.file.clone(),
+            line: s.line,
+            origin: s.origin,
+            address: ip as u64,
+        }));
+    }
+    out
+}
+
+fn frames_cost(frames: &[Frame]) -> usize {
+    frames
+        .iter()
+        .map(|f| {
+            std::mem::size_of::<Frame>()
+                + if f.instrumented {
+                    0
+                } else {
+                    f.function.len() + f.file.len()
+                }
+        })
+        .sum()
+}
+
+fn merge_into(snapshot: &mut Snapshot, captured: Vec<Captured>, uptime: Option<Duration>) {
+    let registered = registered_tids(snapshot);
+    let maxmem = snapshot.maxmem;
+    let mut buf = String::new();
+    for Captured { info, outcome, id } in captured {
+        let kernel = info.state_text();
+        let (state, native) = match &outcome {
+            Outcome::Stack(ips, exact) => (kernel, Some(native_frames(ips, *exact))),
+            Outcome::NoAnswer(reason) => (format!("no answer ({reason}), {kernel}"), None),
+            Outcome::NotAsked => (kernel, None),
+        };
+        if let Some(&index) = registered.get(&(info.tid as i64)) {
+            let routine = &mut snapshot.routines[index];
+            routine.state = State::Native(state);
+            if let Some(native) = native {
+                let before = frames_cost(&routine.frames);
+                let merged = merge(routine.frames.clone(), &native);
+                let added = frames_cost(&merged).saturating_sub(before);
+                if snapshot.bytes_used + added <= maxmem {
+                    snapshot.bytes_used += added;
+                    routine.frames = merged;
+                }
+            }
+            continue;
+        }
+        let frames: Vec<Frame> = native
+            .map(|native| merge(Vec::new(), &native))
+            .unwrap_or_default();
+        let cost = std::mem::size_of::<Routine>() + info.name.len() + frames_cost(&frames);
+        if snapshot.bytes_used + cost > maxmem {
+            snapshot.left_out.threads += 1;
+            continue;
+        }
+        snapshot.bytes_used += cost;
+        snapshot.routines.push(Routine {
+            id,
+            kind: Kind::Thread,
+            name: Cow::Owned(info.name.clone()),
+            state: State::Native(state),
+            created_by: None,
+            age: proc::age(info.tid, uptime, &mut buf).unwrap_or_default(),
+            waiting: None,
+            polls: None,
+            running_on: None,
+            tid: Some(info.tid as i64),
+            elided: 0,
+            torn: false,
+            frames,
+        });
+    }
+    snapshot.routines.sort_by_key(|r| (r.kind, r.id));
+}
+
+fn add_sources(snapshot: &mut Snapshot) {
+    for routine in &mut snapshot.routines {
+        for frame in &mut routine.frames {
+            if frame.source.is_none() {
+                frame.source = source_line(&frame.file, frame.line);
+            }
+        }
+    }
+}

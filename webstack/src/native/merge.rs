@@ -1,0 +1,381 @@
+//! One stack per thread from its native frames and its shadow frames, and
+//! the classification of frames by where their code comes from.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
+
+use parking_lot::RwLock;
+
+use super::Origin;
+use crate::snapshot::Frame;
+
+const STD_CRATES: &[&str] = &[
+    "std",
+    "core",
+    "alloc",
+    "panic_unwind",
+    "panic_abort",
+    "std_detect",
+    "compiler_builtins",
+];
+
+const RUNTIME_CRATES: &[&str] = &[
+    "tokio",
+    "mio",
+    "actix_rt",
+    "actix_server",
+    "actix_http",
+    "actix_web",
+    "actix_service",
+    "async_std",
+    "async_executor",
+    "async_io",
+    "smol",
+    "futures_executor",
+    "rayon_core",
+];
+
+const WEBSTACK_CRATES: &[&str] = &["webstack", "webstack_macros"];
+
+/// C-library and loader symbols that appear at the ends of thread stacks.
+const C_RUNTIME_SYMBOLS: &[&str] = &[
+    "main",
+    "clone",
+    "clone3",
+    "start_thread",
+    "syscall",
+    "read",
+    "write",
+    "pread64",
+    "pwrite64",
+    "recv",
+    "recvfrom",
+    "send",
+    "sendto",
+    "accept",
+    "accept4",
+    "connect",
+    "poll",
+    "ppoll",
+    "select",
+    "epoll_wait",
+    "epoll_pwait",
+    "nanosleep",
+    "clock_nanosleep",
+    "sched_yield",
+    "pause",
+    "sigwait",
+    "sigtimedwait",
+    "waitpid",
+    "wait4",
+];
+
+/// Crates seen with sources in a Cargo registry or git checkout.
+static DEPENDENCIES: LazyLock<RwLock<HashSet<String>>> = LazyLock::new(Default::default);
+
+/// Where a function's code comes from, judged from its path: `std::…`,
+/// `core::…` and C-library entry points are [`Origin::Std`]; tokio, mio and
+/// actix crates are [`Origin::Runtime`]; `webstack::…` is
+/// [`Origin::Webstack`]; crates whose sources were seen in a Cargo registry
+/// during an earlier symbolisation are [`Origin::Dependency`]; other Rust
+/// paths are [`Origin::App`]. Works for shadow-only frames too.
+pub fn classify(function: &str) -> Origin {
+    let Some(krate) = crate_of(function) else {
+        return Origin::Unknown;
+    };
+    if !function.contains("::") {
+        return if krate.starts_with('_') || C_RUNTIME_SYMBOLS.contains(&krate) {
+            Origin::Std
+        } else {
+            Origin::Unknown
+        };
+    }
+    if STD_CRATES.contains(&krate) {
+        Origin::Std
+    } else if WEBSTACK_CRATES.contains(&krate) {
+        Origin::Webstack
+    } else if RUNTIME_CRATES.contains(&krate) {
+        Origin::Runtime
+    } else if DEPENDENCIES.read().contains(krate) {
+        Origin::Dependency
+    } else {
+        Origin::App
+    }
+}
+
+/// [`classify`], refined by the source file: the standard library's sources
+/// (`/rustc/<hash>/library/…`) are std, a Cargo registry's are a dependency
+/// (and the crate is remembered as one).
+pub(super) fn classify_with_file(function: &str, file: Option<&str>) -> Origin {
+    let origin = classify(function);
+    let Some(file) = file else {
+        return origin;
+    };
+    if origin == Origin::App || origin == Origin::Unknown {
+        if file.starts_with("/rustc/") || file.contains("/lib/rustlib/src/rust/library/") {
+            return Origin::Std;
+        }
+        if file.contains("/.cargo/registry/") || file.contains("/.cargo/git/checkouts/") {
+            if let Some(krate) = crate_of(function) {
+                if !DEPENDENCIES.read().contains(krate) {
+                    DEPENDENCIES.write().insert(krate.to_owned());
+                }
+            }
+            return Origin::Dependency;
+        }
+    }
+    origin
+}
+
+/// The first path segment: the crate of `a::b`, of `<a::T as b::Tr>::f`, of
+/// `<&a::T>::f`; or the whole name of a C symbol.
+fn crate_of(function: &str) -> Option<&str> {
+    let mut rest = function.trim_start();
+    loop {
+        let trimmed = rest
+            .trim_start_matches(['<', '&', '(', '['])
+            .trim_start_matches("mut ")
+            .trim_start_matches("dyn ")
+            .trim_start_matches("*const ")
+            .trim_start_matches("*mut ");
+        if trimmed.len() == rest.len() {
+            break;
+        }
+        rest = trimmed;
+    }
+    let end = rest
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '$'))
+        .unwrap_or(rest.len());
+    let krate = &rest[..end];
+    (!krate.is_empty()).then_some(krate)
+}
+
+/// The path used to match a shadow frame to a native one: `<A as B>::f`
+/// becomes `A::f`, generic arguments, closure and hash segments go.
+pub(super) fn match_key(function: &str) -> String {
+    let name = function.trim();
+    if name.starts_with('<') {
+        if let Some(close) = matching_angle(name, 0) {
+            let inner = &name[1..close];
+            let self_type = split_as(inner).unwrap_or(inner);
+            let unqualified = format!("{self_type}{}", &name[close + 1..]);
+            return finish_key(&strip_generics(&unqualified));
+        }
+    }
+    finish_key(&strip_generics(name))
+}
+
+fn finish_key(name: &str) -> String {
+    let mut segments: Vec<&str> = name
+        .trim_start_matches('&')
+        .split("::")
+        .filter(|s| !s.is_empty() && !s.starts_with('{'))
+        .collect();
+    if let Some(last) = segments.last() {
+        let is_hash = last.len() == 17
+            && last.starts_with('h')
+            && last[1..].bytes().all(|b| b.is_ascii_hexdigit());
+        if is_hash {
+            segments.pop();
+        }
+    }
+    segments.join("::")
+}
+
+/// Index of the `>` closing the `<` at `open`.
+fn matching_angle(s: &str, open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (i, c) in s[open..].char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(open + i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `A` of `A as B` at nesting depth zero.
+fn split_as(inner: &str) -> Option<&str> {
+    let mut depth = 0i32;
+    for (i, c) in inner.char_indices() {
+        match c {
+            '<' => depth += 1,
+            '>' => depth -= 1,
+            ' ' if depth == 0 && inner[i..].starts_with(" as ") => return Some(&inner[..i]),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn strip_generics(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut depth = 0usize;
+    for c in name.chars() {
+        match c {
+            '<' => depth += 1,
+            '>' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn keys_match(shadow: &str, native: &str) -> bool {
+    if shadow.is_empty() || native.is_empty() {
+        return false;
+    }
+    shadow == native
+        || (native.len() > shadow.len()
+            && native.ends_with(shadow)
+            && native[..native.len() - shadow.len()].ends_with("::"))
+        || (shadow.len() > native.len()
+            && shadow.ends_with(native)
+            && shadow[..shadow.len() - native.len()].ends_with("::")
+            && native.contains("::"))
+}
+
+/// One native frame after symbolisation (an inlined call is its own frame).
+#[derive(Clone, Debug)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(super) struct NativeFrame {
+    pub(super) function: Option<Arc<str>>,
+    pub(super) file: Option<Arc<str>>,
+    pub(super) line: u32,
+    pub(super) origin: Origin,
+    pub(super) address: u64,
+}
+
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+impl NativeFrame {
+    fn to_frame(&self) -> Frame {
+        Frame {
+            function: match &self.function {
+                Some(function) => Cow::Owned(function.to_string()),
+                None => Cow::Owned(format!("{:#x}", self.address)),
+            },
+            file: Cow::Owned(self.file.as_deref().unwrap_or("").to_owned()),
+            line: self.line,
+            instrumented: false,
+            args: Vec::new(),
+            task: None,
+            address: Some(self.address),
+            source: None,
+            origin: self.origin,
+        }
+    }
+}
+
+/// Merges a thread's shadow frames into its native frames, both innermost
+/// first. A shadow frame takes the place of the first native frame (past
+/// the previous match) whose function it names, keeping its arguments and
+/// taking the native file, line and address. Shadow frames that match no
+/// native frame (inlined away, or not symbolised) are kept in order, just
+/// outside the native frames that precede the next match.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(super) fn merge(shadow: Vec<Frame>, native: &[NativeFrame]) -> Vec<Frame> {
+    let native_keys: Vec<String> = native
+        .iter()
+        .map(|n| n.function.as_deref().map(match_key).unwrap_or_default())
+        .collect();
+    let mut out = Vec::with_capacity(native.len() + shadow.len());
+    let mut cursor = 0;
+    let mut matched_any = false;
+    let mut pending: Vec<Frame> = Vec::new();
+    for frame in shadow {
+        let key = match_key(&frame.function);
+        let found = native_keys[cursor..]
+            .iter()
+            .position(|native_key| keys_match(&key, native_key))
+            .map(|offset| cursor + offset);
+        let Some(index) = found else {
+            pending.push(frame);
+            continue;
+        };
+        out.extend(native[cursor..index].iter().map(NativeFrame::to_frame));
+        out.append(&mut pending);
+        let native_frame = &native[index];
+        let mut merged = frame;
+        if let Some(file) = &native_frame.file {
+            merged.file = Cow::Owned(file.to_string());
+            merged.line = native_frame.line;
+        }
+        merged.address = Some(native_frame.address);
+        if native_frame.origin != Origin::Unknown {
+            merged.origin = native_frame.origin;
+        }
+        out.push(merged);
+        cursor = index + 1;
+        matched_any = true;
+    }
+    if !pending.is_empty() && !matched_any {
+        // Nothing matched: put the shadow frames just outside the innermost
+        // run of library and system frames (the blocking call).
+        let inner_end = native[cursor..]
+            .iter()
+            .position(|n| matches!(n.origin, Origin::App | Origin::Dependency | Origin::Runtime))
+            .map_or(native.len(), |offset| cursor + offset);
+        out.extend(native[cursor..inner_end].iter().map(NativeFrame::to_frame));
+        cursor = inner_end;
+    }
+    out.append(&mut pending);
+    out.extend(native[cursor..].iter().map(NativeFrame::to_frame));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn match_keys() {
+        assert_eq!(match_key("app::handle::{{closure}}"), "app::handle");
+        assert_eq!(
+            match_key("app::handle::{closure#0}::{closure#0}"),
+            "app::handle"
+        );
+        assert_eq!(
+            match_key("<app::Foo<u32> as app::Tr>::run"),
+            "app::Foo::run"
+        );
+        assert_eq!(
+            match_key("app::Foo<alloc::string::String>::run"),
+            "app::Foo::run"
+        );
+        assert_eq!(match_key("app::run::h0123456789abcdef"), "app::run");
+        assert!(keys_match("app::Foo::run", "app::Foo::run"));
+        assert!(!keys_match("app::run", "app::rerun"));
+    }
+
+    #[test]
+    fn classify_paths() {
+        assert_eq!(
+            classify("std::sys::pal::unix::futex::futex_wait"),
+            Origin::Std
+        );
+        assert_eq!(
+            classify("<core::pin::Pin<P> as core::future::future::Future>::poll"),
+            Origin::Std
+        );
+        assert_eq!(
+            classify("tokio::runtime::park::Inner::park"),
+            Origin::Runtime
+        );
+        assert_eq!(
+            classify("webstack::native::collect::augment"),
+            Origin::Webstack
+        );
+        assert_eq!(classify("__futex_abstimed_wait_common"), Origin::Std);
+        assert_eq!(classify("start_thread"), Origin::Std);
+        assert_eq!(classify("myapp::handlers::get"), Origin::App);
+        assert_eq!(classify(""), Origin::Unknown);
+    }
+}

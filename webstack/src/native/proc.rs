@@ -1,0 +1,133 @@
+//! What `/proc/self/task` says about each thread: name, kernel state, wait
+//! channel, blocked and pending signals, start time.
+
+use std::io::Read;
+use std::time::Duration;
+
+/// One thread as the kernel describes it.
+#[derive(Clone, Debug, Default)]
+pub(super) struct TaskInfo {
+    pub(super) tid: i32,
+    /// `comm`, at most 15 bytes.
+    pub(super) name: String,
+    /// The state letter of `status` (`R`, `S`, `D`, ...).
+    pub(super) state: char,
+    /// The kernel function the thread sleeps in, when readable.
+    pub(super) wchan: Option<String>,
+    /// Signals the thread blocks (`SigBlk`).
+    pub(super) blocked: u64,
+    /// Signals pending for the thread itself (`SigPnd`).
+    pub(super) pending: u64,
+}
+
+impl TaskInfo {
+    /// Go-style state text: `sleeping in futex_wait_queue`, `running`.
+    pub(super) fn state_text(&self) -> String {
+        let state = match self.state {
+            'R' => "running",
+            'S' => "sleeping",
+            'D' => "disk wait",
+            'T' => "stopped",
+            't' => "tracing stop",
+            'Z' => "zombie",
+            'X' => "dead",
+            'I' => "idle",
+            'P' => "parked",
+            _ => "unknown state",
+        };
+        match &self.wchan {
+            Some(wchan) => format!("{state} in {wchan}"),
+            None => state.to_owned(),
+        }
+    }
+
+    /// Whether `signal` is blocked by, or already pending for, the thread.
+    pub(super) fn cannot_take(&self, signal: i32) -> Option<&'static str> {
+        let bit = 1u64.checked_shl(signal as u32 - 1).unwrap_or(0);
+        if self.blocked & bit != 0 {
+            Some("signal blocked")
+        } else if self.pending & bit != 0 {
+            Some("signal still pending")
+        } else {
+            None
+        }
+    }
+}
+
+/// The tids of the process's threads, in the order `/proc` lists them.
+pub(super) fn list_tids(out: &mut Vec<i32>) -> std::io::Result<()> {
+    out.clear();
+    for entry in std::fs::read_dir("/proc/self/task")? {
+        let Ok(entry) = entry else { continue };
+        if let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) {
+            out.push(tid);
+        }
+    }
+    out.sort_unstable();
+    Ok(())
+}
+
+/// Reads one thread's `status` and `wchan`; `None` if it exited.
+pub(super) fn read_task(tid: i32, buf: &mut String) -> Option<TaskInfo> {
+    read_file(&format!("/proc/self/task/{tid}/status"), buf).ok()?;
+    let mut info = TaskInfo {
+        tid,
+        ..TaskInfo::default()
+    };
+    for line in buf.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match key {
+            "Name" => info.name = value.to_owned(),
+            "State" => info.state = value.chars().next().unwrap_or('?'),
+            "SigBlk" => info.blocked = u64::from_str_radix(value, 16).unwrap_or(0),
+            "SigPnd" => info.pending = u64::from_str_radix(value, 16).unwrap_or(0),
+            _ => {}
+        }
+    }
+    if info.state != 'R' && read_file(&format!("/proc/self/task/{tid}/wchan"), buf).is_ok() {
+        let wchan = buf.trim();
+        if !wchan.is_empty() && wchan != "0" {
+            info.wchan = Some(wchan.to_owned());
+        }
+    }
+    Some(info)
+}
+
+/// Whether the thread still exists.
+pub(super) fn exists(tid: i32) -> bool {
+    std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
+}
+
+/// How long ago the thread started, from `stat`'s start time and
+/// `/proc/uptime`.
+pub(super) fn age(tid: i32, uptime: Option<Duration>, buf: &mut String) -> Option<Duration> {
+    let uptime = uptime?;
+    read_file(&format!("/proc/self/task/{tid}/stat"), buf).ok()?;
+    // The name may contain spaces and parentheses: fields follow the last ')'.
+    let rest = &buf[buf.rfind(')')? + 1..];
+    // After ')': state is field 3; starttime is field 22.
+    let start_ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    // SAFETY: `sysconf` has no preconditions.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks_per_second <= 0 {
+        return None;
+    }
+    let started = Duration::from_secs_f64(start_ticks as f64 / ticks_per_second as f64);
+    Some(uptime.saturating_sub(started))
+}
+
+/// The system's uptime.
+pub(super) fn uptime(buf: &mut String) -> Option<Duration> {
+    read_file("/proc/uptime", buf).ok()?;
+    let seconds: f64 = buf.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_secs_f64(seconds))
+}
+
+fn read_file(path: &str, buf: &mut String) -> std::io::Result<()> {
+    buf.clear();
+    std::fs::File::open(path)?.read_to_string(buf)?;
+    Ok(())
+}
