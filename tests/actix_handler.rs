@@ -452,6 +452,32 @@ async fn a_second_concurrent_request_waits_its_turn() {
 }
 
 #[actix_rt::test]
+async fn a_snapshot_does_not_stall_other_requests() {
+    let app = test::init_service(
+        App::new()
+            .service(Webstack::new("/ws").map_snapshot(slow(Duration::from_millis(600))))
+            .route("/ping", web::get().to(|| async { "pong" })),
+    )
+    .await;
+    let started = Instant::now();
+    let (snapshot, (ping, ping_done)) =
+        futures::join!(get(&app, "/ws?format=text&augment=0"), async {
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+            let reply = get(&app, "/ping").await;
+            (reply, started.elapsed())
+        });
+    assert_eq!(
+        (snapshot.status, ping.body.as_str()),
+        (StatusCode::OK, "pong")
+    );
+    assert!(
+        ping_done < Duration::from_millis(450),
+        "the ping waited for the snapshot: {ping_done:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(600));
+}
+
+#[actix_rt::test]
 async fn a_request_that_waits_too_long_answers_503() {
     let app = test::init_service(
         App::new().service(
