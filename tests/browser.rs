@@ -4,10 +4,11 @@
 //! `<script>` tag shown as text and never run — and save a screenshot to
 //! `artifacts/webstack.png`.
 //!
-//! Without Chromium (`/usr/bin/chromium`, or `chromium` / `chromium-browser`
-//! on `PATH`) the test prints a SKIP line and passes, unless
-//! `WEBSTACK_REQUIRE_BROWSER=1`. `WEBSTACK_UPDATE_SCREENSHOT=1` also copies
-//! the screenshot to `docs/screenshot.png`.
+//! Without Chromium (`$WEBSTACK_CHROMIUM` if set, else `/usr/bin/chromium`,
+//! or `chromium` / `chromium-browser` on `PATH`) the test prints a SKIP line
+//! and passes, unless `WEBSTACK_REQUIRE_BROWSER=1`.
+//! `WEBSTACK_UPDATE_SCREENSHOT=1` also copies the screenshot to
+//! `docs/screenshot.png`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -87,6 +88,10 @@ fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
 }
 
 fn find_chromium() -> Option<PathBuf> {
+    if let Some(chosen) = std::env::var_os("WEBSTACK_CHROMIUM") {
+        let chosen = PathBuf::from(chosen);
+        return chosen.is_file().then_some(chosen);
+    }
     let fixed = Path::new("/usr/bin/chromium");
     if fixed.is_file() {
         return Some(fixed.to_owned());
@@ -168,8 +173,8 @@ fn chromium_renders_the_page_safely() {
         // swallow it.
         let _ = writeln!(
             std::io::stderr(),
-            "SKIP browser test: chromium not found (/usr/bin/chromium or on PATH); \
-             set WEBSTACK_REQUIRE_BROWSER=1 to make this a failure"
+            "SKIP browser test: chromium not found ($WEBSTACK_CHROMIUM, /usr/bin/chromium \
+             or on PATH); set WEBSTACK_REQUIRE_BROWSER=1 to make this a failure"
         );
         return;
     };
