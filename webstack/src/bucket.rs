@@ -14,6 +14,7 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::native::Origin;
 use crate::snapshot::{Arg, Frame, Kind, Routine, Snapshot, State};
 use crate::stack::CreatedBy;
 use crate::value::Value;
@@ -136,6 +137,8 @@ pub struct BucketFrame {
     pub address: Option<u64>,
     /// The source line's text, taken from the first member.
     pub source: Option<String>,
+    /// Where the frame's code comes from, taken from the first member.
+    pub origin: Origin,
 }
 
 impl BucketFrame {
@@ -157,6 +160,7 @@ impl BucketFrame {
             task: frame.task,
             address: frame.address,
             source: frame.source.clone(),
+            origin: frame.origin,
         }
     }
 
@@ -281,7 +285,10 @@ fn frames_match(a: &Frame, b: &Frame, similarity: Similarity) -> bool {
         && a.function == b.function
         && a.file == b.file
         && a.args.len() == b.args.len()
-        && a.args.iter().zip(&b.args).all(|(x, y)| args_match(x, y, similarity))
+        && a.args
+            .iter()
+            .zip(&b.args)
+            .all(|(x, y)| args_match(x, y, similarity))
 }
 
 fn args_match(a: &Arg, b: &Arg, similarity: Similarity) -> bool {
@@ -346,14 +353,19 @@ impl Buckets {
             }
         }
         drop(by_signature);
+        for bucket in &mut buckets {
+            // Captured snapshots list routines by id already.
+            if !bucket.ids.is_sorted() {
+                let mut members: Vec<_> =
+                    bucket.ids.drain(..).zip(bucket.names.drain(..)).collect();
+                members.sort_unstable_by_key(|&(id, _)| id);
+                (bucket.ids, bucket.names) = members.into_iter().unzip();
+            }
+        }
         buckets.sort_by(Bucket::order);
 
         let mut labels: HashMap<u64, usize, FxBuild> = HashMap::default();
-        for arg in buckets
-            .iter()
-            .flat_map(|b| &b.frames)
-            .flat_map(|f| &f.args)
-        {
+        for arg in buckets.iter().flat_map(|b| &b.frames).flat_map(|f| &f.args) {
             if let Merged::Same(value) = arg.value {
                 if let Some(address) = value.address() {
                     if seen.get(&address).is_some_and(|&n| n > 1) {

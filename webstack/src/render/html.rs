@@ -11,8 +11,9 @@ use serde::Serialize;
 use tera::{Context, Tera};
 
 use super::{
-    arg_value, bounded, bytes, crate_docs, crate_of, duration_range, elapsed, flags, members,
-    timestamp, Classifier, Format, Links, Origin, RenderError, FUNCTION_CHARS, NAME_CHARS,
+    arg_value, bounded, bytes, crate_docs, crate_of, duration_range, elapsed, flags, folded,
+    members, origin_name, timestamp, Format, Links, Origin, RenderError, FUNCTION_CHARS,
+    NAME_CHARS,
 };
 use crate::bucket::{Bucket, BucketFrame, Buckets, Similarity};
 use crate::snapshot::{Kind, Snapshot};
@@ -140,10 +141,11 @@ fn marker(origin: Origin) -> &'static str {
         Origin::Std => "std",
         Origin::Runtime => "rt",
         Origin::Webstack => "ws",
+        Origin::Unknown => "?",
     }
 }
 
-const LEGEND: [(Origin, &str); 5] = [
+const LEGEND: [(Origin, &str); 6] = [
     (Origin::App, "the application's own crates"),
     (Origin::Dependency, "dependencies (linked to docs.rs)"),
     (
@@ -152,6 +154,7 @@ const LEGEND: [(Origin, &str); 5] = [
     ),
     (Origin::Runtime, "async runtime: tokio, actix, futures, …"),
     (Origin::Webstack, "webstack itself"),
+    (Origin::Unknown, "addresses without a symbol"),
 ];
 
 pub(super) fn render<W: Write>(
@@ -181,7 +184,6 @@ impl std::fmt::Display for Message {
 impl std::error::Error for Message {}
 
 fn page<'a>(snapshot: &'a Snapshot, buckets: &'a Buckets, links: &Links) -> Page<'a> {
-    let classifier = Classifier::new(buckets);
     let executable = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "?".to_owned());
@@ -228,12 +230,12 @@ fn page<'a>(snapshot: &'a Snapshot, buckets: &'a Buckets, links: &Links) -> Page
             .buckets
             .iter()
             .enumerate()
-            .map(|(i, b)| bucket(i + 1, b, buckets, &classifier))
+            .map(|(i, b)| bucket(i + 1, b, buckets))
             .collect(),
         legend: LEGEND
             .iter()
             .map(|&(origin, text)| LegendItem {
-                origin: origin.as_str(),
+                origin: origin_name(origin),
                 marker: marker(origin),
                 text,
             })
@@ -267,12 +269,7 @@ fn page<'a>(snapshot: &'a Snapshot, buckets: &'a Buckets, links: &Links) -> Page
     }
 }
 
-fn bucket<'a>(
-    number: usize,
-    b: &'a Bucket,
-    buckets: &Buckets,
-    classifier: &Classifier,
-) -> BucketView<'a> {
+fn bucket<'a>(number: usize, b: &'a Bucket, buckets: &Buckets) -> BucketView<'a> {
     let (groups, more) = members(b);
     let members = groups
         .into_iter()
@@ -290,7 +287,7 @@ fn bucket<'a>(
         .frames
         .iter()
         .enumerate()
-        .map(|(i, f)| frame(i, f, buckets, classifier))
+        .map(|(i, f)| frame(i, f, b.kind, buckets))
         .peekable();
     while let Some(first) = views.next() {
         let folds = first.folds;
@@ -330,20 +327,15 @@ fn bucket<'a>(
         serving: b.serving,
         created_by: b.created_by.as_ref().map(|c| CreatedView {
             function: c.function,
-            origin: classifier.origin(c.function).as_str(),
+            origin: origin_name(crate::native::classify(c.function)),
             location: format!("{}:{}", c.file, c.line),
         }),
         groups: frame_groups,
     }
 }
 
-fn frame<'a>(
-    index: usize,
-    f: &'a BucketFrame,
-    buckets: &Buckets,
-    classifier: &Classifier,
-) -> FrameView<'a> {
-    let origin = classifier.origin(&f.function);
+fn frame<'a>(index: usize, f: &'a BucketFrame, kind: Kind, buckets: &Buckets) -> FrameView<'a> {
+    let origin = f.origin;
     let krate = crate_of(&f.function).unwrap_or("");
     let file = if f.file.is_empty() { "?" } else { &f.file };
     FrameView {
@@ -358,7 +350,7 @@ fn frame<'a>(
             file.to_owned()
         },
         function: bounded(&f.function, FUNCTION_CHARS),
-        origin: origin.as_str(),
+        origin: origin_name(origin),
         marker: marker(origin),
         instrumented: f.instrumented,
         args: f
@@ -371,9 +363,10 @@ fn frame<'a>(
                 differs: arg.value == crate::bucket::Merged::Differs,
             })
             .collect(),
-        task: f.task,
+        // A task's own frames name it in the header already.
+        task: f.task.filter(|_| kind == Kind::Thread),
         address: f.address.map(|a| format!("{a:#x}")),
         source: f.source.as_deref(),
-        folds: origin.folded(),
+        folds: folded(origin),
     }
 }

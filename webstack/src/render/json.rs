@@ -36,7 +36,7 @@
 //!       "file": "src/main.rs",
 //!       "line": 17,
 //!       "instrumented": true,
-//!       "origin": "app",               // app | dependency | std | runtime | webstack
+//!       "origin": "app",               // app | dependency | std | runtime | webstack | unknown
 //!       "crate": "app",                // or null for C symbols
 //!       "task": 12,                    // only on a thread's frame that polls a task
 //!       "address": "0x55d0c0ffee00",   // only native frames
@@ -60,7 +60,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::{arg_value, crate_of, Classifier, RenderError};
+use super::{arg_value, crate_of, origin_name, RenderError};
 use crate::bucket::{Bucket, BucketFrame, Buckets, Merged};
 use crate::snapshot::{Kind, Snapshot, State, JSON_VERSION};
 use crate::stack::CreatedBy;
@@ -142,7 +142,6 @@ pub(super) fn render<W: Write>(
     snapshot: &Snapshot,
     buckets: &Buckets,
 ) -> Result<(), RenderError> {
-    let classifier = Classifier::new(buckets);
     let left_out = snapshot.left_out;
     let document = Document {
         version: JSON_VERSION,
@@ -163,16 +162,12 @@ pub(super) fn render<W: Write>(
             left_out_threads: left_out.threads,
             left_out_tasks: left_out.tasks,
         },
-        buckets: buckets
-            .buckets
-            .iter()
-            .map(|b| bucket(b, buckets, &classifier))
-            .collect(),
+        buckets: buckets.buckets.iter().map(|b| bucket(b, buckets)).collect(),
     };
     serde_json::to_writer(w, &document).map_err(|e| RenderError::new("json", e))
 }
 
-fn bucket<'a>(b: &'a Bucket, buckets: &Buckets, classifier: &Classifier) -> JsonBucket<'a> {
+fn bucket<'a>(b: &'a Bucket, buckets: &Buckets) -> JsonBucket<'a> {
     JsonBucket {
         count: b.count,
         kind: b.kind,
@@ -187,21 +182,17 @@ fn bucket<'a>(b: &'a Bucket, buckets: &Buckets, classifier: &Classifier) -> Json
         torn: b.torn,
         serving: b.serving,
         created_by: b.created_by.as_ref(),
-        frames: b
-            .frames
-            .iter()
-            .map(|f| frame(f, buckets, classifier))
-            .collect(),
+        frames: b.frames.iter().map(|f| frame(f, buckets)).collect(),
     }
 }
 
-fn frame<'a>(f: &'a BucketFrame, buckets: &Buckets, classifier: &Classifier) -> JsonFrame<'a> {
+fn frame<'a>(f: &'a BucketFrame, buckets: &Buckets) -> JsonFrame<'a> {
     JsonFrame {
         function: &f.function,
         file: &f.file,
         line: f.line,
         instrumented: f.instrumented,
-        origin: classifier.origin(&f.function).as_str(),
+        origin: origin_name(f.origin),
         krate: crate_of(&f.function),
         task: f.task,
         address: f.address.map(|a| format!("{a:#x}")),

@@ -35,15 +35,11 @@
 //!
 //! # Where a frame comes from
 //!
-//! Frames are coloured and folded by origin, decided from the first path
-//! segment of the function (the crate), looking through `<T as Trait>`
-//! wrappers: `std`, `core`, `alloc`, `proc_macro`, `test` and C symbols
-//! without a path are the standard library; `tokio*`, `actix*`, `futures*`,
-//! `mio`, `async_*`, `smol`, `rayon_core` and `tracing*` are the runtime;
-//! `webstack` is webstack itself. The application's own crates are the crate
-//! named after the executable file (dashes become underscores) plus every
-//! crate with an instrumented frame or a "created by" site in the snapshot;
-//! any other crate is a dependency.
+//! Frames are coloured and folded by [`Frame::origin`](crate::Frame::origin)
+//! (see [`native::classify`](crate::native::classify)): the application's own
+//! crates and dependencies are shown; std, runtime, webstack and unknown
+//! frames are folded when two or more follow each other. Crates link to
+//! docs.rs, std/core/alloc to doc.rust-lang.org.
 
 pub mod json;
 pub mod text;
@@ -51,13 +47,14 @@ pub mod text;
 mod html;
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use crate::bucket::{Bucket, BucketArg, Buckets, Merged, Similarity};
+use crate::native::Origin;
 use crate::snapshot::{Snapshot, DEFAULT_MAXMEM};
 
 /// Output format of [`render`].
@@ -242,31 +239,21 @@ pub fn render_to<W: Write>(
     }
 }
 
-/// Where a frame's code comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Origin {
-    App,
-    Dependency,
-    Std,
-    Runtime,
-    Webstack,
+/// The name of an origin in CSS classes and JSON.
+pub(crate) fn origin_name(origin: Origin) -> &'static str {
+    match origin {
+        Origin::App => "app",
+        Origin::Dependency => "dependency",
+        Origin::Std => "std",
+        Origin::Runtime => "runtime",
+        Origin::Webstack => "webstack",
+        Origin::Unknown => "unknown",
+    }
 }
 
-impl Origin {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Origin::App => "app",
-            Origin::Dependency => "dependency",
-            Origin::Std => "std",
-            Origin::Runtime => "runtime",
-            Origin::Webstack => "webstack",
-        }
-    }
-
-    /// Frames folded away by default on the page.
-    pub(crate) fn folded(self) -> bool {
-        matches!(self, Origin::Std | Origin::Runtime | Origin::Webstack)
-    }
+/// Frames folded away by default on the page.
+pub(crate) fn folded(origin: Origin) -> bool {
+    !matches!(origin, Origin::App | Origin::Dependency)
 }
 
 /// The crate of a function path: its first path segment, looking through
@@ -291,73 +278,14 @@ pub(crate) fn crate_of(function: &str) -> Option<&str> {
     Some(&rest[..end])
 }
 
-/// Decides frame origins for one snapshot (see the module docs).
-pub(crate) struct Classifier {
-    app: HashSet<String>,
-}
-
-impl Classifier {
-    pub(crate) fn new(buckets: &Buckets) -> Self {
-        let mut app = HashSet::new();
-        if let Some(name) = std::env::current_exe()
-            .ok()
-            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        {
-            // Test and bench executables are named `crate-0123abcd`.
-            let name = match name.rsplit_once('-') {
-                Some((stem, hash))
-                    if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
-                {
-                    stem.to_owned()
-                }
-                _ => name,
-            };
-            app.insert(name.replace('-', "_"));
-        }
-        for bucket in &buckets.buckets {
-            let instrumented = bucket
-                .frames
-                .iter()
-                .filter(|f| f.instrumented)
-                .map(|f| &*f.function);
-            let creator = bucket.created_by.iter().map(|c| c.function);
-            for function in instrumented.chain(creator) {
-                if let Some(name) = crate_of(function) {
-                    if !app.contains(name) {
-                        app.insert(name.to_owned());
-                    }
-                }
-            }
-        }
-        Classifier { app }
-    }
-
-    pub(crate) fn origin(&self, function: &str) -> Origin {
-        let Some(name) = crate_of(function) else {
-            return Origin::Std;
-        };
-        match name {
-            "std" | "core" | "alloc" | "proc_macro" | "test" => Origin::Std,
-            "webstack" | "webstack_macros" => Origin::Webstack,
-            _ if self.app.contains(name) => Origin::App,
-            "mio" | "smol" | "rayon_core" => Origin::Runtime,
-            _ if ["tokio", "actix", "futures", "async_", "tracing"]
-                .iter()
-                .any(|p| name.starts_with(p)) =>
-            {
-                Origin::Runtime
-            }
-            _ => Origin::Dependency,
-        }
-    }
-}
-
 /// The documentation link of a crate, for crates that have one.
 pub(crate) fn crate_docs(name: &str, origin: Origin) -> Option<String> {
     match origin {
-        Origin::App => None,
+        Origin::App | Origin::Unknown => None,
         Origin::Std => Some(format!("https://doc.rust-lang.org/{name}/")),
-        _ => Some(format!("https://docs.rs/{name}")),
+        Origin::Dependency | Origin::Runtime | Origin::Webstack => {
+            Some(format!("https://docs.rs/{name}"))
+        }
     }
 }
 
@@ -526,7 +454,10 @@ mod tests {
     fn timestamps() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_092_511_123);
         assert_eq!(timestamp(t), "2025-11-25T17:41:51.123Z");
-        assert_eq!(timestamp(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            timestamp(SystemTime::UNIX_EPOCH),
+            "1970-01-01T00:00:00.000Z"
+        );
     }
 
     #[test]

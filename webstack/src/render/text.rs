@@ -28,7 +28,7 @@ use super::{
     FUNCTION_CHARS,
 };
 use crate::bucket::{Bucket, Buckets};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Kind, Snapshot};
 
 pub(super) fn render<W: Write>(
     w: W,
@@ -65,8 +65,8 @@ fn bucket<W: Write>(w: &mut W, b: &Bucket, buckets: &Buckets) -> Result<(), Rend
         "{}: {} {} [{}]",
         b.count,
         match b.kind {
-            crate::Kind::Thread => "thread",
-            crate::Kind::Task => "task",
+            Kind::Thread => "thread",
+            Kind::Task => "task",
         },
         bounded(b.state.as_str(), super::NAME_CHARS),
         duration_range(b.waiting)
@@ -111,7 +111,8 @@ fn bucket<W: Write>(w: &mut W, b: &Bucket, buckets: &Buckets) -> Result<(), Rend
             }
             w.write_all(b")")?;
         }
-        if let Some(task) = frame.task {
+        // A task's own frames name it in the header already.
+        if let Some(task) = frame.task.filter(|_| b.kind == Kind::Thread) {
             write!(w, " [task {task}]")?;
         }
         writeln!(w)?;

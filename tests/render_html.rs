@@ -1,0 +1,250 @@
+//! The HTML page: bucket blocks compared as whole strings, folding of
+//! runtime frames, escaping of hostile names and values, the links that
+//! switch similarity and augment, and a page from a real capture.
+
+mod render_util;
+
+use pretty_assertions::assert_eq;
+use render_util::{arg, frame, secs, snapshot, task, thread};
+use webstack::render::{render, Format, Links};
+use webstack::{Buckets, Options, Similarity, Snapshot, Value};
+
+fn html(snap: &Snapshot, similarity: Similarity, links: &Links) -> String {
+    let buckets = Buckets::aggregate(snap, similarity);
+    render(snap, &buckets, Format::Html, links).unwrap()
+}
+
+/// The `n`th bucket's `<section>`, from 1.
+fn section(html: &str, n: usize) -> &str {
+    let start = html
+        .find(&format!("<section class=\"bucket\" id=\"b{n}\">"))
+        .or_else(|| html.find(&format!("<section class=\"bucket serving\" id=\"b{n}\">")))
+        .unwrap();
+    let end = start + html[start..].find("</section>").unwrap() + "</section>".len();
+    &html[start..end]
+}
+
+#[test]
+fn merged_bucket_block() {
+    let queue = 0u8;
+    let page = html(
+        &render_util::sample(&queue),
+        Similarity::AnyValue,
+        &Links::default(),
+    );
+    assert_eq!(
+        section(&page, 2),
+        r#"<section class="bucket" id="b2">
+<h2><span class="count">3</span> × task <span class="state">idle</span> <span class="dur">[2~5 s]</span></h2>
+<p class="members"><span class="rname">conn</span> <span class="ids">5, 6, 7</span></p>
+<p class="created">created by <span class="o-app name">app::main</span> at src&#x2F;main.rs:40</p>
+<div class="scroll"><table>
+<thead><tr><th>#</th><th>crate</th><th>file:line</th><th>function</th></tr></thead>
+<tbody>
+<tr class="o-app">
+<td class="idx">0</td>
+<td class="crate">app</td>
+<td class="loc">src&#x2F;app.rs:17</td>
+<td class="fn"><abbr class="mk" title="app">app</abbr> <span class="name">app::leaf</span>(<span class="args"><span class="arg">n: <span class="ty">u32</span> = <span class="v differs">*</span></span>, <span class="arg">rx: <span class="ty">&amp;Receiver&lt;()&gt;</span> = <span class="v">#1</span></span></span>)</td>
+</tr>
+<tr class="o-app">
+<td class="idx">1</td>
+<td class="crate">app</td>
+<td class="loc">src&#x2F;app.rs:22</td>
+<td class="fn"><abbr class="mk" title="app">app</abbr> <span class="name">app::root</span>(<span class="args"><span class="arg">name: <span class="ty">&amp;str</span> = <span class="v">&quot;alice&quot;</span></span></span>)</td>
+</tr>
+
+</tbody></table></div>
+</section>"#
+    );
+}
+
+#[test]
+fn runtime_and_std_frames_are_folded() {
+    let queue = 0u8;
+    let page = html(
+        &render_util::sample(&queue),
+        Similarity::AnyValue,
+        &Links::default(),
+    );
+    let serving = section(&page, 1);
+    assert!(serving.starts_with(r#"<section class="bucket serving" id="b1">"#));
+    assert!(serving.contains(r#"<span class="note">serving this request</span>"#));
+    let (shown, folded) = serving.split_once("<details>").unwrap();
+    // The application's and dependencies' frames stay visible…
+    assert!(shown.contains(r#"<span class="name">app::handler</span>"#));
+    assert!(shown.contains(
+        r#"<td class="crate"><a href="https:&#x2F;&#x2F;docs.rs&#x2F;serde_json">serde_json</a></td>"#
+    ));
+    assert!(shown.contains(r#"<abbr class="mk" title="dependency">dep</abbr>"#));
+    // …runtime and std frames are behind one fold, linked to their docs.
+    assert!(folded.starts_with("<summary>3 runtime and std frames</summary>"));
+    assert!(folded.contains(r#"<abbr class="mk" title="runtime">rt</abbr> <span class="name">tokio::runtime::task::raw::poll</span>"#));
+    assert!(
+        folded.contains(r#"<a href="https:&#x2F;&#x2F;doc.rust-lang.org&#x2F;std&#x2F;">std</a>"#)
+    );
+    assert!(folded.contains(r#"<span class="addr">0x1234</span>"#));
+    assert_eq!(serving.matches("<details>").count(), 1);
+}
+
+#[test]
+fn hostile_names_and_values_are_escaped_and_bounded() {
+    let evil = "<script>alert('x')</script>\"\u{7}";
+    let long_name = format!("{evil}{}", "n".repeat(400));
+    let mut t = thread(
+        1,
+        &long_name,
+        5,
+        secs(1),
+        vec![frame(
+            "app::<impl app::Foo<T>>::get",
+            3,
+            vec![arg("key", "&str", Value::str("<script>\"&'</script>"))],
+        )],
+    );
+    t.state = webstack::State::Native("<img src=x onerror=alert(1)>".into());
+    let snap = snapshot(vec![
+        t,
+        task(2, "<b>task</b>", secs(1), vec![frame("app::f", 1, vec![])]),
+    ]);
+    let links = Links {
+        base_path: "/debug\"><script>alert(1)</script>".into(),
+        ..Links::default()
+    };
+    let page = html(&snap, Similarity::AnyPointer, &links);
+    assert!(!page.contains("<script"), "{page}");
+    assert!(!page.contains("<img"));
+    assert!(!page.contains("<b>task"));
+    assert!(!page.contains('\u{7}'));
+
+    let name = format!(
+        "&lt;script&gt;alert(&#x27;x&#x27;)&lt;&#x2F;script&gt;&quot;\\u{{7}}{}…",
+        "n".repeat(200 - evil.chars().count())
+    );
+    assert!(
+        page.contains(&format!(
+            r#"<span class="rname">{name}</span> <span class="ids">1</span>"#
+        )),
+        "{page}"
+    );
+    assert!(page.contains(
+        r#"= <span class="v">&quot;&lt;script&gt;\&quot;&amp;&#x27;&lt;&#x2F;script&gt;&quot;</span>"#
+    ));
+    assert!(page.contains(r#"<span class="name">app::&lt;impl app::Foo&lt;T&gt;&gt;::get</span>"#));
+    assert!(page.contains(r#"<span class="state">&lt;img src=x onerror=alert(1)&gt;</span>"#));
+    assert!(page.contains(
+        r#"<a href="&#x2F;debug&quot;&gt;&lt;script&gt;alert(1)&lt;&#x2F;script&gt;?augment=1&amp;maxmem=67108864&amp;similarity=exactflags">"#
+    ));
+}
+
+#[test]
+fn links_switch_similarity_augment_and_format() {
+    let queue = 0u8;
+    let links = Links {
+        base_path: "/debug/webstack".into(),
+        augment: false,
+        maxmem: 2 << 20,
+        similarity: Similarity::ExactLines,
+    };
+    let page = html(&render_util::sample(&queue), Similarity::ExactLines, &links);
+    let nav = &page[page.find("<nav>").unwrap()..page.find("</nav>").unwrap() + 6];
+    let q = |rest: &str| format!("&#x2F;debug&#x2F;webstack?augment={rest}");
+    assert_eq!(
+        nav,
+        format!(
+            r#"<nav>
+<span class="label">similarity:</span>
+<a href="{}">exactflags</a>
+<strong aria-current="page">exactlines</strong>
+<a href="{}">anypointer</a>
+<a href="{}">anyvalue</a>
+· <a href="{}">with native stacks</a>
+· <span class="label">as</span> <a href="{}">json</a> <a href="{}">text</a>
+</nav>"#,
+            q("0&amp;maxmem=2097152&amp;similarity=exactflags"),
+            q("0&amp;maxmem=2097152&amp;similarity=anypointer"),
+            q("0&amp;maxmem=2097152&amp;similarity=anyvalue"),
+            q("1&amp;maxmem=2097152&amp;similarity=exactlines"),
+            q("0&amp;maxmem=2097152&amp;similarity=exactlines&amp;format=json"),
+            q("0&amp;maxmem=2097152&amp;similarity=exactlines&amp;format=text"),
+        )
+    );
+    assert_eq!(
+        links.href(true, Similarity::AnyValue, Format::Json),
+        "/debug/webstack?augment=1&maxmem=2097152&similarity=anyvalue&format=json"
+    );
+}
+
+#[test]
+fn self_contained_page_with_totals_legend_and_metadata() {
+    let queue = 0u8;
+    let mut snap = render_util::sample(&queue);
+    snap.left_out.tasks = 4;
+    let page = html(&snap, Similarity::AnyPointer, &Links::default());
+    assert!(page.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"));
+    assert!(
+        page.contains(r#"<meta name="viewport" content="width=device-width, initial-scale=1">"#)
+    );
+    assert!(page.contains("<style>") && page.contains("@media (prefers-color-scheme: dark)"));
+    // Only inline style: nothing for a `default-src 'none'` CSP to block.
+    for banned in ["<script", "<link", "src=", "@import", "url("] {
+        assert!(!page.contains(banned), "{banned}");
+    }
+    assert!(page.contains(
+        "<p class=\"totals\"><b>2</b> threads, <b>3</b> tasks in <b>5</b> buckets\n\
+         · captured in 1.234 ms\n\
+         · 10.0 KiB of 64.0 MiB used · <strong class=\"warn\">4 left out by maxmem (0 threads, 4 tasks)</strong></p>"
+    ));
+    assert!(page.contains("<title>webstack: 2 threads, 3 tasks, 5 buckets</title>"));
+    for origin in ["app", "dependency", "std", "runtime", "webstack", "unknown"] {
+        assert!(
+            page.contains(&format!("<li class=\"o-{origin}\">")),
+            "{origin}"
+        );
+    }
+    let meta = &page[page.find("<dl class=\"meta\">").unwrap()..];
+    assert!(meta.contains(&format!("<dt>pid</dt><dd>{}</dd>", std::process::id())));
+    assert!(meta.contains(&format!(
+        "<dt>webstack</dt><dd>{}</dd>",
+        env!("CARGO_PKG_VERSION")
+    )));
+    assert!(meta.contains("<dt>captured at</dt><dd>2025-11-25T17:41:51.123Z</dd>"));
+    assert!(meta.contains("<dt>uptime</dt><dd>"));
+    assert!(meta.contains("<dt>executable</dt><dd>"));
+}
+
+#[test]
+fn long_member_lists_are_folded() {
+    let snap = snapshot(
+        (1..=1000)
+            .map(|id| task(id, "conn", secs(1), vec![]))
+            .collect(),
+    );
+    let page = html(&snap, Similarity::AnyPointer, &Links::default());
+    let ids: Vec<String> = (1..=64).map(|i| i.to_string()).collect();
+    assert!(page.contains(&format!(
+        r#"<span class="rname">conn</span> <span class="ids">{}</span> <span class="more">(+936 more)</span>"#,
+        ids.join(", ")
+    )));
+}
+
+#[webstack::instrument]
+fn rh_render(label: &str) -> String {
+    let snap = Snapshot::capture(&Options::default().augment(false));
+    let buckets = Buckets::aggregate(&snap, Similarity::AnyPointer);
+    render(&snap, &buckets, Format::Html, &Links::default()).unwrap()
+}
+
+#[test]
+fn real_capture_shows_the_serving_thread_first() {
+    let page = rh_render("<script>x</script>");
+    let first = section(&page, 1);
+    assert!(
+        first.starts_with(r#"<section class="bucket serving" id="b1">"#),
+        "{first}"
+    );
+    assert!(first.contains(
+        r#"<span class="name">render_html::rh_render</span>(<span class="args"><span class="arg">label: <span class="ty">&amp;str</span> = <span class="v">&quot;&lt;script&gt;x&lt;&#x2F;script&gt;&quot;</span></span></span>)"#
+    ));
+    assert!(!page.contains("<script"));
+}

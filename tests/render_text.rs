@@ -1,0 +1,152 @@
+//! The plain-text form: a whole dump of a hand-built snapshot, and the block
+//! of real idle tasks.
+
+mod render_util;
+
+use pretty_assertions::assert_eq;
+use webstack::render::{render, render_to, Format, Links};
+use webstack::{Buckets, Options, Similarity, Snapshot};
+
+#[test]
+fn whole_dump() {
+    let queue = 0u8;
+    let snap = render_util::sample(&queue);
+    let buckets = Buckets::aggregate(&snap, Similarity::AnyValue);
+    let text = render(&snap, &buckets, Format::Text, &Links::default()).unwrap();
+    let expected = format!(
+        "webstack {version} at 2025-11-25T17:41:51.123Z: 2 threads, 3 tasks, 3 buckets (anyvalue), 0 left out, captured in 1.234 ms, 10.0 KiB of 64.0 MiB
+
+1: thread alive [60 s] main 1 (serving this request)
+    app::handler(id: u32 = 7)
+        src/app.rs:12
+    serde_json::de::from_str
+        /home/u/.cargo/registry/src/serde_json-1.0/src/de.rs:2687
+    tokio::runtime::task::raw::poll
+        /home/u/.cargo/registry/src/tokio-1/src/runtime/task/raw.rs:255 0x1234
+    tokio::runtime::scheduler::multi_thread::worker::run
+        /home/u/.cargo/registry/src/tokio-1/src/runtime/scheduler/multi_thread/worker.rs:500
+    std::thread::local::LocalKey<T>::with
+        /rustc/abc/library/std/src/thread/local.rs:283
+
+3: task idle [2~5 s] conn 5, 6, 7
+    app::leaf(n: u32 = *, rx: &Receiver<()> = #1)
+        src/app.rs:17
+    app::root(name: &str = \"alice\")
+        src/app.rs:22
+    created by app::main at src/main.rs:40
+
+1: thread alive [60 s] worker 2
+    app::work(q: &Queue = #1)
+        src/app.rs:30
+",
+        version = env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(text, expected);
+
+    let mut written = Vec::new();
+    render_to(
+        &mut written,
+        &snap,
+        &buckets,
+        Format::Text,
+        &Links::default(),
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8(written).unwrap(), expected);
+}
+
+#[test]
+fn long_member_lists_are_folded() {
+    let routines = (1..=100)
+        .map(|id| render_util::task(id, "conn", render_util::secs(1), vec![]))
+        .collect();
+    let snap = render_util::snapshot(routines);
+    let buckets = Buckets::aggregate(&snap, Similarity::AnyPointer);
+    let text = render(&snap, &buckets, Format::Text, &Links::default()).unwrap();
+    let ids: Vec<String> = (1..=64).map(|i| i.to_string()).collect();
+    let first = text.lines().nth(2).unwrap();
+    assert_eq!(
+        first,
+        format!("100: task idle [1 s] conn {} (+36 more)", ids.join(", "))
+    );
+}
+
+#[test]
+fn names_with_control_characters_are_escaped() {
+    let mut routine =
+        render_util::thread(3, "evil\nname\u{1b}[31m", 5, render_util::secs(1), vec![]);
+    routine.name = format!("{}{}", routine.name, "x".repeat(300)).into();
+    let snap = render_util::snapshot(vec![routine]);
+    let buckets = Buckets::aggregate(&snap, Similarity::AnyPointer);
+    let text = render(&snap, &buckets, Format::Text, &Links::default()).unwrap();
+    let line = text.lines().nth(2).unwrap();
+    let shown = format!("evil\\nname\\u{{1b}}[31m{}…", "x".repeat(200 - 14));
+    assert_eq!(line, format!("1: thread alive [1 s] {shown} 3"));
+    assert_eq!(text.lines().count(), 3);
+}
+
+struct Lock;
+
+#[webstack::instrument]
+fn rt_hold(
+    slot: u32,
+    lock: &Lock,
+    tx: &std::sync::mpsc::Sender<()>,
+    rx: &std::sync::mpsc::Receiver<()>,
+) {
+    tx.send(()).unwrap();
+    rx.recv().ok();
+}
+
+#[test]
+fn real_threads_dump() {
+    let lock = std::sync::Arc::new(Lock);
+    let mut stops = Vec::new();
+    let mut handles = Vec::new();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    for slot in [3, 3] {
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel();
+        stops.push(stop_tx);
+        let (lock, ready_tx) = (lock.clone(), ready_tx.clone());
+        handles.push(
+            webstack::thread::Builder::new()
+                .name("rt-holder".into())
+                .spawn(move || rt_hold(slot, &lock, &ready_tx, &stop_rx))
+                .unwrap(),
+        );
+    }
+    ready_rx.recv().unwrap();
+    ready_rx.recv().unwrap();
+    let snap = Snapshot::capture(&Options::default().augment(false));
+    for stop in stops {
+        stop.send(()).unwrap();
+    }
+    for h in handles {
+        h.join().unwrap();
+    }
+    let buckets = Buckets::aggregate(&snap, Similarity::AnyPointer);
+    let text = render(&snap, &buckets, Format::Text, &Links::default()).unwrap();
+    let ids: Vec<String> = snap
+        .routines
+        .iter()
+        .filter(|r| r.name == "rt-holder")
+        .map(|r| r.id.to_string())
+        .collect();
+    let block = render_util::normalise(
+        text.split("\n\n")
+            .find(|b| b.contains("rt-holder"))
+            .unwrap()
+            .trim_end(),
+    );
+    assert_eq!(
+        block,
+        format!(
+            "2: thread alive [DURATION] rt-holder {}\
+             \n    render_text::rt_hold(slot: u32 = 3, lock: &Lock = #1, tx: &std::sync::mpsc::Sender<()> = *, rx: &std::sync::mpsc::Receiver<()> = *)\
+             \n        {file}:LINE\
+             \n    created by <uninstrumented> at {file}:LINE",
+            ids.join(", "),
+            file = file!()
+        )
+    );
+}
