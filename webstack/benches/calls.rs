@@ -1,0 +1,269 @@
+//! Per-call cost of instrumentation, side by side with peer crates, in one
+//! run so the ratios compare like with like.
+//!
+//! - `sync`: a plain `#[inline(never)]` call against `#[webstack::instrument]`
+//!   (0, 2 and 4 integer arguments, a `&str`) and `#[tracing::instrument]`
+//!   without a subscriber and with a `tracing_subscriber::registry()`.
+//! - `async_nested`: create + poll to ready + drop of an async fn called
+//!   inside an already-running instrumented task (how real code calls them):
+//!   plain, webstack, async-backtrace `#[framed]`, await-tree
+//!   `instrument_await`.
+//! - `async_root`: the same future polled at top level, so each call is a new
+//!   task root (registration and removal included), on one thread.
+//! - `register_2threads`: two threads creating, first-polling and dropping
+//!   task roots at the same time; the figure is the time per registration
+//!   seen by each thread (the slower thread's elapsed time / its count).
+//!
+//! Futures are polled by hand with a noop waker: no runtime cost is measured.
+//! Run with `cargo bench -p webstack --bench calls`.
+
+mod util;
+
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use async_backtrace::framed;
+use await_tree::InstrumentAwait;
+use criterion::{criterion_group, criterion_main, Criterion};
+use util::run_ready;
+
+// ---- sync -------------------------------------------------------------
+
+#[inline(never)]
+fn plain0() -> u64 {
+    black_box(1)
+}
+
+#[inline(never)]
+fn plain2(a: u64, b: u64) -> u64 {
+    black_box(a) ^ b
+}
+
+#[inline(never)]
+fn plain4(a: u64, b: u64, c: u64, d: u64) -> u64 {
+    black_box(a) ^ b ^ c ^ d
+}
+
+#[inline(never)]
+fn plain_str(s: &str) -> usize {
+    black_box(s).len()
+}
+
+#[webstack::instrument]
+#[inline(never)]
+fn ws0() -> u64 {
+    black_box(1)
+}
+
+#[webstack::instrument]
+#[inline(never)]
+fn ws2(a: u64, b: u64) -> u64 {
+    black_box(a) ^ b
+}
+
+#[webstack::instrument]
+#[inline(never)]
+fn ws4(a: u64, b: u64, c: u64, d: u64) -> u64 {
+    black_box(a) ^ b ^ c ^ d
+}
+
+#[webstack::instrument]
+#[inline(never)]
+fn ws_str(s: &str) -> usize {
+    black_box(s).len()
+}
+
+#[tracing::instrument]
+#[inline(never)]
+fn tracing2(a: u64, b: u64) -> u64 {
+    black_box(a) ^ b
+}
+
+fn sync_calls(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sync");
+    let (a, b, x, y) = (
+        black_box(1u64),
+        black_box(2u64),
+        black_box(3u64),
+        black_box(4u64),
+    );
+    let s = black_box("connection-42");
+    group.bench_function("plain/0", |bench| bench.iter(plain0));
+    group.bench_function("plain/2", |bench| bench.iter(|| plain2(a, b)));
+    group.bench_function("plain/4", |bench| bench.iter(|| plain4(a, b, x, y)));
+    group.bench_function("plain/str", |bench| bench.iter(|| plain_str(s)));
+    group.bench_function("webstack/0", |bench| bench.iter(ws0));
+    group.bench_function("webstack/2", |bench| bench.iter(|| ws2(a, b)));
+    group.bench_function("webstack/4", |bench| bench.iter(|| ws4(a, b, x, y)));
+    group.bench_function("webstack/str", |bench| bench.iter(|| ws_str(s)));
+    // Before any subscriber exists: tracing's callsite cache says "never".
+    group.bench_function("tracing/2/no-subscriber", |bench| {
+        bench.iter(|| tracing2(a, b))
+    });
+    let subscriber = tracing_subscriber::registry();
+    tracing::subscriber::with_default(subscriber, || {
+        group.bench_function("tracing/2/registry", |bench| bench.iter(|| tracing2(a, b)));
+    });
+    group.finish();
+}
+
+// ---- async --------------------------------------------------------------
+
+async fn plain_leaf(a: u64, b: u64) -> u64 {
+    black_box(a) ^ b
+}
+
+#[webstack::instrument]
+async fn ws_leaf(a: u64, b: u64) -> u64 {
+    black_box(a) ^ b
+}
+
+#[framed]
+async fn ab_leaf(a: u64, b: u64) -> u64 {
+    black_box(a) ^ b
+}
+
+#[webstack::instrument(skip_all)]
+async fn ws_root(body: &mut dyn FnMut()) {
+    body()
+}
+
+/// Whether a webstack task root is being polled on this thread right now.
+fn ws_inside_task() -> bool {
+    let snapshot = webstack::Snapshot::capture(&webstack::Options::default().augment(false));
+    snapshot.routines.iter().any(|r| {
+        r.kind == webstack::Kind::Task
+            && r.state == webstack::State::Running
+            && r.name.ends_with("ws_root")
+    })
+}
+
+fn async_nested(c: &mut Criterion) {
+    let mut group = c.benchmark_group("async_nested");
+    let (a, b) = (black_box(1u64), black_box(2u64));
+    group.bench_function("plain", |bench| {
+        run_ready(async { bench.iter(|| run_ready(plain_leaf(a, b))) })
+    });
+    group.bench_function("webstack", |bench| {
+        run_ready(ws_root(&mut || {
+            assert!(ws_inside_task(), "the webstack root is not active");
+            bench.iter(|| run_ready(ws_leaf(a, b)))
+        }))
+    });
+    group.bench_function("async-backtrace", |bench| {
+        run_ready(async_backtrace::location!().frame(async {
+            assert!(
+                async_backtrace::backtrace().is_some(),
+                "the async-backtrace root is not active"
+            );
+            bench.iter(|| run_ready(ab_leaf(a, b)))
+        }))
+    });
+    let registry = await_tree::Registry::new(await_tree::Config::default());
+    group.bench_function("await-tree", |bench| {
+        run_ready(registry.register(0u64, "root").instrument(async {
+            assert!(
+                await_tree::current_tree().is_some(),
+                "the await-tree root is not active"
+            );
+            bench.iter(|| run_ready(plain_leaf(a, b).instrument_await("leaf")))
+        }))
+    });
+    group.finish();
+}
+
+fn async_root(c: &mut Criterion) {
+    let mut group = c.benchmark_group("async_root");
+    let (a, b) = (black_box(1u64), black_box(2u64));
+    group.bench_function("plain", |bench| bench.iter(|| run_ready(plain_leaf(a, b))));
+    group.bench_function("webstack", |bench| bench.iter(|| run_ready(ws_leaf(a, b))));
+    group.bench_function("async-backtrace", |bench| {
+        bench.iter(|| run_ready(async_backtrace::location!().frame(plain_leaf(a, b))))
+    });
+    let registry = await_tree::Registry::new(await_tree::Config::default());
+    let mut key = 0u64;
+    group.bench_function("await-tree", |bench| {
+        bench.iter(|| {
+            key += 1;
+            run_ready(registry.register(key, "root").instrument(plain_leaf(a, b)))
+        })
+    });
+    group.finish();
+}
+
+// ---- registration under contention ------------------------------------
+
+/// Runs `register(thread, i)` `iters` times on each of two threads started
+/// together; returns the slower thread's elapsed time.
+fn contended(iters: u64, register: impl Fn(u64, u64) + Sync) -> Duration {
+    let barrier = Barrier::new(2);
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..2u64)
+            .map(|thread| {
+                let (barrier, register) = (&barrier, &register);
+                scope.spawn(move || {
+                    // Thread registration and per-thread caches are warmed up
+                    // outside the measurement.
+                    for i in 0..16 {
+                        register(thread, u64::MAX - i);
+                    }
+                    barrier.wait();
+                    let started = Instant::now();
+                    for i in 0..iters {
+                        register(thread, i);
+                    }
+                    started.elapsed()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("bench thread panicked"))
+            .max()
+            .unwrap_or_default()
+    })
+}
+
+fn register_2threads(c: &mut Criterion) {
+    let mut group = c.benchmark_group("register_2threads");
+    group.bench_function("webstack", |bench| {
+        bench.iter_custom(|iters| {
+            contended(iters, |thread, i| {
+                black_box(run_ready(ws_leaf(thread, i)));
+            })
+        })
+    });
+    group.bench_function("async-backtrace", |bench| {
+        bench.iter_custom(|iters| {
+            contended(iters, |thread, i| {
+                black_box(run_ready(
+                    async_backtrace::location!().frame(plain_leaf(thread, i)),
+                ));
+            })
+        })
+    });
+    let registry = await_tree::Registry::new(await_tree::Config::default());
+    group.bench_function("await-tree", |bench| {
+        bench.iter_custom(|iters| {
+            contended(iters, |thread, i| {
+                let key = (thread, i);
+                black_box(run_ready(
+                    registry
+                        .register(key, "root")
+                        .instrument(plain_leaf(thread, i)),
+                ));
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    sync_calls,
+    async_nested,
+    async_root,
+    register_2threads
+);
+criterion_main!(benches);

@@ -1,0 +1,154 @@
+//! Snapshot cost at scale, side by side with peer crates.
+//!
+//! The workload (see `util/workload.rs`): idle tasks five instrumented
+//! frames deep, and threads blocked three instrumented frames deep. Sizes:
+//! 100 / 1,000 / 10,000 / 100,000 tasks with 64 threads, then 8 and 256
+//! threads with 10,000 tasks. For each size:
+//!
+//! - `capture/augment=0` and `capture/augment=1`: [`webstack::Snapshot::capture`];
+//! - `html` and `json`: capture (augment=0) + `Buckets::aggregate` +
+//!   `render::render`, end to end, the work of one page request;
+//! - `async-backtrace`: `taskdump_tree(false)` of the same tasks built with
+//!   `#[framed]`;
+//! - `await-tree`: `registry.collect_all()` and `to_string()` of every tree.
+//!
+//! Throughput is per task. Run with
+//! `cargo bench -p webstack --bench snapshot`.
+
+mod util;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use util::workload::{Tasks, Threads};
+use webstack::render::{self, Format, Links};
+use webstack::{Buckets, Options, Similarity, Snapshot};
+
+fn page(format: Format) -> String {
+    let snapshot = Snapshot::capture(&Options::default().augment(false));
+    let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
+    render::render(&snapshot, &buckets, format, &Links::default()).expect("render")
+}
+
+fn async_backtrace_dump() -> String {
+    async_backtrace::taskdump_tree(false)
+}
+
+fn await_tree_dump(registry: &await_tree::Registry) -> usize {
+    registry
+        .collect_all()
+        .iter()
+        .map(|(_, tree)| tree.to_string().len())
+        .sum()
+}
+
+/// Checks, once per size, that every library sees the whole workload, so the
+/// figures compare dumps of the same thing.
+fn check(tasks: &Tasks, threads: &Threads) {
+    let snapshot = Snapshot::capture(&Options::default().augment(false));
+    let idle = snapshot
+        .routines
+        .iter()
+        .filter(|r| {
+            r.name == "connection" && r.state == webstack::State::Idle && r.frames.len() == 5
+        })
+        .count();
+    assert_eq!(idle, tasks.webstack.len(), "webstack idle tasks");
+    let blocked = snapshot
+        .routines
+        .iter()
+        .filter(|r| {
+            r.frames
+                .first()
+                .is_some_and(|f| f.function.ends_with("::worker_wait"))
+        })
+        .count();
+    assert_eq!(blocked, threads.len(), "webstack blocked threads");
+    let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
+    let task_buckets = buckets
+        .buckets
+        .iter()
+        .filter(|b| b.kind == webstack::Kind::Task)
+        .count();
+    assert_eq!(task_buckets, idle.min(32), "task buckets");
+    if !tasks.async_backtrace.is_empty() {
+        let dump = async_backtrace_dump();
+        assert_eq!(
+            dump.matches("ab_wait_reply").count(),
+            tasks.async_backtrace.len(),
+            "async-backtrace tasks"
+        );
+        let trees = tasks.registry.collect_all();
+        assert_eq!(trees.len(), tasks.await_tree.len(), "await-tree tasks");
+        assert!(trees
+            .iter()
+            .all(|(_, t)| t.to_string().contains("wait_reply")));
+    }
+}
+
+fn bench_size(c: &mut Criterion, tasks: &Tasks, threads: &Threads, peers: bool) {
+    check(tasks, threads);
+    let n = tasks.webstack.len();
+    let mut group = c.benchmark_group(format!("snapshot/{n}tasks+{}threads", threads.len()));
+    group.throughput(Throughput::Elements(n as u64));
+    group.sample_size(10);
+    if n >= 10_000 {
+        group.sampling_mode(SamplingMode::Flat);
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(2));
+    } else {
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(1));
+    }
+    group.bench_function("capture/augment=0", |b| {
+        b.iter(|| Snapshot::capture(&Options::default().augment(false)))
+    });
+    group.bench_function("capture/augment=1", |b| {
+        b.iter(|| Snapshot::capture(&Options::default().augment(true)))
+    });
+    group.bench_function("html", |b| b.iter(|| page(Format::Html)));
+    group.bench_function("json", |b| b.iter(|| page(Format::Json)));
+    if peers {
+        group.bench_function("async-backtrace", |b| b.iter(async_backtrace_dump));
+        group.bench_function("await-tree", |b| {
+            b.iter(|| black_box(await_tree_dump(&tasks.registry)))
+        });
+    }
+    group.finish();
+}
+
+fn snapshot(c: &mut Criterion) {
+    let quick = util::quick();
+    let sizes: &[usize] = if quick {
+        &[100, 1_000]
+    } else {
+        &[100, 1_000, 10_000, 100_000]
+    };
+    let (threads_few, threads_base, threads_many, tasks_mid) = if quick {
+        (8, 16, 32, 100)
+    } else {
+        (8, 64, 256, 10_000)
+    };
+    webstack::init();
+    let mut tasks = Tasks::new();
+    let mut threads = Threads::new();
+    threads.grow(threads_base);
+    for &n in sizes {
+        tasks.grow_webstack(n);
+        tasks.grow_peers(n);
+        bench_size(c, &tasks, &threads, true);
+    }
+    // Thread scaling at a fixed task count; peers record no threads.
+    tasks.grow_webstack(tasks_mid);
+    tasks.grow_peers(0);
+    drop(threads);
+    let mut threads = Threads::new();
+    threads.grow(threads_few);
+    bench_size(c, &tasks, &threads, false);
+    threads.grow(threads_many);
+    bench_size(c, &tasks, &threads, false);
+}
+
+criterion_group!(benches, snapshot);
+criterion_main!(benches);
