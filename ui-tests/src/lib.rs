@@ -1,1 +1,58 @@
-//! trybuild cases for `#[webstack::instrument]` and `#[webstack::main]` live in `tests/`.
+//! Helpers for the pass cases in `tests/ui/pass/`: they look at the frames
+//! that `#[webstack::instrument]` records, from inside the instrumented code.
+//!
+//! The trybuild cases themselves are listed in `tests/ui.rs`; see the README.
+#![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
+
+use webstack::{Frame, Kind, Options, Routine, Snapshot};
+
+fn snapshot() -> Snapshot {
+    Snapshot::capture(&Options::default().augment(false))
+}
+
+/// The innermost frame of the calling thread whose function path is
+/// `path_suffix` or ends with `::path_suffix`.
+///
+/// Panics with the thread's frames when there is none, so a failing case says
+/// what was recorded instead.
+pub fn frame(path_suffix: &str) -> Frame {
+    let snapshot = snapshot();
+    let me = snapshot
+        .routines
+        .iter()
+        .find(|r| r.kind == Kind::Thread && r.tid.is_some() && r.tid == snapshot.captured_by_tid)
+        .expect("the calling thread is registered");
+    let wanted = format!("::{path_suffix}");
+    me.frames
+        .iter()
+        .find(|f| f.function == path_suffix || f.function.ends_with(&wanted))
+        .cloned()
+        .unwrap_or_else(|| {
+            let names: Vec<&str> = me.frames.iter().map(|f| &*f.function).collect();
+            panic!("no frame `{path_suffix}` on this thread; frames: {names:?}")
+        })
+}
+
+/// The task routine whose root frame, being polled on the calling thread, is
+/// `path_suffix` (as for [`frame`]).
+pub fn task(path_suffix: &str) -> Routine {
+    let root = frame(path_suffix);
+    let id = root
+        .task
+        .unwrap_or_else(|| panic!("`{path_suffix}` is not the root frame of a task"));
+    snapshot()
+        .routines
+        .into_iter()
+        .find(|r| r.kind == Kind::Task && r.id == id)
+        .unwrap_or_else(|| panic!("no task routine with id {id}"))
+}
+
+/// `(name, type, value)` of each recorded argument of `frame`, values as
+/// displayed.
+pub fn args(frame: &Frame) -> Vec<(&'static str, &'static str, String)> {
+    frame
+        .args
+        .iter()
+        .map(|a| (a.name, a.ty, a.value.to_string()))
+        .collect()
+}

@@ -1,5 +1,6 @@
 //! Parsing of `#[webstack::instrument(...)]` arguments.
 
+use proc_macro2::TokenStream;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
@@ -34,7 +35,7 @@ impl Parse for InstrumentArgs {
                 if seen_skip_all.is_some() {
                     return Err(syn::Error::new_spanned(
                         token,
-                        "duplicate `skip_all` argument",
+                        "duplicate `skip_all` argument; give it once",
                     ));
                 }
                 if seen_skip.is_some() {
@@ -69,12 +70,23 @@ impl Parse for InstrumentArgs {
                 syn::parenthesized!(content in input);
                 let names: Punctuated<Ident, Token![,]> =
                     content.parse_terminated(parse_param_name, Token![,])?;
-                args.skips.extend(names);
+                for name in names {
+                    if args.skips.contains(&name) {
+                        return Err(syn::Error::new_spanned(
+                            &name,
+                            format!("`{name}` is already skipped; name each parameter once"),
+                        ));
+                    }
+                    args.skips.push(name);
+                }
                 seen_skip = Some(token);
             } else if lookahead.peek(kw::name) {
                 let token: kw::name = input.parse()?;
                 if args.name.is_some() {
-                    return Err(syn::Error::new_spanned(token, "duplicate `name` argument"));
+                    return Err(syn::Error::new_spanned(
+                        token,
+                        "duplicate `name` argument; give one `name = \"...\"`",
+                    ));
                 }
                 if !input.peek(Token![=]) {
                     return Err(syn::Error::new_spanned(
@@ -91,7 +103,7 @@ impl Parse for InstrumentArgs {
                 let unknown = Ident::parse_any(input)?;
                 return Err(syn::Error::new_spanned(
                     &unknown,
-                    format!("unknown argument `{unknown}`, {EXPECTED}"),
+                    format!("unknown argument `{unknown}`; {EXPECTED}"),
                 ));
             } else {
                 return Err(syn::Error::new(input.span(), EXPECTED));
@@ -119,9 +131,13 @@ pub(crate) struct MainArgs;
 impl Parse for MainArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         if input.is_empty() {
-            Ok(MainArgs)
-        } else {
-            Err(input.error("`#[webstack::main]` takes no arguments; write `#[webstack::main]`"))
+            return Ok(MainArgs);
         }
+        let args: TokenStream = input.parse()?;
+        Err(syn::Error::new_spanned(
+            args,
+            "`#[webstack::main]` takes no arguments; write `#[webstack::main]` \
+             (runtime options go on the runtime's attribute, e.g. `#[tokio::main(...)]`)",
+        ))
     }
 }

@@ -1,7 +1,8 @@
 //! Code generation for `#[webstack::instrument]` and `#[webstack::main]`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Delimiter, Group, Spacing, Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, LitStr, Pat, ReturnType, Signature, Type};
 
@@ -10,90 +11,131 @@ use crate::attr::{InstrumentArgs, MainArgs};
 /// Most parameters recorded per frame (the runtime's `MAX_ARGS`).
 const MAX_ARGS: usize = 8;
 
-pub(crate) fn instrument(args: TokenStream, item: TokenStream) -> TokenStream {
-    let function = match parse_function(item.clone(), "#[webstack::instrument]") {
-        Ok(function) => function,
-        Err(error) => return token_stream_with_error(item, error),
-    };
-    let args = match syn::parse2::<InstrumentArgs>(args) {
-        Ok(args) => args,
-        Err(error) => return token_stream_with_error(item, error),
-    };
-    match gen_function(function, &args, false) {
-        Ok(tokens) => tokens,
-        Err(error) => token_stream_with_error(item, error),
+/// Which attribute is expanding, for messages and for what `main` adds.
+#[derive(Clone, Copy, PartialEq)]
+enum Attr {
+    Instrument,
+    Main,
+}
+
+impl Attr {
+    fn name(self) -> &'static str {
+        match self {
+            Attr::Instrument => "#[webstack::instrument]",
+            Attr::Main => "#[webstack::main]",
+        }
     }
 }
 
-pub(crate) fn main(args: TokenStream, item: TokenStream) -> TokenStream {
-    let function = match parse_function(item.clone(), "#[webstack::main]") {
-        Ok(function) => function,
-        Err(error) => return token_stream_with_error(item, error),
+pub(crate) fn instrument(args: TokenStream, item: TokenStream) -> TokenStream {
+    let function = parse_function(item.clone(), Attr::Instrument);
+    let args = syn::parse2::<InstrumentArgs>(args);
+    let (function, args) = match (function, args) {
+        (Ok(function), Ok(args)) => (function, args),
+        (function, args) => return token_stream_with_errors(item, [function.err(), args.err()]),
     };
-    if let Err(error) = syn::parse2::<MainArgs>(args) {
-        return token_stream_with_error(item, error);
-    }
+    gen_function(function, &args, Attr::Instrument)
+        .unwrap_or_else(|error| token_stream_with_errors(item, [Some(error)]))
+}
+
+pub(crate) fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    let function = parse_function(item.clone(), Attr::Main);
+    let args = syn::parse2::<MainArgs>(args);
+    let function = match (function, args) {
+        (Ok(function), Ok(MainArgs)) => function,
+        (function, args) => return token_stream_with_errors(item, [function.err(), args.err()]),
+    };
     let args = InstrumentArgs {
         skip_all: true,
         ..InstrumentArgs::default()
     };
-    match gen_function(function, &args, true) {
-        Ok(tokens) => tokens,
-        Err(error) => token_stream_with_error(item, error),
-    }
+    gen_function(function, &args, Attr::Main)
+        .unwrap_or_else(|error| token_stream_with_errors(item, [Some(error)]))
 }
 
-/// The user's item unchanged, followed by the error, so that the function
+/// The user's item unchanged, followed by the errors, so that the function
 /// still exists for IDEs and for later errors.
-fn token_stream_with_error(mut item: TokenStream, error: syn::Error) -> TokenStream {
-    item.extend(error.into_compile_error());
+fn token_stream_with_errors(
+    mut item: TokenStream,
+    errors: impl IntoIterator<Item = Option<syn::Error>>,
+) -> TokenStream {
+    for error in errors.into_iter().flatten() {
+        item.extend(error.into_compile_error());
+    }
     item
 }
 
-fn parse_function(item: TokenStream, attr: &str) -> syn::Result<ItemFn> {
+fn parse_function(item: TokenStream, attr: Attr) -> syn::Result<ItemFn> {
+    let attr = attr.name();
     syn::parse2::<ItemFn>(item.clone()).map_err(|_| {
-        let message = format!(
-            "`{attr}` can only be applied to a function with a body \
-             (`fn`, `async fn`, or a method)"
-        );
+        // A method declared in a trait, or a function in an `extern` block:
+        // right kind of item, but nothing to instrument.
+        if let Ok(declaration) = syn::parse2::<syn::TraitItemFn>(item.clone()) {
+            if let Some(semi) = declaration.semi_token {
+                return syn::Error::new_spanned(
+                    semi,
+                    format!(
+                        "`{attr}` needs a function body, found `;`; put it on the \
+                         function's definition (in each `impl` of a trait, or on a \
+                         trait method with a default body)"
+                    ),
+                );
+            }
+        }
+        let expected =
+            format!("`{attr}` can only be applied to a function: `fn`, `async fn` or a method");
         match syn::parse2::<syn::Item>(item.clone()) {
-            Ok(other) => syn::Error::new(item_head_span(&other), message),
-            Err(_) => syn::Error::new_spanned(item, message),
+            Ok(other) => {
+                let (span, what) = item_head(&other);
+                let hint = if matches!(other, syn::Item::Impl(_) | syn::Item::Trait(_)) {
+                    "; put it on each method instead"
+                } else {
+                    ""
+                };
+                syn::Error::new(span, format!("{expected}, not {what}{hint}"))
+            }
+            Err(_) => syn::Error::new_spanned(item, expected),
         }
     })
 }
 
-/// A span on the keyword that says what the item is (`struct`, `impl`...).
-fn item_head_span(item: &syn::Item) -> Span {
+/// The keyword that says what an item is (`struct`, `impl`...), and a name
+/// for that kind of item.
+fn item_head(item: &syn::Item) -> (Span, &'static str) {
     match item {
-        syn::Item::Struct(s) => s.struct_token.span,
-        syn::Item::Enum(e) => e.enum_token.span,
-        syn::Item::Impl(i) => i.impl_token.span,
-        syn::Item::Trait(t) => t.trait_token.span,
-        syn::Item::Mod(m) => m.mod_token.span,
-        syn::Item::Const(c) => c.const_token.span,
-        syn::Item::Static(s) => s.static_token.span,
-        syn::Item::Type(t) => t.type_token.span,
-        syn::Item::Use(u) => u.use_token.span,
-        syn::Item::Fn(f) => f.sig.fn_token.span,
-        other => other.span(),
+        syn::Item::Struct(s) => (s.struct_token.span, "a struct"),
+        syn::Item::Enum(e) => (e.enum_token.span, "an enum"),
+        syn::Item::Union(u) => (u.union_token.span, "a union"),
+        syn::Item::Impl(i) => (i.impl_token.span, "an `impl` block"),
+        syn::Item::Trait(t) => (t.trait_token.span, "a trait"),
+        syn::Item::Mod(m) => (m.mod_token.span, "a module"),
+        syn::Item::Const(c) => (c.const_token.span, "a constant"),
+        syn::Item::Static(s) => (s.static_token.span, "a static"),
+        syn::Item::Type(t) => (t.type_token.span, "a type alias"),
+        syn::Item::Use(u) => (u.use_token.span, "a `use` declaration"),
+        syn::Item::ExternCrate(e) => (e.extern_token.span, "an `extern crate`"),
+        syn::Item::ForeignMod(f) => (f.abi.extern_token.span, "an `extern` block"),
+        syn::Item::Macro(m) => (m.mac.path.span(), "a macro invocation"),
+        other => (other.span(), "this item"),
     }
 }
 
-/// One parameter as it will be recorded.
+/// One parameter of the instrumented function.
 struct Param {
+    /// The binding, when the pattern is a plain identifier (or `self`); only
+    /// these can be named in `skip(...)`.
+    ident: Option<Ident>,
     /// Shown name: the identifier, `self`, or the pattern's text.
     name: String,
     ty: String,
     /// The expression recording the value.
     capture: TokenStream,
+    /// `false` for a parameter under `#[cfg]`: it may not exist, so it is
+    /// never recorded.
+    recordable: bool,
 }
 
-fn gen_function(
-    function: ItemFn,
-    args: &InstrumentArgs,
-    is_main: bool,
-) -> syn::Result<TokenStream> {
+fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Result<TokenStream> {
     let ItemFn {
         attrs,
         vis,
@@ -103,38 +145,21 @@ fn gen_function(
     if let Some(constness) = &sig.constness {
         return Err(syn::Error::new_spanned(
             constness,
-            "`#[webstack::instrument]` cannot be applied to a `const fn`: \
-             remove `const`, or remove the attribute",
+            format!(
+                "`{}` cannot be applied to a `const fn`; remove `const`, or remove the attribute",
+                attr.name()
+            ),
         ));
     }
-    let params = params(&sig)?;
-    for skip in &args.skips {
-        if !params.iter().any(|(ident, _)| ident.as_ref() == Some(skip)) {
-            let names: Vec<String> = params
-                .iter()
-                .filter_map(|(ident, _)| ident.as_ref().map(|i| format!("`{i}`")))
-                .collect();
-            let valid = if names.is_empty() {
-                "this function has no named parameters".to_owned()
-            } else {
-                format!("expected one of: {}", names.join(", "))
-            };
-            return Err(syn::Error::new_spanned(
-                skip,
-                format!(
-                    "`skip({skip})` names no parameter of `{}`; {valid}",
-                    sig.ident
-                ),
-            ));
-        }
-    }
+    let params = params(&sig);
+    check_skips(&sig, &params, args)?;
     let recorded: Vec<Param> = if args.skip_all {
         Vec::new()
     } else {
         params
             .into_iter()
-            .filter(|(ident, _)| !ident.as_ref().is_some_and(|i| args.skips.contains(i)))
-            .map(|(_, param)| param)
+            .filter(|p| p.recordable)
+            .filter(|p| !p.ident.as_ref().is_some_and(|i| args.skips.contains(i)))
             .take(MAX_ARGS)
             .collect()
     };
@@ -144,171 +169,183 @@ fn gen_function(
         .name
         .clone()
         .unwrap_or_else(|| LitStr::new(&fn_name, sig.ident.span()));
-    let line = sig.fn_token.span.start().line as u32;
+    // `line!()` spanned on the user's `fn` keyword gives that keyword's line,
+    // on every compiler (`Span::start` needs Rust 1.88 in a proc macro).
+    let line = quote_spanned!(sig.fn_token.span=> ::core::line!());
     let arg_metas = recorded.iter().map(|p| {
         let (name, ty) = (&p.name, &p.ty);
         quote!(::webstack::__private::ArgMeta { name: #name, ty: #ty })
     });
-    let captures: Vec<&TokenStream> = recorded.iter().map(|p| &p.capture).collect();
-    let owner = if sig.receiver().is_some() {
+    // Frames of methods are named `Type::method`. Without a receiver, a
+    // signature that names `Self` is also inside an `impl` or a trait.
+    let owner = if sig.receiver().is_some() || mentions_self(&sig) {
         quote!(::webstack::__private::owner::<Self>())
     } else {
         quote!(0usize)
     };
-    let meta = Ident::new("__WEBSTACK_META", Span::mixed_site());
+    let meta = Ident::new("__webstack_meta", Span::mixed_site());
     let frame = Ident::new("__webstack_frame", Span::mixed_site());
     let values = Ident::new("__webstack_args", Span::mixed_site());
-    let allow = allow_attrs();
-    let init = if is_main {
+    let init = if attr == Attr::Main {
         quote!(::webstack::__private::init_main();)
     } else {
         TokenStream::new()
     };
+    // The static lives in its own block, so no name of it can reach the
+    // user's body.
     let meta_static = quote! {
-        #allow
-        static #meta: ::webstack::__private::FrameMeta = ::webstack::__private::FrameMeta {
-            name: #fn_name,
-            function: ::core::concat!(::core::module_path!(), "::", #fn_name),
-            task_name: #task_name,
-            file: ::core::file!(),
-            line: #line,
-            args: &[#(#arg_metas),*],
+        let #meta: &'static ::webstack::__private::FrameMeta = {
+            static __WEBSTACK_META: ::webstack::__private::FrameMeta = ::webstack::__private::FrameMeta {
+                name: #fn_name,
+                function: ::core::concat!(::core::module_path!(), "::", #fn_name),
+                task_name: #task_name,
+                file: ::core::file!(),
+                line: #line,
+                args: &[#(#arg_metas),*],
+            };
+            &__WEBSTACK_META
         };
     };
-    let capture_values = quote! {
-        #allow
-        let #values = {
-            #[allow(unused_imports)]
-            use ::webstack::__private::{ViaAddr as _, ViaCapture as _, ViaRef as _};
-            [#(#captures),*]
-        };
+    let captures: Vec<&TokenStream> = recorded.iter().map(|p| &p.capture).collect();
+    let capture_values = if captures.is_empty() {
+        quote!(let #values: [::webstack::__private::Value; 0] = [];)
+    } else {
+        quote! {
+            let #values = {
+                use ::webstack::__private::{ViaAddr as _, ViaCapture as _, ViaRef as _};
+                [#(#captures),*]
+            };
+        }
     };
 
+    let prelude = quote!(#init #meta_static #capture_values);
     let body = if sig.asyncness.is_some() {
-        let ret_binding = match &sig.output {
-            ReturnType::Type(_, ty) if !contains_impl_trait(ty) => {
+        // Binding the block's value to the declared type keeps inference (`?`,
+        // `.into()`, `collect()`) and puts type errors on the user's tail
+        // expression, as in the unexpanded `async fn`.
+        let declared = match &sig.output {
+            ReturnType::Default => Some(quote!(())),
+            ReturnType::Type(_, ty) if binds_as_let(ty) => Some(ty.to_token_stream()),
+            ReturnType::Type(..) => None,
+        };
+        let inner = match declared {
+            Some(ty) => {
                 let ret = Ident::new("__webstack_ret", Span::mixed_site());
                 quote_spanned!(block.span()=> {
-                    #allow
                     let #ret: #ty = #block;
                     #ret
                 })
             }
-            ReturnType::Default => {
-                let ret = Ident::new("__webstack_ret", Span::mixed_site());
-                quote_spanned!(block.span()=> {
-                    #allow
-                    let #ret: () = #block;
-                    #ret
-                })
-            }
-            ReturnType::Type(..) => block.to_token_stream(),
+            None => block.to_token_stream(),
         };
         quote! {
-            #init
-            #meta_static
-            #capture_values
-            ::webstack::__private::Instrumented::new(&#meta, #owner, #values, async move #ret_binding).await
+            #prelude
+            ::webstack::__private::Instrumented::new(#meta, #owner, #values, async move #inner).await
         }
     } else if returns_impl_future(&sig) {
         quote! {
-            #init
-            #meta_static
-            #capture_values
-            ::webstack::__private::Instrumented::new(&#meta, #owner, #values, #block)
+            #prelude
+            ::webstack::__private::Instrumented::new(#meta, #owner, #values, #block)
         }
     } else {
         quote! {
-            #init
-            #meta_static
-            #capture_values
-            let #frame = ::webstack::__private::enter(&#meta, #owner, #values);
+            #prelude
+            let #frame = ::webstack::__private::enter(#meta, #owner, #values);
             #block
         }
     };
+    // The braces keep the user's span: rustc places the fn item where its
+    // tokens are, and does not report `dead_code` on an item whose span ends
+    // in macro-generated tokens.
+    let mut braces = Group::new(Delimiter::Brace, body);
+    braces.set_span(block.brace_token.span.join());
     Ok(quote! {
         #(#attrs)*
-        #vis #sig {
-            #body
-        }
+        #vis #sig #braces
     })
 }
 
-/// The `#[allow]` list for generated items and statements.
-fn allow_attrs() -> TokenStream {
-    quote!(#[allow(
-        unused,
-        clippy::all,
-        clippy::pedantic,
-        non_upper_case_globals
-    )])
+/// Every name in `skip(...)` must be a parameter that can be skipped.
+fn check_skips(sig: &Signature, params: &[Param], args: &InstrumentArgs) -> syn::Result<()> {
+    for skip in &args.skips {
+        if params.iter().any(|p| p.ident.as_ref() == Some(skip)) {
+            continue;
+        }
+        let names: Vec<String> = params
+            .iter()
+            .filter_map(|p| p.ident.as_ref().map(|i| format!("`{i}`")))
+            .collect();
+        let valid = if names.is_empty() {
+            "it has no parameter that can be named here".to_owned()
+        } else {
+            format!("expected one of: {}", names.join(", "))
+        };
+        let destructured = if params.iter().any(|p| p.ident.is_none()) {
+            " (a destructured parameter is recorded by its pattern, and only `skip_all` \
+             leaves it out)"
+        } else {
+            ""
+        };
+        return Err(syn::Error::new_spanned(
+            skip,
+            format!(
+                "`skip({skip})` names no parameter of `{}`; {valid}{destructured}",
+                sig.ident
+            ),
+        ));
+    }
+    Ok(())
 }
 
-/// Every parameter with its identifier (when it is a plain binding) and how
-/// it is recorded.
-fn params(sig: &Signature) -> syn::Result<Vec<(Option<Ident>, Param)>> {
-    let mut out = Vec::new();
-    for input in &sig.inputs {
-        match input {
+/// Every parameter and how it is recorded.
+fn params(sig: &Signature) -> Vec<Param> {
+    sig.inputs
+        .iter()
+        .map(|input| match input {
             FnArg::Receiver(receiver) => {
                 let self_token = &receiver.self_token;
-                let ty = if receiver.colon_token.is_some() {
-                    format!("self: {}", type_text(&receiver.ty))
-                } else {
-                    let mut text = String::new();
-                    if let Some((_, lifetime)) = &receiver.reference {
-                        text.push('&');
-                        if let Some(lifetime) = lifetime {
-                            text.push_str(&format!("{lifetime} "));
-                        }
-                        if receiver.mutability.is_some() {
-                            text.push_str("mut ");
-                        }
-                    }
-                    text.push_str("Self");
-                    text
-                };
-                out.push((
-                    Some(Ident::new("self", self_token.span)),
-                    Param {
-                        name: "self".to_owned(),
-                        ty,
-                        capture: quote_spanned!(Span::mixed_site()=>
-                            (&&&::webstack::__private::Probe(&#self_token)).__webstack_value()),
-                    },
-                ));
+                Param {
+                    ident: Some(Ident::new("self", self_token.span)),
+                    name: "self".to_owned(),
+                    // `&self` comes with the type `&Self`, `self: Box<Self>` with
+                    // `Box<Self>`.
+                    ty: tokens_text(receiver.ty.to_token_stream()),
+                    capture: quote!(
+                        (&&&::webstack::__private::Probe(&#self_token)).__webstack_value()
+                    ),
+                    recordable: true,
+                }
             }
             FnArg::Typed(typed) => {
-                let ty = type_text(&typed.ty);
+                let ty = tokens_text(typed.ty.to_token_stream());
+                let recordable = !typed
+                    .attrs
+                    .iter()
+                    .any(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr"));
                 match &*typed.pat {
                     Pat::Ident(pat) if pat.subpat.is_none() => {
                         let ident = &pat.ident;
-                        out.push((
-                            Some(ident.clone()),
-                            Param {
-                                name: ident.to_string(),
-                                ty,
-                                capture: quote!(
-                                    (&&&::webstack::__private::Probe(&#ident)).__webstack_value()
-                                ),
-                            },
-                        ));
+                        Param {
+                            ident: Some(ident.clone()),
+                            name: ident.unraw().to_string(),
+                            ty,
+                            capture: quote!(
+                                (&&&::webstack::__private::Probe(&#ident)).__webstack_value()
+                            ),
+                            recordable,
+                        }
                     }
-                    other => {
-                        out.push((
-                            None,
-                            Param {
-                                name: tokens_text(other.to_token_stream()),
-                                ty,
-                                capture: quote!(::webstack::__private::Value::opaque()),
-                            },
-                        ));
-                    }
+                    other => Param {
+                        ident: None,
+                        name: tokens_text(other.to_token_stream()),
+                        ty,
+                        capture: quote!(::webstack::__private::Value::opaque()),
+                        recordable,
+                    },
                 }
             }
-        }
-    }
-    Ok(out)
+        })
+        .collect()
 }
 
 fn returns_impl_future(sig: &Signature) -> bool {
@@ -326,51 +363,158 @@ fn returns_impl_future(sig: &Signature) -> bool {
     })
 }
 
-fn contains_impl_trait(ty: &Type) -> bool {
-    ty.to_token_stream()
-        .into_iter()
-        .any(|t| matches!(&t, proc_macro2::TokenTree::Ident(i) if i == "impl"))
-        || tokens_text(ty.to_token_stream()).contains("impl ")
+/// Whether `let x: Ty = ...;` is valid for the return type: not with
+/// `impl Trait` inside, and not for `!` (unstable in that position).
+fn binds_as_let(ty: &Type) -> bool {
+    !matches!(ty, Type::Never(_)) && !has_ident(ty.to_token_stream(), "impl")
 }
 
-fn type_text(ty: &Type) -> String {
-    tokens_text(ty.to_token_stream())
+fn mentions_self(sig: &Signature) -> bool {
+    let Signature {
+        generics,
+        inputs,
+        output,
+        ..
+    } = sig;
+    has_ident(quote!(#generics #inputs #output), "Self")
+        || has_ident(generics.where_clause.to_token_stream(), "Self")
+}
+
+fn has_ident(tokens: TokenStream, wanted: &str) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => ident == wanted,
+        TokenTree::Group(group) => has_ident(group.stream(), wanted),
+        _ => false,
+    })
 }
 
 /// Token text with the spacing a person would write: `&Mutex<Queue>`, not
-/// `& Mutex < Queue >`.
+/// `& Mutex < Queue >`. Works on tokens rather than on `to_string()`'s output,
+/// so an identifier that merely ends like a keyword (`Immut`) is not mistaken
+/// for one.
 fn tokens_text(tokens: TokenStream) -> String {
-    let raw = tokens.to_string();
-    let chars: Vec<char> = raw.chars().collect();
-    let mut out = String::with_capacity(raw.len());
-    for (i, &c) in chars.iter().enumerate() {
-        if c == ' ' {
-            let prev = out.chars().last().unwrap_or(' ');
-            let next = chars.get(i + 1).copied().unwrap_or(' ');
-            let glue_after = matches!(prev, '&' | '<' | '(' | '[' | ':' | '*' | '\'');
-            let glue_before = matches!(next, '<' | '>' | ',' | ')' | ']' | ';' | ':' | '(');
-            let keep_arrow = prev == '>' && out.ends_with("->");
-            let keep_before_arrow = next == '-' || (next == '>' && prev == '-');
-            let after_keyword = ["mut", "dyn", "impl", "const"]
-                .iter()
-                .any(|kw| out.ends_with(kw) && next != '(');
-            let glue_paren = next == '(' && (matches!(prev, ',' | '=') || out.ends_with("->"));
-            if (glue_after || glue_before)
-                && !keep_arrow
-                && !keep_before_arrow
-                && !after_keyword
-                && !glue_paren
-            {
-                continue;
-            }
-            if prev == '*' && out.ends_with("* const") {
-                out.push(c);
-                continue;
-            }
+    let mut out = String::new();
+    write_tokens(&mut out, tokens);
+    out
+}
+
+/// The previous token, as far as spacing cares.
+#[derive(Clone, Copy)]
+enum Prev {
+    /// Start of the text or of a group.
+    Start,
+    /// An identifier, literal, closed group or closing `>`. `keyword` marks
+    /// words that keep a space before `(`: `mut (u8, u8)`, `dyn (Trait)`.
+    Word { keyword: bool },
+    /// Punctuation. `joint` when it starts a longer operator (`->`, `::`,
+    /// `'a`); `binary` when it follows a word (`N * 2`, not `*const`).
+    Punct { ch: char, joint: bool, binary: bool },
+    /// The last character of `->` or `::`.
+    OperatorEnd { ch: char },
+}
+
+/// The next token, as far as spacing cares.
+#[derive(Clone, Copy)]
+enum Next {
+    Word,
+    Punct(char),
+    Group(Delimiter),
+}
+
+fn write_tokens(out: &mut String, tokens: TokenStream) {
+    let mut prev = Prev::Start;
+    for token in tokens {
+        let next = match &token {
+            TokenTree::Punct(p) => Next::Punct(p.as_char()),
+            TokenTree::Group(g) => Next::Group(g.delimiter()),
+            TokenTree::Ident(_) | TokenTree::Literal(_) => Next::Word,
+        };
+        if space_between(prev, next) {
+            out.push(' ');
         }
-        out.push(c);
+        prev = match token {
+            TokenTree::Punct(p) => {
+                let ch = p.as_char();
+                out.push(ch);
+                match (prev, ch) {
+                    (
+                        Prev::Punct {
+                            ch: '-',
+                            joint: true,
+                            ..
+                        },
+                        '>',
+                    )
+                    | (
+                        Prev::Punct {
+                            ch: ':',
+                            joint: true,
+                            ..
+                        },
+                        ':',
+                    ) => Prev::OperatorEnd { ch },
+                    // Closes generic arguments: spaced like a word after it.
+                    (_, '>') => Prev::Word { keyword: false },
+                    _ => Prev::Punct {
+                        ch,
+                        joint: p.spacing() == Spacing::Joint,
+                        binary: matches!(prev, Prev::Word { .. }),
+                    },
+                }
+            }
+            TokenTree::Group(g) => {
+                let (open, close) = match g.delimiter() {
+                    Delimiter::Parenthesis => ("(", ")"),
+                    Delimiter::Bracket => ("[", "]"),
+                    Delimiter::Brace if g.stream().is_empty() => ("{", "}"),
+                    Delimiter::Brace => ("{ ", " }"),
+                    Delimiter::None => ("", ""),
+                };
+                out.push_str(open);
+                write_tokens(out, g.stream());
+                out.push_str(close);
+                Prev::Word { keyword: false }
+            }
+            TokenTree::Ident(ident) => {
+                let text = ident.to_string();
+                out.push_str(&text);
+                let keyword = matches!(
+                    text.as_str(),
+                    "mut" | "dyn" | "impl" | "const" | "ref" | "as" | "in" | "where"
+                );
+                Prev::Word { keyword }
+            }
+            TokenTree::Literal(literal) => {
+                out.push_str(&literal.to_string());
+                Prev::Word { keyword: true }
+            }
+        };
     }
-    out.replace("* const", "*const").replace("* mut", "*mut")
+}
+
+fn space_between(prev: Prev, next: Next) -> bool {
+    if let Next::Punct(',' | ';' | ':' | '>') = next {
+        return false;
+    }
+    match prev {
+        Prev::Start => false,
+        Prev::Word { keyword } => match next {
+            Next::Word => true,
+            Next::Group(Delimiter::Parenthesis) => keyword,
+            Next::Group(_) => true,
+            Next::Punct(ch) => matches!(
+                ch,
+                '=' | '+' | '-' | '*' | '&' | '/' | '%' | '^' | '@' | '|' | '\''
+            ),
+        },
+        Prev::Punct { ch, joint, binary } => match ch {
+            ',' | ';' | '=' | '+' | '@' | '|' => true,
+            ':' => !joint,
+            '-' | '*' | '&' | '/' | '%' | '^' => binary && !joint,
+            _ => false,
+        },
+        Prev::OperatorEnd { ch } => ch == '>',
+    }
 }
 
 #[cfg(test)]
@@ -380,25 +524,66 @@ mod tests {
 
     #[test]
     fn types_read_as_written() {
-        assert_eq!(tokens_text(quote!(&Mutex<Queue>)), "&Mutex<Queue>");
-        assert_eq!(tokens_text(quote!(&'a mut Vec<u8>)), "&'a mut Vec<u8>");
-        assert_eq!(
-            tokens_text(quote!(HashMap<K, Vec<V>>)),
-            "HashMap<K, Vec<V>>"
-        );
-        assert_eq!(tokens_text(quote!([u8; 4])), "[u8; 4]");
-        assert_eq!(tokens_text(quote!(impl Fn(u8) -> u8)), "impl Fn(u8) -> u8");
-        assert_eq!(
-            tokens_text(quote!(std::sync::Arc<dyn Send>)),
-            "std::sync::Arc<dyn Send>"
-        );
-        assert_eq!(tokens_text(quote!((a, b))), "(a, b)");
-        assert_eq!(tokens_text(quote!(Option<&str>)), "Option<&str>");
-        assert_eq!(tokens_text(quote!(Receiver<()>)), "Receiver<()>");
-        assert_eq!(
-            tokens_text(quote!(fn(u8, (u8, u8)) -> (u8, u8))),
-            "fn(u8, (u8, u8)) -> (u8, u8)"
-        );
-        assert_eq!(tokens_text(quote!(*const u8)), "*const u8");
+        let cases = [
+            (quote!(&Mutex<Queue>), "&Mutex<Queue>"),
+            (quote!(&'a mut Vec<u8>), "&'a mut Vec<u8>"),
+            (quote!(HashMap<K, Vec<V>>), "HashMap<K, Vec<V>>"),
+            (quote!(Vec<Vec<u8>>), "Vec<Vec<u8>>"),
+            (quote!([u8; 4]), "[u8; 4]"),
+            (quote!([u8; N * 2]), "[u8; N * 2]"),
+            (quote!(impl Fn(u8) -> u8), "impl Fn(u8) -> u8"),
+            (quote!(std::sync::Arc<dyn Send>), "std::sync::Arc<dyn Send>"),
+            (quote!((a, b)), "(a, b)"),
+            (quote!((u8,)), "(u8,)"),
+            (quote!(Option<&str>), "Option<&str>"),
+            (quote!(&&str), "&&str"),
+            (quote!(Receiver<()>), "Receiver<()>"),
+            (
+                quote!(fn(u8, (u8, u8)) -> (u8, u8)),
+                "fn(u8, (u8, u8)) -> (u8, u8)",
+            ),
+            (quote!(*const u8), "*const u8"),
+            (quote!(*mut [u8]), "*mut [u8]"),
+            (quote!(&mut [u8]), "&mut [u8]"),
+            (quote!(&mut (u8, u8)), "&mut (u8, u8)"),
+            (quote!(Immut<&mut [u8]>), "Immut<&mut [u8]>"),
+            (quote!(Pconst<u8>), "Pconst<u8>"),
+            (
+                quote!(impl Iterator<Item = u8> + Send),
+                "impl Iterator<Item = u8> + Send",
+            ),
+            (
+                quote!(Box<dyn for<'b> Fn(&'b str) -> &'b str + Send + 'static>),
+                "Box<dyn for<'b> Fn(&'b str) -> &'b str + Send + 'static>",
+            ),
+            (quote!(<T as Trait>::Assoc), "<T as Trait>::Assoc"),
+            (quote!(Vec<u8>::IntoIter), "Vec<u8>::IntoIter"),
+            (quote!(extern "C" fn(u8)), "extern \"C\" fn(u8)"),
+            (quote!(unsafe fn() -> !), "unsafe fn() -> !"),
+            (quote!(Cow<'a, str>), "Cow<'a, str>"),
+            (quote!(Box<T: ?Sized>), "Box<T: ?Sized>"),
+        ];
+        for (tokens, text) in cases {
+            assert_eq!(tokens_text(tokens), text);
+        }
+    }
+
+    #[test]
+    fn patterns_read_as_written() {
+        let cases = [
+            (quote!((a, b)), "(a, b)"),
+            (quote!(Point { x, y }), "Point { x, y }"),
+            (quote!(Point { x: a, .. }), "Point { x: a, .. }"),
+            (quote!([first, ..]), "[first, ..]"),
+            (quote!([first, rest @ ..]), "[first, rest @ ..]"),
+            (quote!(Wrapper(inner)), "Wrapper(inner)"),
+            (quote!((mut a, ref b)), "(mut a, ref b)"),
+            (quote!(&(a, b)), "&(a, b)"),
+            (quote!(Empty {}), "Empty {}"),
+            (quote!(_), "_"),
+        ];
+        for (tokens, text) in cases {
+            assert_eq!(tokens_text(tokens), text);
+        }
     }
 }

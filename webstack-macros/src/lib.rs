@@ -11,15 +11,26 @@ mod expand;
 /// Records a frame with typed argument values for each call of the function,
 /// readable by webstack snapshots.
 ///
-/// Works on free functions, methods (`self`, `&self`, `&mut self`),
-/// `async fn`, functions returning `impl Future`, generic functions and
-/// functions with destructured parameters.
+/// Works on free functions, methods (`self`, `&self`, `&mut self`,
+/// `self: Box<Self>`), `async fn` (also in traits and trait impls), functions
+/// returning `impl Future`, generic functions and functions with destructured
+/// parameters. Frames of methods, and of associated functions whose signature
+/// names `Self`, are named `Type::function`.
+///
+/// The first eight parameters are recorded (`MAX_ARGS`). A destructured
+/// parameter is recorded by its pattern, without a value; a parameter under
+/// `#[cfg]` is not recorded.
 ///
 /// Arguments:
-/// - `skip(a, b)`: do not record these parameters;
+/// - `skip(a, b)`: do not record these parameters (`self` included);
 /// - `skip_all`: record no parameter;
 /// - `name = "..."`: the task name shown when the function's future is a task
 ///   root (default: the function name).
+///
+/// Misuse (an unknown or repeated argument, `skip` of a parameter that does
+/// not exist, a `const fn`, an item that is not a function with a body) is a
+/// compile error on the offending token; the function is still emitted
+/// unchanged beside it.
 ///
 /// See the `webstack` crate docs for what it expands to.
 #[proc_macro_attribute]

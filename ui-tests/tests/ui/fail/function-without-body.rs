@@ -1,0 +1,6 @@
+trait Handler {
+    #[webstack::instrument]
+    fn handle(&self, id: u32);
+}
+
+fn main() {}

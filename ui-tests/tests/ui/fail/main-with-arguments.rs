@@ -1,0 +1,2 @@
+#[webstack::main(flavor = "current_thread")]
+fn main() {}
