@@ -17,22 +17,25 @@ use webstack::actix::{snapshot_handler, Webstack, CONTENT_SECURITY_POLICY};
 use webstack::render::Format;
 use webstack::{Similarity, DEFAULT_MAXMEM, MIN_MAXMEM};
 
-#[webstack::instrument(skip(release))]
-fn parked_worker(job: u32, owner: &str, release: mpsc::Receiver<()>) {
+#[webstack::instrument(skip(inside, release))]
+fn parked_worker(job: u32, owner: &str, inside: mpsc::Sender<()>, release: mpsc::Receiver<()>) {
+    let _ = inside.send(());
     let _ = release.recv();
 }
 
 /// A named thread parked inside an instrumented function with typed
-/// arguments, for the page to show.
+/// arguments, for the page to show; returns once it is inside.
 fn start_workload() {
     static START: Once = Once::new();
     START.call_once(|| {
-        let (tx, rx) = mpsc::channel();
-        std::mem::forget(tx);
+        let (release, parked) = mpsc::channel();
+        std::mem::forget(release);
+        let (inside, entered) = mpsc::channel();
         webstack::thread::Builder::new()
             .name("handler-test-worker".into())
-            .spawn(move || parked_worker(4242, "alice", rx))
+            .spawn(move || parked_worker(4242, "alice", inside, parked))
             .unwrap();
+        entered.recv().unwrap();
     });
 }
 

@@ -22,15 +22,23 @@ use webstack::actix::Webstack;
 
 const HOSTILE_NAME: &str = "<script>document.title='pwned'</script>";
 
-#[webstack::instrument(skip(release))]
-fn browser_fixture(order_id: u64, customer: &str, release: mpsc::Receiver<()>) {
+#[webstack::instrument(skip(inside, release))]
+fn browser_fixture(
+    order_id: u64,
+    customer: &str,
+    inside: mpsc::Sender<()>,
+    release: mpsc::Receiver<()>,
+) {
+    let _ = inside.send(());
     let _ = release.recv();
 }
 
 /// Threads for the page: one with a hostile name, parked in an instrumented
-/// function with typed arguments, and two plain workers in one bucket.
+/// function with typed arguments, and two plain workers in one bucket;
+/// returns once all three are inside.
 fn start_workload() -> Vec<mpsc::Sender<()>> {
     let mut releases = Vec::new();
+    let (inside, entered) = mpsc::channel();
     for (name, order, customer) in [
         (HOSTILE_NAME, 31337, "mallory"),
         ("order-worker-a", 7, "zoë"),
@@ -38,10 +46,14 @@ fn start_workload() -> Vec<mpsc::Sender<()>> {
     ] {
         let (tx, rx) = mpsc::channel();
         releases.push(tx);
+        let inside = inside.clone();
         webstack::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || browser_fixture(order, customer, rx))
+            .spawn(move || browser_fixture(order, customer, inside, rx))
             .unwrap();
+    }
+    for _ in 0..releases.len() {
+        entered.recv().unwrap();
     }
     releases
 }

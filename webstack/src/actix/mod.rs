@@ -327,23 +327,23 @@ impl Service {
 
     /// Time left before the next snapshot may start, if any.
     fn too_soon(&self, now: Instant) -> Option<Duration> {
-        let last = (*self.last_start.lock())?;
-        let next = last + self.min_interval;
-        (next > now).then(|| next - now)
+        self.wait_left(*self.last_start.lock(), now)
     }
 
     /// Records the start of a snapshot unless it is too soon.
     fn start(&self) -> Result<(), Duration> {
         let now = Instant::now();
         let mut last = self.last_start.lock();
-        if let Some(last) = *last {
-            let next = last + self.min_interval;
-            if next > now {
-                return Err(next - now);
-            }
+        if let Some(wait) = self.wait_left(*last, now) {
+            return Err(wait);
         }
         *last = Some(now);
         Ok(())
+    }
+
+    fn wait_left(&self, last_start: Option<Instant>, now: Instant) -> Option<Duration> {
+        let elapsed = now.saturating_duration_since(last_start?);
+        (elapsed < self.min_interval).then(|| self.min_interval - elapsed)
     }
 }
 
