@@ -550,3 +550,23 @@ async fn only_the_exact_path_is_served() {
     );
     assert_eq!(get(&app, "/debug").await.status, StatusCode::NOT_FOUND);
 }
+
+#[actix_rt::test]
+async fn extreme_durations_do_not_overflow() {
+    let app = test::init_service(
+        App::new().service(
+            Webstack::new("/ws")
+                .min_interval(Duration::MAX)
+                .queue_timeout(Duration::MAX),
+        ),
+    )
+    .await;
+    assert_eq!(
+        get(&app, "/ws?format=text&augment=0").await.status,
+        StatusCode::OK
+    );
+    let reply = get(&app, "/ws?format=text&augment=0").await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = reply.header(header::RETRY_AFTER).parse().unwrap();
+    assert!(retry_after > 1 << 60, "{retry_after}");
+}

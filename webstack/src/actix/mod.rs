@@ -471,7 +471,10 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
 }
 
 fn too_many(wait: Duration) -> HttpResponse {
-    let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+    let secs = wait
+        .as_secs()
+        .saturating_add(u64::from(wait.subsec_nanos() > 0))
+        .max(1);
     let mut resp = error(
         StatusCode::TOO_MANY_REQUESTS,
         &format!("too many snapshots; retry in {secs} s"),
