@@ -211,6 +211,7 @@ fn native_frames(ips: &[usize], exact_first: bool) -> Vec<NativeFrame> {
         if symbols.is_empty() {
             out.push(NativeFrame {
                 function: None,
+                key: "",
                 file: None,
                 line: 0,
                 origin: super::Origin::Unknown,
@@ -218,8 +219,9 @@ fn native_frames(ips: &[usize], exact_first: bool) -> Vec<NativeFrame> {
             });
         }
         out.extend(symbols.iter().map(|s| NativeFrame {
-            function: s.function.clone(),
-            file: s.file.clone(),
+            function: s.function,
+            key: s.key,
+            file: s.file,
             line: s.line,
             origin: s.origin,
             address: ip as u64,
@@ -233,11 +235,7 @@ fn frames_cost(frames: &[Frame]) -> usize {
         .iter()
         .map(|f| {
             std::mem::size_of::<Frame>()
-                + if f.instrumented {
-                    0
-                } else {
-                    f.function.len() + f.file.len()
-                }
+                + f.args.len() * std::mem::size_of::<crate::snapshot::Arg>()
         })
         .sum()
 }
@@ -296,11 +294,23 @@ fn merge_into(snapshot: &mut Snapshot, captured: Vec<Captured>, uptime: Option<D
 }
 
 fn add_sources(snapshot: &mut Snapshot) {
+    let maxmem = snapshot.maxmem;
+    let mut used = snapshot.bytes_used;
     for routine in &mut snapshot.routines {
         for frame in &mut routine.frames {
-            if frame.source.is_none() {
-                frame.source = source_line(&frame.file, frame.line);
+            if frame.source.is_some() {
+                continue;
             }
+            let Some(text) = source_line(&frame.file, frame.line) else {
+                continue;
+            };
+            if used + text.len() > maxmem {
+                snapshot.bytes_used = used;
+                return;
+            }
+            used += text.len();
+            frame.source = Some(text);
         }
     }
+    snapshot.bytes_used = used;
 }

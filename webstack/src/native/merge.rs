@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use parking_lot::RwLock;
 
@@ -247,8 +247,10 @@ fn keys_match(shadow: &str, native: &str) -> bool {
 #[derive(Clone, Debug)]
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) struct NativeFrame {
-    pub(super) function: Option<Arc<str>>,
-    pub(super) file: Option<Arc<str>>,
+    pub(super) function: Option<&'static str>,
+    /// [`match_key`] of the function.
+    pub(super) key: &'static str,
+    pub(super) file: Option<&'static str>,
     pub(super) line: u32,
     pub(super) origin: Origin,
     pub(super) address: u64,
@@ -258,11 +260,11 @@ pub(super) struct NativeFrame {
 impl NativeFrame {
     fn to_frame(&self) -> Frame {
         Frame {
-            function: match &self.function {
-                Some(function) => Cow::Owned(function.to_string()),
+            function: match self.function {
+                Some(function) => Cow::Borrowed(function),
                 None => Cow::Owned(format!("{:#x}", self.address)),
             },
-            file: Cow::Owned(self.file.as_deref().unwrap_or("").to_owned()),
+            file: Cow::Borrowed(self.file.unwrap_or("")),
             line: self.line,
             instrumented: false,
             args: Vec::new(),
@@ -282,19 +284,15 @@ impl NativeFrame {
 /// outside the native frames that precede the next match.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) fn merge(shadow: Vec<Frame>, native: &[NativeFrame]) -> Vec<Frame> {
-    let native_keys: Vec<String> = native
-        .iter()
-        .map(|n| n.function.as_deref().map(match_key).unwrap_or_default())
-        .collect();
     let mut out = Vec::with_capacity(native.len() + shadow.len());
     let mut cursor = 0;
     let mut matched_any = false;
     let mut pending: Vec<Frame> = Vec::new();
     for frame in shadow {
         let key = match_key(&frame.function);
-        let found = native_keys[cursor..]
+        let found = native[cursor..]
             .iter()
-            .position(|native_key| keys_match(&key, native_key))
+            .position(|native| keys_match(&key, native.key))
             .map(|offset| cursor + offset);
         let Some(index) = found else {
             pending.push(frame);
@@ -304,8 +302,8 @@ pub(super) fn merge(shadow: Vec<Frame>, native: &[NativeFrame]) -> Vec<Frame> {
         out.append(&mut pending);
         let native_frame = &native[index];
         let mut merged = frame;
-        if let Some(file) = &native_frame.file {
-            merged.file = Cow::Owned(file.to_string());
+        if let Some(file) = native_frame.file {
+            merged.file = Cow::Borrowed(file);
             merged.line = native_frame.line;
         }
         merged.address = Some(native_frame.address);

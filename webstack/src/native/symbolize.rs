@@ -2,22 +2,38 @@
 //! caches that survive across snapshots: symbols by address, source files
 //! by path. Both caches are bounded; when full they are emptied and refilled.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 
 use parking_lot::Mutex;
 
-use super::merge::classify_with_file;
+use super::merge::{classify_with_file, match_key};
 use super::Origin;
 
 /// One function at an address; inlined calls give several per address.
 #[derive(Clone, Debug)]
 pub(super) struct SymFrame {
     /// Demangled path without the hash.
-    pub(super) function: Option<Arc<str>>,
-    pub(super) file: Option<Arc<str>>,
+    pub(super) function: Option<&'static str>,
+    /// The path shadow frames are matched against (see `merge::match_key`).
+    pub(super) key: &'static str,
+    pub(super) file: Option<&'static str>,
     pub(super) line: u32,
     pub(super) origin: Origin,
+}
+
+/// Function and file names, kept for the life of the process so frames can
+/// borrow them instead of allocating. Bounded by the program's own symbols.
+static NAMES: LazyLock<Mutex<HashSet<&'static str>>> = LazyLock::new(Default::default);
+
+fn intern(name: &str) -> &'static str {
+    let mut names = NAMES.lock();
+    if let Some(&interned) = names.get(name) {
+        return interned;
+    }
+    let interned: &'static str = Box::leak(name.into());
+    names.insert(interned);
+    interned
 }
 
 /// Addresses kept in the symbol cache.
@@ -42,15 +58,16 @@ pub(super) fn symbolize(lookup: usize) -> Arc<[SymFrame]> {
     }
     let mut frames = Vec::new();
     backtrace::resolve(lookup as *mut std::ffi::c_void, |symbol| {
-        let function: Option<Arc<str>> = symbol.name().map(|name| format!("{name:#}").into());
-        let file: Option<Arc<str>> = symbol
+        let function = symbol.name().map(|name| intern(&format!("{name:#}")));
+        let file = symbol
             .filename()
-            .map(|path| path.to_string_lossy().into_owned().into());
-        let origin = function.as_deref().map_or(Origin::Unknown, |function| {
-            classify_with_file(function, file.as_deref())
+            .map(|path| intern(&path.to_string_lossy()));
+        let origin = function.map_or(Origin::Unknown, |function| {
+            classify_with_file(function, file)
         });
         frames.push(SymFrame {
             function,
+            key: function.map_or("", |function| intern(&match_key(function))),
             file,
             line: symbol.lineno().unwrap_or(0),
             origin,

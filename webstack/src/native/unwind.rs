@@ -137,7 +137,9 @@ pub(super) fn capture(context: *mut c_void, out: &[AtomicUsize], exact_first: &m
     let regs = registers(context);
     if ACTIVE.load(Ordering::Relaxed) == LIBGCC {
         let n = libgcc_walk(regs.map(|(pc, _, _)| pc), out);
-        if n > 0 {
+        // One frame only: the interrupted code has no unwind tables (or the
+        // trampoline was not crossed); frame pointers may still go further.
+        if n > 1 || (n == 1 && regs.is_none()) {
             *exact_first = regs.is_some();
             return n;
         }
