@@ -44,7 +44,10 @@ fn numbers(a: i8, b: u16, c: i64, d: u128, e: f32, f: f64, g: bool, h: char) -> 
 #[test]
 fn primitives() {
     assert_eq!(
-        std::thread::scope(|s| s.spawn(|| numbers(-1, 2, -3, u128::MAX, 0.5, 2.25, true, 'é')).join().unwrap()),
+        std::thread::scope(|s| s
+            .spawn(|| numbers(-1, 2, -3, u128::MAX, 0.5, 2.25, true, 'é'))
+            .join()
+            .unwrap()),
         vec![
             "a: i8 = -1",
             "b: u16 = 2",
@@ -67,7 +70,11 @@ fn strings(short: &str, owned: String, long: &String, cut: &str) -> Vec<String> 
 fn strings_keep_32_bytes_and_the_length() {
     let long = "x".repeat(100);
     let cut = format!("{}é", "a".repeat(31));
-    let got = std::thread::scope(|s| s.spawn(|| strings("alice", "bob".into(), &long, &cut)).join().unwrap());
+    let got = std::thread::scope(|s| {
+        s.spawn(|| strings("alice", "bob".into(), &long, &cut))
+            .join()
+            .unwrap()
+    });
     assert_eq!(
         got,
         vec![
@@ -143,9 +150,18 @@ fn wrappers(
 fn options_results_durations_nonzero() {
     let err = Err("bad".to_owned());
     let got = std::thread::scope(|s| {
-        s.spawn(|| wrappers(Some(5), None, Ok(1), &err, Duration::from_millis(250), NonZeroU32::new(3).unwrap()))
-            .join()
-            .unwrap()
+        s.spawn(|| {
+            wrappers(
+                Some(5),
+                None,
+                Ok(1),
+                &err,
+                Duration::from_millis(250),
+                NonZeroU32::new(3).unwrap(),
+            )
+        })
+        .join()
+        .unwrap()
     });
     assert_eq!(
         got,
@@ -173,7 +189,12 @@ impl Capture for UserId {
 }
 
 #[webstack::instrument]
-fn fallbacks(queue: &Mutex<Queue>, by_value: Queue, user: &UserId, owned_user: UserId) -> Vec<String> {
+fn fallbacks(
+    queue: &Mutex<Queue>,
+    by_value: Queue,
+    user: &UserId,
+    owned_user: UserId,
+) -> Vec<String> {
     let frame = my_frame();
     drop(by_value);
     frame
@@ -191,7 +212,13 @@ fn values_without_capture_are_recorded_as_address_and_type() {
         got,
         vec![
             "queue: &Mutex<Queue> = <std::sync::poison::mutex::Mutex<capture::Queue> at ADDR>"
-                .replace("std::sync::poison::mutex::Mutex", std::any::type_name::<Mutex<Queue>>().split('<').next().unwrap()),
+                .replace(
+                    "std::sync::poison::mutex::Mutex",
+                    std::any::type_name::<Mutex<Queue>>()
+                        .split('<')
+                        .next()
+                        .unwrap()
+                ),
             "by_value: Queue = <capture::Queue at ADDR>".to_owned(),
             "user: &UserId = 7".to_owned(),
             "owned_user: UserId = 8".to_owned(),
@@ -238,10 +265,24 @@ fn generic<T, U: Capture>(opaque: T, known: U) -> Vec<String> {
 
 #[test]
 fn destructured_and_generic_parameters() {
-    let got = std::thread::scope(|s| s.spawn(|| destructured((1, 2), Point { a: 1, b: 2 })).join().unwrap());
-    assert_eq!(got, vec!["(x, y): (u32, u32) = ?", "Point { a, .. }: Point = ?"]);
-    let got = std::thread::scope(|s| s.spawn(|| generic(Point { a: 0, b: 0 }, 5u8)).join().unwrap());
-    assert_eq!(got, vec!["opaque: T = <capture::Point at ADDR>", "known: U = 5"]);
+    let got = std::thread::scope(|s| {
+        s.spawn(|| destructured((1, 2), Point { a: 1, b: 2 }))
+            .join()
+            .unwrap()
+    });
+    assert_eq!(
+        got,
+        vec!["(x, y): (u32, u32) = ?", "Point { a, .. }: Point = ?"]
+    );
+    let got = std::thread::scope(|s| {
+        s.spawn(|| generic(Point { a: 0, b: 0 }, 5u8))
+            .join()
+            .unwrap()
+    });
+    assert_eq!(
+        got,
+        vec!["opaque: T = <capture::Point at ADDR>", "known: U = 5"]
+    );
 }
 
 pub struct Server {

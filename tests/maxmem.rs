@@ -38,18 +38,29 @@ fn a_full_budget_leaves_routines_out_and_counts_them() {
             .count()
     };
     assert_eq!(ours(&full), TASKS);
-    assert!(full.routines.iter().filter(|r| r.name == "level").all(|r| r.frames.len() == 5));
+    assert!(full
+        .routines
+        .iter()
+        .filter(|r| r.name == "level")
+        .all(|r| r.frames.len() == 5));
 
     // Asking for less than the minimum gets the minimum, 1 MiB.
     let bounded = Snapshot::capture(&Options::default().augment(false).maxmem(10));
     assert_eq!(bounded.maxmem, webstack::MIN_MAXMEM);
     assert!(bounded.bytes_used <= bounded.maxmem);
-    assert!(bounded.left_out.tasks > 0, "5,000 five-frame tasks do not fit in 1 MiB");
+    assert!(
+        bounded.left_out.tasks > 0,
+        "5,000 five-frame tasks do not fit in 1 MiB"
+    );
     let registered = full.tasks() + full.threads();
-    let accounted = bounded.tasks() + bounded.threads() + bounded.left_out.tasks + bounded.left_out.threads;
+    let accounted =
+        bounded.tasks() + bounded.threads() + bounded.left_out.tasks + bounded.left_out.threads;
     // Other tests of this binary do not run concurrently with a registered
     // count this large changing by more than a few routines.
-    assert!(accounted.abs_diff(registered) <= 4, "{accounted} vs {registered}");
+    assert!(
+        accounted.abs_diff(registered) <= 4,
+        "{accounted} vs {registered}"
+    );
     drop(tasks);
     let after = Snapshot::capture(&Options::default().augment(false));
     assert_eq!(ours(&after), 0, "dropped tasks leave the registry");
