@@ -34,8 +34,10 @@ pub struct Options {
     /// captured. Default: [`DEFAULT_MAXMEM`]; values below [`MIN_MAXMEM`] are
     /// raised to it.
     pub maxmem: usize,
-    /// Also capture native stacks of every thread of the process (Linux).
-    /// Default: `true`.
+    /// Also capture native stacks of every thread of the process, merged
+    /// with the instrumented frames, with kernel states and source lines
+    /// (Linux; see [`crate::native`]). When off, no signal is sent and no
+    /// file is read. A no-op on other platforms. Default: `true`.
     pub augment: bool,
 }
 

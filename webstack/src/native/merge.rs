@@ -107,6 +107,7 @@ pub fn classify(function: &str) -> Origin {
 /// [`classify`], refined by the source file: the standard library's sources
 /// (`/rustc/<hash>/library/…`) are std, a Cargo registry's are a dependency
 /// (and the crate is remembered as one).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) fn classify_with_file(function: &str, file: Option<&str>) -> Origin {
     let origin = classify(function);
     let Some(file) = file else {
@@ -153,6 +154,7 @@ fn crate_of(function: &str) -> Option<&str> {
 
 /// The path used to match a shadow frame to a native one: `<A as B>::f`
 /// becomes `A::f`, generic arguments, closure and hash segments go.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) fn match_key(function: &str) -> String {
     let name = function.trim();
     if name.starts_with('<') {

@@ -7,14 +7,27 @@
 //! state and wait channel are read there (`sleeping in futex_wait_queue`).
 //! Then, one thread at a time, the collector queues a real-time signal to the
 //! thread (`rt_tgsigqueueinfo`) carrying a sequence number. The handler checks
-//! that the signal came from this process with that sequence number, claims a
-//! preallocated slot, unwinds into it (at most [`MAX_NATIVE_FRAMES`] return
-//! addresses, without allocating, locking or formatting), publishes the count
-//! and wakes the collector through a futex. The collector waits at most
-//! [`timeout`] per thread: a thread that does not answer (it blocks the
-//! signal, or is stuck in the kernel) is reported as `no answer` with its
-//! shadow frames, and the snapshot goes on. Threads that exit meanwhile are
-//! left out. Blocking system calls resume after the handler (`SA_RESTART`).
+//! that the signal came from this process (`si_pid`, `si_code == SI_QUEUE`)
+//! with the expected sequence number, claims a preallocated slot, unwinds
+//! into it (at most [`MAX_NATIVE_FRAMES`] addresses, without allocating,
+//! locking or formatting), publishes the count and wakes the collector
+//! through a futex; it saves and restores `errno`. The collector waits at
+//! most [`timeout`] per thread: a thread that does not answer (it blocks the
+//! signal, or is stuck in the kernel) is shown as `no answer (timed out)`
+//! with its shadow frames, and the snapshot goes on. Such a thread's signal
+//! mask is read before it is asked again, so a thread that keeps the signal
+//! blocked costs one timeout, once (`no answer (signal blocked)` afterwards).
+//! Threads that exit meanwhile are left out. Blocking system calls resume
+//! after the handler (`SA_RESTART`).
+//!
+//! Every thread ends up as one routine: a registered thread (matched by its
+//! kernel tid) gets its shadow frames merged into its native stack, each
+//! instrumented frame at the place of the native frame of the same function,
+//! with its arguments; a thread webstack never saw (a C library's, a runtime
+//! worker that ran nothing instrumented yet) is added with its native frames.
+//! A task being polled shows inside its worker thread's stack. Frames carry
+//! an [`Origin`] so the page can fold the standard library, runtimes and
+//! webstack itself.
 //!
 //! Addresses are symbolised afterwards, outside the handler, with the
 //! `backtrace` crate, and cached by address across snapshots, so a warm
