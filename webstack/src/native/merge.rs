@@ -355,6 +355,91 @@ mod tests {
         assert!(!keys_match("app::run", "app::rerun"));
     }
 
+    fn shadow(function: &'static str) -> Frame {
+        Frame {
+            function: Cow::Borrowed(function),
+            file: Cow::Borrowed("src/lib.rs"),
+            line: 1,
+            instrumented: true,
+            args: Vec::new(),
+            task: None,
+            address: None,
+            source: None,
+            origin: classify(function),
+        }
+    }
+
+    fn native(function: &'static str, address: u64) -> NativeFrame {
+        NativeFrame {
+            function: Some(function),
+            key: Box::leak(match_key(function).into_boxed_str()),
+            file: Some("/src/app/src/lib.rs"),
+            line: 10,
+            origin: classify(function),
+            address,
+        }
+    }
+
+    fn shown(frames: &[Frame]) -> Vec<(String, bool)> {
+        frames
+            .iter()
+            .map(|f| (f.function.to_string(), f.instrumented))
+            .collect()
+    }
+
+    #[test]
+    fn merge_keeps_order_and_inlined_away_frames() {
+        let merged = merge(
+            vec![shadow("app::a"), shadow("app::b"), shadow("app::c")],
+            &[
+                native("std::sys::futex::futex_wait", 1),
+                native("app::a", 2),
+                native("app::helper", 3),
+                native("app::c::{{closure}}", 4),
+                native("main", 5),
+            ],
+        );
+        let expected = [
+            ("std::sys::futex::futex_wait", false),
+            ("app::a", true),
+            ("app::helper", false),
+            ("app::b", true),
+            ("app::c", true),
+            ("main", false),
+        ];
+        let expected: Vec<(String, bool)> =
+            expected.iter().map(|(f, i)| (f.to_string(), *i)).collect();
+        assert_eq!(shown(&merged), expected);
+        assert_eq!(merged[1].address, Some(2));
+        assert_eq!(merged[1].line, 10);
+        assert_eq!(merged[3].address, None);
+    }
+
+    #[test]
+    fn merge_without_any_match_puts_shadow_frames_outside_the_blocking_call() {
+        let merged = merge(
+            vec![shadow("app::p"), shadow("app::q")],
+            &[
+                native("syscall", 1),
+                native("std::sync::condvar::Condvar::wait", 2),
+                native("app::unrelated", 3),
+                native("main", 4),
+            ],
+        );
+        let names: Vec<String> = shown(&merged).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            names,
+            [
+                "syscall",
+                "std::sync::condvar::Condvar::wait",
+                "app::p",
+                "app::q",
+                "app::unrelated",
+                "main"
+            ]
+        );
+    }
+
     #[test]
     fn classify_paths() {
         assert_eq!(
