@@ -88,6 +88,14 @@ impl Slot {
         self.seq.store(seq.wrapping_add(2), Ordering::Release);
     }
 
+    /// The metadata word as the owning thread last wrote it (0 if never
+    /// written). Only for the owner: as the only writer it cannot see a torn
+    /// frame, so no sequence check (nor a copy of the arguments) is needed.
+    #[inline]
+    pub(crate) fn own_meta(&self) -> usize {
+        self.meta.load(Ordering::Relaxed)
+    }
+
     /// The current sequence number (even when the slot is stable).
     #[inline]
     pub(crate) fn seq(&self) -> u64 {

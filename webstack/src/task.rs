@@ -53,7 +53,6 @@ pub(crate) struct TaskState {
     /// Frames of the chain beyond [`MAX_DEPTH`].
     pub(crate) elided: usize,
     pub(crate) polls: u64,
-    pub(crate) last_poll_start: Instant,
     pub(crate) last_poll_end: Instant,
 }
 
@@ -112,7 +111,6 @@ impl TaskShared {
                 chain: Vec::new(),
                 elided: 0,
                 polls: 0,
-                last_poll_start: now,
                 last_poll_end: now,
             }),
             key: OnceLock::new(),
@@ -234,7 +232,6 @@ fn poll_root<F: Future>(
     });
     let mut state = task.state.lock();
     state.polls += 1;
-    state.last_poll_start = Instant::now();
     task.running_on.store(thread.id, Ordering::Relaxed);
     let depth = thread.push(meta, owner, task.id, args);
     let frame = FrameGuard::new(thread, depth);
