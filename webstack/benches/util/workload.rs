@@ -124,6 +124,16 @@ async fn at_query(stage: u64, limit: u32) {
 
 // ---- the workload --------------------------------------------------------
 
+/// Size in bytes of one task's future (the five nested frames) for webstack,
+/// async-backtrace and await-tree.
+pub fn future_sizes() -> [usize; 3] {
+    [
+        std::mem::size_of_val(&ws_connection(0, ROUTES[0])),
+        std::mem::size_of_val(&ab_connection(0, ROUTES[0])),
+        std::mem::size_of_val(&at_connection(0, ROUTES[0])),
+    ]
+}
+
 /// Idle tasks of the three libraries, grown on demand.
 pub struct Tasks {
     pub webstack: Vec<Task>,
@@ -145,6 +155,7 @@ impl Tasks {
     /// Adds webstack tasks until there are `n`.
     pub fn grow_webstack(&mut self, n: usize) {
         self.webstack.truncate(n);
+        self.webstack.reserve_exact(n - self.webstack.len());
         for conn in self.webstack.len()..n {
             let mut task: Task = Box::pin(ws_connection(shard(conn), route(conn)));
             poll_pending(task.as_mut());
@@ -154,13 +165,24 @@ impl Tasks {
 
     /// Adds async-backtrace and await-tree tasks until there are `n` of each.
     pub fn grow_peers(&mut self, n: usize) {
+        self.grow_async_backtrace(n);
+        self.grow_await_tree(n);
+    }
+
+    pub fn grow_async_backtrace(&mut self, n: usize) {
         self.async_backtrace.truncate(n);
-        self.await_tree.truncate(n);
+        self.async_backtrace
+            .reserve_exact(n - self.async_backtrace.len());
         for conn in self.async_backtrace.len()..n {
             let mut task: Task = Box::pin(ab_connection(shard(conn), route(conn)));
             poll_pending(task.as_mut());
             self.async_backtrace.push(task);
         }
+    }
+
+    pub fn grow_await_tree(&mut self, n: usize) {
+        self.await_tree.truncate(n);
+        self.await_tree.reserve_exact(n - self.await_tree.len());
         for conn in self.await_tree.len()..n {
             let root = self.registry.register(conn as u64, "connection");
             let mut task: Task = Box::pin(root.instrument(at_connection(shard(conn), route(conn))));
