@@ -133,34 +133,54 @@ fn signal_all(
     let tids = std::mem::take(&mut collector.tids);
     let mut captured = Vec::with_capacity(tids.len());
     let mut ips = Vec::with_capacity(super::MAX_NATIVE_FRAMES);
-    for &tid in &tids {
-        let Some(mut info) = proc::read_task(tid, &mut collector.buf) else {
-            continue;
-        };
+    let mut upcoming = tids.iter();
+    let mut next = read_next(&mut upcoming, &mut collector.buf);
+    while let Some(mut info) = next.take() {
+        let tid = info.tid;
         let outcome = match *sig {
-            None => Outcome::NotAsked,
+            None => {
+                next = read_next(&mut upcoming, &mut collector.buf);
+                Outcome::NotAsked
+            }
             Some(signo) => match refusal(&mut info, signo, collector, skip_blocked_check) {
-                Some(reason) => Outcome::NoAnswer(reason),
-                None => match signal::request(signo, pid, tid, timeout) {
-                    Answer::Done => {
-                        collector.suspects.remove(&tid);
-                        let exact = signal::read_slot(&mut ips);
-                        Outcome::Stack(ips.clone(), exact)
+                Some(reason) => {
+                    next = read_next(&mut upcoming, &mut collector.buf);
+                    Outcome::NoAnswer(reason)
+                }
+                None => {
+                    let answer = match signal::send(signo, pid, tid) {
+                        Ok(sent) => {
+                            // Read the next thread's /proc files while this
+                            // one wakes up and unwinds.
+                            next = read_next(&mut upcoming, &mut collector.buf);
+                            signal::wait(sent, timeout)
+                        }
+                        Err(answer) => {
+                            next = read_next(&mut upcoming, &mut collector.buf);
+                            answer
+                        }
+                    };
+                    match answer {
+                        Answer::Done => {
+                            collector.suspects.remove(&tid);
+                            let exact = signal::read_slot(&mut ips);
+                            Outcome::Stack(ips.clone(), exact)
+                        }
+                        Answer::Exited => continue,
+                        Answer::TimedOut if !proc::exists(tid) => continue,
+                        Answer::TimedOut => {
+                            collector.suspects.insert(tid);
+                            Outcome::NoAnswer("timed out")
+                        }
+                        Answer::SendFailed => Outcome::NoAnswer("signal not queued"),
+                        Answer::Stuck => {
+                            collector.stuck = true;
+                            *native_error = Some(STUCK.to_owned());
+                            *sig = None;
+                            Outcome::NoAnswer("unwinder did not finish")
+                        }
                     }
-                    Answer::Exited => continue,
-                    Answer::TimedOut if !proc::exists(tid) => continue,
-                    Answer::TimedOut => {
-                        collector.suspects.insert(tid);
-                        Outcome::NoAnswer("timed out")
-                    }
-                    Answer::SendFailed => Outcome::NoAnswer("signal not queued"),
-                    Answer::Stuck => {
-                        collector.stuck = true;
-                        *native_error = Some(STUCK.to_owned());
-                        *sig = None;
-                        Outcome::NoAnswer("unwinder did not finish")
-                    }
-                },
+                }
             },
         };
         let id = if registered.contains_key(&(tid as i64)) {
@@ -181,6 +201,11 @@ fn signal_all(
         .retain(|tid| tids.binary_search(tid).is_ok());
     collector.tids = tids;
     Ok((captured, uptime))
+}
+
+/// The next listed thread that still exists, read from /proc.
+fn read_next(tids: &mut std::slice::Iter<'_, i32>, buf: &mut String) -> Option<TaskInfo> {
+    tids.find_map(|&tid| proc::read_task(tid, buf))
 }
 
 /// Second looks at a runnable thread that blocks the signal.

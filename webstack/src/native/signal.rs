@@ -198,9 +198,15 @@ static NEXT_SEQ: AtomicU32 = AtomicU32::new(1);
 /// How long the collector waits for a handler that claimed the slot.
 const CLAIMED_GRACE: Duration = Duration::from_secs(1);
 
-/// Asks thread `tid` for its stack and waits up to `timeout`. The caller
-/// holds the capture lock.
-pub(super) fn request(sig: i32, pid: i32, tid: i32, timeout: Duration) -> Answer {
+/// A request sent to one thread, to be waited for with [`wait`].
+pub(super) struct Sent {
+    seq: u32,
+    at: Instant,
+}
+
+/// Asks thread `tid` for its stack. The caller holds the capture lock and
+/// calls [`wait`] before the next request.
+pub(super) fn send(sig: i32, pid: i32, tid: i32) -> Result<Sent, Answer> {
     let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed) & SEQ_MASK;
     SLOT.phase.store(phase(seq, REQUESTED), Ordering::Release);
     // SAFETY: a zeroed `siginfo_t` is valid; `QueueInfo` is a prefix of its
@@ -230,14 +236,22 @@ pub(super) fn request(sig: i32, pid: i32, tid: i32, timeout: Duration) -> Answer
     if rc != 0 {
         let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
         SLOT.phase.store(phase(seq, ABANDONED), Ordering::Release);
-        return if errno == libc::ESRCH {
+        return Err(if errno == libc::ESRCH {
             Answer::Exited
         } else {
             Answer::SendFailed
-        };
+        });
     }
-    let started = Instant::now();
-    let mut deadline = started + timeout;
+    Ok(Sent {
+        seq,
+        at: Instant::now(),
+    })
+}
+
+/// Waits until the thread answers `sent`, or `timeout` after it was sent.
+pub(super) fn wait(sent: Sent, timeout: Duration) -> Answer {
+    let seq = sent.seq;
+    let mut deadline = sent.at + timeout;
     let mut grace = false;
     loop {
         let current = SLOT.phase.load(Ordering::Acquire);
