@@ -12,6 +12,7 @@
 //!   `#[framed]`;
 //! - `await-tree`: `registry.collect_all()` and `to_string()` of every tree.
 //!
+//! Snapshots use a `maxmem` of 1 GiB so that every routine is captured.
 //! Throughput is per task. Run with
 //! `cargo bench -p webstack --bench snapshot`.
 
@@ -25,8 +26,16 @@ use util::workload::{Tasks, Threads};
 use webstack::render::{self, Format, Links};
 use webstack::{Buckets, Options, Similarity, Snapshot};
 
+/// Room for every routine: at the default 64 MiB, a snapshot of 100,000
+/// five-frame tasks (~1.6 KB each) would be cut short.
+const MAXMEM: usize = 1 << 30;
+
+fn options(augment: bool) -> Options {
+    Options::default().augment(augment).maxmem(MAXMEM)
+}
+
 fn page(format: Format) -> String {
-    let snapshot = Snapshot::capture(&Options::default().augment(false));
+    let snapshot = Snapshot::capture(&options(false));
     let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
     render::render(&snapshot, &buckets, format, &Links::default()).expect("render")
 }
@@ -46,7 +55,8 @@ fn await_tree_dump(registry: &await_tree::Registry) -> usize {
 /// Checks, once per size, that every library sees the whole workload, so the
 /// figures compare dumps of the same thing.
 fn check(tasks: &Tasks, threads: &Threads) {
-    let snapshot = Snapshot::capture(&Options::default().augment(false));
+    let snapshot = Snapshot::capture(&options(false));
+    assert_eq!(snapshot.left_out, webstack::LeftOut::default(), "left out");
     let idle = snapshot
         .routines
         .iter()
@@ -102,10 +112,10 @@ fn bench_size(c: &mut Criterion, tasks: &Tasks, threads: &Threads, peers: bool) 
         group.measurement_time(Duration::from_secs(1));
     }
     group.bench_function("capture/augment=0", |b| {
-        b.iter(|| Snapshot::capture(&Options::default().augment(false)))
+        b.iter(|| Snapshot::capture(&options(false)))
     });
     group.bench_function("capture/augment=1", |b| {
-        b.iter(|| Snapshot::capture(&Options::default().augment(true)))
+        b.iter(|| Snapshot::capture(&options(true)))
     });
     group.bench_function("html", |b| b.iter(|| page(Format::Html)));
     group.bench_function("json", |b| b.iter(|| page(Format::Json)));
