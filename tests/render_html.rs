@@ -53,7 +53,6 @@ fn merged_bucket_block() {
 <td class="loc">src&#x2F;app.rs:22</td>
 <td class="fn"><abbr class="mk" title="app">app</abbr> <span class="name">app::root</span>(<span class="args"><span class="arg">name: <span class="ty">&amp;str</span> = <span class="v">&quot;alice&quot;</span></span></span>)</td>
 </tr>
-
 </tbody></table></div>
 </section>"#
     );
@@ -247,4 +246,33 @@ fn real_capture_shows_the_serving_thread_first() {
         r#"<span class="name">render_html::rh_render</span>(<span class="args"><span class="arg">label: <span class="ty">&amp;str</span> = <span class="v">&quot;&lt;script&gt;x&lt;&#x2F;script&gt;&quot;</span></span></span>)"#
     ));
     assert!(!page.contains("<script"));
+}
+
+#[test]
+fn at_most_a_thousand_buckets_are_shown() {
+    let snap = snapshot(
+        (1..=1200)
+            .map(|id| {
+                task(
+                    id,
+                    "conn",
+                    secs(1),
+                    vec![frame("app::f", 1, vec![arg("n", "u64", Value::u64(id))])],
+                )
+            })
+            .collect(),
+    );
+    let page = html(&snap, Similarity::AnyPointer, &Links::default());
+    assert_eq!(page.matches("<section class=\"bucket\"").count(), 1000);
+    assert!(page.contains(r#"<section class="bucket" id="b1000">"#));
+    assert!(page.contains(
+        "<p class=\"warn\">200 smaller buckets (200 threads and tasks) are not shown: choose a coarser similarity, \
+         or read them all in the <a href=\"?augment=1&amp;maxmem=67108864&amp;similarity=anypointer&amp;format=text\">text</a> \
+         or <a href=\"?augment=1&amp;maxmem=67108864&amp;similarity=anypointer&amp;format=json\">json</a> form.</p>"
+    ));
+    assert!(page.trim_end().ends_with("</html>"));
+    // The text form lists them all.
+    let buckets = Buckets::aggregate(&snap, Similarity::AnyPointer);
+    let text = render(&snap, &buckets, Format::Text, &Links::default()).unwrap();
+    assert_eq!(text.matches("\n1: task idle").count(), 1200);
 }

@@ -23,15 +23,18 @@ static TEMPLATES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
     tera.autoescape_on(vec![".html"]);
     tera.add_raw_templates([
         ("style.css", include_str!("../../templates/style.css")),
-        ("frames.html", include_str!("../../templates/frames.html")),
-        ("page.html", include_str!("../../templates/page.html")),
+        ("head.html", include_str!("../../templates/head.html")),
+        ("bucket.html", include_str!("../../templates/bucket.html")),
+        ("foot.html", include_str!("../../templates/foot.html")),
     ])
     .map_err(|e| RenderError::new("templates", e).to_string())?;
     Ok(tera)
 });
 
+/// What `head.html` and `foot.html` show; buckets are rendered one at a
+/// time with `bucket.html`, so the page is streamed and never held whole.
 #[derive(Serialize)]
-struct Page<'a> {
+struct Page {
     version: &'static str,
     captured_at: String,
     capture_time: String,
@@ -48,7 +51,8 @@ struct Page<'a> {
     similarity_links: Vec<NavLink>,
     augment_link: NavLink,
     format_links: Vec<NavLink>,
-    buckets: Vec<BucketView<'a>>,
+    hidden_buckets: usize,
+    hidden_routines: usize,
     legend: Vec<LegendItem>,
     meta: Vec<MetaItem>,
 }
@@ -166,10 +170,22 @@ pub(super) fn render<W: Write>(
     let tera = TEMPLATES
         .as_ref()
         .map_err(|e| RenderError::new("templates", Message(e.clone())))?;
+    let mut w = std::io::BufWriter::with_capacity(64 * 1024, w);
     let page = page(snapshot, buckets, links);
     let context = Context::from_serialize(&page).map_err(|e| RenderError::new("html", e))?;
-    tera.render_to("page.html", &context, w)
-        .map_err(|e| RenderError::new("html", e))
+    tera.render_to("head.html", &context, &mut w)
+        .map_err(|e| RenderError::new("html", e))?;
+    let mut context = Context::new();
+    for (i, b) in buckets.buckets.iter().take(MAX_BUCKETS).enumerate() {
+        context.insert("b", &bucket(i + 1, b, buckets));
+        tera.render_to("bucket.html", &context, &mut w)
+            .map_err(|e| RenderError::new("html", e))?;
+    }
+    let context = Context::from_serialize(&page).map_err(|e| RenderError::new("html", e))?;
+    tera.render_to("foot.html", &context, &mut w)
+        .map_err(|e| RenderError::new("html", e))?;
+    w.flush()?;
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -183,7 +199,14 @@ impl std::fmt::Display for Message {
 
 impl std::error::Error for Message {}
 
-fn page<'a>(snapshot: &'a Snapshot, buckets: &'a Buckets, links: &Links) -> Page<'a> {
+/// Most buckets shown on one page. Buckets come largest first, so what is
+/// left out are the rarest stacks; the page says how many, and the text and
+/// JSON forms list them all. Rendering a bucket through the templates costs
+/// on the order of 0.1 ms, so this bounds a page to a fraction of a second
+/// and a few megabytes even when every routine is unique.
+pub(crate) const MAX_BUCKETS: usize = 1000;
+
+fn page(snapshot: &Snapshot, buckets: &Buckets, links: &Links) -> Page {
     let executable = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "?".to_owned());
@@ -226,12 +249,13 @@ fn page<'a>(snapshot: &'a Snapshot, buckets: &'a Buckets, links: &Links) -> Page
                 current: false,
             })
             .collect(),
-        buckets: buckets
+        hidden_buckets: buckets.buckets.len().saturating_sub(MAX_BUCKETS),
+        hidden_routines: buckets
             .buckets
             .iter()
-            .enumerate()
-            .map(|(i, b)| bucket(i + 1, b, buckets))
-            .collect(),
+            .skip(MAX_BUCKETS)
+            .map(|b| b.count)
+            .sum(),
         legend: LEGEND
             .iter()
             .map(|&(origin, text)| LegendItem {

@@ -27,7 +27,10 @@
 //!
 //! - [`Format::Html`]: a self-contained page (inline CSS, no JavaScript)
 //!   built from templates embedded in the binary. Every piece of program data
-//!   goes through the template engine's HTML escaping.
+//!   goes through the template engine's HTML escaping; names are cut at 200
+//!   characters with control characters escaped, member id lists at 64 ids.
+//!   The page is streamed bucket by bucket and shows at most 1,000 buckets
+//!   (largest first; it says how many smaller ones it left out).
 //! - [`Format::Json`]: a stable, versioned document; see [`json`] for its
 //!   schema.
 //! - [`Format::Text`]: one block per bucket in the spirit of Go's
@@ -396,10 +399,13 @@ pub(crate) const FUNCTION_CHARS: usize = 1000;
 /// Most member ids listed per bucket in HTML and text (JSON lists all).
 pub(crate) const SHOWN_IDS: usize = 64;
 
+/// A member name and the ids of the members that have it.
+pub(crate) type NameGroup<'a> = (Cow<'a, str>, Vec<u64>);
+
 /// The members of a bucket grouped by name, in order of first appearance,
 /// with at most [`SHOWN_IDS`] ids in all; and how many ids were left out.
-pub(crate) fn members(bucket: &Bucket) -> (Vec<(Cow<'_, str>, Vec<u64>)>, usize) {
-    let mut groups: Vec<(Cow<'_, str>, Vec<u64>)> = Vec::new();
+pub(crate) fn members(bucket: &Bucket) -> (Vec<NameGroup<'_>>, usize) {
+    let mut groups: Vec<NameGroup<'_>> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut shown = 0;
     for (id, name) in bucket.ids.iter().zip(&bucket.names) {

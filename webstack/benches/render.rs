@@ -1,0 +1,259 @@
+//! Grouping and rendering cost, on a synthetic snapshot and on real tasks.
+//!
+//! - `synthetic/<tasks>`: a hand-built snapshot of idle tasks five
+//!   instrumented frames deep (four await points, a per-task buffer address,
+//!   a shared pool address, a few distinct stage, route and connection
+//!   values: 24 task buckets under `anypointer`) plus 64 threads (64
+//!   buckets: each holds its own worker number). Measures `Buckets::aggregate` alone, then
+//!   aggregate + render for each format, at 1,000 / 10,000 / 100,000 tasks
+//!   to show the cost is linear in tasks.
+//! - `synthetic-unique/10000`: the worst case, every task a bucket of its own.
+//! - `real/10000`: 10,000 registered idle tasks and 64 blocked threads (the
+//!   workload of `benches/util/workload.rs`); capture (augment=0) +
+//!   aggregate + render, the work of one page request.
+//!
+//! Run with `cargo bench -p webstack --bench render`.
+
+mod util;
+
+use std::borrow::Cow;
+use std::hint::black_box;
+use std::time::{Duration, SystemTime};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use webstack::render::{render, Format, Links};
+use webstack::{
+    Arg, Buckets, CreatedBy, Frame, Kind, LeftOut, Options, Routine, Similarity, Snapshot, State,
+    Value,
+};
+
+struct Buffer([u8; 16]);
+
+fn frame(function: &'static str, line: u32, args: Vec<Arg>) -> Frame {
+    Frame {
+        function: Cow::Borrowed(function),
+        file: Cow::Borrowed("src/server.rs"),
+        line,
+        instrumented: true,
+        args,
+        task: None,
+        address: None,
+        source: None,
+        origin: webstack::native::classify(function),
+    }
+}
+
+fn arg(name: &'static str, ty: &'static str, value: Value) -> Arg {
+    Arg { name, ty, value }
+}
+
+const LEAVES: [&str; 4] = [
+    "server::wait_reply",
+    "server::read_socket",
+    "server::write_socket",
+    "server::sleep",
+];
+
+/// `distinct`: how many distinct connection ids the tasks hold (every task
+/// is its own bucket when it equals `tasks`).
+fn synthetic(
+    tasks: usize,
+    threads: usize,
+    distinct: usize,
+    buffers: &[Buffer],
+    pool: &Buffer,
+) -> Snapshot {
+    let creator = CreatedBy {
+        function: "server::accept_loop",
+        file: "src/server.rs",
+        line: 12,
+    };
+    let mut routines = Vec::with_capacity(tasks + threads);
+    for id in 0..threads {
+        routines.push(Routine {
+            id: id as u64 + 1,
+            kind: Kind::Thread,
+            name: Cow::Owned(format!("worker-{id}")),
+            state: State::Alive,
+            created_by: None,
+            age: Duration::from_secs(60),
+            waiting: None,
+            polls: None,
+            running_on: None,
+            tid: Some(1000 + id as i64),
+            elided: 0,
+            torn: false,
+            frames: vec![
+                frame(
+                    "server::worker_wait",
+                    80,
+                    vec![arg("attempt", "u32", Value::u64(0))],
+                ),
+                frame(
+                    "server::worker_handle",
+                    70,
+                    vec![arg("job", "u64", Value::u64(id as u64 % 4))],
+                ),
+                frame(
+                    "server::worker_loop",
+                    60,
+                    vec![arg("worker", "u64", Value::u64(id as u64))],
+                ),
+            ],
+        });
+    }
+    for i in 0..tasks {
+        let stage = (i % 3) as u64;
+        routines.push(Routine {
+            id: (threads + i) as u64 + 1,
+            kind: Kind::Task,
+            name: Cow::Borrowed("connection"),
+            state: State::Idle,
+            created_by: Some(creator),
+            age: Duration::from_secs(30),
+            waiting: Some(Duration::from_millis(i as u64 % 5000)),
+            polls: Some(3),
+            running_on: None,
+            tid: None,
+            elided: 0,
+            torn: false,
+            frames: vec![
+                frame(
+                    LEAVES[i % 4],
+                    50,
+                    vec![arg("attempt", "u32", Value::u64(stage))],
+                ),
+                frame(
+                    "server::query",
+                    40,
+                    vec![
+                        arg("stage", "u64", Value::u64(stage)),
+                        arg("limit", "u32", Value::u64(100)),
+                    ],
+                ),
+                frame(
+                    "server::read_body",
+                    30,
+                    vec![
+                        arg(
+                            "buffer",
+                            "&Buffer",
+                            Value::pointer(&buffers[i % buffers.len()]),
+                        ),
+                        arg("pool", "&Pool", Value::pointer(pool)),
+                    ],
+                ),
+                frame(
+                    "server::handle",
+                    20,
+                    vec![arg(
+                        "route",
+                        "&'static str",
+                        Value::str(["/api/users", "/api/orders", "/static", "/health"][i % 4]),
+                    )],
+                ),
+                frame(
+                    "server::connection",
+                    10,
+                    vec![arg("conn", "u64", Value::u64((i % distinct) as u64))],
+                ),
+            ],
+        });
+    }
+    Snapshot {
+        version: webstack::JSON_VERSION,
+        captured_at: SystemTime::now(),
+        capture_time: Duration::from_millis(1),
+        maxmem: webstack::DEFAULT_MAXMEM,
+        bytes_used: 0,
+        augmented: false,
+        left_out: LeftOut::default(),
+        captured_by_tid: None,
+        native_error: None,
+        routines,
+    }
+}
+
+fn bench_synthetic(c: &mut Criterion) {
+    let sizes: &[usize] = if util::quick() {
+        &[1000]
+    } else {
+        &[1000, 10_000, 100_000]
+    };
+    let pool = Buffer([0; 16]);
+    let buffers: Vec<Buffer> = (0..*sizes.last().unwrap())
+        .map(|_| Buffer([0; 16]))
+        .collect();
+    black_box((&pool.0, &buffers[0].0));
+    let mut group = c.benchmark_group("synthetic");
+    group.sample_size(20);
+    for &tasks in sizes {
+        let snapshot = synthetic(tasks, 64, 8, &buffers, &pool);
+        group.throughput(Throughput::Elements((tasks + 64) as u64));
+        group.bench_with_input(BenchmarkId::new("aggregate", tasks), &snapshot, |b, s| {
+            b.iter(|| Buckets::aggregate(s, Similarity::AnyPointer))
+        });
+        for format in Format::ALL {
+            group.bench_with_input(
+                BenchmarkId::new(format!("aggregate+{format}"), tasks),
+                &snapshot,
+                |b, s| {
+                    b.iter(|| {
+                        let buckets = Buckets::aggregate(s, Similarity::AnyPointer);
+                        render(s, &buckets, format, &Links::default()).expect("render")
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+
+    // The worst case: every task its own bucket (HTML shows the first 1,000).
+    let mut group = c.benchmark_group("synthetic-unique");
+    group.sample_size(10);
+    let tasks = sizes[sizes.len().min(2) - 1];
+    let snapshot = synthetic(tasks, 64, tasks, &buffers, &pool);
+    group.throughput(Throughput::Elements((tasks + 64) as u64));
+    for format in [Format::Html, Format::Json] {
+        group.bench_with_input(
+            BenchmarkId::new(format!("aggregate+{format}"), tasks),
+            &snapshot,
+            |b, s| {
+                b.iter(|| {
+                    let buckets = Buckets::aggregate(s, Similarity::AnyPointer);
+                    render(s, &buckets, format, &Links::default()).expect("render")
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+fn bench_real(c: &mut Criterion) {
+    let tasks = if util::quick() { 1000 } else { 10_000 };
+    let mut workload = util::workload::Tasks::new();
+    workload.grow_webstack(tasks);
+    let mut threads = util::workload::Threads::new();
+    threads.grow(64);
+    let mut group = c.benchmark_group("real");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements((tasks + 64) as u64));
+    for format in [Format::Html, Format::Json] {
+        group.bench_function(
+            BenchmarkId::new(format!("capture+aggregate+{format}"), tasks),
+            |b| {
+                b.iter(|| {
+                    let snapshot = Snapshot::capture(&Options::default().augment(false));
+                    let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
+                    render(&snapshot, &buckets, format, &Links::default()).expect("render")
+                })
+            },
+        );
+    }
+    group.finish();
+    drop(threads);
+    drop(workload);
+}
+
+criterion_group!(benches, bench_synthetic, bench_real);
+criterion_main!(benches);
