@@ -227,17 +227,6 @@ pub(crate) fn register_current(created_by: Option<CreatedBy>) -> &'static Thread
     unsafe { &*ptr }
 }
 
-/// The current thread's webstack id, if registered.
-pub(crate) fn current_id() -> Option<u64> {
-    let ptr = CURRENT.try_with(Cell::get).ok()?;
-    if ptr.is_null() {
-        return None;
-    }
-    // SAFETY: see `current`.
-    let stack = unsafe { &*ptr };
-    (stack.id != 0).then_some(stack.id)
-}
-
 /// The instrumented function running on this thread, as a creator record at
 /// `location`.
 pub(crate) fn creator_here(location: &'static std::panic::Location<'static>) -> CreatedBy {

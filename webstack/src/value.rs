@@ -615,7 +615,7 @@ mod tests {
         assert_eq!(vec![1, 2, 3].capture().to_string(), "len 3");
         assert_eq!([0u8; 4].capture().collection(), Some(Collection::Array));
         let map: HashMap<u8, u8> = (0..5).map(|i| (i, i)).collect();
-        assert_eq!((&map).capture().to_string(), "len 5");
+        assert_eq!(Capture::capture(&&map).to_string(), "len 5");
     }
 
     #[test]
