@@ -15,7 +15,7 @@ pub fn shadow_snapshot() -> Snapshot {
 }
 
 /// The routines whose name satisfies `keep`, in id order.
-pub fn routines<'a>(snapshot: &'a Snapshot, keep: impl Fn(&str) -> bool) -> Vec<&'a Routine> {
+pub fn routines(snapshot: &Snapshot, keep: impl Fn(&str) -> bool) -> Vec<&Routine> {
     snapshot.routines.iter().filter(|r| keep(&r.name)).collect()
 }
 
