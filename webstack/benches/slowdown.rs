@@ -1,0 +1,232 @@
+//! How much slower the observed program runs while snapshots are taken.
+//!
+//! The workload: as many threads as CPUs calling an instrumented function
+//! (64 rounds of xorshift, a few nanoseconds of work beside the frame push
+//! and pop) in a loop; the figure is the wall time per call across all of
+//! them, so a snapshot stealing CPU shows as a longer time. Beside them:
+//! 16 threads parked in instrumented frames and 1,000 idle tasks, either
+//! differing only in an address (`grouped`: a handful of buckets) or with
+//! distinct ids (`distinct`: 1,000 buckets on the page).
+//!
+//! Modes: `quiet` (no snapshots), and one snapshot every 100 ms, each the
+//! work of one page request (`Snapshot::capture` + `Buckets::aggregate` +
+//! `render` as HTML), with `augment=0` and `augment=1`, taken on another
+//! thread. Slowdown = time per call under snapshots / quiet time − 1. The
+//! snapshot thread's own CPU time per snapshot is printed too: on a shared,
+//! noisy machine, `10 × CPU per snapshot / CPUs` is the steadier estimate of
+//! the CPU share taken from a CPU-bound program (signal handlers running on
+//! the workload threads come on top).
+//! Run with `cargo bench -p webstack --bench slowdown`; the recorded figures
+//! are in BENCHMARKS.md, "Slowdown under snapshots".
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Barrier};
+use std::task::Context;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use webstack::render::{render, Format, Links};
+use webstack::{Buckets, Options, Similarity, Snapshot};
+
+const PERIOD: Duration = Duration::from_millis(100);
+
+#[webstack::instrument]
+fn slowdown_work(seed: u64, label: &str) -> u64 {
+    let mut x = seed | 1;
+    for _ in 0..64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    x.wrapping_add(label.len() as u64)
+}
+
+#[webstack::instrument(skip(release))]
+fn slowdown_parked(index: u32, release: mpsc::Receiver<()>) {
+    let _ = release.recv();
+}
+
+/// No `Capture` impl: recorded by address.
+struct Conn {
+    _fd: u64,
+}
+
+#[webstack::instrument]
+async fn slowdown_grouped(conn: &Conn) {
+    std::future::pending::<()>().await;
+}
+
+#[webstack::instrument]
+async fn slowdown_distinct(id: u64) {
+    std::future::pending::<()>().await;
+}
+
+type IdleTask = Pin<Box<dyn Future<Output = ()>>>;
+
+fn idle_tasks(distinct: bool) -> Vec<IdleTask> {
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    (0..1_000u64)
+        .map(|id| {
+            let mut task: IdleTask = if distinct {
+                Box::pin(slowdown_distinct(id))
+            } else {
+                let conn: &'static Conn = Box::leak(Box::new(Conn { _fd: id }));
+                Box::pin(slowdown_grouped(conn))
+            };
+            assert!(task.as_mut().poll(&mut cx).is_pending());
+            task
+        })
+        .collect()
+}
+
+/// Takes one page's worth of snapshot every [`PERIOD`] until dropped.
+struct Snapshotter {
+    stop: Arc<AtomicBool>,
+    taken: Arc<AtomicU64>,
+    busy_micros: Arc<AtomicU64>,
+    cpu_micros: Arc<AtomicU64>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Snapshotter {
+    fn start(augment: bool) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let taken = Arc::new(AtomicU64::new(0));
+        let busy_micros = Arc::new(AtomicU64::new(0));
+        let cpu_micros = Arc::new(AtomicU64::new(0));
+        let handle = {
+            let (stop, taken, busy, cpu) = (
+                stop.clone(),
+                taken.clone(),
+                busy_micros.clone(),
+                cpu_micros.clone(),
+            );
+            std::thread::spawn(move || {
+                let options = Options::default().augment(augment);
+                let mut next = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let cpu_started = thread_cpu();
+                    let snapshot = Snapshot::capture(&options);
+                    let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
+                    let page = render(&snapshot, &buckets, Format::Html, &Links::default())
+                        .expect("renders");
+                    black_box(page);
+                    busy.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    cpu.fetch_add(
+                        (thread_cpu() - cpu_started).as_micros() as u64,
+                        Ordering::Relaxed,
+                    );
+                    taken.fetch_add(1, Ordering::Relaxed);
+                    next += PERIOD;
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            })
+        };
+        Snapshotter {
+            stop,
+            taken,
+            busy_micros,
+            cpu_micros,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for Snapshotter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+        let taken = self.taken.load(Ordering::Relaxed);
+        if taken > 0 {
+            let each =
+                |total: &AtomicU64| total.load(Ordering::Relaxed) as f64 / taken as f64 / 1e3;
+            eprintln!(
+                "  ({taken} snapshots, {:.2} ms wall and {:.2} ms CPU of the snapshot thread each)",
+                each(&self.busy_micros),
+                each(&self.cpu_micros)
+            );
+        }
+    }
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// `iters` calls split over `threads` threads; the wall time of the lot.
+fn run_calls(threads: usize, iters: u64) -> Duration {
+    let per_thread = iters.div_ceil(threads as u64);
+    let start = Barrier::new(threads + 1);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                start.wait();
+                let mut acc = 0u64;
+                for i in 0..per_thread {
+                    acc = acc.wrapping_add(slowdown_work(i, "request"));
+                }
+                black_box(acc);
+            });
+        }
+        start.wait();
+        let started = Instant::now();
+        // The scope joins the workers before returning.
+        started
+    })
+    .elapsed()
+}
+
+fn slowdown(c: &mut Criterion) {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    for index in 0..16 {
+        let (tx, rx) = mpsc::channel();
+        std::mem::forget(tx);
+        webstack::thread::Builder::new()
+            .name(format!("slowdown-parked-{index}"))
+            .spawn(move || slowdown_parked(index, rx))
+            .unwrap();
+    }
+    // Warm up once-per-process state (templates, signal, symbol cache).
+    for augment in [false, true] {
+        black_box(Snapshot::capture(&Options::default().augment(augment)));
+    }
+    let mut group = c.benchmark_group("slowdown");
+    group
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(6));
+    for (background, distinct) in [("grouped", false), ("distinct", true)] {
+        let tasks = idle_tasks(distinct);
+        group.bench_function(format!("{background}/quiet"), |b| {
+            b.iter_custom(|iters| run_calls(threads, iters))
+        });
+        for augment in [false, true] {
+            let snapshotter = Snapshotter::start(augment);
+            group.bench_function(format!("{background}/augment={}", u8::from(augment)), |b| {
+                b.iter_custom(|iters| run_calls(threads, iters))
+            });
+            drop(snapshotter);
+        }
+        drop(tasks);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, slowdown);
+criterion_main!(benches);
