@@ -16,7 +16,6 @@
 mod hardening_util;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
@@ -165,7 +164,7 @@ enum HangUp {
 }
 
 fn hang_up(addr: std::net::SocketAddr, how: HangUp) {
-    let mut stream = TcpStream::connect(addr).unwrap();
+    let mut stream = hardening_util::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();

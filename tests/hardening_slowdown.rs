@@ -13,9 +13,10 @@
 //! (`-- --nocapture`) together with the load average.
 //!
 //! Timing assertions are flaky on shared machines: the only bound asserted
-//! is a very loose sanity one (each mode keeps more than half the
-//! throughput). The recorded figures live in BENCHMARKS.md, "Slowdown under
-//! snapshots". A watchdog aborts the process after 120 s.
+//! is a very loose sanity one (each mode keeps more than half the quiet
+//! throughput in a release build, a tenth in a debug build, see [`KEPT`]).
+//! The recorded figures live in BENCHMARKS.md, "Slowdown under snapshots".
+//! A watchdog aborts the process after 120 s.
 
 mod hardening_util;
 
@@ -31,6 +32,11 @@ use webstack::actix::Webstack;
 const PHASE: Duration = Duration::from_secs(1);
 const ROUNDS: usize = 2;
 const PERIOD: Duration = Duration::from_millis(100);
+
+/// The sanity bound: the share of the quiet throughput each mode must keep.
+/// A debug build renders a page in about half a second, so there one
+/// snapshot per 100 ms keeps a CPU busy; only a stalled program fails.
+const KEPT: f64 = if cfg!(debug_assertions) { 0.1 } else { 0.5 };
 
 #[webstack::instrument]
 fn slowdown_work(seed: u64, label: &str) -> u64 {
@@ -271,9 +277,10 @@ fn measure(addr: std::net::SocketAddr, background: Background, cpus: usize) {
         if mode != Mode::Quiet {
             assert!(snapshots[i] > 0, "{}: no snapshot served", mode.label());
             assert!(
-                calls[i] as f64 > base * 0.5,
-                "{background:?}, {}: throughput fell by more than half ({slowdown:.1}%)",
-                mode.label()
+                calls[i] as f64 > base * KEPT,
+                "{background:?}, {}: throughput fell to {:.0}% ({slowdown:.1}% slowdown)",
+                mode.label(),
+                100.0 * calls[i] as f64 / base
             );
         }
     }

@@ -112,7 +112,7 @@ impl Response {
 /// `GET path` over a fresh connection (`Connection: close`), with a read
 /// timeout so that a server that never answers fails the test.
 pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(addr)?;
+    let mut stream = connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     stream.set_write_timeout(Some(Duration::from_secs(60)))?;
     write!(
@@ -122,6 +122,22 @@ pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     parse_response(&raw)
+}
+
+/// Snapshots with `augment=1` signal every thread of the process, client
+/// threads included, and an interrupted `connect` is not restarted: retry it
+/// (a few times) on a new socket, as `read_to_end` and `write_all` already
+/// do for their calls.
+pub fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let mut attempts = 0;
+    loop {
+        match TcpStream::connect(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted && attempts < 10 => {
+                attempts += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 fn invalid(message: String) -> std::io::Error {
