@@ -2,11 +2,14 @@
 //! panics in user code and in the handler's capture path.
 //!
 //! Sizes: 8 concurrent clients × 3 requests against a capture held 40 ms
-//! open; 40 hang-ups of four kinds against a JSON response of 2,000 buckets
-//! (about 1 MB); 12 requests with every third capture panicking; at least 80 calls
-//! whose `Capture` impl panics, from 4 threads, until at least 3 snapshots
-//! were served meanwhile (at most 100,000 rounds or 30 s). Every test runs a real
-//! actix server on 127.0.0.1:0 and a watchdog that aborts after 120 s.
+//! open, on 4 workers; 8 requests within a 60 s `min_interval`, on 4
+//! workers; 40 hang-ups of four kinds against a JSON response of 2,000
+//! buckets (about 1 MB); 12 requests with every third capture panicking; at
+//! least 80 calls whose `Capture` impl panics, from 4 threads, until at least
+//! 3 snapshots were served meanwhile (at most 100,000 rounds or 30 s).
+//! Every test runs a real actix server on 127.0.0.1:0, at a path of its own
+//! (tests run in parallel and must not share one service's turn or
+//! interval), and a watchdog that aborts after 120 s.
 //!
 //! Note: `Capture` impls run when the instrumented function is called, in
 //! the caller's thread, never during a snapshot; a panicking impl is the
@@ -89,7 +92,7 @@ fn concurrent_requests_are_served_one_at_a_time() {
     // factory, as `HttpServer::new(|| App::new().service(Webstack::new(..)))`
     // in the module docs does.
     let addr = hardening_util::start_server(4, move || {
-        Webstack::new("/debug/webstack")
+        Webstack::new("/ws/one-at-a-time")
             .min_interval(Duration::ZERO)
             .queue_timeout(Duration::from_secs(60))
             .map_snapshot(hook.clone())
@@ -102,7 +105,7 @@ fn concurrent_requests_are_served_one_at_a_time() {
                     let augment = i % 2;
                     let response = get(
                         addr,
-                        &format!("/debug/webstack?format=json&augment={augment}"),
+                        &format!("/ws/one-at-a-time?format=json&augment={augment}"),
                     )
                     .unwrap();
                     assert_eq!(response.status, 200, "{}", response.text());
@@ -132,12 +135,12 @@ fn concurrent_requests_are_served_one_at_a_time() {
 fn min_interval_holds_across_workers() {
     let _watchdog = watchdog("min interval", Duration::from_secs(120));
     let addr = hardening_util::start_server(4, || {
-        Webstack::new("/debug/webstack").min_interval(Duration::from_secs(60))
+        Webstack::new("/ws/min-interval").min_interval(Duration::from_secs(60))
     });
     // Sequential requests on fresh connections, spread over the workers.
     let statuses: Vec<u16> = (0..8)
         .map(|_| {
-            get(addr, "/debug/webstack?format=text&augment=0")
+            get(addr, "/ws/min-interval?format=text&augment=0")
                 .unwrap()
                 .status
         })
@@ -169,7 +172,7 @@ fn hang_up(addr: std::net::SocketAddr, how: HangUp) {
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
     let request =
-        "GET /debug/webstack?format=json&augment=0&similarity=exactflags HTTP/1.1\r\nHost: x\r\n\r\n";
+        "GET /ws/hang-ups?format=json&augment=0&similarity=exactflags HTTP/1.1\r\nHost: x\r\n\r\n";
     match how {
         HangUp::Connect => {}
         HangUp::HalfRequest => stream.write_all(&request.as_bytes()[..20]).unwrap(),
@@ -201,7 +204,7 @@ fn clients_that_hang_up_leave_no_stuck_state() {
     let name = long_lived();
     many_tasks();
     let addr = hardening_util::start_server(2, || {
-        Webstack::new("/debug/webstack")
+        Webstack::new("/ws/hang-ups")
             .min_interval(Duration::ZERO)
             // A stuck turn would show as 503s instead of a hang.
             .queue_timeout(Duration::from_secs(20))
@@ -224,9 +227,9 @@ fn clients_that_hang_up_leave_no_stuck_state() {
             r.join().unwrap();
         }
         let path = if round % 2 == 0 {
-            "/debug/webstack?format=json&augment=0"
+            "/ws/hang-ups?format=json&augment=0"
         } else {
-            "/debug/webstack?format=text&augment=1"
+            "/ws/hang-ups?format=text&augment=1"
         };
         let response = get_within(addr, path, Duration::from_secs(30));
         assert_eq!(response.status, 200, "round {round}: {}", response.text());
@@ -255,14 +258,18 @@ fn a_panic_in_the_capture_path_answers_500_and_the_server_recovers() {
         }
     };
     let addr = hardening_util::start_server(2, move || {
-        Webstack::new("/debug/webstack")
+        Webstack::new("/ws/handler-panic")
             .min_interval(Duration::ZERO)
             .map_snapshot(hook.clone())
     });
     let (mut ok, mut failed) = (0, 0);
     for i in 0..12 {
         let format = ["json", "html", "text"][i % 3];
-        let response = get(addr, &format!("/debug/webstack?format={format}&augment=0")).unwrap();
+        let response = get(
+            addr,
+            &format!("/ws/handler-panic?format={format}&augment=0"),
+        )
+        .unwrap();
         match response.status {
             200 => ok += 1,
             500 => {
@@ -283,7 +290,7 @@ fn a_panic_in_the_capture_path_answers_500_and_the_server_recovers() {
     // The server and the registry are healthy: the next snapshots, served
     // and direct, show the long-lived thread in its frame.
     calls.store(1, Ordering::SeqCst);
-    let response = get(addr, "/debug/webstack?format=json&augment=1").unwrap();
+    let response = get(addr, "/ws/handler-panic?format=json&augment=1").unwrap();
     assert_eq!(response.status, 200);
     assert!(check_json(response.text()).unwrap().has_thread(name));
     let snapshot = Snapshot::capture(&Options::default().augment(false));
@@ -366,7 +373,7 @@ fn a_panicking_capture_impl_panics_in_the_caller_and_leaves_its_stack_correct() 
     }));
     let name = long_lived();
     let addr = hardening_util::start_server(1, || {
-        Webstack::new("/debug/webstack").min_interval(Duration::ZERO)
+        Webstack::new("/ws/capture-panic").min_interval(Duration::ZERO)
     });
     let stop = Arc::new(AtomicBool::new(false));
     let served = Arc::new(AtomicU64::new(0));
@@ -374,7 +381,7 @@ fn a_panicking_capture_impl_panics_in_the_caller_and_leaves_its_stack_correct() 
         let (stop, served) = (stop.clone(), served.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) && served.load(Ordering::SeqCst) < 500 {
-                let response = get(addr, "/debug/webstack?format=json&augment=1").unwrap();
+                let response = get(addr, "/ws/capture-panic?format=json&augment=1").unwrap();
                 assert_eq!(response.status, 200);
                 assert!(check_json(response.text()).unwrap().has_thread(name));
                 served.fetch_add(1, Ordering::SeqCst);
@@ -423,7 +430,7 @@ fn a_panicking_capture_impl_panics_in_the_caller_and_leaves_its_stack_correct() 
     let before = CAPTURES.load(Ordering::SeqCst);
     for _ in 0..3 {
         assert_eq!(
-            get(addr, "/debug/webstack?format=html").unwrap().status,
+            get(addr, "/ws/capture-panic?format=html").unwrap().status,
             200
         );
     }
