@@ -151,38 +151,64 @@ async fn each_format_has_its_content_type_and_the_security_headers() {
 #[actix_rt::test]
 async fn json_reflects_every_parameter() {
     start_workload();
-    let app = test::init_service(App::new().service(Webstack::new("/ws"))).await;
+    let app =
+        test::init_service(App::new().service(Webstack::new("/ws-json_reflects_every_parameter")))
+            .await;
 
-    let json = get(&app, "/ws?format=json").await.json();
+    let json = get(&app, "/ws-json_reflects_every_parameter?format=json")
+        .await
+        .json();
     assert_eq!(json["augmented"], true);
     assert_eq!(json["maxmem"], DEFAULT_MAXMEM);
     assert_eq!(json["similarity"], "anypointer");
 
-    let json = get(&app, "/ws?format=json&augment=0&maxmem=5").await.json();
+    let json = get(
+        &app,
+        "/ws-json_reflects_every_parameter?format=json&augment=0&maxmem=5",
+    )
+    .await
+    .json();
     assert_eq!(json["augmented"], false);
     assert_eq!(json["maxmem"], MIN_MAXMEM, "values below 1 MiB are raised");
 
-    let json = get(&app, "/ws?maxmem=3000000&format=json&augment=1")
-        .await
-        .json();
+    let json = get(
+        &app,
+        "/ws-json_reflects_every_parameter?maxmem=3000000&format=json&augment=1",
+    )
+    .await
+    .json();
     assert_eq!(json["augmented"], true);
     assert_eq!(json["maxmem"], 3_000_000);
 
     for similarity in Similarity::ALL {
-        let uri = format!("/ws?similarity={similarity}&format=json&augment=0");
+        let uri = format!(
+            "/ws-json_reflects_every_parameter?similarity={similarity}&format=json&augment=0"
+        );
         let json = get(&app, &uri).await.json();
         assert_eq!(json["similarity"], similarity.as_str());
     }
 
     // Percent-encoded names and values are decoded.
-    let json = get(&app, "/ws?%66ormat=js%6Fn&augment=%30").await.json();
+    let json = get(
+        &app,
+        "/ws-json_reflects_every_parameter?%66ormat=js%6Fn&augment=%30",
+    )
+    .await
+    .json();
     assert_eq!(json["augmented"], false);
 }
 
 #[actix_rt::test]
 async fn the_serving_thread_comes_first() {
-    let app = test::init_service(App::new().service(Webstack::new("/ws"))).await;
-    let json = get(&app, "/ws?format=json&augment=0").await.json();
+    let app =
+        test::init_service(App::new().service(Webstack::new("/ws-the_serving_thread_comes_first")))
+            .await;
+    let json = get(
+        &app,
+        "/ws-the_serving_thread_comes_first?format=json&augment=0",
+    )
+    .await
+    .json();
     let buckets = json["buckets"].as_array().unwrap();
     assert_eq!(buckets[0]["serving"], true, "{:#}", buckets[0]);
     assert_eq!(buckets.iter().filter(|b| b["serving"] == true).count(), 1);
@@ -190,7 +216,10 @@ async fn the_serving_thread_comes_first() {
 
 #[actix_rt::test]
 async fn malformed_parameters_answer_400_naming_the_parameter() {
-    let app = test::init_service(App::new().service(Webstack::new("/ws"))).await;
+    let app = test::init_service(App::new().service(Webstack::new(
+        "/ws-malformed_parameters_answer_400_naming_the_parameter",
+    )))
+    .await;
     let allowed = "allowed: augment, maxmem, similarity, format";
     let augment = "augment must be 0 or 1";
     let maxmem = format!(
@@ -254,7 +283,11 @@ async fn malformed_parameters_answer_400_naming_the_parameter() {
         ("augment=0&format=json&similarity=x", similarity.into()),
     ];
     for (query, line) in cases {
-        let reply = get(&app, &format!("/ws?{query}")).await;
+        let reply = get(
+            &app,
+            &format!("/ws-malformed_parameters_answer_400_naming_the_parameter?{query}"),
+        )
+        .await;
         assert_error(&reply, StatusCode::BAD_REQUEST, &line);
     }
 }
@@ -263,24 +296,40 @@ async fn malformed_parameters_answer_400_naming_the_parameter() {
 async fn parameters_are_checked_before_any_capture() {
     let captures = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = captures.clone();
-    let app = test::init_service(App::new().service(Webstack::new("/ws").map_snapshot(
-        move |_| {
+    let app = test::init_service(App::new().service(
+        Webstack::new("/ws-parameters_are_checked_before_any_capture").map_snapshot(move |_| {
             counter.fetch_add(1, Ordering::SeqCst);
-        },
-    )))
+        }),
+    ))
     .await;
     assert_eq!(
-        get(&app, "/ws?format=json&similarity=bogus").await.status,
+        get(
+            &app,
+            "/ws-parameters_are_checked_before_any_capture?format=json&similarity=bogus"
+        )
+        .await
+        .status,
         400
     );
     assert_eq!(captures.load(Ordering::SeqCst), 0);
-    assert_eq!(get(&app, "/ws?format=json&augment=0").await.status, 200);
+    assert_eq!(
+        get(
+            &app,
+            "/ws-parameters_are_checked_before_any_capture?format=json&augment=0"
+        )
+        .await
+        .status,
+        200
+    );
     assert_eq!(captures.load(Ordering::SeqCst), 1);
 }
 
 #[actix_rt::test]
 async fn other_methods_answer_405_with_allow() {
-    let app = test::init_service(App::new().service(Webstack::new("/ws"))).await;
+    let app = test::init_service(
+        App::new().service(Webstack::new("/ws-other_methods_answer_405_with_allow")),
+    )
+    .await;
     for method in [
         Method::POST,
         Method::PUT,
@@ -290,7 +339,12 @@ async fn other_methods_answer_405_with_allow() {
         Method::TRACE,
         Method::CONNECT,
     ] {
-        let reply = fetch(&app, method.clone(), "/ws").await;
+        let reply = fetch(
+            &app,
+            method.clone(),
+            "/ws-other_methods_answer_405_with_allow",
+        )
+        .await;
         assert_error(
             &reply,
             StatusCode::METHOD_NOT_ALLOWED,
@@ -302,15 +356,28 @@ async fn other_methods_answer_405_with_allow() {
 
 #[actix_rt::test]
 async fn head_answers_the_headers_without_a_body() {
-    let app = test::init_service(App::new().service(Webstack::new("/ws"))).await;
+    let app = test::init_service(
+        App::new().service(Webstack::new("/ws-head_answers_the_headers_without_a_body")),
+    )
+    .await;
     for format in Format::ALL {
-        let reply = fetch(&app, Method::HEAD, &format!("/ws?format={format}")).await;
+        let reply = fetch(
+            &app,
+            Method::HEAD,
+            &format!("/ws-head_answers_the_headers_without_a_body?format={format}"),
+        )
+        .await;
         assert_eq!(reply.status, StatusCode::OK);
         assert_eq!(reply.body, "");
         assert_eq!(reply.header(header::CONTENT_TYPE), format.content_type());
         assert_security_headers(&reply);
     }
-    let reply = fetch(&app, Method::HEAD, "/ws?format=pdf").await;
+    let reply = fetch(
+        &app,
+        Method::HEAD,
+        "/ws-head_answers_the_headers_without_a_body?format=pdf",
+    )
+    .await;
     assert_error(
         &reply,
         StatusCode::BAD_REQUEST,
@@ -350,7 +417,7 @@ async fn snapshot_handler_serves_a_plain_route() {
 async fn overridden_defaults_apply_unless_asked() {
     let app = test::init_service(
         App::new().service(
-            Webstack::new("/ws")
+            Webstack::new("/ws-overridden_defaults_apply_unless_asked")
                 .augment_default(false)
                 .maxmem_cap(2 << 20)
                 .similarity_default(Similarity::AnyValue)
@@ -358,14 +425,16 @@ async fn overridden_defaults_apply_unless_asked() {
         ),
     )
     .await;
-    let json = get(&app, "/ws").await.json();
+    let json = get(&app, "/ws-overridden_defaults_apply_unless_asked")
+        .await
+        .json();
     assert_eq!(json["augmented"], false);
     assert_eq!(json["maxmem"], 2 << 20, "the default is lowered to the cap");
     assert_eq!(json["similarity"], "anyvalue");
 
     let json = get(
         &app,
-        "/ws?augment=1&maxmem=1000000000&similarity=exactlines",
+        "/ws-overridden_defaults_apply_unless_asked?augment=1&maxmem=1000000000&similarity=exactlines",
     )
     .await
     .json();
@@ -377,16 +446,27 @@ async fn overridden_defaults_apply_unless_asked() {
     );
     assert_eq!(json["similarity"], "exactlines");
 
-    let reply = get(&app, "/ws?format=text").await;
+    let reply = get(
+        &app,
+        "/ws-overridden_defaults_apply_unless_asked?format=text",
+    )
+    .await;
     assert_eq!(
         reply.header(header::CONTENT_TYPE),
         "text/plain; charset=utf-8"
     );
 
-    let app =
-        test::init_service(App::new().service(Webstack::new("/ws").maxmem_default(3 << 20))).await;
+    let app = test::init_service(App::new().service(
+        Webstack::new("/ws-overridden_defaults_apply_unless_asked").maxmem_default(3 << 20),
+    ))
+    .await;
     assert_eq!(
-        get(&app, "/ws?format=json&augment=0").await.json()["maxmem"],
+        get(
+            &app,
+            "/ws-overridden_defaults_apply_unless_asked?format=json&augment=0"
+        )
+        .await
+        .json()["maxmem"],
         3 << 20
     );
 }
@@ -394,15 +474,29 @@ async fn overridden_defaults_apply_unless_asked() {
 #[actix_rt::test]
 async fn min_interval_answers_429_with_retry_after_then_recovers() {
     let interval = Duration::from_millis(1500);
-    let app =
-        test::init_service(App::new().service(Webstack::new("/ws").min_interval(interval))).await;
+    let app = test::init_service(
+        App::new().service(
+            Webstack::new("/ws-min_interval_answers_429_with_retry_after_then_recovers")
+                .min_interval(interval),
+        ),
+    )
+    .await;
     assert_eq!(
-        get(&app, "/ws?format=text&augment=0").await.status,
+        get(
+            &app,
+            "/ws-min_interval_answers_429_with_retry_after_then_recovers?format=text&augment=0"
+        )
+        .await
+        .status,
         StatusCode::OK
     );
     // The interval started before the first answer arrived.
     let answered = Instant::now();
-    let reply = get(&app, "/ws?format=text&augment=0").await;
+    let reply = get(
+        &app,
+        "/ws-min_interval_answers_429_with_retry_after_then_recovers?format=text&augment=0",
+    )
+    .await;
     let retry_after: u64 = reply.header(header::RETRY_AFTER).parse().unwrap();
     assert!((1..=2).contains(&retry_after), "Retry-After: {retry_after}");
     assert_error(
@@ -412,21 +506,40 @@ async fn min_interval_answers_429_with_retry_after_then_recovers() {
     );
     // Parameters are still checked first.
     assert_eq!(
-        get(&app, "/ws?format=nope").await.status,
+        get(
+            &app,
+            "/ws-min_interval_answers_429_with_retry_after_then_recovers?format=nope"
+        )
+        .await
+        .status,
         StatusCode::BAD_REQUEST
     );
     // HEAD takes no snapshot, so it is not limited.
     assert_eq!(
-        fetch(&app, Method::HEAD, "/ws").await.status,
+        fetch(
+            &app,
+            Method::HEAD,
+            "/ws-min_interval_answers_429_with_retry_after_then_recovers"
+        )
+        .await
+        .status,
         StatusCode::OK
     );
 
     let recovered = answered + interval + Duration::from_millis(50);
     actix_rt::time::sleep(recovered.saturating_duration_since(Instant::now())).await;
-    let reply = get(&app, "/ws?format=text&augment=0").await;
+    let reply = get(
+        &app,
+        "/ws-min_interval_answers_429_with_retry_after_then_recovers?format=text&augment=0",
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     // And the next interval starts.
-    let reply = get(&app, "/ws?format=text&augment=0").await;
+    let reply = get(
+        &app,
+        "/ws-min_interval_answers_429_with_retry_after_then_recovers?format=text&augment=0",
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
@@ -438,13 +551,22 @@ fn slow(hold: Duration) -> impl Fn(&mut webstack::Snapshot) + Send + Sync + 'sta
 #[actix_rt::test]
 async fn a_second_concurrent_request_waits_its_turn() {
     let app = test::init_service(
-        App::new().service(Webstack::new("/ws").map_snapshot(slow(Duration::from_millis(300)))),
+        App::new().service(
+            Webstack::new("/ws-a_second_concurrent_request_waits_its_turn")
+                .map_snapshot(slow(Duration::from_millis(300))),
+        ),
     )
     .await;
     let started = Instant::now();
     let (a, b) = futures::join!(
-        get(&app, "/ws?format=text&augment=0"),
-        get(&app, "/ws?format=text&augment=0")
+        get(
+            &app,
+            "/ws-a_second_concurrent_request_waits_its_turn?format=text&augment=0"
+        ),
+        get(
+            &app,
+            "/ws-a_second_concurrent_request_waits_its_turn?format=text&augment=0"
+        )
     );
     assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK));
     assert!(
@@ -458,17 +580,25 @@ async fn a_second_concurrent_request_waits_its_turn() {
 async fn a_snapshot_does_not_stall_other_requests() {
     let app = test::init_service(
         App::new()
-            .service(Webstack::new("/ws").map_snapshot(slow(Duration::from_millis(600))))
+            .service(
+                Webstack::new("/ws-a_snapshot_does_not_stall_other_requests")
+                    .map_snapshot(slow(Duration::from_millis(600))),
+            )
             .route("/ping", web::get().to(|| async { "pong" })),
     )
     .await;
     let started = Instant::now();
-    let (snapshot, (ping, ping_done)) =
-        futures::join!(get(&app, "/ws?format=text&augment=0"), async {
+    let (snapshot, (ping, ping_done)) = futures::join!(
+        get(
+            &app,
+            "/ws-a_snapshot_does_not_stall_other_requests?format=text&augment=0"
+        ),
+        async {
             actix_rt::time::sleep(Duration::from_millis(50)).await;
             let reply = get(&app, "/ping").await;
             (reply, started.elapsed())
-        });
+        }
+    );
     assert_eq!(
         (snapshot.status, ping.body.as_str()),
         (StatusCode::OK, "pong")
@@ -484,15 +614,21 @@ async fn a_snapshot_does_not_stall_other_requests() {
 async fn a_request_that_waits_too_long_answers_503() {
     let app = test::init_service(
         App::new().service(
-            Webstack::new("/ws")
+            Webstack::new("/ws-a_request_that_waits_too_long_answers_503")
                 .map_snapshot(slow(Duration::from_millis(500)))
                 .queue_timeout(Duration::from_millis(50)),
         ),
     )
     .await;
     let (a, b) = futures::join!(
-        get(&app, "/ws?format=text&augment=0"),
-        get(&app, "/ws?format=text&augment=0")
+        get(
+            &app,
+            "/ws-a_request_that_waits_too_long_answers_503?format=text&augment=0"
+        ),
+        get(
+            &app,
+            "/ws-a_request_that_waits_too_long_answers_503?format=text&augment=0"
+        )
     );
     let (ok, busy) = if a.status == StatusCode::OK {
         (a, b)
@@ -508,7 +644,12 @@ async fn a_request_that_waits_too_long_answers_503() {
     assert_eq!(busy.header(header::RETRY_AFTER), "1");
     // The turn is free again once the first snapshot ended.
     assert_eq!(
-        get(&app, "/ws?format=text&augment=0").await.status,
+        get(
+            &app,
+            "/ws-a_request_that_waits_too_long_answers_503?format=text&augment=0"
+        )
+        .await
+        .status,
         StatusCode::OK
     );
 }
@@ -517,22 +658,33 @@ async fn a_request_that_waits_too_long_answers_503() {
 async fn a_panic_while_capturing_answers_500_and_the_service_recovers() {
     let armed = Arc::new(AtomicBool::new(true));
     let trigger = armed.clone();
-    let app = test::init_service(App::new().service(Webstack::new("/ws").map_snapshot(
-        move |_| {
-            if trigger.swap(false, Ordering::SeqCst) {
-                panic!("redaction hook failed on purpose");
-            }
-        },
-    )))
+    let app = test::init_service(
+        App::new().service(
+            Webstack::new("/ws-a_panic_while_capturing_answers_500_and_the_service_recovers")
+                .map_snapshot(move |_| {
+                    if trigger.swap(false, Ordering::SeqCst) {
+                        panic!("redaction hook failed on purpose");
+                    }
+                }),
+        ),
+    )
     .await;
-    let reply = get(&app, "/ws?format=json&augment=0").await;
+    let reply = get(
+        &app,
+        "/ws-a_panic_while_capturing_answers_500_and_the_service_recovers?format=json&augment=0",
+    )
+    .await;
     assert_error(
         &reply,
         StatusCode::INTERNAL_SERVER_ERROR,
         "snapshot failed: panicked: redaction hook failed on purpose",
     );
     // No lock poisoned, the turn released: the next snapshot is served.
-    let reply = get(&app, "/ws?format=json&augment=0").await;
+    let reply = get(
+        &app,
+        "/ws-a_panic_while_capturing_answers_500_and_the_service_recovers?format=json&augment=0",
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     assert_eq!(reply.json()["version"], 1);
 }
@@ -555,17 +707,26 @@ async fn only_the_exact_path_is_served() {
 async fn extreme_durations_do_not_overflow() {
     let app = test::init_service(
         App::new().service(
-            Webstack::new("/ws")
+            Webstack::new("/ws-extreme_durations_do_not_overflow")
                 .min_interval(Duration::MAX)
                 .queue_timeout(Duration::MAX),
         ),
     )
     .await;
     assert_eq!(
-        get(&app, "/ws?format=text&augment=0").await.status,
+        get(
+            &app,
+            "/ws-extreme_durations_do_not_overflow?format=text&augment=0"
+        )
+        .await
+        .status,
         StatusCode::OK
     );
-    let reply = get(&app, "/ws?format=text&augment=0").await;
+    let reply = get(
+        &app,
+        "/ws-extreme_durations_do_not_overflow?format=text&augment=0",
+    )
+    .await;
     assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
     let retry_after: u64 = reply.header(header::RETRY_AFTER).parse().unwrap();
     assert!(retry_after > 1 << 60, "{retry_after}");

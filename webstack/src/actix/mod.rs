@@ -72,6 +72,7 @@
 mod access;
 mod query;
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
@@ -107,7 +108,8 @@ const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// (process-wide); a request waits up to 10 s for the one in progress, then
 /// gets `503 Service Unavailable` with `Retry-After: 1`.
 pub async fn snapshot_handler(req: HttpRequest) -> HttpResponse {
-    static SHARED: LazyLock<Arc<Service>> = LazyLock::new(|| Arc::new(Service::new(None)));
+    static SHARED: LazyLock<Arc<Service>> =
+        LazyLock::new(|| Arc::new(Service::new(None, HANDLER_KEY)));
     serve(SHARED.clone(), req).await
 }
 
@@ -154,9 +156,10 @@ pub struct Webstack {
 impl Webstack {
     /// Serves snapshots at `path` (exact match), to loopback clients only.
     pub fn new(path: impl Into<String>) -> Self {
+        let path = path.into();
         Webstack {
-            path: path.into(),
-            service: Service::new(Some(Access::loopback())),
+            service: Service::new(Some(Access::loopback()), &path),
+            path,
         }
     }
 
@@ -287,6 +290,25 @@ impl HttpServiceFactory for Webstack {
 
 type MapSnapshot = Arc<dyn Fn(&mut Snapshot) + Send + Sync>;
 
+/// The key under which [`snapshot_handler`] keeps its state (no `Webstack`
+/// path can be empty and also match a request).
+const HANDLER_KEY: &str = "";
+
+/// The turn (one snapshot at a time) and the start of the last snapshot of
+/// a service, shared by every worker: actix builds the app once per worker
+/// thread, so state kept in one `Webstack` value would be per worker, and
+/// `min_interval` or "one at a time" would not hold for the process. Keyed by
+/// the service's path.
+fn shared_state(key: &str) -> (Arc<Semaphore>, Arc<Mutex<Option<Instant>>>) {
+    type State = (Arc<Semaphore>, Arc<Mutex<Option<Instant>>>);
+    static STATES: LazyLock<Mutex<HashMap<String, State>>> = LazyLock::new(Default::default);
+    STATES
+        .lock()
+        .entry(key.to_owned())
+        .or_insert_with(|| (Arc::new(Semaphore::new(1)), Arc::default()))
+        .clone()
+}
+
 /// Configuration and state shared by the requests of one service.
 struct Service {
     /// `None`: no access control ([`snapshot_handler`]).
@@ -296,7 +318,7 @@ struct Service {
     queue_timeout: Duration,
     /// One permit: one snapshot at a time.
     turn: Arc<Semaphore>,
-    last_start: Mutex<Option<Instant>>,
+    last_start: Arc<Mutex<Option<Instant>>>,
     map_snapshot: Option<MapSnapshot>,
 }
 
@@ -313,14 +335,15 @@ impl std::fmt::Debug for Service {
 }
 
 impl Service {
-    fn new(access: Option<Access>) -> Service {
+    fn new(access: Option<Access>, key: &str) -> Service {
+        let (turn, last_start) = shared_state(key);
         Service {
             access,
             defaults: Defaults::default(),
             min_interval: Duration::ZERO,
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
-            turn: Arc::new(Semaphore::new(1)),
-            last_start: Mutex::new(None),
+            turn,
+            last_start,
             map_snapshot: None,
         }
     }
