@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use hardening_util::{check_html, check_json, check_text, get, watchdog};
 use webstack::actix::Webstack;
-use webstack::render::{render, Format, Links};
+use webstack::render::{render_chunks, Format, Links};
 use webstack::{Buckets, Options, Similarity, Snapshot, MIN_MAXMEM};
 
 struct Counting;
@@ -115,8 +115,10 @@ fn measure(format: Format, similarity: Similarity, augment: bool) -> Measure {
     let buckets = Buckets::aggregate(&snapshot, similarity);
     let aggregate_peak = PEAK.load(Ordering::Relaxed) - base;
     let aggregate_live = LIVE.load(Ordering::Relaxed) - base;
-    let page = render(&snapshot, &buckets, format, &Links::default()).expect("renders");
+    // The handler's path: pieces streamed as they are, never joined.
+    let chunks = render_chunks(&snapshot, &buckets, format, &Links::default()).expect("renders");
     let peak = PEAK.load(Ordering::Relaxed) - base;
+    let page = String::from_utf8(chunks.concat()).expect("utf-8");
     let phases = format!(
         "capture peak {} live {}; aggregate peak {} live {}",
         mib(capture_peak),

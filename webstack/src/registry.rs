@@ -92,17 +92,37 @@ pub(crate) fn remove(key: Key) {
     drop(removed);
 }
 
-/// Calls `f` with the entries of each shard in turn. `buf` is reused between
-/// shards so a snapshot holds at most one shard's worth of extra `Arc`s.
+/// Entries cloned per visit of a shard: bounds the extra memory of a
+/// snapshot (all tasks of one thread share its home shard) and how long the
+/// shard's lock is held.
+const CHUNK: usize = 1024;
+
+/// Calls `f` with the registered entries, a chunk of one shard at a time.
+/// `buf` is reused, so a snapshot holds at most [`CHUNK`] extra `Arc`s.
+/// Entries are visited by position: one inserted or removed meanwhile may be
+/// seen or not, every entry present throughout is seen exactly once.
 pub(crate) fn for_each_shard(buf: &mut Vec<Entry>, mut f: impl FnMut(&mut Vec<Entry>)) {
     for shard in &REGISTRY {
-        buf.clear();
-        {
-            let guard = shard.0.lock();
-            buf.extend(guard.entries.iter().flatten().cloned());
+        let mut start = 0;
+        loop {
+            buf.clear();
+            let more = {
+                let guard = shard.0.lock();
+                let end = guard.entries.len().min(start + CHUNK);
+                if start < end {
+                    buf.extend(guard.entries[start..end].iter().flatten().cloned());
+                }
+                start = end;
+                end < guard.entries.len()
+            };
+            if !buf.is_empty() {
+                f(buf);
+            }
+            buf.clear();
+            if !more {
+                break;
+            }
         }
-        f(buf);
-        buf.clear();
     }
 }
 

@@ -29,9 +29,9 @@ pub const MIN_MAXMEM: usize = 1 << 20;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Options {
-    /// Bytes the snapshot's own buffers may use; once reached, the remaining
-    /// threads and tasks are counted in [`Snapshot::left_out`] instead of
-    /// captured. Default: [`DEFAULT_MAXMEM`]; values below [`MIN_MAXMEM`] are
+    /// Bytes the snapshot's own buffers may use, counting room for grouping
+    /// its stacks into buckets; once reached, the remaining threads and tasks
+    /// are counted in [`Snapshot::left_out`] instead of captured. Default: [`DEFAULT_MAXMEM`]; values below [`MIN_MAXMEM`] are
     /// raised to it.
     pub maxmem: usize,
     /// Also capture native stacks of every thread of the process, merged
@@ -275,12 +275,15 @@ struct Budget {
 }
 
 impl Budget {
+    /// What a routine costs: itself, and once more its frames and
+    /// arguments, which grouping into buckets may copy (one bucket per
+    /// routine when every stack differs). So `maxmem` bounds the capture and
+    /// its grouping together.
     fn cost(name_len: usize, frames: &[FrameWords]) -> usize {
         let args: usize = frames.iter().map(|f| f.nargs).sum();
         std::mem::size_of::<Routine>()
             + name_len
-            + frames.len() * std::mem::size_of::<Frame>()
-            + args * std::mem::size_of::<Arg>()
+            + 2 * (frames.len() * std::mem::size_of::<Frame>() + args * std::mem::size_of::<Arg>())
     }
 
     fn take(&mut self, bytes: usize) -> bool {

@@ -444,7 +444,11 @@ async fn serve(service: Arc<Service>, req: HttpRequest) -> HttpResponse {
     })
     .await;
     match produced {
-        Ok(Ok(Ok(body))) => respond(StatusCode::OK, params.format.content_type(), body),
+        Ok(Ok(Ok(body))) => respond(
+            StatusCode::OK,
+            params.format.content_type(),
+            ChunkedBody::new(body),
+        ),
         Ok(Ok(Err(message))) => error(StatusCode::INTERNAL_SERVER_ERROR, &message),
         Ok(Err(panic)) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -463,7 +467,7 @@ fn produce(
     base_path: String,
     serving_tid: Option<i64>,
     map_snapshot: Option<&(dyn Fn(&mut Snapshot) + Send + Sync)>,
-) -> Result<String, String> {
+) -> Result<Vec<Vec<u8>>, String> {
     let options = Options::default()
         .maxmem(params.maxmem)
         .augment(params.augment);
@@ -479,7 +483,7 @@ fn produce(
         maxmem: params.maxmem,
         similarity: params.similarity,
     };
-    render::render(&snapshot, &buckets, params.format, &links)
+    render::render_chunks(&snapshot, &buckets, params.format, &links)
         .map_err(|e| format!("snapshot failed: rendering: {e}"))
 }
 
@@ -515,6 +519,38 @@ fn error(status: StatusCode, message: &str) -> HttpResponse {
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     respond(status, "text/plain; charset=utf-8", line + "\n")
+}
+
+/// A rendered page sent piece by piece, as [`render::render_chunks`] made it.
+struct ChunkedBody {
+    chunks: std::collections::VecDeque<Vec<u8>>,
+    len: u64,
+}
+
+impl ChunkedBody {
+    fn new(chunks: Vec<Vec<u8>>) -> Self {
+        let len = chunks.iter().map(|c| c.len() as u64).sum();
+        ChunkedBody {
+            chunks: chunks.into(),
+            len,
+        }
+    }
+}
+
+impl actix_web::body::MessageBody for ChunkedBody {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        actix_web::body::BodySize::Sized(self.len)
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<web::Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        std::task::Poll::Ready(this.chunks.pop_front().map(|c| Ok(web::Bytes::from(c))))
+    }
 }
 
 fn respond(

@@ -18,7 +18,12 @@
 //! mask is read before it is asked again, so a thread that keeps the signal
 //! blocked costs one timeout, once (`no answer (signal blocked)` afterwards).
 //! Threads that exit meanwhile are left out. Blocking system calls resume
-//! after the handler (`SA_RESTART`).
+//! after the handler (`SA_RESTART`), except those the kernel never restarts
+//! after a handler (see `signal(7)`: `poll`, `epoll_wait`, `select`,
+//! `nanosleep`, socket calls with a timeout, …), which return `EINTR` as they
+//! would for any signal: std's `sleep` and condition variables retry, and
+//! event loops (tokio, actix) treat it as a spurious wake-up; code that calls
+//! such functions directly must retry on `EINTR`, or use `augment=0`.
 //!
 //! Every thread ends up as one routine: a registered thread (matched by its
 //! kernel tid) gets its shadow frames merged into its native stack, each

@@ -60,7 +60,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::{arg_value, crate_of, origin_name, RenderError};
+use super::{arg_value, crate_of, origin_name, truncated, RenderError, NAME_CHARS};
 use crate::bucket::{Bucket, BucketFrame, Buckets, Merged};
 use crate::snapshot::{Kind, Snapshot, State, JSON_VERSION};
 use crate::stack::CreatedBy;
@@ -75,7 +75,17 @@ struct Document<'a> {
     bytes_used: usize,
     augmented: bool,
     totals: Totals,
-    buckets: Vec<JsonBucket<'a>>,
+    buckets: LazyBuckets<'a>,
+}
+
+/// Serialises the buckets one at a time, so the JSON form of the whole page
+/// never exists in memory beside the output.
+struct LazyBuckets<'a>(&'a Buckets);
+
+impl Serialize for LazyBuckets<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.buckets.iter().map(|b| bucket(b, self.0)))
+    }
 }
 
 #[derive(Serialize)]
@@ -94,7 +104,7 @@ struct JsonBucket<'a> {
     kind: Kind,
     state: &'a State,
     ids: &'a [u64],
-    names: &'a [std::borrow::Cow<'static, str>],
+    names: Vec<std::borrow::Cow<'a, str>>,
     waiting_ms: Range,
     elided: usize,
     torn: bool,
@@ -162,7 +172,7 @@ pub(super) fn render<W: Write>(
             left_out_threads: left_out.threads,
             left_out_tasks: left_out.tasks,
         },
-        buckets: buckets.buckets.iter().map(|b| bucket(b, buckets)).collect(),
+        buckets: LazyBuckets(buckets),
     };
     serde_json::to_writer(w, &document).map_err(|e| RenderError::new("json", e))
 }
@@ -173,7 +183,7 @@ fn bucket<'a>(b: &'a Bucket, buckets: &Buckets) -> JsonBucket<'a> {
         kind: b.kind,
         state: &b.state,
         ids: &b.ids,
-        names: &b.names,
+        names: b.names.iter().map(|n| truncated(n, NAME_CHARS)).collect(),
         waiting_ms: Range {
             min: b.waiting.0.as_millis() as u64,
             max: b.waiting.1.as_millis() as u64,

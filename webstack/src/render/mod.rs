@@ -220,10 +220,68 @@ pub fn render(
     format: Format,
     links: &Links,
 ) -> Result<String, RenderError> {
-    let mut out = Vec::with_capacity(16 * 1024 + 2048 * buckets.buckets.len().min(4096));
+    // A modest start: growth is amortised, and a large reservation counted
+    // against a snapshot's memory for nothing (most buckets are small).
+    let mut out = Vec::with_capacity(16 * 1024 + 256 * buckets.buckets.len().min(4096));
     render_to(&mut out, snapshot, buckets, format, links)?;
     // Every writer below only writes `str` data.
     String::from_utf8(out).map_err(|e| RenderError::new("utf-8", e))
+}
+
+/// Renders `buckets` into pieces of about [`CHUNK_BYTES`] each, for
+/// streaming (the actix handler sends them as they are): the output is never
+/// copied nor held twice, so rendering costs the output plus one piece.
+pub fn render_chunks(
+    snapshot: &Snapshot,
+    buckets: &Buckets,
+    format: Format,
+    links: &Links,
+) -> Result<Vec<Vec<u8>>, RenderError> {
+    let mut out = Chunks::default();
+    render_to(&mut out, snapshot, buckets, format, links)?;
+    Ok(out.finish())
+}
+
+/// Size of the pieces [`render_chunks`] produces.
+pub const CHUNK_BYTES: usize = 64 * 1024;
+
+/// A writer that fills fixed-capacity pieces instead of one growing buffer.
+#[derive(Default)]
+struct Chunks {
+    done: Vec<Vec<u8>>,
+    current: Vec<u8>,
+}
+
+impl Chunks {
+    fn finish(mut self) -> Vec<Vec<u8>> {
+        if !self.current.is_empty() {
+            self.done.push(self.current);
+        }
+        self.done
+    }
+}
+
+impl Write for Chunks {
+    fn write(&mut self, mut buf: &[u8]) -> std::io::Result<usize> {
+        let written = buf.len();
+        while !buf.is_empty() {
+            if self.current.capacity() == 0 {
+                self.current = Vec::with_capacity(CHUNK_BYTES);
+            }
+            let room = self.current.capacity() - self.current.len();
+            let (now, later) = buf.split_at(room.min(buf.len()));
+            self.current.extend_from_slice(now);
+            buf = later;
+            if self.current.len() == self.current.capacity() {
+                self.done.push(std::mem::take(&mut self.current));
+            }
+        }
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Renders `buckets` (grouped from `snapshot`) into `w`. Output is written
@@ -369,10 +427,20 @@ pub(crate) fn elapsed(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// Bounds a name for display: control characters escaped, at most `max`
-/// characters kept (then `…`).
+/// Characters escaped in names besides control characters: the Unicode
+/// bidirectional controls, which could make a name read as something else.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control() || is_bidi_control(c)
+}
+
+/// Bounds a name for display: control and bidirectional-control characters
+/// escaped, at most `max` characters kept (then `…`).
 pub(crate) fn bounded(name: &str, max: usize) -> Cow<'_, str> {
-    if name.len() <= max && !name.chars().any(char::is_control) {
+    if name.len() <= max && !name.chars().any(needs_escape) {
         return Cow::Borrowed(name);
     }
     let mut out = String::with_capacity(name.len().min(max * 4));
@@ -381,13 +449,22 @@ pub(crate) fn bounded(name: &str, max: usize) -> Cow<'_, str> {
             out.push('…');
             break;
         }
-        if c.is_control() {
+        if needs_escape(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     Cow::Owned(out)
+}
+
+/// Cuts a name to at most `max` characters (then `…`), leaving every
+/// character as it is: for JSON, whose own escaping keeps it exact.
+pub(crate) fn truncated(name: &str, max: usize) -> Cow<'_, str> {
+    match name.char_indices().nth(max) {
+        None => Cow::Borrowed(name),
+        Some((end, _)) => Cow::Owned(format!("{}…", &name[..end])),
+    }
 }
 
 /// Longest thread or task name shown, in characters.
