@@ -386,7 +386,7 @@ fn read_thread(
         kind: Kind::Thread,
         name: Cow::Owned(thread.name.to_string()),
         state: State::Alive,
-        created_by: thread.created_by,
+        created_by: thread.created_by.map(tidy_creator),
         age: now.saturating_duration_since(thread.registered),
         waiting: None,
         polls: None,
@@ -410,7 +410,7 @@ fn read_task(task: &TaskShared, now: Instant, budget: &mut Budget) -> Option<Rou
             kind: Kind::Task,
             name: Cow::Borrowed(task.name),
             state: State::Running,
-            created_by: task.created_by,
+            created_by: task.created_by.map(tidy_creator),
             age,
             waiting: None,
             polls: None,
@@ -429,7 +429,7 @@ fn read_task(task: &TaskShared, now: Instant, budget: &mut Budget) -> Option<Rou
         kind: Kind::Task,
         name: Cow::Borrowed(task.name),
         state: State::Idle,
-        created_by: task.created_by,
+        created_by: task.created_by.map(tidy_creator),
         age,
         waiting: Some(now.saturating_duration_since(state.last_poll_end)),
         polls: Some(state.polls),
@@ -458,7 +458,7 @@ pub(crate) fn frame_from_words(words: &FrameWords) -> Frame {
     let function = function_name(meta, words.owner);
     Frame {
         function: Cow::Borrowed(function),
-        file: Cow::Borrowed(meta.file),
+        file: Cow::Borrowed(tidy_path(meta.file)),
         line: meta.line,
         instrumented: true,
         args,
@@ -467,6 +467,36 @@ pub(crate) fn frame_from_words(words: &FrameWords) -> Frame {
         source: None,
         origin: crate::native::classify(function),
     }
+}
+
+fn tidy_creator(created_by: CreatedBy) -> CreatedBy {
+    CreatedBy {
+        file: tidy_path(created_by.file),
+        ..created_by
+    }
+}
+
+/// `file!()` paths of targets that live outside their package directory read
+/// `pkg/../examples/demo.rs`; shown as `examples/demo.rs`. Cleaned once per
+/// path and kept.
+fn tidy_path(path: &'static str) -> &'static str {
+    if !path.contains("/../") {
+        return path;
+    }
+    static PATHS: LazyLock<Mutex<HashMap<usize, &'static str>>> = LazyLock::new(Default::default);
+    let mut paths = PATHS.lock().unwrap_or_else(|e| e.into_inner());
+    paths.entry(path.as_ptr() as usize).or_insert_with(|| {
+        let mut parts: Vec<&str> = Vec::new();
+        for part in path.split('/') {
+            match part {
+                ".." if parts.last().is_some_and(|p| *p != "..") => {
+                    parts.pop();
+                }
+                _ => parts.push(part),
+            }
+        }
+        Box::leak(parts.join("/").into_boxed_str())
+    })
 }
 
 /// `Type::method` names for methods, built once per (type, method) and kept.
