@@ -80,6 +80,7 @@
 #[cfg(feature = "actix")]
 pub mod actix;
 mod bucket;
+mod clock;
 mod meta;
 pub mod native;
 mod registry;

@@ -47,6 +47,33 @@ pub(crate) struct Key {
     index: u32,
 }
 
+/// A [`Key`] set once after insertion: one atomic word instead of a
+/// `OnceLock` (registration is on the path of every new task).
+#[derive(Debug, Default)]
+pub(crate) struct KeyCell(AtomicU64);
+
+impl KeyCell {
+    const UNSET: u64 = u64::MAX;
+
+    pub(crate) fn set(&self, key: Key) {
+        let word = (u64::from(key.shard) << 32) | u64::from(key.index);
+        self.0.store(word + 1, Ordering::Release);
+    }
+
+    pub(crate) fn get(&self) -> Option<Key> {
+        match self.0.load(Ordering::Acquire) {
+            0 | Self::UNSET => None,
+            word => {
+                let word = word - 1;
+                Some(Key {
+                    shard: (word >> 32) as u32,
+                    index: word as u32,
+                })
+            }
+        }
+    }
+}
+
 /// Picks a home shard for a newly registering thread.
 pub(crate) fn home_shard() -> usize {
     NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS

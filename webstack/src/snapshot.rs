@@ -316,11 +316,12 @@ impl Snapshot {
         let mut words = Vec::with_capacity(MAX_DEPTH);
         let mut entries = Vec::new();
         let now = Instant::now();
+        let now_ns = crate::clock::now_ns();
         registry::for_each_shard(&mut entries, |entries| {
             for entry in entries.iter() {
                 let captured = match entry {
                     Entry::Thread(thread) => read_thread(thread, now, &mut words, &mut budget),
-                    Entry::Task(task) => read_task(task, now, &mut budget),
+                    Entry::Task(task) => read_task(task, now_ns, &mut budget),
                 };
                 match (captured, entry) {
                     (Some(routine), _) => routines.push(routine),
@@ -398,8 +399,8 @@ fn read_thread(
     })
 }
 
-fn read_task(task: &TaskShared, now: Instant, budget: &mut Budget) -> Option<Routine> {
-    let age = now.saturating_duration_since(task.created);
+fn read_task(task: &TaskShared, now_ns: u64, budget: &mut Budget) -> Option<Routine> {
+    let age = crate::clock::between(task.created_ns, now_ns);
     let Some(state) = task.state.try_lock() else {
         if !budget.take(Budget::cost(0, &[])) {
             return None;
@@ -431,7 +432,7 @@ fn read_task(task: &TaskShared, now: Instant, budget: &mut Budget) -> Option<Rou
         state: State::Idle,
         created_by: task.created_by.map(tidy_creator),
         age,
-        waiting: Some(now.saturating_duration_since(state.last_poll_end)),
+        waiting: Some(crate::clock::between(state.last_poll_end_ns, now_ns)),
         polls: Some(state.polls),
         running_on: None,
         tid: None,

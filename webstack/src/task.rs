@@ -22,14 +22,15 @@ use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use parking_lot::Mutex;
 
+use crate::clock;
 use crate::meta::FrameMeta;
-use crate::registry::{self, Entry, Key};
+use crate::registry::KeyCell;
+use crate::registry::{self, Entry};
 use crate::slot::FrameWords;
 use crate::stack::{self, CreatedBy, FrameGuard, MAX_DEPTH};
 use crate::value::Value;
@@ -38,12 +39,13 @@ use crate::value::Value;
 pub(crate) struct TaskShared {
     pub(crate) id: u64,
     pub(crate) name: &'static str,
-    pub(crate) created: Instant,
+    /// [`clock::now_ns`] at registration.
+    pub(crate) created_ns: u64,
     pub(crate) created_by: Option<CreatedBy>,
     /// Webstack id of the thread polling the task right now (0 when idle).
     pub(crate) running_on: AtomicU64,
     pub(crate) state: Mutex<TaskState>,
-    key: OnceLock<Key>,
+    key: KeyCell,
 }
 
 /// What a snapshot reads of an idle task, written under the task's lock.
@@ -53,7 +55,8 @@ pub(crate) struct TaskState {
     /// Frames of the chain beyond [`MAX_DEPTH`].
     pub(crate) elided: usize,
     pub(crate) polls: u64,
-    pub(crate) last_poll_end: Instant,
+    /// [`clock::now_ns`] at the end of the last poll.
+    pub(crate) last_poll_end_ns: u64,
 }
 
 /// The task being polled on this thread, set by its root for one poll.
@@ -100,23 +103,23 @@ fn home_shard() -> usize {
 
 impl TaskShared {
     fn register(meta: &'static FrameMeta, created_by: Option<CreatedBy>) -> Arc<TaskShared> {
-        let now = Instant::now();
+        let now = clock::now_ns();
         let task = Arc::new(TaskShared {
             id: next_task_id(),
             name: meta.task_name,
-            created: now,
+            created_ns: now,
             created_by,
             running_on: AtomicU64::new(0),
             state: Mutex::new(TaskState {
                 chain: Vec::new(),
                 elided: 0,
                 polls: 0,
-                last_poll_end: now,
+                last_poll_end_ns: now,
             }),
-            key: OnceLock::new(),
+            key: KeyCell::default(),
         });
         let key = registry::insert(home_shard(), Entry::Task(task.clone()));
-        let _ = task.key.set(key);
+        task.key.set(key);
         task
     }
 }
@@ -249,7 +252,7 @@ fn poll_root<F: Future>(
     drop(reset);
     drop(frame);
     task.running_on.store(0, Ordering::Relaxed);
-    state.last_poll_end = Instant::now();
+    state.last_poll_end_ns = clock::now_ns();
     result
 }
 
@@ -278,7 +281,7 @@ impl<F, const N: usize> Drop for Instrumented<F, N> {
             // later one can find it.
             let _state = task.state.lock();
             if let Some(key) = task.key.get() {
-                registry::remove(*key);
+                registry::remove(key);
             }
         }
     }

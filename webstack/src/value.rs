@@ -234,13 +234,19 @@ impl Value {
         while !v.is_char_boundary(kept) {
             kept -= 1;
         }
-        let mut bytes = [0u8; STR_BYTES];
-        bytes[..kept].copy_from_slice(&v.as_bytes()[..kept]);
+        // Words are built straight from the bytes: going through a byte
+        // buffer on the stack and reading it back as words stalls on store
+        // forwarding.
         let mut extra = [0u64; EXTRA_WORDS];
-        for (word, chunk) in extra.iter_mut().zip(bytes.chunks_exact(8)) {
-            let mut buf = [0u8; 8];
-            buf.copy_from_slice(chunk);
-            *word = u64::from_ne_bytes(buf);
+        for (word, chunk) in extra.iter_mut().zip(v.as_bytes()[..kept].chunks(8)) {
+            *word = match <[u8; 8]>::try_from(chunk) {
+                Ok(full) => u64::from_ne_bytes(full),
+                Err(_) => {
+                    let mut buf = [0u8; 8];
+                    buf[..chunk.len()].copy_from_slice(chunk);
+                    u64::from_ne_bytes(buf)
+                }
+            };
         }
         let words = kept.div_ceil(8) as u64;
         Value {
