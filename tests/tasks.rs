@@ -229,7 +229,12 @@ fn a_root_moved_between_threads_keeps_working() {
         .iter()
         .find(|r| r.frames.last().map(|f| f.args[0].value.to_string()) == Some("9".into()))
         .map(|r| r.id)
-        .expect("registered after first poll");
+        .unwrap_or_else(|| {
+            panic!(
+                "registered after first poll: {}",
+                describe_all(&shadow_snapshot(), |n| n == "connection")
+            )
+        });
     let fut = std::thread::spawn(move || {
         let waker = futures::task::noop_waker();
         let mut cx = std::task::Context::from_waker(&waker);

@@ -315,13 +315,18 @@ impl Snapshot {
         let mut left_out = LeftOut::default();
         let mut words = Vec::with_capacity(MAX_DEPTH);
         let mut entries = Vec::new();
+        let mut cache = FrameCache::default();
         let now = Instant::now();
         let now_ns = crate::clock::now_ns();
         registry::for_each_shard(&mut entries, |entries| {
             for entry in entries.iter() {
                 let captured = match entry {
-                    Entry::Thread(thread) => read_thread(thread, now, &mut words, &mut budget),
-                    Entry::Task(task) => read_task(task, now_ns, &mut budget),
+                    Entry::Thread(thread) => {
+                        read_thread(thread, now, &mut words, &mut budget, &mut cache)
+                    }
+                    Entry::Task(task) => {
+                        read_task(task, now_ns, &mut words, &mut budget, &mut cache)
+                    }
                 };
                 match (captured, entry) {
                     (Some(routine), _) => routines.push(routine),
@@ -377,6 +382,7 @@ fn read_thread(
     now: Instant,
     words: &mut Vec<FrameWords>,
     budget: &mut Budget,
+    cache: &mut FrameCache,
 ) -> Option<Routine> {
     let (depth, consistent) = thread.read(words);
     if !budget.take(Budget::cost(thread.name.len(), words)) {
@@ -395,13 +401,34 @@ fn read_thread(
         tid: (thread.tid != 0).then_some(thread.tid),
         elided: depth.saturating_sub(MAX_DEPTH),
         torn: !consistent,
-        frames: words.iter().rev().map(frame_from_words).collect(),
+        frames: words
+            .iter()
+            .rev()
+            .map(|w| frame_from_words(w, cache))
+            .collect(),
     })
 }
 
-fn read_task(task: &TaskShared, now_ns: u64, budget: &mut Budget) -> Option<Routine> {
+fn read_task(
+    task: &TaskShared,
+    now_ns: u64,
+    words: &mut Vec<FrameWords>,
+    budget: &mut Budget,
+    cache: &mut FrameCache,
+) -> Option<Routine> {
     let age = crate::clock::between(task.created_ns, now_ns);
-    let Some(state) = task.state.try_lock() else {
+    // The lock is held by the task's own poll (reported as running, never
+    // waited for) or, briefly, by another snapshot reading it, or by a poll's
+    // prologue or epilogue before `running_on` is set or after it is
+    // cleared: only then is it worth waiting, for a few instructions.
+    let state = task.state.try_lock().or_else(|| {
+        if task.running_on.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            Some(task.state.lock())
+        } else {
+            None
+        }
+    });
+    let Some(state) = state else {
         if !budget.take(Budget::cost(0, &[])) {
             return None;
         }
@@ -422,7 +449,10 @@ fn read_task(task: &TaskShared, now_ns: u64, budget: &mut Budget) -> Option<Rout
             frames: Vec::new(),
         });
     };
-    if !budget.take(Budget::cost(0, &state.chain)) {
+    state.chain.load_into(words);
+    let (elided, polls, last_poll_end_ns) = (state.elided, state.polls, state.last_poll_end_ns);
+    drop(state);
+    if !budget.take(Budget::cost(0, words)) {
         return None;
     }
     Some(Routine {
@@ -432,20 +462,43 @@ fn read_task(task: &TaskShared, now_ns: u64, budget: &mut Budget) -> Option<Rout
         state: State::Idle,
         created_by: task.created_by.map(tidy_creator),
         age,
-        waiting: Some(crate::clock::between(state.last_poll_end_ns, now_ns)),
-        polls: Some(state.polls),
+        waiting: Some(crate::clock::between(last_poll_end_ns, now_ns)),
+        polls: Some(polls),
         running_on: None,
         tid: None,
-        elided: state.elided,
+        elided,
         torn: false,
-        frames: state.chain.iter().rev().map(frame_from_words).collect(),
+        frames: words
+            .iter()
+            .rev()
+            .map(|w| frame_from_words(w, cache))
+            .collect(),
     })
 }
 
-pub(crate) fn frame_from_words(words: &FrameWords) -> Frame {
+/// What a frame's metadata resolves to, worked out once per function and
+/// `Self` type in a snapshot: the displayed path, the tidied file and the
+/// origin (classifying a path is most of the cost of a frame otherwise).
+#[derive(Default)]
+pub(crate) struct FrameCache {
+    resolved: HashMap<(usize, usize), (&'static str, &'static str, crate::native::Origin)>,
+}
+
+pub(crate) fn frame_from_words(words: &FrameWords, cache: &mut FrameCache) -> Frame {
     // SAFETY: frame words come from slots whose meta word is only written from
     // a `&'static FrameMeta`, read after the slot's sequence check.
     let meta = unsafe { FrameMeta::from_addr(words.meta) };
+    let (function, file, origin) = *cache
+        .resolved
+        .entry((words.meta, words.owner))
+        .or_insert_with(|| {
+            let function = function_name(meta, words.owner);
+            (
+                function,
+                tidy_path(meta.file),
+                crate::native::classify(function),
+            )
+        });
     let args = meta
         .args
         .iter()
@@ -456,17 +509,16 @@ pub(crate) fn frame_from_words(words: &FrameWords) -> Frame {
             value: *value,
         })
         .collect();
-    let function = function_name(meta, words.owner);
     Frame {
         function: Cow::Borrowed(function),
-        file: Cow::Borrowed(tidy_path(meta.file)),
+        file: Cow::Borrowed(file),
         line: meta.line,
         instrumented: true,
         args,
         task: (words.task != 0).then_some(words.task),
         address: None,
         source: None,
-        origin: crate::native::classify(function),
+        origin,
     }
 }
 

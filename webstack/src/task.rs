@@ -51,12 +51,63 @@ pub(crate) struct TaskShared {
 /// What a snapshot reads of an idle task, written under the task's lock.
 pub(crate) struct TaskState {
     /// The await chain at the last `Pending`, outermost first.
-    pub(crate) chain: Vec<FrameWords>,
+    pub(crate) chain: SavedChain,
     /// Frames of the chain beyond [`MAX_DEPTH`].
     pub(crate) elided: usize,
     pub(crate) polls: u64,
     /// [`clock::now_ns`] at the end of the last poll.
     pub(crate) last_poll_end_ns: u64,
+}
+
+/// An await chain kept compactly: a frame slot holds room for
+/// [`MAX_ARGS`](crate::MAX_ARGS) arguments (416 bytes), most frames have one
+/// or two. Both vectors are reused from one `Pending` to the next.
+#[derive(Default)]
+pub(crate) struct SavedChain {
+    /// `(meta, owner, task, first argument, argument count)`, outermost first.
+    frames: Vec<(usize, usize, u64, u32, u32)>,
+    args: Vec<Value>,
+}
+
+impl SavedChain {
+    fn clear(&mut self) {
+        self.frames.clear();
+        self.args.clear();
+    }
+
+    fn push(&mut self, words: &FrameWords) {
+        let first = self.args.len() as u32;
+        self.args.extend_from_slice(&words.args[..words.nargs]);
+        self.frames.push((
+            words.meta,
+            words.owner,
+            words.task,
+            first,
+            words.nargs as u32,
+        ));
+    }
+
+    /// Unpacks the chain into `out`, outermost first.
+    pub(crate) fn load_into(&self, out: &mut Vec<FrameWords>) {
+        out.clear();
+        out.extend(
+            self.frames
+                .iter()
+                .map(|&(meta, owner, task, first, nargs)| {
+                    let mut args = [Value::unit(); crate::slot::MAX_ARGS];
+                    let first = first as usize;
+                    let nargs = nargs as usize;
+                    args[..nargs].copy_from_slice(&self.args[first..first + nargs]);
+                    FrameWords {
+                        meta,
+                        owner,
+                        task,
+                        nargs,
+                        args,
+                    }
+                }),
+        );
+    }
 }
 
 /// The task being polled on this thread, set by its root for one poll.
@@ -111,7 +162,7 @@ impl TaskShared {
             created_by,
             running_on: AtomicU64::new(0),
             state: Mutex::new(TaskState {
-                chain: Vec::new(),
+                chain: SavedChain::default(),
                 elided: 0,
                 polls: 0,
                 last_poll_end_ns: now,
@@ -268,7 +319,7 @@ fn save_chain(thread: &stack::ThreadStack, ctx: &PollCtx, top: usize) {
     let last = top.min(MAX_DEPTH - 1);
     for index in ctx.base..=last {
         if let Some(words) = thread.own_slot(index) {
-            state.chain.push(words);
+            state.chain.push(&words);
         }
     }
     state.elided = top.saturating_sub(last);
