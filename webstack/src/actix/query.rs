@@ -292,8 +292,32 @@ mod tests {
     }
 
     proptest::proptest! {
+        // Thousands of cases each: parsing is microseconds.
+        #![proptest_config(proptest::test_runner::Config::with_cases(4000))]
+
         #[test]
         fn any_input_parses_or_names_the_problem(query in "\\PC{0,80}") {
+            if let Err(message) = parse(&query, &Defaults::default()) {
+                proptest::prop_assert!(well_formed_error(&message), "{query:?}: {message}");
+            }
+        }
+
+        /// Arbitrary bytes, as a client would send them: printable ASCII as
+        /// is, everything else (non-UTF-8 included) percent-encoded.
+        #[test]
+        fn arbitrary_bytes_parse_or_name_the_problem(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120)
+        ) {
+            let query: String = bytes
+                .iter()
+                .map(|&b| {
+                    if b.is_ascii_graphic() {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
             if let Err(message) = parse(&query, &Defaults::default()) {
                 proptest::prop_assert!(well_formed_error(&message), "{query:?}: {message}");
             }
@@ -304,9 +328,10 @@ mod tests {
             pairs in proptest::collection::vec(
                 (
                     "augment|maxmem|similarity|format|%61ugment|foo|",
-                    "0|1|2|-1|%31|anyvalue|json|html|text|18446744073709551616|%ff|%|",
+                    "0|1|2|-1|\\+1|%31|%2B1|1e3|0x10|anyvalue|ANYVALUE|json|html|text|\
+                     1048575|99999999999999999999999|18446744073709551616|%ff|%|%zz|%C3%A9|",
                 ),
-                0..5,
+                0..6,
             )
         ) {
             let query = pairs
