@@ -178,8 +178,8 @@ pub struct Routine {
     /// Time since the thread registered or the task was created.
     #[serde(serialize_with = "ser_millis")]
     pub age: Duration,
-    /// For an idle task: time since its last poll ended. For a running task:
-    /// time since its current poll started.
+    /// For an idle task: time since its last poll ended (coarse clock,
+    /// milliseconds). `None` for threads and running tasks.
     #[serde(
         serialize_with = "ser_opt_millis",
         skip_serializing_if = "Option::is_none"

@@ -8,8 +8,11 @@
 //! [`TaskShared`] record and holds that record's lock for the length of each
 //! poll. When the innermost instrumented future returns `Pending`, the chain
 //! of frames from the root down to it is copied into the record, so a snapshot
-//! can read an idle task's await chain under the record's lock, and reports a
-//! task whose lock is taken as running, without waiting.
+//! can read an idle task's await chain under the record's lock (copying it
+//! out, then releasing the lock), and reports a task whose poll holds the
+//! lock (`running_on` set) as running, without waiting. It waits only when the
+//! lock is held by another snapshot's copy, or by a poll's few instructions
+//! of prologue or epilogue.
 //!
 //! No pointer into a future is ever stored where another thread could follow
 //! it, so a future that moves between threads, or is polled under one root and
