@@ -47,14 +47,12 @@ pub(crate) struct Key {
     index: u32,
 }
 
-/// A [`Key`] set once after insertion: one atomic word instead of a
-/// `OnceLock` (registration is on the path of every new task).
+/// A [`Key`] set once after insertion (0 = not yet): one atomic word
+/// instead of a `OnceLock`, for threads and tasks alike.
 #[derive(Debug, Default)]
 pub(crate) struct KeyCell(AtomicU64);
 
 impl KeyCell {
-    const UNSET: u64 = u64::MAX;
-
     pub(crate) fn set(&self, key: Key) {
         let word = (u64::from(key.shard) << 32) | u64::from(key.index);
         self.0.store(word + 1, Ordering::Release);
@@ -62,7 +60,7 @@ impl KeyCell {
 
     pub(crate) fn get(&self) -> Option<Key> {
         match self.0.load(Ordering::Acquire) {
-            0 | Self::UNSET => None,
+            0 => None,
             word => {
                 let word = word - 1;
                 Some(Key {

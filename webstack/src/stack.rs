@@ -44,7 +44,7 @@ pub(crate) struct ThreadStack {
     pub(crate) registered: Instant,
     pub(crate) depth: AtomicUsize,
     slots: Box<[Slot]>,
-    key: std::sync::OnceLock<Key>,
+    key: registry::KeyCell,
 }
 
 impl ThreadStack {
@@ -61,7 +61,7 @@ impl ThreadStack {
             registered: Instant::now(),
             depth: AtomicUsize::new(0),
             slots: (0..slots).map(|_| Slot::new()).collect(),
-            key: std::sync::OnceLock::new(),
+            key: registry::KeyCell::default(),
         }
     }
 
@@ -145,7 +145,7 @@ impl ThreadStack {
     }
 
     pub(crate) fn key(&self) -> Option<Key> {
-        self.key.get().copied()
+        self.key.get()
     }
 }
 
@@ -208,7 +208,7 @@ pub(crate) fn register_current(created_by: Option<CreatedBy>) -> &'static Thread
     let stack = Arc::new(ThreadStack::new(registry::next_ids(1), name, created_by));
     let ptr: *const ThreadStack = Arc::as_ptr(&stack);
     let key = registry::insert(registry::home_shard(), Entry::Thread(stack.clone()));
-    let _ = stack.key.set(key);
+    stack.key.set(key);
     let installed = OWNER
         .try_with(|owner| {
             owner.set(Some(ThreadOwner { stack }));
