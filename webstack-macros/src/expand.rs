@@ -240,7 +240,7 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
         };
         quote! {
             #prelude
-            ::webstack::__private::Instrumented::new(#meta, #owner, #values, async move #inner).await
+            ::webstack::__private::Instrumented::in_async_fn(#meta, #owner, #values, async move #inner).await
         }
     } else if returns_impl_future(&sig) {
         quote! {

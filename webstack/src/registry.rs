@@ -5,6 +5,7 @@
 //! visits one shard at a time and holds its lock only while it clones the
 //! entries' `Arc`s, never while it reads a stack.
 
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -22,8 +23,45 @@ pub(crate) enum Entry {
     Task(Arc<TaskShared>),
 }
 
+/// What a shard holds. A thread's entry owns a reference to its stack; a
+/// task's entry borrows the reference its root future holds, which saves a
+/// pair of reference-count updates on every task's registration.
+enum Stored {
+    Thread(Arc<ThreadStack>),
+    Task(TaskPtr),
+}
+
+/// A task record kept alive by its root future for as long as it is stored
+/// (see [`insert_task`]).
+struct TaskPtr(NonNull<TaskShared>);
+
+// SAFETY: `TaskShared` is `Send + Sync`; the pointer is only turned into an
+// `Arc` (a new counted reference) under the shard lock, while the owner's
+// reference is known to be alive.
+unsafe impl Send for TaskPtr {}
+
+impl Stored {
+    /// A counted reference for a snapshot. Called under the shard lock.
+    fn to_entry(&self) -> Entry {
+        match self {
+            Stored::Thread(thread) => Entry::Thread(thread.clone()),
+            Stored::Task(task) => {
+                let ptr = task.0.as_ptr().cast_const();
+                // SAFETY: a task stays stored only while its root future holds
+                // an `Arc` of it (the contract of `insert_task`), and the
+                // future removes the entry under this shard's lock before it
+                // lets go of that `Arc`, so the count is at least one here.
+                unsafe {
+                    Arc::increment_strong_count(ptr);
+                    Entry::Task(Arc::from_raw(ptr))
+                }
+            }
+        }
+    }
+}
+
 struct Shard {
-    entries: Vec<Option<Entry>>,
+    entries: Vec<Option<Stored>>,
     free: Vec<u32>,
 }
 
@@ -59,7 +97,19 @@ impl KeyCell {
     }
 
     pub(crate) fn get(&self) -> Option<Key> {
-        match self.0.load(Ordering::Acquire) {
+        Self::decode(self.0.load(Ordering::Acquire))
+    }
+
+    /// The key, leaving the cell unset. Only the entry's owner sets or takes
+    /// its key, so no read-modify-write is needed.
+    pub(crate) fn take(&self) -> Option<Key> {
+        let key = self.get();
+        self.0.store(0, Ordering::Release);
+        key
+    }
+
+    fn decode(word: u64) -> Option<Key> {
+        match word {
             0 => None,
             word => {
                 let word = word - 1;
@@ -82,7 +132,22 @@ pub(crate) fn next_ids(count: u64) -> u64 {
     NEXT_ID.fetch_add(count, Ordering::Relaxed)
 }
 
-pub(crate) fn insert(shard: usize, entry: Entry) -> Key {
+/// Registers a thread's stack.
+pub(crate) fn insert_thread(shard: usize, thread: Arc<ThreadStack>) -> Key {
+    insert(shard, Stored::Thread(thread))
+}
+
+/// Registers a task record without taking a reference of its own.
+///
+/// # Safety
+///
+/// The caller must keep an `Arc` of `task` alive until it has called
+/// [`remove`] with the returned key.
+pub(crate) unsafe fn insert_task(shard: usize, task: &Arc<TaskShared>) -> Key {
+    insert(shard, Stored::Task(TaskPtr(NonNull::from(&**task))))
+}
+
+fn insert(shard: usize, entry: Stored) -> Key {
     let shard_index = shard % SHARDS;
     let mut guard = REGISTRY[shard_index].0.lock();
     let index = match guard.free.pop() {
@@ -101,7 +166,8 @@ pub(crate) fn insert(shard: usize, entry: Entry) -> Key {
     }
 }
 
-/// Removes an entry. The `Arc` is dropped after the shard lock is released.
+/// Removes an entry. A thread's `Arc` is dropped after the shard lock is
+/// released.
 pub(crate) fn remove(key: Key) {
     let removed = {
         let mut guard = REGISTRY[key.shard as usize].0.lock();
@@ -135,7 +201,12 @@ pub(crate) fn for_each_shard(buf: &mut Vec<Entry>, mut f: impl FnMut(&mut Vec<En
                 let guard = shard.0.lock();
                 let end = guard.entries.len().min(start + CHUNK);
                 if start < end {
-                    buf.extend(guard.entries[start..end].iter().flatten().cloned());
+                    buf.extend(
+                        guard.entries[start..end]
+                            .iter()
+                            .flatten()
+                            .map(Stored::to_entry),
+                    );
                 }
                 start = end;
                 end < guard.entries.len()
@@ -158,8 +229,8 @@ pub(crate) fn counts() -> (usize, usize) {
     for shard in &REGISTRY {
         for entry in shard.0.lock().entries.iter().flatten() {
             match entry {
-                Entry::Thread(_) => threads += 1,
-                Entry::Task(_) => tasks += 1,
+                Stored::Thread(_) => threads += 1,
+                Stored::Task(_) => tasks += 1,
             }
         }
     }

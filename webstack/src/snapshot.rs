@@ -134,6 +134,135 @@ impl Serialize for Arg {
     }
 }
 
+/// Arguments kept in a [`Frame`] itself, without an allocation of their own.
+const INLINE_ARGS: usize = 2;
+
+/// The recorded arguments of a [`Frame`]: a slice of [`Arg`] (it derefs to
+/// `[Arg]`). Most frames have one or two arguments; those are kept inside the
+/// frame, so capturing a frame allocates nothing for them.
+#[derive(Clone)]
+pub struct Args(ArgsRepr);
+
+#[derive(Clone)]
+enum ArgsRepr {
+    Inline(u8, [Arg; INLINE_ARGS]),
+    Heap(Box<[Arg]>),
+}
+
+/// Fills unused inline room; never shown.
+const NO_ARG: Arg = Arg {
+    name: "",
+    ty: "",
+    value: Value::unit(),
+};
+
+impl Args {
+    /// No arguments.
+    pub const fn new() -> Self {
+        Args(ArgsRepr::Inline(0, [NO_ARG; INLINE_ARGS]))
+    }
+
+    /// Heap bytes the arguments take beside the frame (0 for up to two).
+    pub fn heap_bytes(len: usize) -> usize {
+        if len <= INLINE_ARGS {
+            0
+        } else {
+            len * std::mem::size_of::<Arg>()
+        }
+    }
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args::new()
+    }
+}
+
+impl std::ops::Deref for Args {
+    type Target = [Arg];
+
+    fn deref(&self) -> &[Arg] {
+        match &self.0 {
+            ArgsRepr::Inline(len, args) => &args[..usize::from(*len)],
+            ArgsRepr::Heap(args) => args,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Args {
+    fn deref_mut(&mut self) -> &mut [Arg] {
+        match &mut self.0 {
+            ArgsRepr::Inline(len, args) => &mut args[..usize::from(*len)],
+            ArgsRepr::Heap(args) => args,
+        }
+    }
+}
+
+impl FromIterator<Arg> for Args {
+    fn from_iter<I: IntoIterator<Item = Arg>>(iter: I) -> Self {
+        let mut iter = iter.into_iter();
+        let mut inline = [NO_ARG; INLINE_ARGS];
+        let mut len = 0;
+        for arg in iter.by_ref() {
+            if len == INLINE_ARGS {
+                let mut heap = Vec::with_capacity(len + 1 + iter.size_hint().0);
+                heap.extend_from_slice(&inline);
+                heap.push(arg);
+                heap.extend(iter);
+                return Args(ArgsRepr::Heap(heap.into_boxed_slice()));
+            }
+            inline[len] = arg;
+            len += 1;
+        }
+        Args(ArgsRepr::Inline(len as u8, inline))
+    }
+}
+
+impl From<Vec<Arg>> for Args {
+    fn from(args: Vec<Arg>) -> Self {
+        if args.len() <= INLINE_ARGS {
+            args.into_iter().collect()
+        } else {
+            Args(ArgsRepr::Heap(args.into_boxed_slice()))
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Args {
+    type Item = &'a Arg;
+    type IntoIter = std::slice::Iter<'a, Arg>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl PartialEq for Args {
+    fn eq(&self, other: &Args) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Args {}
+
+impl std::hash::Hash for Args {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
+    }
+}
+
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Args {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
 /// One frame of a routine's stack.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Frame {
@@ -147,7 +276,7 @@ pub struct Frame {
     /// arguments); `false` for native-only frames.
     pub instrumented: bool,
     /// Recorded arguments.
-    pub args: Vec<Arg>,
+    pub args: Args,
     /// For the root frame of a task being polled on a thread: the task's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task: Option<u64>,
@@ -325,7 +454,10 @@ impl Snapshot {
                         read_thread(thread, now, &mut words, &mut budget, &mut cache)
                     }
                     Entry::Task(task) => {
-                        read_task(task, now_ns, &mut words, &mut budget, &mut cache)
+                        match read_task(task, now_ns, &mut words, &mut budget, &mut cache) {
+                            Ok(routine) => routine,
+                            Err(Finished) => continue,
+                        }
                     }
                 };
                 match (captured, entry) {
@@ -409,13 +541,17 @@ fn read_thread(
     })
 }
 
+/// A task that finished while a snapshot waited for its lock: not shown, and
+/// not counted as left out.
+struct Finished;
+
 fn read_task(
     task: &TaskShared,
     now_ns: u64,
     words: &mut Vec<FrameWords>,
     budget: &mut Budget,
     cache: &mut FrameCache,
-) -> Option<Routine> {
+) -> Result<Option<Routine>, Finished> {
     let age = crate::clock::between(task.created_ns, now_ns);
     // The lock is held by the task's own poll (reported as running, never
     // waited for) or, briefly, by another snapshot reading it, or by a poll's
@@ -430,10 +566,10 @@ fn read_task(
     });
     let Some(state) = state else {
         if !budget.take(Budget::cost(0, &[])) {
-            return None;
+            return Ok(None);
         }
         let running_on = task.running_on.load(std::sync::atomic::Ordering::Relaxed);
-        return Some(Routine {
+        return Ok(Some(Routine {
             id: task.id,
             kind: Kind::Task,
             name: Cow::Borrowed(task.name),
@@ -447,15 +583,18 @@ fn read_task(
             elided: 0,
             torn: false,
             frames: Vec::new(),
-        });
+        }));
     };
+    if !task.is_registered() {
+        return Err(Finished);
+    }
     state.chain.load_into(words);
     let (elided, polls, last_poll_end_ns) = (state.elided, state.polls, state.last_poll_end_ns);
     drop(state);
     if !budget.take(Budget::cost(0, words)) {
-        return None;
+        return Ok(None);
     }
-    Some(Routine {
+    Ok(Some(Routine {
         id: task.id,
         kind: Kind::Task,
         name: Cow::Borrowed(task.name),
@@ -473,7 +612,7 @@ fn read_task(
             .rev()
             .map(|w| frame_from_words(w, cache))
             .collect(),
-    })
+    }))
 }
 
 /// What a frame's metadata resolves to, worked out once per function and

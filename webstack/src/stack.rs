@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::meta::FrameMeta;
-use crate::registry::{self, Entry, Key};
+use crate::registry::{self, Key};
 use crate::slot::{FrameWords, Slot};
 use crate::sync::{AtomicUsize, Ordering};
 use crate::value::Value;
@@ -207,7 +207,7 @@ pub(crate) fn register_current(created_by: Option<CreatedBy>) -> &'static Thread
     };
     let stack = Arc::new(ThreadStack::new(registry::next_ids(1), name, created_by));
     let ptr: *const ThreadStack = Arc::as_ptr(&stack);
-    let key = registry::insert(registry::home_shard(), Entry::Thread(stack.clone()));
+    let key = registry::insert_thread(registry::home_shard(), stack.clone());
     stack.key.set(key);
     let installed = OWNER
         .try_with(|owner| {

@@ -14,6 +14,13 @@
 //! lock is held by another snapshot's copy, or by a poll's few instructions
 //! of prologue or epilogue.
 //!
+//! A task is published in the registry during its first poll, with its lock
+//! held, and leaves it when it returns `Ready` (still under the lock) or when
+//! its future is dropped unfinished. The registry borrows the root future's
+//! reference to the record rather than counting one of its own, and a record
+//! that nothing else holds when its task ends is kept on the thread for the
+//! next task root: registering a task then costs no allocation.
+//!
 //! No pointer into a future is ever stored where another thread could follow
 //! it, so a future that moves between threads, or is polled under one root and
 //! then another (`select!`, then awaited elsewhere), cannot cause undefined
@@ -21,7 +28,7 @@
 //! the root that polled it last, and a former root polled inside another task
 //! keeps its last recorded chain until it is polled as a root again.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,8 +39,8 @@ use parking_lot::Mutex;
 
 use crate::clock;
 use crate::meta::FrameMeta;
+use crate::registry;
 use crate::registry::KeyCell;
-use crate::registry::{self, Entry};
 use crate::slot::FrameWords;
 use crate::stack::{self, CreatedBy, FrameGuard, MAX_DEPTH};
 use crate::value::Value;
@@ -90,26 +97,26 @@ impl SavedChain {
         ));
     }
 
-    /// Unpacks the chain into `out`, outermost first.
-    pub(crate) fn load_into(&self, out: &mut Vec<FrameWords>) {
-        out.clear();
-        out.extend(
-            self.frames
-                .iter()
-                .map(|&(meta, owner, task, first, nargs)| {
-                    let mut args = [Value::unit(); crate::slot::MAX_ARGS];
-                    let first = first as usize;
-                    let nargs = nargs as usize;
-                    args[..nargs].copy_from_slice(&self.args[first..first + nargs]);
-                    FrameWords {
-                        meta,
-                        owner,
-                        task,
-                        nargs,
-                        args,
-                    }
-                }),
-        );
+    /// Copies the chain into `out`, reusing its buffers: a snapshot copies
+    /// under the task's lock and builds its frames after releasing it.
+    pub(crate) fn copy_into(&self, out: &mut SavedChain) {
+        out.frames.clone_from(&self.frames);
+        out.args.clone_from(&self.args);
+    }
+
+    /// Number of frames and of recorded arguments.
+    pub(crate) fn counts(&self) -> (usize, usize) {
+        (self.frames.len(), self.args.len())
+    }
+
+    /// `(meta, owner, task, arguments)` of each frame, outermost first.
+    pub(crate) fn frames(&self) -> impl DoubleEndedIterator<Item = (usize, usize, u64, &[Value])> {
+        self.frames
+            .iter()
+            .map(|&(meta, owner, task, first, nargs)| {
+                let first = first as usize;
+                (meta, owner, task, &self.args[first..first + nargs as usize])
+            })
     }
 }
 
@@ -155,27 +162,111 @@ fn home_shard() -> usize {
     })
 }
 
+/// Task records kept per thread for reuse: a task that ends while no
+/// snapshot holds its record leaves it here, so the next task root polled on
+/// this thread skips the allocation (and keeps the chain buffers).
+const SPARE_RECORDS: usize = 32;
+
+/// Chain buffers larger than this are not kept in a spare record.
+const SPARE_CHAIN_FRAMES: usize = 64;
+
+thread_local! {
+    static SPARE: RefCell<Vec<Arc<TaskShared>>> = const { RefCell::new(Vec::new()) };
+}
+
 impl TaskShared {
-    fn register(meta: &'static FrameMeta, created_by: Option<CreatedBy>) -> Arc<TaskShared> {
+    /// A record for a new task root, reused from this thread's spare ones
+    /// when possible. Not yet registered: see [`TaskShared::publish`].
+    fn new_record(meta: &'static FrameMeta, created_by: Option<CreatedBy>) -> Arc<TaskShared> {
         let now = clock::now_ns();
-        let task = Arc::new(TaskShared {
-            id: next_task_id(),
-            name: meta.task_name,
-            created_ns: now,
-            created_by,
-            running_on: AtomicU64::new(0),
-            state: Mutex::new(TaskState {
-                chain: SavedChain::default(),
-                elided: 0,
-                polls: 0,
-                last_poll_end_ns: now,
+        let id = next_task_id();
+        let spare = SPARE
+            .try_with(|spare| spare.try_borrow_mut().ok()?.pop())
+            .ok()
+            .flatten();
+        let task = match spare {
+            Some(mut task) => {
+                let record = Arc::get_mut(&mut task)
+                    .expect("spare task records are not shared (checked when kept)");
+                record.id = id;
+                record.name = meta.task_name;
+                record.created_ns = now;
+                record.created_by = created_by;
+                let state = record.state.get_mut();
+                state.polls = 0;
+                state.last_poll_end_ns = now;
+                task
+            }
+            None => Arc::new(TaskShared {
+                id,
+                name: meta.task_name,
+                created_ns: now,
+                created_by,
+                running_on: AtomicU64::new(0),
+                state: Mutex::new(TaskState {
+                    chain: SavedChain::default(),
+                    elided: 0,
+                    polls: 0,
+                    last_poll_end_ns: now,
+                }),
+                key: KeyCell::default(),
             }),
-            key: KeyCell::default(),
-        });
-        let key = registry::insert(home_shard(), Entry::Task(task.clone()));
-        task.key.set(key);
+        };
         task
     }
+
+    /// Whether the task is still in the registry: a finished task leaves it
+    /// under its lock, so a snapshot that waited for the lock can tell.
+    pub(crate) fn is_registered(&self) -> bool {
+        self.key.get().is_some()
+    }
+
+    /// Removes the task from the registry (once).
+    fn leave(&self) {
+        if let Some(key) = self.key.take() {
+            registry::remove(key);
+        }
+    }
+
+    /// Makes the task visible to snapshots. Called with the task's lock held
+    /// by its first poll, so no snapshot sees it before it has a chain.
+    fn publish(self: &Arc<Self>) {
+        // SAFETY: the root future keeps this `Arc` until `unregister`, which
+        // removes the key first.
+        let key = unsafe { registry::insert_task(home_shard(), self) };
+        self.key.set(key);
+    }
+}
+
+/// Takes an unfinished task out of the registry when its future is dropped:
+/// a snapshot that already holds the record reads it safely (the chain of
+/// its last `Pending`), a later one cannot find it.
+#[inline(never)]
+fn unregister(task: Arc<TaskShared>) {
+    task.leave();
+    recycle(task);
+}
+
+/// Keeps a record that left the registry for reuse, if nothing else (a
+/// snapshot) holds it.
+fn recycle(mut task: Arc<TaskShared>) {
+    let Some(record) = Arc::get_mut(&mut task) else {
+        return;
+    };
+    let state = record.state.get_mut();
+    if state.chain.frames.capacity() > SPARE_CHAIN_FRAMES {
+        return;
+    }
+    state.chain.clear();
+    state.elided = 0;
+    *record.running_on.get_mut() = 0;
+    let _ = SPARE.try_with(|spare| {
+        if let Ok(mut spare) = spare.try_borrow_mut() {
+            if spare.len() < SPARE_RECORDS {
+                spare.push(task);
+            }
+        }
+    });
 }
 
 /// A future carrying an instrumented async function's frame.
@@ -189,8 +280,20 @@ pub struct Instrumented<F, const N: usize> {
     meta: &'static FrameMeta,
     owner: usize,
     args: [Value; N],
-    created_by: Option<&'static FrameMeta>,
+    creator: Creator,
     task: Option<Arc<TaskShared>>,
+}
+
+/// Which frame created a future, recorded in case it is polled as a task root.
+#[derive(Clone, Copy)]
+enum Creator {
+    /// The frame on top of the polling thread's stack at the first poll. For
+    /// an `async fn` that is the same frame as at construction: its wrapper
+    /// is built during the `async fn`'s own first poll, and nothing is
+    /// pushed in between, so nested calls skip reading it.
+    AtFirstPoll,
+    /// Read when the future was built (`fn -> impl Future`).
+    Known(Option<&'static FrameMeta>),
 }
 
 impl<F, const N: usize> Instrumented<F, N> {
@@ -203,7 +306,22 @@ impl<F, const N: usize> Instrumented<F, N> {
             meta,
             owner,
             args,
-            created_by: stack::current().top_meta(),
+            creator: Creator::Known(stack::current().top_meta()),
+            task: None,
+        }
+    }
+
+    /// Wraps the body of an `async fn`, which is built during the `async
+    /// fn`'s first poll: the creator is read only if the future turns out to
+    /// be a task root.
+    #[inline(always)]
+    pub fn in_async_fn(meta: &'static FrameMeta, owner: usize, args: [Value; N], inner: F) -> Self {
+        Instrumented {
+            inner,
+            meta,
+            owner,
+            args,
+            creator: Creator::AtFirstPoll,
             task: None,
         }
     }
@@ -245,7 +363,7 @@ impl<F: Future, const N: usize> Future for Instrumented<F, N> {
                 this.meta,
                 this.owner,
                 &this.args,
-                this.created_by,
+                this.creator,
                 &mut this.task,
                 thread,
                 inner,
@@ -273,24 +391,34 @@ fn poll_root<F: Future>(
     meta: &'static FrameMeta,
     owner: usize,
     args: &[Value],
-    created_by: Option<&'static FrameMeta>,
+    creator: Creator,
     task: &mut Option<Arc<TaskShared>>,
     thread: &'static stack::ThreadStack,
     inner: Pin<&mut F>,
     cx: &mut Context<'_>,
 ) -> Poll<F::Output> {
-    let task = task.get_or_insert_with(|| {
+    let new = task.is_none();
+    let record = task.get_or_insert_with(|| {
+        let created_by = match creator {
+            Creator::AtFirstPoll => thread.top_meta(),
+            Creator::Known(meta) => meta,
+        };
         let created_by = created_by.map(|m| CreatedBy {
             function: m.function,
             file: m.file,
             line: m.line,
         });
-        TaskShared::register(meta, created_by)
+        TaskShared::new_record(meta, created_by)
     });
-    let mut state = task.state.lock();
+    let mut state = record.state.lock();
+    // Before a new task is published, so that a snapshot reports it running
+    // rather than waiting for its lock.
+    record.running_on.store(thread.id, Ordering::Relaxed);
+    if new {
+        record.publish();
+    }
     state.polls += 1;
-    task.running_on.store(thread.id, Ordering::Relaxed);
-    let depth = thread.push(meta, owner, task.id, args);
+    let depth = thread.push(meta, owner, record.id, args);
     let frame = FrameGuard::new(thread, depth);
     let ctx = PollCtx {
         state: &mut *state,
@@ -305,8 +433,20 @@ fn poll_root<F: Future>(
     }
     drop(reset);
     drop(frame);
-    task.running_on.store(0, Ordering::Relaxed);
-    state.last_poll_end_ns = clock::now_ns();
+    if result.is_pending() {
+        record.running_on.store(0, Ordering::Relaxed);
+        state.last_poll_end_ns = clock::now_ns();
+        return result;
+    }
+    // A finished task leaves the registry now rather than when its future is
+    // dropped, which may be much later (or never); before its lock is
+    // released, so no snapshot shows it idle with the chain of an earlier
+    // poll.
+    record.leave();
+    drop(state);
+    if let Some(record) = task.take() {
+        recycle(record);
+    }
     result
 }
 
@@ -329,14 +469,10 @@ fn save_chain(thread: &stack::ThreadStack, ctx: &PollCtx, top: usize) {
 }
 
 impl<F, const N: usize> Drop for Instrumented<F, N> {
+    #[inline]
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
-            // Wait for a snapshot that is reading this task, then make sure no
-            // later one can find it.
-            let _state = task.state.lock();
-            if let Some(key) = task.key.get() {
-                registry::remove(key);
-            }
+            unregister(task);
         }
     }
 }
