@@ -19,14 +19,14 @@
 //! A watchdog aborts the process after 120 s.
 
 mod hardening_util;
+mod slowdown_workload;
 
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Barrier};
-use std::task::Context;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use hardening_util::{get, watchdog};
+use slowdown_workload::{idle_tasks, park_threads, slowdown_work, Background};
 use webstack::actix::Webstack;
 
 const PHASE: Duration = Duration::from_secs(1);
@@ -37,67 +37,6 @@ const PERIOD: Duration = Duration::from_millis(100);
 /// A debug build renders a page in about half a second, so there one
 /// snapshot per 100 ms keeps a CPU busy; only a stalled program fails.
 const KEPT: f64 = if cfg!(debug_assertions) { 0.1 } else { 0.5 };
-
-#[webstack::instrument]
-fn slowdown_work(seed: u64, label: &str) -> u64 {
-    let mut x = seed | 1;
-    for _ in 0..64 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-    }
-    x.wrapping_add(label.len() as u64)
-}
-
-#[webstack::instrument(skip(release))]
-fn slowdown_parked(index: u32, release: mpsc::Receiver<()>) {
-    let _ = release.recv();
-}
-
-/// A connection: no `Capture` impl, so it is recorded by address and tasks
-/// that differ only in it share a bucket at the default similarity.
-struct Conn {
-    _fd: u64,
-}
-
-#[webstack::instrument]
-async fn slowdown_idle(conn: &Conn) {
-    std::future::pending::<()>().await;
-}
-
-#[webstack::instrument]
-async fn slowdown_distinct(id: u64) {
-    std::future::pending::<()>().await;
-}
-
-/// What the program holds beside its workload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Background {
-    /// 1,000 idle tasks differing only in an address: a handful of buckets.
-    Grouped,
-    /// 1,000 idle tasks with distinct ids: 1,000 buckets on the page.
-    Distinct,
-}
-
-type IdleTask = std::pin::Pin<Box<dyn Future<Output = ()>>>;
-
-fn idle_tasks(background: Background) -> Vec<IdleTask> {
-    let waker = futures::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
-    (0..1_000u64)
-        .map(|id| {
-            let mut task: IdleTask = match background {
-                Background::Grouped => {
-                    let conn: &'static Conn = Box::leak(Box::new(Conn { _fd: id }));
-                    Box::pin(slowdown_idle(conn))
-                }
-                Background::Distinct => Box::pin(slowdown_distinct(id)),
-            };
-            assert!(task.as_mut().poll(&mut cx).is_pending());
-            task
-        })
-        .collect()
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -182,14 +121,7 @@ fn loadavg() -> String {
 }
 
 fn start_background() -> std::net::SocketAddr {
-    for index in 0..16 {
-        let (tx, rx) = mpsc::channel();
-        std::mem::forget(tx);
-        webstack::thread::Builder::new()
-            .name(format!("slowdown-parked-{index}"))
-            .spawn(move || slowdown_parked(index, rx))
-            .unwrap();
-    }
+    park_threads();
     let addr = hardening_util::start_server(1, || {
         Webstack::new("/debug/webstack").min_interval(Duration::ZERO)
     });

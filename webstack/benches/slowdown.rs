@@ -19,69 +19,20 @@
 //! Run with `cargo bench -p webstack --bench slowdown`; the recorded figures
 //! are in BENCHMARKS.md, "Slowdown under snapshots".
 
-use std::future::Future;
+#[path = "../../tests/slowdown_workload/mod.rs"]
+mod slowdown_workload;
+
 use std::hint::black_box;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Barrier};
-use std::task::Context;
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use slowdown_workload::{idle_tasks, park_threads, slowdown_work, Background};
 use webstack::render::{render, Format, Links};
 use webstack::{Buckets, Options, Similarity, Snapshot};
 
 const PERIOD: Duration = Duration::from_millis(100);
-
-#[webstack::instrument]
-fn slowdown_work(seed: u64, label: &str) -> u64 {
-    let mut x = seed | 1;
-    for _ in 0..64 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-    }
-    x.wrapping_add(label.len() as u64)
-}
-
-#[webstack::instrument(skip(release))]
-fn slowdown_parked(index: u32, release: mpsc::Receiver<()>) {
-    let _ = release.recv();
-}
-
-/// No `Capture` impl: recorded by address.
-struct Conn {
-    _fd: u64,
-}
-
-#[webstack::instrument]
-async fn slowdown_grouped(conn: &Conn) {
-    std::future::pending::<()>().await;
-}
-
-#[webstack::instrument]
-async fn slowdown_distinct(id: u64) {
-    std::future::pending::<()>().await;
-}
-
-type IdleTask = Pin<Box<dyn Future<Output = ()>>>;
-
-fn idle_tasks(distinct: bool) -> Vec<IdleTask> {
-    let waker = futures::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
-    (0..1_000u64)
-        .map(|id| {
-            let mut task: IdleTask = if distinct {
-                Box::pin(slowdown_distinct(id))
-            } else {
-                let conn: &'static Conn = Box::leak(Box::new(Conn { _fd: id }));
-                Box::pin(slowdown_grouped(conn))
-            };
-            assert!(task.as_mut().poll(&mut cx).is_pending());
-            task
-        })
-        .collect()
-}
 
 /// Takes one page's worth of snapshot every [`PERIOD`] until dropped.
 struct Snapshotter {
@@ -194,14 +145,7 @@ fn run_calls(threads: usize, iters: u64) -> Duration {
 
 fn slowdown(c: &mut Criterion) {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    for index in 0..16 {
-        let (tx, rx) = mpsc::channel();
-        std::mem::forget(tx);
-        webstack::thread::Builder::new()
-            .name(format!("slowdown-parked-{index}"))
-            .spawn(move || slowdown_parked(index, rx))
-            .unwrap();
-    }
+    park_threads();
     // Warm up once-per-process state (templates, signal, symbol cache).
     for augment in [false, true] {
         black_box(Snapshot::capture(&Options::default().augment(augment)));
@@ -211,14 +155,17 @@ fn slowdown(c: &mut Criterion) {
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(6));
-    for (background, distinct) in [("grouped", false), ("distinct", true)] {
-        let tasks = idle_tasks(distinct);
-        group.bench_function(format!("{background}/quiet"), |b| {
+    for (name, background) in [
+        ("grouped", Background::Grouped),
+        ("distinct", Background::Distinct),
+    ] {
+        let tasks = idle_tasks(background);
+        group.bench_function(format!("{name}/quiet"), |b| {
             b.iter_custom(|iters| run_calls(threads, iters))
         });
         for augment in [false, true] {
             let snapshotter = Snapshotter::start(augment);
-            group.bench_function(format!("{background}/augment={}", u8::from(augment)), |b| {
+            group.bench_function(format!("{name}/augment={}", u8::from(augment)), |b| {
                 b.iter_custom(|iters| run_calls(threads, iters))
             });
             drop(snapshotter);
