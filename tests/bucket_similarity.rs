@@ -76,6 +76,32 @@ fn addresses_differ_merge_under_anypointer_not_exactlines() {
     );
 }
 
+/// Grouping hashes names by their length only: stacks whose names differ
+/// but have the same length must still land in different buckets, also when
+/// the names are equal strings at different addresses.
+#[test]
+fn names_of_equal_length_are_compared() {
+    let one = |id, function: &'static str, name: &'static str| {
+        task(
+            id,
+            "conn",
+            secs(5),
+            vec![frame(function, 10, vec![arg(name, "u32", Value::u64(1))])],
+        )
+    };
+    let owned = String::from("app::fa");
+    let owned: &'static str = Box::leak(owned.into_boxed_str());
+    let snap = snapshot(vec![
+        one(1, "app::fa", "n"),
+        one(2, "app::fb", "n"),
+        one(3, "app::fa", "m"),
+        one(4, owned, "n"),
+    ]);
+    assert_eq!(counts(&snap), [3, 3, 3, 3]);
+    let buckets = Buckets::aggregate(&snap, Similarity::AnyPointer);
+    assert_eq!(buckets.buckets[0].ids, [1, 4]);
+}
+
 #[test]
 fn integers_differ_merge_only_under_anyvalue() {
     let baz = |id, n| {

@@ -35,7 +35,7 @@ fn frame(function: &'static str, line: u32, args: Vec<Arg>) -> Frame {
         file: Cow::Borrowed("src/server.rs"),
         line,
         instrumented: true,
-        args,
+        args: args.into(),
         task: None,
         address: None,
         source: None,

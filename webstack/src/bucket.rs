@@ -248,7 +248,7 @@ impl Bucket {
     fn accepts(first: &Routine, routine: &Routine, similarity: Similarity) -> bool {
         first.kind == routine.kind
             && first.state == routine.state
-            && first.created_by == routine.created_by
+            && same_creator(&first.created_by, &routine.created_by)
             && (similarity != Similarity::ExactFlags
                 || (first.elided == routine.elided && first.torn == routine.torn))
             && first.frames.len() == routine.frames.len()
@@ -282,17 +282,17 @@ fn waited(routine: &Routine) -> Duration {
 fn frames_match(a: &Frame, b: &Frame, similarity: Similarity) -> bool {
     a.line == b.line
         && a.instrumented == b.instrumented
-        && a.function == b.function
-        && a.file == b.file
+        && same_str(&a.function, &b.function)
+        && same_str(&a.file, &b.file)
         && a.args.len() == b.args.len()
         && a.args
             .iter()
-            .zip(&b.args)
+            .zip(b.args.iter())
             .all(|(x, y)| args_match(x, y, similarity))
 }
 
 fn args_match(a: &Arg, b: &Arg, similarity: Similarity) -> bool {
-    a.name == b.name && a.ty == b.ty && similarity.values_match(&a.value, &b.value)
+    same_str(a.name, b.name) && same_str(a.ty, b.ty) && similarity.values_match(&a.value, &b.value)
 }
 
 /// The routines of a snapshot grouped into buckets, and the labels of the
@@ -327,13 +327,7 @@ impl Buckets {
         // The first member of each bucket, to compare candidates against.
         let mut firsts: Vec<&Routine> = Vec::new();
         let mut by_signature: HashMap<u64, Vec<usize>, FxBuild> = HashMap::default();
-        let mut seen: HashMap<u64, u32, FxBuild> = HashMap::default();
         for routine in routines {
-            for arg in routine.frames.iter().flat_map(|f| &f.args) {
-                if let Some(address) = arg.value.address() {
-                    *seen.entry(address).or_default() += 1;
-                }
-            }
             let serving = routine.kind == Kind::Thread
                 && routine.tid.is_some()
                 && routine.tid == snapshot.captured_by_tid;
@@ -364,15 +358,28 @@ impl Buckets {
         }
         buckets.sort_by(Bucket::order);
 
-        let mut labels: HashMap<u64, usize, FxBuild> = HashMap::default();
-        for arg in buckets.iter().flat_map(|b| &b.frames).flat_map(|f| &f.args) {
-            if let Merged::Same(value) = arg.value {
-                if let Some(address) = value.address() {
-                    if seen.get(&address).is_some_and(|&n| n > 1) {
-                        let next = labels.len() + 1;
-                        labels.entry(address).or_insert(next);
-                    }
+        // Only an address a bucket shows can get a label: count how often
+        // those appear, rather than every address of the snapshot.
+        let mut seen: HashMap<u64, u32, FxBuild> = HashMap::default();
+        for address in shown_addresses(&buckets) {
+            seen.insert(address, 0);
+        }
+        if !seen.is_empty() {
+            for arg in routines
+                .iter()
+                .flat_map(|r| &r.frames)
+                .flat_map(|f| &f.args)
+            {
+                if let Some(count) = arg.value.address().and_then(|a| seen.get_mut(&a)) {
+                    *count += 1;
                 }
+            }
+        }
+        let mut labels: HashMap<u64, usize, FxBuild> = HashMap::default();
+        for address in shown_addresses(&buckets) {
+            if seen.get(&address).is_some_and(|&n| n > 1) {
+                let next = labels.len() + 1;
+                labels.entry(address).or_insert(next);
             }
         }
         Buckets {
@@ -394,30 +401,54 @@ impl Buckets {
     }
 }
 
-/// Hashes what [`Bucket::accepts`] compares, so that routines that may share
-/// a bucket always have the same signature.
+/// The addresses buckets show (values every member agrees on), in bucket
+/// order.
+fn shown_addresses(buckets: &[Bucket]) -> impl Iterator<Item = u64> + '_ {
+    buckets
+        .iter()
+        .flat_map(|b| &b.frames)
+        .flat_map(|f| &f.args)
+        .filter_map(|arg| match arg.value {
+            Merged::Same(value) => value.address(),
+            Merged::Differs => None,
+        })
+}
+
+/// Hashes part of what [`Bucket::accepts`] compares, so that routines that
+/// may share a bucket always have the same signature. Strings are hashed by
+/// their length only: stacks that differ only in names of equal length (rare)
+/// share a signature and are told apart by `accepts`, which is cheaper than
+/// hashing every name of every frame of every routine.
 fn signature(routine: &Routine, similarity: Similarity) -> u64 {
     let mut h = FxHasher::default();
-    routine.kind.hash(&mut h);
-    routine.state.hash(&mut h);
-    routine.created_by.hash(&mut h);
-    if similarity == Similarity::ExactFlags {
-        routine.elided.hash(&mut h);
-        routine.torn.hash(&mut h);
+    h.add(routine.kind as u64);
+    match &routine.state {
+        State::Native(text) => h.add(4 + text.len() as u64),
+        state => h.add(state_code(state)),
     }
-    routine.frames.len().hash(&mut h);
+    match &routine.created_by {
+        Some(c) => {
+            h.add(c.function.len() as u64);
+            h.add(c.file.len() as u64);
+            h.add(u64::from(c.line));
+        }
+        None => h.add(u64::MAX),
+    }
+    if similarity == Similarity::ExactFlags {
+        h.add(routine.elided as u64);
+        h.add(u64::from(routine.torn));
+    }
+    h.add(routine.frames.len() as u64);
     for frame in &routine.frames {
-        frame.function.hash(&mut h);
-        frame.file.hash(&mut h);
-        frame.line.hash(&mut h);
-        frame.instrumented.hash(&mut h);
-        frame.args.len().hash(&mut h);
-        for arg in &frame.args {
-            arg.name.hash(&mut h);
-            arg.ty.hash(&mut h);
+        h.add(frame.function.len() as u64);
+        h.add(frame.file.len() as u64);
+        h.add((u64::from(frame.line) << 1) | u64::from(frame.instrumented));
+        h.add(frame.args.len() as u64);
+        for arg in frame.args.iter() {
+            h.add(arg.name.len() as u64);
             match similarity {
                 Similarity::ExactFlags | Similarity::ExactLines => arg.value.hash(&mut h),
-                Similarity::AnyPointer if arg.value.is_pointer() => 1u8.hash(&mut h),
+                Similarity::AnyPointer if arg.value.is_pointer() => h.add(1),
                 Similarity::AnyPointer => arg.value.hash(&mut h),
                 Similarity::AnyValue => {}
             }
@@ -426,12 +457,37 @@ fn signature(routine: &Routine, similarity: Similarity) -> u64 {
     h.finish()
 }
 
-type FxBuild = BuildHasherDefault<FxHasher>;
+fn state_code(state: &State) -> u64 {
+    match state {
+        State::Running => 0,
+        State::Idle => 1,
+        State::Alive => 2,
+        State::Native(_) => 3,
+    }
+}
+
+fn same_creator(a: &Option<CreatedBy>, b: &Option<CreatedBy>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            a.line == b.line && same_str(a.function, b.function) && same_str(a.file, b.file)
+        }
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// String equality that skips comparing the bytes of the very same string,
+/// the common case for names of instrumented frames.
+fn same_str(a: &str, b: &str) -> bool {
+    (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
+}
+
+pub(crate) type FxBuild = BuildHasherDefault<FxHasher>;
 
 /// The multiply-rotate hash of rustc (FxHash): fast on short keys, and
 /// deterministic, which keeps grouping reproducible.
 #[derive(Default)]
-struct FxHasher {
+pub(crate) struct FxHasher {
     hash: u64,
 }
 

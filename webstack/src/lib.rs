@@ -105,7 +105,7 @@ pub use bucket::{
 };
 pub use slot::MAX_ARGS;
 pub use snapshot::{
-    Arg, Frame, Kind, LeftOut, Options, Routine, Snapshot, State, DEFAULT_MAXMEM, JSON_VERSION,
+    Arg, Args, Frame, Kind, LeftOut, Options, Routine, Snapshot, State, DEFAULT_MAXMEM, JSON_VERSION,
     MIN_MAXMEM,
 };
 pub use stack::{CreatedBy, MAX_DEPTH};

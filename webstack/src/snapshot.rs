@@ -8,11 +8,12 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
+use crate::bucket::FxBuild;
 use crate::meta::FrameMeta;
 use crate::registry::{self, Entry};
 use crate::slot::FrameWords;
 use crate::stack::{CreatedBy, ThreadStack, MAX_DEPTH};
-use crate::task::TaskShared;
+use crate::task::{SavedChain, TaskShared};
 use crate::value::Value;
 
 /// Version of the JSON form of a [`Snapshot`]; bumped on any incompatible
@@ -162,8 +163,8 @@ impl Args {
         Args(ArgsRepr::Inline(0, [NO_ARG; INLINE_ARGS]))
     }
 
-    /// Heap bytes the arguments take beside the frame (0 for up to two).
-    pub fn heap_bytes(len: usize) -> usize {
+    /// Heap bytes `len` arguments take beside their frame (0 for up to two).
+    pub(crate) fn heap_bytes(len: usize) -> usize {
         if len <= INLINE_ARGS {
             0
         } else {
@@ -404,15 +405,24 @@ struct Budget {
 }
 
 impl Budget {
-    /// What a routine costs: itself, and once more its frames and
-    /// arguments, which grouping into buckets may copy (one bucket per
-    /// routine when every stack differs). So `maxmem` bounds the capture and
+    /// What a routine costs: itself, its frames and the arguments that do
+    /// not fit in a frame, and what grouping it into a bucket may copy (a
+    /// bucket frame and argument per frame and argument when every stack
+    /// differs, and a member id and name). So `maxmem` bounds the capture and
     /// its grouping together.
-    fn cost(name_len: usize, frames: &[FrameWords]) -> usize {
-        let args: usize = frames.iter().map(|f| f.nargs).sum();
+    fn cost(name_len: usize, frames: usize, args_per_frame: impl Iterator<Item = usize>) -> usize {
+        use crate::bucket::{BucketArg, BucketFrame};
+        let (heap, args) = args_per_frame.fold((0, 0), |(heap, args), n| {
+            (heap + Args::heap_bytes(n), args + n)
+        });
         std::mem::size_of::<Routine>()
             + name_len
-            + 2 * (frames.len() * std::mem::size_of::<Frame>() + args * std::mem::size_of::<Arg>())
+            + frames * std::mem::size_of::<Frame>()
+            + heap
+            + frames * std::mem::size_of::<BucketFrame>()
+            + args * std::mem::size_of::<BucketArg>()
+            + std::mem::size_of::<u64>()
+            + std::mem::size_of::<Cow<'static, str>>()
     }
 
     fn take(&mut self, bytes: usize) -> bool {
@@ -443,6 +453,7 @@ impl Snapshot {
         };
         let mut left_out = LeftOut::default();
         let mut words = Vec::with_capacity(MAX_DEPTH);
+        let mut chain = SavedChain::default();
         let mut entries = Vec::new();
         let mut cache = FrameCache::default();
         let now = Instant::now();
@@ -454,7 +465,7 @@ impl Snapshot {
                         read_thread(thread, now, &mut words, &mut budget, &mut cache)
                     }
                     Entry::Task(task) => {
-                        match read_task(task, now_ns, &mut words, &mut budget, &mut cache) {
+                        match read_task(task, now_ns, &mut chain, &mut budget, &mut cache) {
                             Ok(routine) => routine,
                             Err(Finished) => continue,
                         }
@@ -517,7 +528,12 @@ fn read_thread(
     cache: &mut FrameCache,
 ) -> Option<Routine> {
     let (depth, consistent) = thread.read(words);
-    if !budget.take(Budget::cost(thread.name.len(), words)) {
+    let cost = Budget::cost(
+        thread.name.len(),
+        words.len(),
+        words.iter().map(|w| w.nargs),
+    );
+    if !budget.take(cost) {
         return None;
     }
     Some(Routine {
@@ -536,7 +552,7 @@ fn read_thread(
         frames: words
             .iter()
             .rev()
-            .map(|w| frame_from_words(w, cache))
+            .map(|w| cache.frame(w.meta, w.owner, w.task, &w.args[..w.nargs]))
             .collect(),
     })
 }
@@ -548,7 +564,7 @@ struct Finished;
 fn read_task(
     task: &TaskShared,
     now_ns: u64,
-    words: &mut Vec<FrameWords>,
+    chain: &mut SavedChain,
     budget: &mut Budget,
     cache: &mut FrameCache,
 ) -> Result<Option<Routine>, Finished> {
@@ -565,7 +581,7 @@ fn read_task(
         }
     });
     let Some(state) = state else {
-        if !budget.take(Budget::cost(0, &[])) {
+        if !budget.take(Budget::cost(0, 0, std::iter::empty())) {
             return Ok(None);
         }
         let running_on = task.running_on.load(std::sync::atomic::Ordering::Relaxed);
@@ -588,10 +604,15 @@ fn read_task(
     if !task.is_registered() {
         return Err(Finished);
     }
-    state.chain.load_into(words);
+    state.chain.copy_into(chain);
     let (elided, polls, last_poll_end_ns) = (state.elided, state.polls, state.last_poll_end_ns);
     drop(state);
-    if !budget.take(Budget::cost(0, words)) {
+    let cost = Budget::cost(
+        0,
+        chain.counts().0,
+        chain.frames().map(|(_, _, _, args)| args.len()),
+    );
+    if !budget.take(cost) {
         return Ok(None);
     }
     Ok(Some(Routine {
@@ -607,10 +628,10 @@ fn read_task(
         tid: None,
         elided,
         torn: false,
-        frames: words
-            .iter()
+        frames: chain
+            .frames()
             .rev()
-            .map(|w| frame_from_words(w, cache))
+            .map(|(meta, owner, task, args)| cache.frame(meta, owner, task, args))
             .collect(),
     }))
 }
@@ -620,44 +641,57 @@ fn read_task(
 /// origin (classifying a path is most of the cost of a frame otherwise).
 #[derive(Default)]
 pub(crate) struct FrameCache {
-    resolved: HashMap<(usize, usize), (&'static str, &'static str, crate::native::Origin)>,
+    resolved: HashMap<(usize, usize), Resolved, FxBuild>,
 }
 
-pub(crate) fn frame_from_words(words: &FrameWords, cache: &mut FrameCache) -> Frame {
-    // SAFETY: frame words come from slots whose meta word is only written from
-    // a `&'static FrameMeta`, read after the slot's sequence check.
-    let meta = unsafe { FrameMeta::from_addr(words.meta) };
-    let (function, file, origin) = *cache
-        .resolved
-        .entry((words.meta, words.owner))
-        .or_insert_with(|| {
-            let function = function_name(meta, words.owner);
-            (
-                function,
-                tidy_path(meta.file),
-                crate::native::classify(function),
-            )
-        });
-    let args = meta
-        .args
-        .iter()
-        .zip(&words.args[..words.nargs])
-        .map(|(arg, value)| Arg {
-            name: arg.name,
-            ty: arg.ty,
-            value: *value,
-        })
-        .collect();
-    Frame {
-        function: Cow::Borrowed(function),
-        file: Cow::Borrowed(file),
-        line: meta.line,
-        instrumented: true,
-        args,
-        task: (words.task != 0).then_some(words.task),
-        address: None,
-        source: None,
-        origin,
+type Resolved = (&'static str, &'static str, crate::native::Origin);
+
+impl FrameCache {
+    /// The frame recorded with metadata word `meta`, owner word `owner`, task
+    /// word `task` and arguments `values`.
+    pub(crate) fn frame(
+        &mut self,
+        meta: usize,
+        owner: usize,
+        task: u64,
+        values: &[Value],
+    ) -> Frame {
+        // SAFETY: frame words come from slots (or chains copied from slots)
+        // whose meta word is only written from a `&'static FrameMeta`, read
+        // after the slot's sequence check.
+        let meta = unsafe { FrameMeta::from_addr(meta) };
+        let (function, file, origin) =
+            *self
+                .resolved
+                .entry((meta.addr(), owner))
+                .or_insert_with(|| {
+                    let function = function_name(meta, owner);
+                    (
+                        function,
+                        tidy_path(meta.file),
+                        crate::native::classify(function),
+                    )
+                });
+        Frame {
+            function: Cow::Borrowed(function),
+            file: Cow::Borrowed(file),
+            line: meta.line,
+            instrumented: true,
+            args: meta
+                .args
+                .iter()
+                .zip(values)
+                .map(|(arg, value)| Arg {
+                    name: arg.name,
+                    ty: arg.ty,
+                    value: *value,
+                })
+                .collect(),
+            task: (task != 0).then_some(task),
+            address: None,
+            source: None,
+            origin,
+        }
     }
 }
 

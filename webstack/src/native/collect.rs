@@ -280,10 +280,7 @@ fn native_frames(ips: &[usize], exact_first: bool) -> Vec<NativeFrame> {
 fn frames_cost(frames: &[Frame]) -> usize {
     frames
         .iter()
-        .map(|f| {
-            std::mem::size_of::<Frame>()
-                + f.args.len() * std::mem::size_of::<crate::snapshot::Arg>()
-        })
+        .map(|f| std::mem::size_of::<Frame>() + crate::snapshot::Args::heap_bytes(f.args.len()))
         .sum()
 }
 

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use parking_lot::RwLock;
 
 use super::Origin;
-use crate::snapshot::Frame;
+use crate::snapshot::{Args, Frame};
 
 const STD_CRATES: &[&str] = &[
     "std",
@@ -273,7 +273,7 @@ impl NativeFrame {
             file: Cow::Borrowed(self.file.unwrap_or("")),
             line: self.line,
             instrumented: false,
-            args: Vec::new(),
+            args: Args::new(),
             task: None,
             address: Some(self.address),
             source: None,
@@ -365,7 +365,7 @@ mod tests {
             file: Cow::Borrowed("src/lib.rs"),
             line: 1,
             instrumented: true,
-            args: Vec::new(),
+            args: Args::new(),
             task: None,
             address: None,
             source: None,
