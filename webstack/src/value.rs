@@ -154,6 +154,33 @@ impl Collection {
     }
 }
 
+/// Bytes `start..end` of `bytes` (one to eight of them) as a little-endian
+/// word, zero above them.
+#[inline(always)]
+fn str_word(bytes: &[u8], start: usize, end: usize) -> u64 {
+    let n = end - start;
+    if end >= 8 {
+        // The eight bytes ending at `end`, shifted down past those before
+        // `start`.
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&bytes[end - 8..end]);
+        return u64::from_le_bytes(word) >> ((8 - n) * 8);
+    }
+    // A string shorter than eight bytes: two overlapping loads.
+    let b = &bytes[..end];
+    if n >= 4 {
+        let lo = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64;
+        let hi = u32::from_le_bytes([b[n - 4], b[n - 3], b[n - 2], b[n - 1]]) as u64;
+        lo | (hi << ((n - 4) * 8))
+    } else if n >= 2 {
+        let lo = u16::from_le_bytes([b[0], b[1]]) as u64;
+        let hi = u16::from_le_bytes([b[n - 2], b[n - 1]]) as u64;
+        lo | (hi << ((n - 2) * 8))
+    } else {
+        u64::from(b[0])
+    }
+}
+
 impl Value {
     #[inline(always)]
     const fn simple(tag: u64, payload: u64) -> Self {
@@ -234,19 +261,17 @@ impl Value {
         while !v.is_char_boundary(kept) {
             kept -= 1;
         }
-        // Words are built straight from the bytes: going through a byte
-        // buffer on the stack and reading it back as words stalls on store
+        // Words are built with whole-word loads: copying a partial chunk into
+        // a byte buffer and reading it back as a word stalls on store
         // forwarding.
+        let bytes = v.as_bytes();
         let mut extra = [0u64; EXTRA_WORDS];
-        for (word, chunk) in extra.iter_mut().zip(v.as_bytes()[..kept].chunks(8)) {
-            *word = match <[u8; 8]>::try_from(chunk) {
-                Ok(full) => u64::from_ne_bytes(full),
-                Err(_) => {
-                    let mut buf = [0u8; 8];
-                    buf[..chunk.len()].copy_from_slice(chunk);
-                    u64::from_ne_bytes(buf)
-                }
-            };
+        for (i, word) in extra.iter_mut().enumerate() {
+            let start = i * 8;
+            if start >= kept {
+                break;
+            }
+            *word = str_word(bytes, start, (start + 8).min(kept));
         }
         let words = kept.div_ceil(8) as u64;
         Value {
@@ -380,7 +405,7 @@ impl Value {
     fn str_bytes(&self) -> ([u8; STR_BYTES], usize) {
         let mut bytes = [0u8; STR_BYTES];
         for (chunk, word) in bytes.chunks_exact_mut(8).zip(self.extra.iter()) {
-            chunk.copy_from_slice(&word.to_ne_bytes());
+            chunk.copy_from_slice(&word.to_le_bytes());
         }
         let kept = (((self.header >> 24) & 0xff) as usize).min(STR_BYTES);
         (bytes, kept)
@@ -614,6 +639,29 @@ mod tests {
         let shown = long.capture().to_string();
         assert_eq!(shown, format!("\"{}…\" (len 40)", "é".repeat(16)));
         assert_eq!("a\"<b>\n".capture().to_string(), "\"a\\\"<b>\\n\"");
+    }
+
+    #[test]
+    fn every_string_length_keeps_exactly_its_prefix() {
+        // Lengths around every word edge, ASCII and multi-byte text, and
+        // bytes after the kept prefix that must not leak into it.
+        let alphabet = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJ";
+        for len in 0..=alphabet.len() {
+            let text = &alphabet[..len];
+            let value = Value::str(text);
+            let (bytes, kept) = value.str_bytes();
+            assert_eq!(kept, len.min(STR_BYTES), "len {len}");
+            assert_eq!(&bytes[..kept], &text.as_bytes()[..kept], "len {len}");
+            assert!(bytes[kept..].iter().all(|b| *b == 0), "len {len}: {bytes:?}");
+            assert_eq!(value, Value::str(text), "len {len}: deterministic");
+        }
+        for text in ["ü", "aü", "ab€", "€€€", "x€€€€€€€€€€y", "🦀🦀🦀🦀🦀🦀🦀🦀🦀"] {
+            let value = Value::str(text);
+            let (bytes, kept) = value.str_bytes();
+            assert!(text.is_char_boundary(kept));
+            assert_eq!(&bytes[..kept], &text.as_bytes()[..kept], "{text}");
+            assert!(bytes[kept..].iter().all(|b| *b == 0), "{text}");
+        }
     }
 
     #[test]
