@@ -447,14 +447,56 @@ fn signature(routine: &Routine, similarity: Similarity) -> u64 {
         for arg in frame.args.iter() {
             h.add(arg.name.len() as u64);
             match similarity {
-                Similarity::ExactFlags | Similarity::ExactLines => arg.value.hash(&mut h),
+                Similarity::ExactFlags | Similarity::ExactLines => h.add(value_hash(&arg.value)),
                 Similarity::AnyPointer if arg.value.is_pointer() => h.add(1),
-                Similarity::AnyPointer => arg.value.hash(&mut h),
+                Similarity::AnyPointer => h.add(value_hash(&arg.value)),
                 Similarity::AnyValue => {}
             }
         }
     }
     h.finish()
+}
+
+/// A value's hash for [`signature`]: its words mixed independently of one
+/// another, so that the multiplications overlap instead of waiting for each
+/// other as they do in [`FxHasher`].
+fn value_hash(value: &Value) -> u64 {
+    let mut h = WordSum::default();
+    value.hash(&mut h);
+    h.finish()
+}
+
+/// Sums each written word times an odd constant that depends on its
+/// position.
+#[derive(Default)]
+struct WordSum {
+    sum: u64,
+    position: u64,
+}
+
+impl Hasher for WordSum {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.position = self.position.wrapping_add(0x9e37_79b9_7f4a_7c16);
+        self.sum = self
+            .sum
+            .wrapping_add((word ^ self.position).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.sum
+    }
 }
 
 fn state_code(state: &State) -> u64 {

@@ -639,14 +639,48 @@ fn read_task(
 /// What a frame's metadata resolves to, worked out once per function and
 /// `Self` type in a snapshot: the displayed path, the tidied file and the
 /// origin (classifying a path is most of the cost of a frame otherwise).
-#[derive(Default)]
 pub(crate) struct FrameCache {
+    /// The last resolution per hash of `(meta, owner)`, in front of
+    /// `resolved`: a program's frames come from few functions, and the same
+    /// few repeat in every task.
+    recent: Box<[(usize, usize, Resolved); RECENT]>,
     resolved: HashMap<(usize, usize), Resolved, FxBuild>,
 }
 
 type Resolved = (&'static str, &'static str, crate::native::Origin);
 
+const RECENT: usize = 64;
+
+impl Default for FrameCache {
+    fn default() -> Self {
+        FrameCache {
+            recent: Box::new([(0, 0, ("", "", crate::native::Origin::Unknown)); RECENT]),
+            resolved: HashMap::default(),
+        }
+    }
+}
+
 impl FrameCache {
+    fn resolve(&mut self, meta: &'static FrameMeta, owner: usize) -> Resolved {
+        let key = (meta.addr(), owner);
+        let hash =
+            (key.0 as u64 ^ (key.1 as u64).rotate_left(17)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let recent = &mut self.recent[(hash >> (u64::BITS - RECENT.trailing_zeros())) as usize];
+        if (recent.0, recent.1) == key {
+            return recent.2;
+        }
+        let resolved = *self.resolved.entry(key).or_insert_with(|| {
+            let function = function_name(meta, owner);
+            (
+                function,
+                tidy_path(meta.file),
+                crate::native::classify(function),
+            )
+        });
+        *recent = (key.0, key.1, resolved);
+        resolved
+    }
+
     /// The frame recorded with metadata word `meta`, owner word `owner`, task
     /// word `task` and arguments `values`.
     pub(crate) fn frame(
@@ -660,18 +694,7 @@ impl FrameCache {
         // whose meta word is only written from a `&'static FrameMeta`, read
         // after the slot's sequence check.
         let meta = unsafe { FrameMeta::from_addr(meta) };
-        let (function, file, origin) =
-            *self
-                .resolved
-                .entry((meta.addr(), owner))
-                .or_insert_with(|| {
-                    let function = function_name(meta, owner);
-                    (
-                        function,
-                        tidy_path(meta.file),
-                        crate::native::classify(function),
-                    )
-                });
+        let (function, file, origin) = self.resolve(meta, owner);
         Frame {
             function: Cow::Borrowed(function),
             file: Cow::Borrowed(file),
