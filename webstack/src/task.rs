@@ -167,8 +167,10 @@ fn home_shard() -> usize {
 /// this thread skips the allocation (and keeps the chain buffers).
 const SPARE_RECORDS: usize = 32;
 
-/// Chain buffers larger than this are not kept in a spare record.
-const SPARE_CHAIN_FRAMES: usize = 64;
+/// A record whose chain buffers grew beyond this many frames or arguments is
+/// not kept: spare records hold at most ~2 KiB of buffers each.
+const SPARE_CHAIN_FRAMES: usize = 16;
+const SPARE_CHAIN_ARGS: usize = 32;
 
 thread_local! {
     static SPARE: RefCell<Vec<Arc<TaskShared>>> = const { RefCell::new(Vec::new()) };
@@ -254,7 +256,9 @@ fn recycle(mut task: Arc<TaskShared>) {
         return;
     };
     let state = record.state.get_mut();
-    if state.chain.frames.capacity() > SPARE_CHAIN_FRAMES {
+    if state.chain.frames.capacity() > SPARE_CHAIN_FRAMES
+        || state.chain.args.capacity() > SPARE_CHAIN_ARGS
+    {
         return;
     }
     state.chain.clear();
