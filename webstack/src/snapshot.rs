@@ -478,7 +478,7 @@ impl Snapshot {
                 }
             }
         });
-        routines.sort_unstable_by_key(|r| (r.kind, r.id));
+        sort_routines(&mut routines);
         let mut snapshot = Snapshot {
             version: JSON_VERSION,
             captured_at,
@@ -517,6 +517,35 @@ impl Snapshot {
     /// The snapshot as JSON.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+/// Orders routines threads first, each kind by id. Sorts small keys, then
+/// moves each routine (hundreds of bytes) at most once, along the cycles of
+/// the permutation, instead of at every step of a sort.
+fn sort_routines(routines: &mut [Routine]) {
+    if routines.is_sorted_by_key(|r| (r.kind, r.id)) {
+        return;
+    }
+    let mut order: Vec<(Kind, u64, usize)> = routines
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.kind, r.id, i))
+        .collect();
+    order.sort_unstable();
+    // Position `j` takes the routine now at `order[j].2`; `usize::MAX` marks
+    // a position already filled.
+    let mut from: Vec<usize> = order.into_iter().map(|(_, _, i)| i).collect();
+    for start in 0..from.len() {
+        let mut j = start;
+        while from[j] != usize::MAX {
+            let source = std::mem::replace(&mut from[j], usize::MAX);
+            if source == start {
+                break;
+            }
+            routines.swap(j, source);
+            j = source;
+        }
     }
 }
 
@@ -763,4 +792,65 @@ fn function_name(meta: &'static FrameMeta, owner: usize) -> &'static str {
             unsafe { std::mem::transmute::<usize, fn() -> &'static str>(owner) };
         Box::leak(format!("{}::{}", type_name(), meta.name).into_boxed_str())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routine(kind: Kind, id: u64) -> Routine {
+        Routine {
+            id,
+            kind,
+            name: Cow::Owned(format!("r{id}")),
+            state: State::Idle,
+            created_by: None,
+            age: Duration::ZERO,
+            waiting: None,
+            polls: None,
+            running_on: None,
+            tid: None,
+            elided: 0,
+            torn: false,
+            frames: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn routines_sort_threads_first_then_by_id() {
+        // Every permutation of a few routines, and a longer scrambled list
+        // with several cycles.
+        let mut scrambled: Vec<(Kind, u64)> = (0..200u64)
+            .map(|i| {
+                let id = (i * 37) % 200;
+                (
+                    if id % 3 == 0 {
+                        Kind::Thread
+                    } else {
+                        Kind::Task
+                    },
+                    id,
+                )
+            })
+            .collect();
+        let mut cases = vec![scrambled.clone()];
+        scrambled.truncate(4);
+        for a in 0..4 {
+            for b in 0..4 {
+                let mut case = scrambled.clone();
+                case.swap(0, a);
+                case.swap(1, b);
+                cases.push(case);
+            }
+        }
+        for case in cases {
+            let mut routines: Vec<Routine> = case.iter().map(|&(k, id)| routine(k, id)).collect();
+            sort_routines(&mut routines);
+            let mut expected = case.clone();
+            expected.sort();
+            let got: Vec<(Kind, u64)> = routines.iter().map(|r| (r.kind, r.id)).collect();
+            assert_eq!(got, expected);
+            assert!(routines.iter().all(|r| r.name == format!("r{}", r.id)));
+        }
+    }
 }

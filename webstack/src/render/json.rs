@@ -104,13 +104,23 @@ struct JsonBucket<'a> {
     kind: Kind,
     state: &'a State,
     ids: &'a [u64],
-    names: Vec<std::borrow::Cow<'a, str>>,
+    names: Names<'a>,
     waiting_ms: Range,
     elided: usize,
     torn: bool,
     serving: bool,
     created_by: Option<&'a CreatedBy>,
     frames: Vec<JsonFrame<'a>>,
+}
+
+/// Member names, each cut to [`NAME_CHARS`] as it is written rather than
+/// collected first (a bucket may hold every task of the program).
+struct Names<'a>(&'a [std::borrow::Cow<'static, str>]);
+
+impl Serialize for Names<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|n| truncated(n, NAME_CHARS)))
+    }
 }
 
 #[derive(Serialize)]
@@ -183,7 +193,7 @@ fn bucket<'a>(b: &'a Bucket, buckets: &Buckets) -> JsonBucket<'a> {
         kind: b.kind,
         state: &b.state,
         ids: &b.ids,
-        names: b.names.iter().map(|n| truncated(n, NAME_CHARS)).collect(),
+        names: Names(&b.names),
         waiting_ms: Range {
             min: b.waiting.0.as_millis() as u64,
             max: b.waiting.1.as_millis() as u64,
