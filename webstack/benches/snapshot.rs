@@ -102,12 +102,16 @@ fn bench_size(c: &mut Criterion, tasks: &Tasks, threads: &Threads, peers: bool) 
     let n = tasks.webstack.len();
     let mut group = c.benchmark_group(format!("snapshot/{n}tasks+{}threads", threads.len()));
     group.throughput(Throughput::Elements(n as u64));
-    group.sample_size(10);
     if n >= 10_000 {
+        // Few, long iterations: more samples than criterion's minimum, so
+        // one slow sample (page faults, the other core busy) moves the
+        // estimate less.
+        group.sample_size(if n >= 100_000 { 10 } else { 30 });
         group.sampling_mode(SamplingMode::Flat);
         group.warm_up_time(Duration::from_millis(500));
-        group.measurement_time(Duration::from_secs(2));
+        group.measurement_time(Duration::from_secs(5));
     } else {
+        group.sample_size(10);
         group.warm_up_time(Duration::from_millis(500));
         group.measurement_time(Duration::from_secs(1));
     }
