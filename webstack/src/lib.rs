@@ -105,8 +105,8 @@ pub use bucket::{
 };
 pub use slot::MAX_ARGS;
 pub use snapshot::{
-    Arg, Args, Frame, Kind, LeftOut, Options, Routine, Snapshot, State, DEFAULT_MAXMEM, JSON_VERSION,
-    MIN_MAXMEM,
+    Arg, Args, Frame, Kind, LeftOut, Options, Routine, Snapshot, State, DEFAULT_MAXMEM,
+    JSON_VERSION, MIN_MAXMEM,
 };
 pub use stack::{CreatedBy, MAX_DEPTH};
 pub use value::{Capture, Collection, Value, STR_BYTES};

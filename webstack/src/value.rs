@@ -652,10 +652,20 @@ mod tests {
             let (bytes, kept) = value.str_bytes();
             assert_eq!(kept, len.min(STR_BYTES), "len {len}");
             assert_eq!(&bytes[..kept], &text.as_bytes()[..kept], "len {len}");
-            assert!(bytes[kept..].iter().all(|b| *b == 0), "len {len}: {bytes:?}");
+            assert!(
+                bytes[kept..].iter().all(|b| *b == 0),
+                "len {len}: {bytes:?}"
+            );
             assert_eq!(value, Value::str(text), "len {len}: deterministic");
         }
-        for text in ["ü", "aü", "ab€", "€€€", "x€€€€€€€€€€y", "🦀🦀🦀🦀🦀🦀🦀🦀🦀"] {
+        for text in [
+            "ü",
+            "aü",
+            "ab€",
+            "€€€",
+            "x€€€€€€€€€€y",
+            "🦀🦀🦀🦀🦀🦀🦀🦀🦀",
+        ] {
             let value = Value::str(text);
             let (bytes, kept) = value.str_bytes();
             assert!(text.is_char_boundary(kept));
