@@ -291,10 +291,13 @@ pub struct Instrumented<F, const N: usize> {
 /// Which frame created a future, recorded in case it is polled as a task root.
 #[derive(Clone, Copy)]
 enum Creator {
-    /// The frame on top of the polling thread's stack at the first poll. For
-    /// an `async fn` that is the same frame as at construction: its wrapper
-    /// is built during the `async fn`'s own first poll, and nothing is
-    /// pushed in between, so nested calls skip reading it.
+    /// The frame on top of the polling thread's stack when the future is
+    /// first polled as a task root. For an `async fn` polled as a root from
+    /// the start, that is the same frame as at construction: its wrapper is
+    /// built during the `async fn`'s own first poll, and nothing is pushed in
+    /// between, so nested calls skip reading it. (A future first polled
+    /// inside another task and only later as a root of its own — `select!`,
+    /// then awaited elsewhere — records the frame on top at that later poll.)
     AtFirstPoll,
     /// Read when the future was built (`fn -> impl Future`).
     Known(Option<&'static FrameMeta>),
