@@ -57,6 +57,9 @@ fn capture_until(marker: &str) -> (Snapshot, Routine) {
             .routines
             .iter()
             .filter(|r| r.kind == Kind::Thread)
+            // The native stack and the kernel state are read moments apart:
+            // wait until both show the thread asleep in the condvar.
+            .filter(|r| matches!(&r.state, State::Native(s) if s.starts_with("sleeping")))
             .find(|r| {
                 find(&r.frames, marker, true).is_some_and(|i| {
                     r.frames[..i]

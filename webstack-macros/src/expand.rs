@@ -181,7 +181,7 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
     let owner = if sig.receiver().is_some() || mentions_self(&sig) {
         quote!(::webstack::__private::owner::<Self>())
     } else {
-        quote!(0usize)
+        quote!(::webstack::__private::NoOwner)
     };
     let meta = Ident::new("__webstack_meta", Span::mixed_site());
     let frame = Ident::new("__webstack_frame", Span::mixed_site());
@@ -208,12 +208,12 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
     };
     let captures: Vec<&TokenStream> = recorded.iter().map(|p| &p.capture).collect();
     let capture_values = if captures.is_empty() {
-        quote!(let #values: [::webstack::__private::Value; 0] = [];)
+        quote!(let #values = ();)
     } else {
         quote! {
             let #values = {
-                use ::webstack::__private::{ViaAddr as _, ViaCapture as _, ViaRef as _};
-                [#(#captures),*]
+                use ::webstack::__private::{ViaAddr as _, ViaCapture as _, ViaNarrow as _, ViaRef as _};
+                (#(#captures,)*)
             };
         }
     };
@@ -311,7 +311,7 @@ fn params(sig: &Signature) -> Vec<Param> {
                     // `Box<Self>`.
                     ty: tokens_text(receiver.ty.to_token_stream()),
                     capture: quote!(
-                        (&&&::webstack::__private::Probe(&#self_token)).__webstack_value()
+                        (&&&&::webstack::__private::Probe(&#self_token)).__webstack_value()
                     ),
                     recordable: true,
                 }
@@ -330,7 +330,7 @@ fn params(sig: &Signature) -> Vec<Param> {
                             name: ident.unraw().to_string(),
                             ty,
                             capture: quote!(
-                                (&&&::webstack::__private::Probe(&#ident)).__webstack_value()
+                                (&&&&::webstack::__private::Probe(&#ident)).__webstack_value()
                             ),
                             recordable,
                         }

@@ -81,6 +81,7 @@
 pub mod actix;
 mod bucket;
 mod clock;
+mod frame_args;
 mod meta;
 pub mod native;
 mod registry;

@@ -2,8 +2,12 @@
 
 /// What `#[webstack::instrument]` knows about a function at compile time.
 /// One `static` per instrumented function; frames point at it.
+///
+/// Aligned to 64 bytes: a frame slot keeps flags in the low bits of its
+/// address.
 #[doc(hidden)]
 #[derive(Debug)]
+#[repr(align(64))]
 pub struct FrameMeta {
     /// The function's name as written (`handle`).
     pub name: &'static str,
@@ -41,5 +45,52 @@ impl FrameMeta {
 
     pub(crate) fn addr(&'static self) -> usize {
         self as *const FrameMeta as usize
+    }
+}
+
+/// Names `Self` in the frames of a method, or nothing for a free function.
+/// Both forms are zero-sized, so an async frame's future carries no word for
+/// it.
+#[doc(hidden)]
+pub trait Owner: Copy {
+    /// The address of a `fn() -> &'static str` naming the type, or 0.
+    fn addr(self) -> usize;
+}
+
+/// The owner of a free function's frames: none.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct NoOwner;
+
+impl Owner for NoOwner {
+    #[inline(always)]
+    fn addr(self) -> usize {
+        0
+    }
+}
+
+/// The owner of a method's frames: the `Self` type `T`.
+#[doc(hidden)]
+pub struct OwnerOf<T: ?Sized>(pub(crate) std::marker::PhantomData<fn() -> *const T>);
+
+impl<T: ?Sized> Clone for OwnerOf<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T: ?Sized> Copy for OwnerOf<T> {}
+
+impl<T: ?Sized> std::fmt::Debug for OwnerOf<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(std::any::type_name::<T>())
+    }
+}
+
+impl<T: ?Sized> Owner for OwnerOf<T> {
+    #[inline(always)]
+    fn addr(self) -> usize {
+        let name: fn() -> &'static str = std::any::type_name::<T>;
+        name as usize
     }
 }

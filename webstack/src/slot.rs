@@ -1,5 +1,11 @@
 //! One frame of a thread's shadow stack, readable from other threads.
 //!
+//! The frame's header is one word: the address of its `'static`
+//! [`FrameMeta`](crate::meta::FrameMeta) (aligned to 64 bytes), with the
+//! argument count and two flags in the low bits. The owner and task words are
+//! written only when the flags say the frame has them, so a call of a free
+//! function below a task root stores neither.
+//!
 //! The owning thread is the only writer. It publishes a frame with a sequence
 //! lock: the sequence is odd while the frame is being written and even once it
 //! is complete. A reader copies the words, then checks that the sequence was
@@ -8,6 +14,7 @@
 //! on x86-64 the writer's side compiles to plain stores (release stores and
 //! release fences are free there).
 
+use crate::frame_args::{ArgSlot, FrameArgs};
 use crate::sync::{fence, AtomicU64, AtomicUsize, Ordering};
 use crate::value::{Value, EXTRA_WORDS, VALUE_WORDS};
 
@@ -30,12 +37,25 @@ pub(crate) struct FrameWords {
 
 pub(crate) struct Slot {
     seq: AtomicU64,
-    meta: AtomicUsize,
+    /// The meta address, `nargs` and the flags below.
+    header: AtomicUsize,
     owner: AtomicUsize,
     task: AtomicU64,
-    nargs: AtomicUsize,
-    args: [[AtomicU64; VALUE_WORDS]; MAX_ARGS],
+    args: [ArgSlot; MAX_ARGS],
 }
+
+/// Low bits of the header word holding the argument count (0..=8).
+const NARGS_MASK: usize = 0b1111;
+/// The owner word belongs to this frame.
+const HAS_OWNER: usize = 1 << 4;
+/// The task word belongs to this frame.
+const HAS_TASK: usize = 1 << 5;
+const FLAGS_MASK: usize = NARGS_MASK | HAS_OWNER | HAS_TASK;
+
+const _: () = {
+    assert!(MAX_ARGS <= NARGS_MASK);
+    assert!(std::mem::align_of::<crate::meta::FrameMeta>() > FLAGS_MASK);
+};
 
 impl Slot {
     #[cfg(not(webstack_loom))]
@@ -46,10 +66,9 @@ impl Slot {
         const ARG: [AtomicU64; VALUE_WORDS] = [ZERO; VALUE_WORDS];
         Slot {
             seq: AtomicU64::new(0),
-            meta: AtomicUsize::new(0),
+            header: AtomicUsize::new(0),
             owner: AtomicUsize::new(0),
             task: AtomicU64::new(0),
-            nargs: AtomicUsize::new(0),
             args: [ARG; MAX_ARGS],
         }
     }
@@ -58,33 +77,38 @@ impl Slot {
     pub(crate) fn new() -> Self {
         Slot {
             seq: AtomicU64::new(0),
-            meta: AtomicUsize::new(0),
+            header: AtomicUsize::new(0),
             owner: AtomicUsize::new(0),
             task: AtomicU64::new(0),
-            nargs: AtomicUsize::new(0),
             args: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
         }
     }
 
-    /// Publishes a frame. Must only be called by the slot's owning thread.
+    /// Publishes a frame: `meta` is the address of a `&'static FrameMeta`,
+    /// `owner` and `task` are 0 when the frame has none (both are constants
+    /// in most callers, so the checks fold away). Must only be called by the
+    /// slot's owning thread.
     #[inline(always)]
-    pub(crate) fn write(&self, meta: usize, owner: usize, task: u64, args: &[Value]) {
+    pub(crate) fn write<A: FrameArgs + ?Sized>(
+        &self,
+        meta: usize,
+        owner: usize,
+        task: u64,
+        args: &A,
+    ) {
         let seq = self.seq.load(Ordering::Relaxed);
         self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
-        self.meta.store(meta, Ordering::Relaxed);
-        self.owner.store(owner, Ordering::Relaxed);
-        self.task.store(task, Ordering::Relaxed);
-        let n = args.len().min(MAX_ARGS);
-        self.nargs.store(n, Ordering::Relaxed);
-        for (words, value) in self.args.iter().zip(&args[..n]) {
-            let (header, payload, extra) = value.to_words();
-            words[0].store(header, Ordering::Relaxed);
-            words[1].store(payload, Ordering::Relaxed);
-            for k in 0..value.extra_words() {
-                words[2 + k].store(extra[k], Ordering::Relaxed);
-            }
+        let mut header = meta | args.store(&self.args);
+        if owner != 0 {
+            self.owner.store(owner, Ordering::Relaxed);
+            header |= HAS_OWNER;
         }
+        if task != 0 {
+            self.task.store(task, Ordering::Relaxed);
+            header |= HAS_TASK;
+        }
+        self.header.store(header, Ordering::Relaxed);
         self.seq.store(seq.wrapping_add(2), Ordering::Release);
     }
 
@@ -93,7 +117,7 @@ impl Slot {
     /// frame, so no sequence check (nor a copy of the arguments) is needed.
     #[inline]
     pub(crate) fn own_meta(&self) -> usize {
-        self.meta.load(Ordering::Relaxed)
+        self.header.load(Ordering::Relaxed) & !FLAGS_MASK
     }
 
     /// The current sequence number (even when the slot is stable).
@@ -110,10 +134,18 @@ impl Slot {
         if before & 1 == 1 {
             return None;
         }
-        let meta = self.meta.load(Ordering::Relaxed);
-        let owner = self.owner.load(Ordering::Relaxed);
-        let task = self.task.load(Ordering::Relaxed);
-        let nargs = self.nargs.load(Ordering::Relaxed).min(MAX_ARGS);
+        let header = self.header.load(Ordering::Relaxed);
+        let meta = header & !FLAGS_MASK;
+        let nargs = (header & NARGS_MASK).min(MAX_ARGS);
+        // Words the frame did not write hold a previous frame's: read as 0.
+        let owner = match header & HAS_OWNER {
+            0 => 0,
+            _ => self.owner.load(Ordering::Relaxed),
+        };
+        let task = match header & HAS_TASK {
+            0 => 0,
+            _ => self.task.load(Ordering::Relaxed),
+        };
         let mut raw = [[0u64; VALUE_WORDS]; MAX_ARGS];
         for (out, words) in raw.iter_mut().zip(&self.args).take(nargs) {
             for (o, w) in out.iter_mut().zip(words) {

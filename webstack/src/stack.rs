@@ -10,11 +10,11 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::frame_args::FrameArgs;
 use crate::meta::FrameMeta;
 use crate::registry::{self, Key};
 use crate::slot::{FrameWords, Slot};
 use crate::sync::{AtomicUsize, Ordering};
-use crate::value::Value;
 
 /// Frames kept per thread; deeper calls are counted as elided.
 #[cfg(not(webstack_loom))]
@@ -67,12 +67,12 @@ impl ThreadStack {
 
     /// Pushes a frame; returns the depth to restore on pop.
     #[inline(always)]
-    pub(crate) fn push(
+    pub(crate) fn push<A: FrameArgs + ?Sized>(
         &self,
         meta: &'static FrameMeta,
         owner: usize,
         task: u64,
-        args: &[Value],
+        args: &A,
     ) -> usize {
         let depth = self.depth.load(Ordering::Relaxed);
         if let Some(slot) = self.slots.get(depth) {

@@ -38,7 +38,8 @@ use std::task::{Context, Poll};
 use parking_lot::Mutex;
 
 use crate::clock;
-use crate::meta::FrameMeta;
+use crate::frame_args::FrameArgs;
+use crate::meta::{FrameMeta, NoOwner, Owner};
 use crate::registry;
 use crate::registry::KeyCell;
 use crate::slot::FrameWords;
@@ -276,44 +277,68 @@ fn recycle(mut task: Arc<TaskShared>) {
 /// A future carrying an instrumented async function's frame.
 ///
 /// Created by the code `#[webstack::instrument]` generates; not meant to be
-/// named by users.
+/// named by users. Its fields are what an async call's future carries beyond
+/// the body's own state, and a future is copied whole whenever it moves: the
+/// owner is zero-sized, arguments are kept [`Narrow`](crate::__private::Narrow)
+/// where their type allows, and the creator is one word.
 #[doc(hidden)]
 #[must_use = "futures do nothing unless polled"]
-pub struct Instrumented<F, const N: usize> {
+pub struct Instrumented<F, A, O = NoOwner> {
     inner: F,
     meta: &'static FrameMeta,
-    owner: usize,
-    args: [Value; N],
+    args: A,
+    owner: O,
     creator: Creator,
     task: Option<Arc<TaskShared>>,
 }
 
-/// Which frame created a future, recorded in case it is polled as a task root.
+/// Which frame created a future, recorded in case it is polled as a task
+/// root: the address of its [`FrameMeta`], [`Creator::NONE`], or
+/// [`Creator::AT_FIRST_POLL`].
+///
+/// `AT_FIRST_POLL` means the frame on top of the polling thread's stack when
+/// the future is first polled as a task root. For an `async fn` polled as a
+/// root from the start, that is the same frame as at construction: its
+/// wrapper is built during the `async fn`'s own first poll, and nothing is
+/// pushed in between, so nested calls skip reading it. (A future first polled
+/// inside another task and only later as a root of its own — `select!`, then
+/// awaited elsewhere — records the frame on top at that later poll.)
 #[derive(Clone, Copy)]
-enum Creator {
-    /// The frame on top of the polling thread's stack when the future is
-    /// first polled as a task root. For an `async fn` polled as a root from
-    /// the start, that is the same frame as at construction: its wrapper is
-    /// built during the `async fn`'s own first poll, and nothing is pushed in
-    /// between, so nested calls skip reading it. (A future first polled
-    /// inside another task and only later as a root of its own — `select!`,
-    /// then awaited elsewhere — records the frame on top at that later poll.)
-    AtFirstPoll,
-    /// Read when the future was built (`fn -> impl Future`).
-    Known(Option<&'static FrameMeta>),
+struct Creator(usize);
+
+impl Creator {
+    const NONE: Creator = Creator(0);
+    // A `FrameMeta` is aligned to a word, so no frame has this address.
+    const AT_FIRST_POLL: Creator = Creator(1);
+
+    fn known(meta: Option<&'static FrameMeta>) -> Self {
+        meta.map_or(Creator::NONE, |meta| Creator(meta.addr()))
+    }
+
+    /// The creating frame, reading the thread's top frame if it was left
+    /// for the first poll.
+    fn resolve(self, thread: &stack::ThreadStack) -> Option<&'static FrameMeta> {
+        match self.0 {
+            0 => None,
+            1 => thread.top_meta(),
+            // SAFETY: any other value was made by `known` from a
+            // `&'static FrameMeta`.
+            addr => Some(unsafe { FrameMeta::from_addr(addr) }),
+        }
+    }
 }
 
-impl<F, const N: usize> Instrumented<F, N> {
+impl<F, A, O> Instrumented<F, A, O> {
     /// Wraps `inner`, recording the frame that is current on this thread as
     /// the creator.
     #[inline(always)]
-    pub fn new(meta: &'static FrameMeta, owner: usize, args: [Value; N], inner: F) -> Self {
+    pub fn new(meta: &'static FrameMeta, owner: O, args: A, inner: F) -> Self {
         Instrumented {
             inner,
             meta,
-            owner,
             args,
-            creator: Creator::Known(stack::current().top_meta()),
+            owner,
+            creator: Creator::known(stack::current().top_meta()),
             task: None,
         }
     }
@@ -322,19 +347,19 @@ impl<F, const N: usize> Instrumented<F, N> {
     /// fn`'s first poll: the creator is read only if the future turns out to
     /// be a task root.
     #[inline(always)]
-    pub fn in_async_fn(meta: &'static FrameMeta, owner: usize, args: [Value; N], inner: F) -> Self {
+    pub fn in_async_fn(meta: &'static FrameMeta, owner: O, args: A, inner: F) -> Self {
         Instrumented {
             inner,
             meta,
-            owner,
             args,
-            creator: Creator::AtFirstPoll,
+            owner,
+            creator: Creator::AT_FIRST_POLL,
             task: None,
         }
     }
 }
 
-impl<F, const N: usize> std::fmt::Debug for Instrumented<F, N> {
+impl<F, A, O> std::fmt::Debug for Instrumented<F, A, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Instrumented")
             .field("function", &self.meta.function)
@@ -352,35 +377,26 @@ impl Drop for RootPollGuard {
     }
 }
 
-impl<F: Future, const N: usize> Future for Instrumented<F, N> {
+impl<F: Future, A: FrameArgs, O: Owner> Future for Instrumented<F, A, O> {
     type Output = F::Output;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let ctx = POLL_CTX.with(Cell::get);
+        let thread = stack::current();
+        if ctx.is_null() {
+            return self.poll_root(thread, cx);
+        }
         // SAFETY: `inner` is structurally pinned: it is never moved out of
         // `self`, and `Instrumented` is `Unpin` only when `F` is (auto trait).
         // The other fields are not pinned and only read or replaced in place.
         let this = unsafe { self.get_unchecked_mut() };
         // SAFETY: see above.
         let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
-        let ctx = POLL_CTX.with(Cell::get);
-        let thread = stack::current();
-        if ctx.is_null() {
-            return poll_root(
-                this.meta,
-                this.owner,
-                &this.args,
-                this.creator,
-                &mut this.task,
-                thread,
-                inner,
-                cx,
-            );
-        }
         // SAFETY: a non-null `POLL_CTX` points at the `PollCtx` on the stack
         // of the root poll that is running further up this thread's call stack.
         let ctx = unsafe { &*ctx };
-        let depth = thread.push(this.meta, this.owner, 0, &this.args);
+        let depth = thread.push(this.meta, this.owner.addr(), 0, &this.args);
         let guard = FrameGuard::new(thread, depth);
         ctx.saved.set(false);
         let result = inner.poll(cx);
@@ -392,69 +408,70 @@ impl<F: Future, const N: usize> Future for Instrumented<F, N> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-#[inline(never)]
-fn poll_root<F: Future>(
-    meta: &'static FrameMeta,
-    owner: usize,
-    args: &[Value],
-    creator: Creator,
-    task: &mut Option<Arc<TaskShared>>,
-    thread: &'static stack::ThreadStack,
-    inner: Pin<&mut F>,
-    cx: &mut Context<'_>,
-) -> Poll<F::Output> {
-    let new = task.is_none();
-    let record = task.get_or_insert_with(|| {
-        let created_by = match creator {
-            Creator::AtFirstPoll => thread.top_meta(),
-            Creator::Known(meta) => meta,
-        };
-        let created_by = created_by.map(|m| CreatedBy {
-            function: m.function,
-            file: m.file,
-            line: m.line,
+impl<F: Future, A: FrameArgs, O: Owner> Instrumented<F, A, O> {
+    /// Polls the future as the root of a task: registers the task on the
+    /// first poll, holds its lock for the poll, and leaves the registry when
+    /// the task finishes. Out of line, so that the nested path stays small.
+    #[inline(never)]
+    fn poll_root(
+        self: Pin<&mut Self>,
+        thread: &'static stack::ThreadStack,
+        cx: &mut Context<'_>,
+    ) -> Poll<F::Output> {
+        // SAFETY: as in `poll`: only `inner` is pinned, and it is not moved.
+        let this = unsafe { self.get_unchecked_mut() };
+        // SAFETY: see above.
+        let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
+        let (meta, owner, args, creator) = (this.meta, this.owner.addr(), &this.args, this.creator);
+        let task = &mut this.task;
+        let new = task.is_none();
+        let record = task.get_or_insert_with(|| {
+            let created_by = creator.resolve(thread).map(|m| CreatedBy {
+                function: m.function,
+                file: m.file,
+                line: m.line,
+            });
+            TaskShared::new_record(meta, created_by)
         });
-        TaskShared::new_record(meta, created_by)
-    });
-    let mut state = record.state.lock();
-    // Before a new task is published, so that a snapshot reports it running
-    // rather than waiting for its lock.
-    record.running_on.store(thread.id, Ordering::Relaxed);
-    if new {
-        record.publish();
+        let mut state = record.state.lock();
+        // Before a new task is published, so that a snapshot reports it running
+        // rather than waiting for its lock.
+        record.running_on.store(thread.id, Ordering::Relaxed);
+        if new {
+            record.publish();
+        }
+        state.polls += 1;
+        let depth = thread.push(meta, owner, record.id, args);
+        let frame = FrameGuard::new(thread, depth);
+        let ctx = PollCtx {
+            state: &mut *state,
+            base: depth,
+            saved: Cell::new(false),
+        };
+        POLL_CTX.with(|c| c.set(&ctx));
+        let reset = RootPollGuard;
+        let result = inner.poll(cx);
+        if result.is_pending() && !ctx.saved.get() {
+            save_chain(thread, &ctx, depth);
+        }
+        drop(reset);
+        drop(frame);
+        if result.is_pending() {
+            record.running_on.store(0, Ordering::Relaxed);
+            state.last_poll_end_ns = clock::now_ns();
+            return result;
+        }
+        // A finished task leaves the registry now rather than when its future is
+        // dropped, which may be much later (or never); before its lock is
+        // released, so no snapshot shows it idle with the chain of an earlier
+        // poll.
+        record.leave();
+        drop(state);
+        if let Some(record) = task.take() {
+            recycle(record);
+        }
+        result
     }
-    state.polls += 1;
-    let depth = thread.push(meta, owner, record.id, args);
-    let frame = FrameGuard::new(thread, depth);
-    let ctx = PollCtx {
-        state: &mut *state,
-        base: depth,
-        saved: Cell::new(false),
-    };
-    POLL_CTX.with(|c| c.set(&ctx));
-    let reset = RootPollGuard;
-    let result = inner.poll(cx);
-    if result.is_pending() && !ctx.saved.get() {
-        save_chain(thread, &ctx, depth);
-    }
-    drop(reset);
-    drop(frame);
-    if result.is_pending() {
-        record.running_on.store(0, Ordering::Relaxed);
-        state.last_poll_end_ns = clock::now_ns();
-        return result;
-    }
-    // A finished task leaves the registry now rather than when its future is
-    // dropped, which may be much later (or never); before its lock is
-    // released, so no snapshot shows it idle with the chain of an earlier
-    // poll.
-    record.leave();
-    drop(state);
-    if let Some(record) = task.take() {
-        recycle(record);
-    }
-    result
 }
 
 /// Copies the frames from the root down to `top` into the task record.
@@ -475,7 +492,7 @@ fn save_chain(thread: &stack::ThreadStack, ctx: &PollCtx, top: usize) {
     state.elided = top.saturating_sub(last);
 }
 
-impl<F, const N: usize> Drop for Instrumented<F, N> {
+impl<F, A, O> Drop for Instrumented<F, A, O> {
     #[inline]
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {

@@ -374,6 +374,9 @@ impl Value {
         Some(f())
     }
 
+    /// The header bits that count the extra words in use.
+    pub(crate) const EXTRA_COUNT_MASK: u64 = 0xff << 32;
+
     /// Number of extra words this value uses.
     #[inline(always)]
     pub(crate) fn extra_words(&self) -> usize {

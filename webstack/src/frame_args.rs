@@ -1,0 +1,204 @@
+//! The arguments of one frame as an instrumented call holds them: a tuple
+//! whose members are full [`Value`]s or, for parameter types known to record
+//! only a header and a payload (integers, floats, `bool`, `char`, lengths),
+//! the two-word [`Narrow`].
+//!
+//! An async frame keeps its arguments inside its future for as long as the
+//! call lasts, and a future is copied whole each time it moves: a `Value` is
+//! six words, most arguments need two. Storing them narrow makes the future
+//! of a two-argument `async fn` 64 bytes smaller and its slot write four
+//! stores instead of two stores and a branch per argument. The slot layout
+//! and what a snapshot reads are the same for both forms.
+
+use crate::slot::MAX_ARGS;
+use crate::sync::{AtomicU64, Ordering};
+use crate::value::{Value, VALUE_WORDS};
+
+/// The atomic words of one argument in a frame slot.
+pub(crate) type ArgSlot = [AtomicU64; VALUE_WORDS];
+
+/// One recorded argument, as stored in a frame slot.
+pub trait ArgWords: Copy {
+    /// Stores the argument's words into `slot` (relaxed; the slot's sequence
+    /// lock orders them).
+    fn store(&self, slot: &ArgSlot);
+}
+
+impl ArgWords for Value {
+    #[inline(always)]
+    fn store(&self, slot: &ArgSlot) {
+        let (header, payload, extra) = self.to_words();
+        slot[0].store(header, Ordering::Relaxed);
+        slot[1].store(payload, Ordering::Relaxed);
+        for (word, value) in slot[2..].iter().zip(extra).take(self.extra_words()) {
+            word.store(value, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A value that needs no extra words: a header and a payload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Narrow {
+    header: u64,
+    payload: u64,
+}
+
+impl Narrow {
+    /// Keeps the header and payload of `value`. Only built for types whose
+    /// [`Capture`](crate::Capture) impl never uses extra words; the header's
+    /// word count is cleared regardless, so a reader never takes the stale
+    /// extra words of a slot for this value's.
+    #[inline(always)]
+    pub(crate) fn new(value: Value) -> Self {
+        let (header, payload, _) = value.to_words();
+        Narrow {
+            header: header & !Value::EXTRA_COUNT_MASK,
+            payload,
+        }
+    }
+}
+
+#[cfg(test)]
+impl From<Narrow> for Value {
+    fn from(narrow: Narrow) -> Value {
+        Value::from_words(
+            narrow.header,
+            narrow.payload,
+            [0; crate::value::EXTRA_WORDS],
+        )
+    }
+}
+
+impl ArgWords for Narrow {
+    #[inline(always)]
+    fn store(&self, slot: &ArgSlot) {
+        slot[0].store(self.header, Ordering::Relaxed);
+        slot[1].store(self.payload, Ordering::Relaxed);
+    }
+}
+
+/// All recorded arguments of a frame.
+pub trait FrameArgs {
+    /// Stores the arguments (at most [`MAX_ARGS`]) into `slots`; returns how
+    /// many were stored.
+    fn store(&self, slots: &[ArgSlot; MAX_ARGS]) -> usize;
+}
+
+impl<const N: usize> FrameArgs for [Value; N] {
+    #[inline(always)]
+    fn store(&self, slots: &[ArgSlot; MAX_ARGS]) -> usize {
+        for (value, slot) in self.iter().zip(slots) {
+            value.store(slot);
+        }
+        N.min(MAX_ARGS)
+    }
+}
+
+macro_rules! tuple_args {
+    ($($len:literal => ($($name:ident $index:tt),*);)*) => {$(
+        impl<$($name: ArgWords),*> FrameArgs for ($($name,)*) {
+            #[inline(always)]
+            #[allow(unused_variables)]
+            fn store(&self, slots: &[ArgSlot; MAX_ARGS]) -> usize {
+                $(self.$index.store(&slots[$index]);)*
+                $len
+            }
+        }
+    )*};
+}
+
+tuple_args! {
+    0 => ();
+    1 => (A 0);
+    2 => (A 0, B 1);
+    3 => (A 0, B 1, C 2);
+    4 => (A 0, B 1, C 2, D 3);
+    5 => (A 0, B 1, C 2, D 3, E 4);
+    6 => (A 0, B 1, C 2, D 3, E 4, F 5);
+    7 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+    8 => (A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);
+}
+
+const _: () = assert!(MAX_ARGS == 8, "tuple_args! covers up to MAX_ARGS members");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::__private::{Probe, ViaAddr as _, ViaCapture as _, ViaNarrow as _, ViaRef as _};
+    use crate::slot::Slot;
+    use crate::Capture;
+
+    /// What the macro emits for a parameter `$v`.
+    macro_rules! record {
+        ($v:expr) => {
+            (&&&&Probe(&$v)).__webstack_value()
+        };
+    }
+
+    fn is_narrow<T: 'static>(_: &T) -> bool {
+        std::any::TypeId::of::<T>() == std::any::TypeId::of::<Narrow>()
+    }
+
+    #[test]
+    fn primitives_and_lengths_are_recorded_narrow() {
+        let (a, b, c, d, e) = (7u8, -3i64, 1.5f64, true, 'x');
+        let v = vec![1, 2, 3];
+        let s: &[u32] = &[1, 2];
+        assert!(is_narrow(&record!(a)));
+        assert!(is_narrow(&record!(b)));
+        assert!(is_narrow(&record!(c)));
+        assert!(is_narrow(&record!(d)));
+        assert!(is_narrow(&record!(e)));
+        assert!(is_narrow(&record!(&a)));
+        assert!(is_narrow(&record!(v)));
+        assert!(is_narrow(&record!(&v)));
+        assert!(is_narrow(&record!(s)));
+        // Strings, 128-bit integers and types without `Capture` stay wide.
+        let (text, big) = ("alice", u128::MAX);
+        assert!(!is_narrow(&record!(text)));
+        assert!(!is_narrow(&record!(big)));
+        let lock = std::sync::Mutex::new(1);
+        assert!(!is_narrow(&record!(&lock)));
+        assert!(!is_narrow(&record!(lock)));
+    }
+
+    #[test]
+    fn narrow_types_never_use_extra_words() {
+        let values = [
+            u8::MAX.capture(),
+            u16::MAX.capture(),
+            u32::MAX.capture(),
+            u64::MAX.capture(),
+            usize::MAX.capture(),
+            i8::MIN.capture(),
+            i16::MIN.capture(),
+            i32::MIN.capture(),
+            i64::MIN.capture(),
+            isize::MIN.capture(),
+            f32::MIN.capture(),
+            f64::NAN.capture(),
+            true.capture(),
+            char::MAX.capture(),
+            ().capture(),
+            vec![0u8; 5].capture(),
+            [1u8, 2][..].capture(),
+        ];
+        for value in values {
+            assert_eq!(value.extra_words(), 0, "{value}");
+            assert_eq!(Value::from(Narrow::new(value)), value);
+        }
+    }
+
+    #[test]
+    fn a_narrow_argument_ignores_the_stale_words_of_a_wider_one() {
+        let slot = Slot::new();
+        let wide = Value::str("a string long enough for all words");
+        slot.write(1 << 8, 0, 0, &[wide, wide]);
+        assert_eq!(slot.read().unwrap().0.args[..2], [wide, wide]);
+        let narrow = (Narrow::new(Value::u64(5)), Narrow::new(Value::bool(true)));
+        slot.write(2 << 8, 0, 0, &narrow);
+        let (words, _) = slot.read().unwrap();
+        assert_eq!(words.nargs, 2);
+        assert_eq!(words.args[..2], [Value::u64(5), Value::bool(true)]);
+    }
+}
