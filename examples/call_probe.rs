@@ -18,6 +18,11 @@ use std::task::{Context, Poll};
 
 use await_tree::InstrumentAwait;
 
+#[path = "../webstack/benches/util/call_fns.rs"]
+mod call_fns;
+
+use call_fns::*;
+
 fn run_ready<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
     let mut cx = Context::from_waker(futures::task::noop_waker_ref());
@@ -26,43 +31,6 @@ fn run_ready<F: Future>(future: F) -> F::Output {
             return output;
         }
     }
-}
-
-#[inline(never)]
-fn plain2(a: u64, b: u64) -> u64 {
-    black_box(a) ^ b
-}
-
-#[webstack::instrument]
-#[inline(never)]
-fn ws2(a: u64, b: u64) -> u64 {
-    black_box(a) ^ b
-}
-
-#[webstack::instrument]
-#[inline(never)]
-fn ws_str(s: &str) -> usize {
-    black_box(s).len()
-}
-
-#[tracing::instrument]
-#[inline(never)]
-fn tracing2(a: u64, b: u64) -> u64 {
-    black_box(a) ^ b
-}
-
-async fn plain_leaf(a: u64, b: u64) -> u64 {
-    black_box(a) ^ b
-}
-
-#[webstack::instrument]
-async fn ws_leaf(a: u64, b: u64) -> u64 {
-    black_box(a) ^ b
-}
-
-#[async_backtrace::framed]
-async fn ab_leaf(a: u64, b: u64) -> u64 {
-    black_box(a) ^ b
 }
 
 #[webstack::instrument(skip_all)]

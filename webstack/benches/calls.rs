@@ -23,62 +23,12 @@ use std::hint::black_box;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use async_backtrace::framed;
 use await_tree::InstrumentAwait;
 use criterion::{criterion_group, criterion_main, Criterion};
+use util::call_fns::*;
 use util::run_ready;
 
 // ---- sync -------------------------------------------------------------
-
-#[inline(never)]
-fn plain0() -> u64 {
-    black_box(1)
-}
-
-#[inline(never)]
-fn plain2(a: u64, b: u64) -> u64 {
-    black_box(a) ^ b
-}
-
-#[inline(never)]
-fn plain4(a: u64, b: u64, c: u64, d: u64) -> u64 {
-    black_box(a) ^ b ^ c ^ d
-}
-
-#[inline(never)]
-fn plain_str(s: &str) -> usize {
-    black_box(s).len()
-}
-
-#[webstack::instrument]
-#[inline(never)]
-fn ws0() -> u64 {
-    black_box(1)
-}
-
-#[webstack::instrument]
-#[inline(never)]
-fn ws2(a: u64, b: u64) -> u64 {
-    black_box(a) ^ b
-}
-
-#[webstack::instrument]
-#[inline(never)]
-fn ws4(a: u64, b: u64, c: u64, d: u64) -> u64 {
-    black_box(a) ^ b ^ c ^ d
-}
-
-#[webstack::instrument]
-#[inline(never)]
-fn ws_str(s: &str) -> usize {
-    black_box(s).len()
-}
-
-#[tracing::instrument]
-#[inline(never)]
-fn tracing2(a: u64, b: u64) -> u64 {
-    black_box(a) ^ b
-}
 
 fn sync_calls(c: &mut Criterion) {
     let mut group = c.benchmark_group("sync");
@@ -109,20 +59,6 @@ fn sync_calls(c: &mut Criterion) {
 }
 
 // ---- async --------------------------------------------------------------
-
-async fn plain_leaf(a: u64, b: u64) -> u64 {
-    black_box(a) ^ b
-}
-
-#[webstack::instrument]
-async fn ws_leaf(a: u64, b: u64) -> u64 {
-    black_box(a) ^ b
-}
-
-#[framed]
-async fn ab_leaf(a: u64, b: u64) -> u64 {
-    black_box(a) ^ b
-}
 
 #[webstack::instrument(skip_all)]
 async fn ws_root(body: &mut dyn FnMut()) {

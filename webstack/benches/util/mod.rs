@@ -9,6 +9,8 @@ use std::task::{Context, Poll};
 
 use futures::task::noop_waker_ref;
 
+pub mod call_fns;
+
 /// Polls `future` in a loop with a noop waker until it is ready.
 #[inline(always)]
 pub fn run_ready<F: Future>(future: F) -> F::Output {
