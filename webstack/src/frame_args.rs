@@ -153,6 +153,10 @@ mod tests {
         assert!(is_narrow(&record!(v)));
         assert!(is_narrow(&record!(&v)));
         assert!(is_narrow(&record!(s)));
+        let (id, maybe) = (std::num::NonZeroU32::MIN, Some(4usize));
+        assert!(is_narrow(&record!(id)));
+        assert!(is_narrow(&record!(maybe)));
+        assert!(is_narrow(&record!(&maybe)));
         // Strings, 128-bit integers and types without `Capture` stay wide.
         let (text, big) = ("alice", u128::MAX);
         assert!(!is_narrow(&record!(text)));
@@ -182,6 +186,13 @@ mod tests {
             ().capture(),
             vec![0u8; 5].capture(),
             [1u8, 2][..].capture(),
+            std::num::NonZeroU64::MAX.capture(),
+            std::num::NonZeroI8::MIN.capture(),
+            Some(u64::MAX).capture(),
+            None::<i32>.capture(),
+            Some(-1.5f32).capture(),
+            Some('x').capture(),
+            std::num::NonZeroUsize::new(3).capture(),
         ];
         for value in values {
             assert_eq!(value.extra_words(), 0, "{value}");

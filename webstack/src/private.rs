@@ -7,6 +7,11 @@ pub use crate::stack::FrameGuard;
 pub use crate::task::Instrumented;
 pub use crate::value::{Capture, Value};
 
+use std::num::{
+    NonZeroI16, NonZeroI32, NonZeroI64, NonZeroI8, NonZeroIsize, NonZeroU16, NonZeroU32,
+    NonZeroU64, NonZeroU8, NonZeroUsize,
+};
+
 use crate::stack;
 
 /// Pushes a sync frame on the current thread's shadow stack.
@@ -35,8 +40,9 @@ pub fn init_main() {
 pub struct Probe<'a, T: ?Sized>(pub &'a T);
 
 /// Preferred: a type whose [`Capture`] impl records only a header and a
-/// payload (integers, floats, `bool`, `char`, `()`, the length of a `Vec` or
-/// slice, and references to these) is kept as a two-word [`Narrow`].
+/// payload (integers, `NonZero` integers, floats, `bool`, `char`, `()`, an
+/// `Option` of these, the length of a `Vec` or slice, and references to all
+/// of them) is kept as a two-word [`Narrow`].
 pub trait ViaNarrow {
     /// The recorded value.
     fn __webstack_value(&self) -> Narrow;
@@ -69,6 +75,12 @@ via_narrow! {
     [] u8, [] u16, [] u32, [] u64, [] usize,
     [] i8, [] i16, [] i32, [] i64, [] isize,
     [] f32, [] f64, [] bool, [] char, [] (),
+    [] NonZeroU8, [] NonZeroU16, [] NonZeroU32, [] NonZeroU64, [] NonZeroUsize,
+    [] NonZeroI8, [] NonZeroI16, [] NonZeroI32, [] NonZeroI64, [] NonZeroIsize,
+    [] Option<u8>, [] Option<u16>, [] Option<u32>, [] Option<u64>, [] Option<usize>,
+    [] Option<i8>, [] Option<i16>, [] Option<i32>, [] Option<i64>, [] Option<isize>,
+    [] Option<f32>, [] Option<f64>, [] Option<bool>, [] Option<char>,
+    [] Option<NonZeroU64>, [] Option<NonZeroUsize>,
     [T] Vec<T>, [T] [T],
 }
 
