@@ -35,6 +35,10 @@ pub struct CreatedBy {
     pub line: u32,
 }
 
+/// Aligned to two cache lines: `depth` is written by every instrumented
+/// call, and the stacks of threads registered one after the other would
+/// otherwise share a line.
+#[repr(align(128))]
 pub(crate) struct ThreadStack {
     pub(crate) id: u64,
     /// Kernel thread id (Linux `gettid`), 0 where unknown.

@@ -47,6 +47,12 @@ use crate::stack::{self, CreatedBy, FrameGuard, MAX_DEPTH};
 use crate::value::Value;
 
 /// The registry's record of a task root.
+///
+/// Aligned to a cache line: records of tasks polled on different threads
+/// are allocated side by side, and every poll takes the record's lock and
+/// writes `running_on`, so two records sharing a line would make the
+/// threads' polls contend for it.
+#[repr(align(64))]
 pub(crate) struct TaskShared {
     pub(crate) id: u64,
     pub(crate) name: &'static str,
