@@ -314,7 +314,7 @@ struct Creator(usize);
 
 impl Creator {
     const NONE: Creator = Creator(0);
-    // A `FrameMeta` is aligned to a word, so no frame has this address.
+    // A `FrameMeta` is aligned to 64 bytes, so no frame has this address.
     const AT_FIRST_POLL: Creator = Creator(1);
 
     fn known(meta: Option<&'static FrameMeta>) -> Self {
