@@ -85,16 +85,6 @@ pub trait FrameArgs {
     fn store(&self, slots: &[ArgSlot; MAX_ARGS]) -> usize;
 }
 
-impl<const N: usize> FrameArgs for [Value; N] {
-    #[inline(always)]
-    fn store(&self, slots: &[ArgSlot; MAX_ARGS]) -> usize {
-        for (value, slot) in self.iter().zip(slots) {
-            value.store(slot);
-        }
-        N.min(MAX_ARGS)
-    }
-}
-
 macro_rules! tuple_args {
     ($($len:literal => ($($name:ident $index:tt),*);)*) => {$(
         impl<$($name: ArgWords),*> FrameArgs for ($($name,)*) {
@@ -205,7 +195,7 @@ mod tests {
     fn a_narrow_argument_ignores_the_stale_words_of_a_wider_one() {
         let slot = Slot::new();
         let wide = Value::str("a string long enough for all words");
-        slot.write(1 << 8, 0, 0, &[wide, wide]);
+        slot.write(1 << 8, 0, 0, &(wide, wide));
         assert_eq!(slot.read().unwrap().0.args[..2], [wide, wide]);
         let narrow = (Narrow::new(Value::u64(5)), Narrow::new(Value::bool(true)));
         slot.write(2 << 8, 0, 0, &narrow);

@@ -70,8 +70,8 @@ fn loom_slot_reads_are_never_torn() {
         let writer = {
             let slot = slot.clone();
             thread::spawn(move || {
-                slot.write(META_A.addr(), 0, 0, &[Value::u64(1)]);
-                slot.write(META_B.addr(), 0, 0, &[Value::u64(2)]);
+                slot.write(META_A.addr(), 0, 0, &(Value::u64(1),));
+                slot.write(META_B.addr(), 0, 0, &(Value::u64(2),));
             })
         };
         let reader = thread::spawn(move || {
@@ -102,7 +102,7 @@ fn loom_slot_owner_and_task_words_belong_to_their_frame() {
             thread::spawn(move || {
                 let narrow = (Narrow::new(Value::u64(1)),);
                 slot.write(META_A.addr(), OWNER_A, 7, &narrow);
-                slot.write(META_B.addr(), 0, 0, &[Value::u64(2)]);
+                slot.write(META_B.addr(), 0, 0, &(Value::u64(2),));
                 slot.write(META_A.addr(), OWNER_A, 7, &narrow);
             })
         };
@@ -136,11 +136,11 @@ fn loom_consistent_stack_reads_match_a_real_state() {
         let writer = {
             let stack = stack.clone();
             thread::spawn(move || {
-                let outer = stack.push(&META_A, 0, 0, &[Value::u64(1)]);
-                let inner = stack.push(&META_B, 0, 0, &[Value::u64(2)]);
+                let outer = stack.push(&META_A, 0, 0, &(Value::u64(1),));
+                let inner = stack.push(&META_B, 0, 0, &(Value::u64(2),));
                 stack.pop(inner);
                 stack.pop(outer);
-                stack.push(&META_B, 0, 0, &[Value::u64(2)]);
+                stack.push(&META_B, 0, 0, &(Value::u64(2),));
             })
         };
         let reader = thread::spawn(move || {

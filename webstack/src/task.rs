@@ -428,10 +428,9 @@ impl<F: Future, A: FrameArgs, O: Owner> Instrumented<F, A, O> {
         let this = unsafe { self.get_unchecked_mut() };
         // SAFETY: see above.
         let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
-        let (meta, owner, args, creator) = (this.meta, this.owner.addr(), &this.args, this.creator);
-        let task = &mut this.task;
-        let new = task.is_none();
-        let record = task.get_or_insert_with(|| {
+        let (meta, creator) = (this.meta, this.creator);
+        let new = this.task.is_none();
+        let record = this.task.get_or_insert_with(|| {
             let created_by = creator.resolve(thread).map(|m| CreatedBy {
                 function: m.function,
                 file: m.file,
@@ -447,7 +446,7 @@ impl<F: Future, A: FrameArgs, O: Owner> Instrumented<F, A, O> {
             record.publish();
         }
         state.polls += 1;
-        let depth = thread.push(meta, owner, record.id, args);
+        let depth = thread.push(meta, this.owner.addr(), record.id, &this.args);
         let frame = FrameGuard::new(thread, depth);
         let ctx = PollCtx {
             state: &mut *state,
@@ -473,7 +472,7 @@ impl<F: Future, A: FrameArgs, O: Owner> Instrumented<F, A, O> {
         // poll.
         record.leave();
         drop(state);
-        if let Some(record) = task.take() {
+        if let Some(record) = this.task.take() {
             recycle(record);
         }
         result

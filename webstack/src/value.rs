@@ -380,7 +380,7 @@ impl Value {
     /// Number of extra words this value uses.
     #[inline(always)]
     pub(crate) fn extra_words(&self) -> usize {
-        (((self.header >> 32) & 0xff) as usize).min(EXTRA_WORDS)
+        ((self.header & Self::EXTRA_COUNT_MASK) >> 32).min(EXTRA_WORDS as u64) as usize
     }
 
     /// Writes this value into `out` (used by frame slots).
