@@ -10,25 +10,32 @@ fn snapshot() -> Snapshot {
     Snapshot::capture(&Options::default().augment(false))
 }
 
+/// The frames of the calling thread, outermost first.
+pub fn thread_frames() -> Vec<Frame> {
+    let snapshot = snapshot();
+    snapshot
+        .routines
+        .into_iter()
+        .find(|r| r.kind == Kind::Thread && r.tid.is_some() && r.tid == snapshot.captured_by_tid)
+        .expect("the calling thread is registered")
+        .frames
+}
+
 /// The innermost frame of the calling thread whose function path is
 /// `path_suffix` or ends with `::path_suffix`.
 ///
 /// Panics with the thread's frames when there is none, so a failing case says
 /// what was recorded instead.
 pub fn frame(path_suffix: &str) -> Frame {
-    let snapshot = snapshot();
-    let me = snapshot
-        .routines
-        .iter()
-        .find(|r| r.kind == Kind::Thread && r.tid.is_some() && r.tid == snapshot.captured_by_tid)
-        .expect("the calling thread is registered");
+    let frames = thread_frames();
     let wanted = format!("::{path_suffix}");
-    me.frames
+    frames
         .iter()
+        .rev()
         .find(|f| f.function == path_suffix || f.function.ends_with(&wanted))
         .cloned()
         .unwrap_or_else(|| {
-            let names: Vec<&str> = me.frames.iter().map(|f| &*f.function).collect();
+            let names: Vec<&str> = frames.iter().map(|f| &*f.function).collect();
             panic!("no frame `{path_suffix}` on this thread; frames: {names:?}")
         })
 }

@@ -20,6 +20,7 @@ pass_cases! {
     async_fn_in_trait => "ui/pass/async-fn-in-trait.rs",
     async_fn_never_returns => "ui/pass/async-fn-never-returns.rs",
     async_fn => "ui/pass/async-fn.rs",
+    async_fn_signatures => "ui/pass/async-fn-signatures.rs",
     async_method_borrowed_return => "ui/pass/async-method-borrowed-return.rs",
     cfg_param => "ui/pass/cfg-param.rs",
     destructured_params => "ui/pass/destructured-params.rs",

@@ -1,7 +1,7 @@
 //! Code generation for `#[webstack::instrument]` and `#[webstack::main]`.
 
 use proc_macro2::{Delimiter, Group, Spacing, Span, TokenStream, TokenTree};
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, LitStr, Pat, ReturnType, Signature, Type};
@@ -219,7 +219,34 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
     };
 
     let prelude = quote!(#init #meta_static #capture_values);
-    let body = if sig.asyncness.is_some() {
+    let mut sig = sig;
+    let body = if sig.asyncness.is_some() && attr == Attr::Instrument && desugars(&attrs, &sig) {
+        // `async fn f(x: T) -> R` becomes `fn f(x: T) -> impl Future<Output =
+        // R>` returning the instrumented future directly. Left `async`, the
+        // call would be a generator around `Instrumented` around the body's
+        // generator: each argument is copied twice more, and every poll goes
+        // through one more state dispatch.
+        let output = match &sig.output {
+            ReturnType::Default => quote!(()),
+            ReturnType::Type(_, ty) => ty.to_token_stream(),
+        };
+        let rebinds = rebind_params(&mut sig);
+        let ret = Ident::new("__webstack_ret", Span::mixed_site());
+        let inner = quote_spanned!(block.span()=> {
+            #(#rebinds)*
+            let #ret: #output = #block;
+            #ret
+        });
+        sig.asyncness = None;
+        // The `impl` token carries this crate's edition (2024): the opaque
+        // type captures every lifetime in scope, elided ones included, as the
+        // `async fn` did.
+        sig.output = syn::parse_quote!(-> impl ::core::future::Future<Output = #output>);
+        quote! {
+            #prelude
+            ::webstack::__private::Instrumented::in_async_fn(#meta, #owner, #values, async move #inner)
+        }
+    } else if sig.asyncness.is_some() {
         // Binding the block's value to the declared type keeps inference (`?`,
         // `.into()`, `collect()`) and puts type errors on the user's tail
         // expression, as in the unexpanded `async fn`.
@@ -263,6 +290,72 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
         #(#attrs)*
         #vis #sig #braces
     })
+}
+
+/// Attributes that may stay on an `async fn` rewritten to return `impl
+/// Future`. Any other attribute may be a macro that wants to see `async`
+/// (`#[tokio::test]`, `#[tokio::main]`), so it keeps the `async fn` form.
+const INERT_ATTRS: &[&str] = &[
+    "doc",
+    "allow",
+    "warn",
+    "deny",
+    "forbid",
+    "expect",
+    "inline",
+    "must_use",
+    "cold",
+    "deprecated",
+];
+
+/// Whether an instrumented `async fn` can become a `fn` returning `impl
+/// Future` with the same meaning: inert attributes only; every parameter a
+/// receiver or a plain binding (a pattern such as `_` or `(a, b)` would drop
+/// or split the argument at the call rather than when the future ends); no
+/// `unsafe` (whose body rules differ between editions); and a return type
+/// that can be named as `Output` (no `impl Trait`, not `!`).
+fn desugars(attrs: &[syn::Attribute], sig: &Signature) -> bool {
+    let inert = |attr: &syn::Attribute| INERT_ATTRS.iter().any(|name| attr.path().is_ident(name));
+    let plain_param = |input: &FnArg| match input {
+        FnArg::Receiver(_) => true,
+        FnArg::Typed(typed) => {
+            typed.attrs.is_empty()
+                && matches!(&*typed.pat, Pat::Ident(p) if p.by_ref.is_none() && p.subpat.is_none())
+        }
+    };
+    let output_nameable = match &sig.output {
+        ReturnType::Default => true,
+        ReturnType::Type(_, ty) => binds_as_let(ty),
+    };
+    attrs.iter().all(inert)
+        && sig.inputs.iter().all(plain_param)
+        && sig.unsafety.is_none()
+        && sig.variadic.is_none()
+        && output_nameable
+}
+
+/// The statements that move each parameter into the async block, as an
+/// `async fn` does: every argument lives, and is dropped, with the future,
+/// even one the body never names. Removes `mut` from the signature's
+/// bindings, which the block's bindings take over.
+fn rebind_params(sig: &mut Signature) -> Vec<TokenStream> {
+    sig.inputs
+        .iter_mut()
+        .map(|input| match input {
+            FnArg::Receiver(receiver) => {
+                let self_token = &receiver.self_token;
+                quote!(let _ = &#self_token;)
+            }
+            FnArg::Typed(typed) => {
+                let Pat::Ident(pat) = &mut *typed.pat else {
+                    unreachable!("`desugars` admits only plain bindings")
+                };
+                let ident = &pat.ident;
+                let mutability = pat.mutability.take();
+                quote!(#[allow(unused_variables, clippy::redundant_locals)] let #mutability #ident = #ident;)
+            }
+        })
+        .collect()
 }
 
 /// Every name in `skip(...)` must be a parameter that can be skipped.

@@ -303,12 +303,11 @@ pub struct Instrumented<F, A, O = NoOwner> {
 /// [`Creator::AT_FIRST_POLL`].
 ///
 /// `AT_FIRST_POLL` means the frame on top of the polling thread's stack when
-/// the future is first polled as a task root. For an `async fn` polled as a
-/// root from the start, that is the same frame as at construction: its
-/// wrapper is built during the `async fn`'s own first poll, and nothing is
-/// pushed in between, so nested calls skip reading it. (A future first polled
-/// inside another task and only later as a root of its own — `select!`, then
-/// awaited elsewhere — records the frame on top at that later poll.)
+/// the future is first polled as a task root: what an `async fn` has always
+/// recorded, since it runs no code before its first poll. Nested calls, most
+/// of them, never read it. (A future first polled inside another task and
+/// only later as a root of its own — `select!`, then awaited elsewhere —
+/// records the frame on top at that later poll.)
 #[derive(Clone, Copy)]
 struct Creator(usize);
 
@@ -349,9 +348,10 @@ impl<F, A, O> Instrumented<F, A, O> {
         }
     }
 
-    /// Wraps the body of an `async fn`, which is built during the `async
-    /// fn`'s first poll: the creator is read only if the future turns out to
-    /// be a task root.
+    /// Wraps the body of an `async fn`: the creator is the frame on top when
+    /// the future is first polled as a task root (read only if it turns out
+    /// to be one), as for an `async fn` that runs no code before its first
+    /// poll.
     #[inline(always)]
     pub fn in_async_fn(meta: &'static FrameMeta, owner: O, args: A, inner: F) -> Self {
         Instrumented {
