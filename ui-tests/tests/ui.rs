@@ -6,6 +6,7 @@ const PASS: &[&str] = &[
     "async-fn",
     "async-fn-in-trait",
     "async-fn-never-returns",
+    "async-fn-signatures",
     "async-method-borrowed-return",
     "cfg-param",
     "destructured-params",

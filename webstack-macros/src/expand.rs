@@ -191,10 +191,11 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
     } else {
         TokenStream::new()
     };
-    // The static lives in its own block, so no name of it can reach the
-    // user's body.
+    // The static and the zero-sized type naming it live in their own block,
+    // so no name of them can reach the user's body. An async frame's future
+    // holds the type, not the address.
     let meta_static = quote! {
-        let #meta: &'static ::webstack::__private::FrameMeta = {
+        let #meta = {
             static __WEBSTACK_META: ::webstack::__private::FrameMeta = ::webstack::__private::FrameMeta {
                 name: #fn_name,
                 function: ::core::concat!(::core::module_path!(), "::", #fn_name),
@@ -203,7 +204,14 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
                 line: #line,
                 args: &[#(#arg_metas),*],
             };
-            &__WEBSTACK_META
+            struct __WebstackMeta;
+            impl ::webstack::__private::StaticMeta for __WebstackMeta {
+                #[inline(always)]
+                fn meta(&self) -> &'static ::webstack::__private::FrameMeta {
+                    &__WEBSTACK_META
+                }
+            }
+            __WebstackMeta
         };
     };
     let captures: Vec<&TokenStream> = recorded.iter().map(|p| &p.capture).collect();

@@ -78,6 +78,39 @@ impl ArgWords for Narrow {
     }
 }
 
+/// An argument whose header depends only on its type (an integer, a float,
+/// `bool`, `char`, `()`, the length of a `Vec` or slice): only the payload is
+/// kept, and the header is stored as the constant `HEADER`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fixed<const HEADER: u64>(u64);
+
+impl<const HEADER: u64> Fixed<HEADER> {
+    /// Keeps the payload of `value`, whose header must be `HEADER` (the
+    /// `ViaNarrow` impls pair each type with its header; a unit test checks
+    /// every pair).
+    #[inline(always)]
+    pub(crate) fn new(value: Value) -> Self {
+        let (header, payload, _) = value.to_words();
+        debug_assert_eq!(header, HEADER, "a Fixed argument's type has another header");
+        Fixed(payload)
+    }
+}
+
+#[cfg(test)]
+impl<const HEADER: u64> From<Fixed<HEADER>> for Value {
+    fn from(fixed: Fixed<HEADER>) -> Value {
+        Value::from_words(HEADER, fixed.0, [0; crate::value::EXTRA_WORDS])
+    }
+}
+
+impl<const HEADER: u64> ArgWords for Fixed<HEADER> {
+    #[inline(always)]
+    fn store(&self, slot: &ArgSlot) {
+        slot[0].store(HEADER, Ordering::Relaxed);
+        slot[1].store(self.0, Ordering::Relaxed);
+    }
+}
+
 /// All recorded arguments of a frame.
 pub trait FrameArgs {
     /// Stores the arguments (at most [`MAX_ARGS`]) into `slots`; returns how
@@ -126,29 +159,90 @@ mod tests {
         };
     }
 
-    fn is_narrow<T: 'static>(_: &T) -> bool {
-        std::any::TypeId::of::<T>() == std::any::TypeId::of::<Narrow>()
+    /// Whether a recorded argument is kept in fewer words than a `Value`.
+    fn is_narrow<T: ArgWords>(_: &T) -> bool {
+        std::mem::size_of::<T>() < std::mem::size_of::<Value>()
+    }
+
+    /// The value a snapshot reads back for one recorded argument, through a
+    /// real slot whose words were first filled by a wide value.
+    fn read_back<T: ArgWords>(arg: T) -> Value {
+        let slot = Slot::new();
+        let wide = Value::str("a string long enough for all words");
+        slot.write(1 << 8, 0, 0, &(wide,));
+        slot.write(2 << 8, 0, 0, &(arg,));
+        let (words, _) = slot.read().unwrap();
+        assert_eq!(words.nargs, 1);
+        words.args[0]
     }
 
     #[test]
-    fn primitives_and_lengths_are_recorded_narrow() {
-        let (a, b, c, d, e) = (7u8, -3i64, 1.5f64, true, 'x');
-        let v = vec![1, 2, 3];
-        let s: &[u32] = &[1, 2];
-        assert!(is_narrow(&record!(a)));
-        assert!(is_narrow(&record!(b)));
-        assert!(is_narrow(&record!(c)));
-        assert!(is_narrow(&record!(d)));
-        assert!(is_narrow(&record!(e)));
-        assert!(is_narrow(&record!(&a)));
-        assert!(is_narrow(&record!(v)));
-        assert!(is_narrow(&record!(&v)));
-        assert!(is_narrow(&record!(s)));
-        let (id, maybe) = (std::num::NonZeroU32::MIN, Some(4usize));
-        assert!(is_narrow(&record!(id)));
-        assert!(is_narrow(&record!(maybe)));
-        assert!(is_narrow(&record!(&maybe)));
-        // Strings, 128-bit integers and types without `Capture` stay wide.
+    fn each_narrow_type_reads_back_as_its_capture() {
+        macro_rules! check {
+            ($($v:expr),* $(,)?) => {$({
+                let v = $v;
+                let recorded = record!(v);
+                assert!(is_narrow(&recorded), "{} is recorded wide", stringify!($v));
+                assert_eq!(read_back(recorded), v.capture(), "{}", stringify!($v));
+                assert_eq!(read_back(record!(&v)), v.capture(), "&{}", stringify!($v));
+            })*};
+        }
+        check!(
+            u8::MAX,
+            u16::MAX,
+            u32::MAX,
+            u64::MAX,
+            usize::MAX,
+            i8::MIN,
+            i16::MIN,
+            i32::MIN,
+            i64::MIN,
+            isize::MIN,
+            std::num::NonZeroU8::MAX,
+            std::num::NonZeroU16::MAX,
+            std::num::NonZeroU32::MAX,
+            std::num::NonZeroU64::MAX,
+            std::num::NonZeroUsize::MAX,
+            std::num::NonZeroI8::MIN,
+            std::num::NonZeroI16::MIN,
+            std::num::NonZeroI32::MIN,
+            std::num::NonZeroI64::MIN,
+            std::num::NonZeroIsize::MIN,
+            -1.5f32,
+            f64::NAN,
+            true,
+            'x',
+            (),
+            vec![1u8, 2, 3],
+            Some(7u8),
+            None::<u16>,
+            Some(u32::MAX),
+            Some(u64::MAX),
+            Some(usize::MAX),
+            Some(-1i8),
+            Some(-2i16),
+            None::<i32>,
+            Some(i64::MIN),
+            Some(isize::MAX),
+            Some(0.5f32),
+            None::<f64>,
+            Some(false),
+            Some('y'),
+            std::num::NonZeroU64::new(9),
+            std::num::NonZeroUsize::new(3),
+        );
+        let slice: &[u32] = &[1, 2];
+        assert_eq!(read_back(record!(slice)), slice.capture());
+        let mut v = vec![1u8];
+        let by_mut = &mut v;
+        assert_eq!(
+            read_back(record!(by_mut)),
+            Value::len(crate::value::Collection::Vec, 1)
+        );
+    }
+
+    #[test]
+    fn strings_wide_integers_and_uncaptured_types_stay_wide() {
         let (text, big) = ("alice", u128::MAX);
         assert!(!is_narrow(&record!(text)));
         assert!(!is_narrow(&record!(big)));

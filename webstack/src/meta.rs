@@ -48,6 +48,23 @@ impl FrameMeta {
     }
 }
 
+/// Names a function's [`FrameMeta`]. The macros implement it for a
+/// zero-sized type declared beside each function's `static`, so an async
+/// frame's future carries no word for it and each poll stores the address as
+/// a constant.
+#[doc(hidden)]
+pub trait StaticMeta {
+    /// The function's metadata.
+    fn meta(&self) -> &'static FrameMeta;
+}
+
+impl StaticMeta for &'static FrameMeta {
+    #[inline(always)]
+    fn meta(&self) -> &'static FrameMeta {
+        self
+    }
+}
+
 /// Names `Self` in the frames of a method, or nothing for a free function.
 /// Both forms are zero-sized, so an async frame's future carries no word for
 /// it.

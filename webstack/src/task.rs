@@ -39,7 +39,7 @@ use parking_lot::Mutex;
 
 use crate::clock;
 use crate::frame_args::FrameArgs;
-use crate::meta::{FrameMeta, NoOwner, Owner};
+use crate::meta::{FrameMeta, NoOwner, Owner, StaticMeta};
 use crate::registry;
 use crate::registry::KeyCell;
 use crate::slot::FrameWords;
@@ -285,90 +285,96 @@ fn recycle(mut task: Arc<TaskShared>) {
 /// Created by the code `#[webstack::instrument]` generates; not meant to be
 /// named by users. Its fields are what an async call's future carries beyond
 /// the body's own state, and a future is copied whole whenever it moves: the
-/// owner is zero-sized, arguments are kept [`Narrow`](crate::__private::Narrow)
-/// where their type allows, and the creator is one word.
+/// metadata, the owner and (for an `async fn`) the creator are zero-sized
+/// types, and arguments are kept [`Narrow`](crate::__private::Narrow) where
+/// their type allows.
 #[doc(hidden)]
 #[must_use = "futures do nothing unless polled"]
-pub struct Instrumented<F, A, O = NoOwner> {
+pub struct Instrumented<F, A, M, O = NoOwner, C = AtFirstPoll> {
     inner: F,
-    meta: &'static FrameMeta,
     args: A,
+    meta: M,
     owner: O,
-    creator: Creator,
+    creator: C,
     task: Option<Arc<TaskShared>>,
 }
 
 /// Which frame created a future, recorded in case it is polled as a task
-/// root: the address of its [`FrameMeta`], [`Creator::NONE`], or
-/// [`Creator::AT_FIRST_POLL`].
-///
-/// `AT_FIRST_POLL` means the frame on top of the polling thread's stack when
-/// the future is first polled as a task root: what an `async fn` has always
-/// recorded, since it runs no code before its first poll. Nested calls, most
-/// of them, never read it. (A future first polled inside another task and
-/// only later as a root of its own — `select!`, then awaited elsewhere —
-/// records the frame on top at that later poll.)
-#[derive(Clone, Copy)]
-struct Creator(usize);
+/// root.
+#[doc(hidden)]
+pub trait Creator {
+    /// The creating frame if it was recorded at creation (`Some(None)` when
+    /// there was none); `None` to take the frame on top of the thread that
+    /// first polls the future as a task root.
+    fn known(&self) -> Option<Option<&'static FrameMeta>>;
+}
 
-impl Creator {
-    const NONE: Creator = Creator(0);
-    // A `FrameMeta` is aligned to 64 bytes, so no frame has this address.
-    const AT_FIRST_POLL: Creator = Creator(1);
+/// The frame on top of the polling thread's stack when the future is first
+/// polled as a task root: what an `async fn` has always recorded, since it
+/// runs no code before its first poll. Nested calls, most of them, never read
+/// it. (A future first polled inside another task and only later as a root of
+/// its own — `select!`, then awaited elsewhere — records the frame on top at
+/// that later poll.)
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct AtFirstPoll;
 
-    fn known(meta: Option<&'static FrameMeta>) -> Self {
-        meta.map_or(Creator::NONE, |meta| Creator(meta.addr()))
-    }
-
-    /// The creating frame, reading the thread's top frame if it was left
-    /// for the first poll.
-    fn resolve(self, thread: &stack::ThreadStack) -> Option<&'static FrameMeta> {
-        match self.0 {
-            0 => None,
-            1 => thread.top_meta(),
-            // SAFETY: any other value was made by `known` from a
-            // `&'static FrameMeta`.
-            addr => Some(unsafe { FrameMeta::from_addr(addr) }),
-        }
+impl Creator for AtFirstPoll {
+    #[inline(always)]
+    fn known(&self) -> Option<Option<&'static FrameMeta>> {
+        None
     }
 }
 
-impl<F, A, O> Instrumented<F, A, O> {
+/// The frame on top when the future was created, for a function returning
+/// `impl Future`, which runs code (perhaps a `spawn`) before it.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug)]
+pub struct KnownCreator(Option<&'static FrameMeta>);
+
+impl Creator for KnownCreator {
+    #[inline(always)]
+    fn known(&self) -> Option<Option<&'static FrameMeta>> {
+        Some(self.0)
+    }
+}
+
+impl<F, A, M, O> Instrumented<F, A, M, O, KnownCreator> {
     /// Wraps `inner`, recording the frame that is current on this thread as
     /// the creator.
     #[inline(always)]
-    pub fn new(meta: &'static FrameMeta, owner: O, args: A, inner: F) -> Self {
+    pub fn new(meta: M, owner: O, args: A, inner: F) -> Self {
         Instrumented {
             inner,
-            meta,
             args,
-            owner,
-            creator: Creator::known(stack::current().top_meta()),
-            task: None,
-        }
-    }
-
-    /// Wraps the body of an `async fn`: the creator is the frame on top when
-    /// the future is first polled as a task root (read only if it turns out
-    /// to be one), as for an `async fn` that runs no code before its first
-    /// poll.
-    #[inline(always)]
-    pub fn in_async_fn(meta: &'static FrameMeta, owner: O, args: A, inner: F) -> Self {
-        Instrumented {
-            inner,
             meta,
-            args,
             owner,
-            creator: Creator::AT_FIRST_POLL,
+            creator: KnownCreator(stack::current().top_meta()),
             task: None,
         }
     }
 }
 
-impl<F, A, O> std::fmt::Debug for Instrumented<F, A, O> {
+impl<F, A, M, O> Instrumented<F, A, M, O, AtFirstPoll> {
+    /// Wraps the body of an `async fn`: the creator is read only if the
+    /// future turns out to be a task root, at its first poll as one.
+    #[inline(always)]
+    pub fn in_async_fn(meta: M, owner: O, args: A, inner: F) -> Self {
+        Instrumented {
+            inner,
+            args,
+            meta,
+            owner,
+            creator: AtFirstPoll,
+            task: None,
+        }
+    }
+}
+
+impl<F, A, M: StaticMeta, O, C> std::fmt::Debug for Instrumented<F, A, M, O, C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Instrumented")
-            .field("function", &self.meta.function)
+            .field("function", &self.meta.meta().function)
             .finish_non_exhaustive()
     }
 }
@@ -383,7 +389,9 @@ impl Drop for RootPollGuard {
     }
 }
 
-impl<F: Future, A: FrameArgs, O: Owner> Future for Instrumented<F, A, O> {
+impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Future
+    for Instrumented<F, A, M, O, C>
+{
     type Output = F::Output;
 
     #[inline]
@@ -402,7 +410,7 @@ impl<F: Future, A: FrameArgs, O: Owner> Future for Instrumented<F, A, O> {
         // SAFETY: a non-null `POLL_CTX` points at the `PollCtx` on the stack
         // of the root poll that is running further up this thread's call stack.
         let ctx = unsafe { &*ctx };
-        let depth = thread.push(this.meta, this.owner.addr(), 0, &this.args);
+        let depth = thread.push(this.meta.meta(), this.owner.addr(), 0, &this.args);
         let guard = FrameGuard::new(thread, depth);
         ctx.saved.set(false);
         let result = inner.poll(cx);
@@ -414,7 +422,7 @@ impl<F: Future, A: FrameArgs, O: Owner> Future for Instrumented<F, A, O> {
     }
 }
 
-impl<F: Future, A: FrameArgs, O: Owner> Instrumented<F, A, O> {
+impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Instrumented<F, A, M, O, C> {
     /// Polls the future as the root of a task: registers the task on the
     /// first poll, holds its lock for the poll, and leaves the registry when
     /// the task finishes. Out of line, so that the nested path stays small.
@@ -428,10 +436,12 @@ impl<F: Future, A: FrameArgs, O: Owner> Instrumented<F, A, O> {
         let this = unsafe { self.get_unchecked_mut() };
         // SAFETY: see above.
         let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
-        let (meta, creator) = (this.meta, this.creator);
+        let meta = this.meta.meta();
         let new = this.task.is_none();
+        let creator = &this.creator;
         let record = this.task.get_or_insert_with(|| {
-            let created_by = creator.resolve(thread).map(|m| CreatedBy {
+            let creator = creator.known().unwrap_or_else(|| thread.top_meta());
+            let created_by = creator.map(|m| CreatedBy {
                 function: m.function,
                 file: m.file,
                 line: m.line,
@@ -497,7 +507,7 @@ fn save_chain(thread: &stack::ThreadStack, ctx: &PollCtx, top: usize) {
     state.elided = top.saturating_sub(last);
 }
 
-impl<F, A, O> Drop for Instrumented<F, A, O> {
+impl<F, A, M, O, C> Drop for Instrumented<F, A, M, O, C> {
     #[inline]
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {

@@ -100,6 +100,25 @@ const TAG_DURATION: u64 = 12;
 const TAG_POINTER: u64 = 13;
 const TAG_OPAQUE: u64 = 14;
 
+/// Headers of the values whose header depends only on their type, for
+/// arguments recorded as a payload word alone
+/// ([`Fixed`](crate::frame_args::Fixed)).
+pub(crate) mod fixed_header {
+    use super::{
+        Collection, TAG_BOOL, TAG_CHAR, TAG_F32, TAG_F64, TAG_I64, TAG_LEN, TAG_U64, TAG_UNIT,
+    };
+
+    pub(crate) const UNIT: u64 = TAG_UNIT;
+    pub(crate) const BOOL: u64 = TAG_BOOL;
+    pub(crate) const CHAR: u64 = TAG_CHAR;
+    pub(crate) const I64: u64 = TAG_I64;
+    pub(crate) const U64: u64 = TAG_U64;
+    pub(crate) const F32: u64 = TAG_F32;
+    pub(crate) const F64: u64 = TAG_F64;
+    pub(crate) const SLICE_LEN: u64 = TAG_LEN | (Collection::Slice.code() << 24);
+    pub(crate) const VEC_LEN: u64 = TAG_LEN | (Collection::Vec.code() << 24);
+}
+
 const WRAP_SOME: u64 = 0;
 const WRAP_OK: u64 = 1;
 const WRAP_ERR: u64 = 2;
@@ -142,8 +161,18 @@ impl Collection {
         Collection::Other,
     ];
 
-    fn code(self) -> u64 {
-        Self::ALL.iter().position(|c| *c == self).unwrap_or(8) as u64
+    const fn code(self) -> u64 {
+        match self {
+            Collection::Slice => 0,
+            Collection::Array => 1,
+            Collection::Vec => 2,
+            Collection::VecDeque => 3,
+            Collection::HashMap => 4,
+            Collection::BTreeMap => 5,
+            Collection::HashSet => 6,
+            Collection::BTreeSet => 7,
+            Collection::Other => 8,
+        }
     }
 
     fn from_code(code: u64) -> Self {
