@@ -4,6 +4,8 @@
 //! - `sync`: a plain `#[inline(never)]` call against `#[webstack::instrument]`
 //!   (0, 2 and 4 integer arguments, a `&str`) and `#[tracing::instrument]`
 //!   without a subscriber and with a `tracing_subscriber::registry()`.
+//! - `sync_added`: the added cost of the two-argument call alone, plain and
+//!   instrumented batches alternating (see [`sync_added`]).
 //! - `async_nested`: create + poll to ready + drop of an async fn called
 //!   inside an already-running instrumented task (how real code calls them):
 //!   plain, webstack, async-backtrace `#[framed]`, await-tree
@@ -56,6 +58,49 @@ fn sync_calls(c: &mut Criterion) {
         group.bench_function("tracing/2/registry", |bench| bench.iter(|| tracing2(a, b)));
     });
     group.finish();
+}
+
+/// The added cost of a two-argument call, measured directly: batches of
+/// plain and instrumented calls alternate within each sample, so a change in
+/// the machine's speed during the run (frequency, a neighbour on the host)
+/// falls on both sides alike instead of on one benchmark of the pair. The
+/// figure is (instrumented - plain) per call. `sync/plain/2` and
+/// `sync/webstack/2` measure the two sides apart, seconds or minutes from
+/// each other.
+fn sync_added(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sync_added");
+    let (a, b) = (black_box(1u64), black_box(2u64));
+    group.bench_function("webstack/2", |bench| {
+        bench.iter_custom(|iters| interleaved_difference(iters, || plain2(a, b), || ws2(a, b)))
+    });
+    group.finish();
+}
+
+/// Time of `iters` calls of `measured` minus that of `iters` calls of `base`,
+/// the two run in alternating batches.
+fn interleaved_difference(
+    iters: u64,
+    mut base: impl FnMut() -> u64,
+    mut measured: impl FnMut() -> u64,
+) -> Duration {
+    const BATCH: u64 = 1_000;
+    let (mut base_time, mut measured_time) = (Duration::ZERO, Duration::ZERO);
+    let mut left = iters;
+    while left > 0 {
+        let n = left.min(BATCH);
+        let start = Instant::now();
+        for _ in 0..n {
+            black_box(base());
+        }
+        base_time += start.elapsed();
+        let start = Instant::now();
+        for _ in 0..n {
+            black_box(measured());
+        }
+        measured_time += start.elapsed();
+        left -= n;
+    }
+    measured_time.saturating_sub(base_time)
 }
 
 // ---- async --------------------------------------------------------------
@@ -198,6 +243,7 @@ fn register_2threads(c: &mut Criterion) {
 criterion_group!(
     benches,
     sync_calls,
+    sync_added,
     async_nested,
     async_root,
     register_2threads
