@@ -129,24 +129,33 @@ fn make_job(job: u32) -> impl Future<Output = u32> + Send {
 }
 
 #[webstack::instrument]
+async fn make_async_job(job: u32) -> u32 {
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    job
+}
+
+#[webstack::instrument]
 fn spawn_jobs(count: u32, rt: &tokio::runtime::Runtime) -> Vec<tokio::task::JoinHandle<u32>> {
-    (0..count).map(|job| rt.spawn(make_job(job))).collect()
+    (0..count)
+        .flat_map(|job| [rt.spawn(make_job(job)), rt.spawn(make_async_job(job))])
+        .collect()
 }
 
 #[test]
-fn impl_future_records_its_creator_at_call_time() {
+fn impl_future_records_its_creator_at_call_time_and_async_fn_at_first_poll() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_time()
         .build()
         .unwrap();
     let handles = spawn_jobs(2, &rt);
+    let is_job = |n: &str| n == "make_job" || n == "make_async_job";
     assert!(wait_until(Duration::from_secs(5), || {
-        util::routines(&shadow_snapshot(), |n| n == "make_job")
+        util::routines(&shadow_snapshot(), is_job)
             .iter()
             .filter(|r| r.state.as_str() == "idle")
             .count()
-            == 2
+            == 4
     }));
     let snapshot = shadow_snapshot();
     assert_eq!(
@@ -155,6 +164,15 @@ fn impl_future_records_its_creator_at_call_time() {
          \x20 tasks::make_job(job: u32 = 0) tasks.rs:LINE [task root]\n\
          Task \"make_job\" idle created_by=tasks::spawn_jobs at tasks.rs:LINE\n\
          \x20 tasks::make_job(job: u32 = 1) tasks.rs:LINE [task root]\n"
+    );
+    // An `async fn`'s creator is the frame on top where it is first polled
+    // as a task root: on the worker, nothing (see the README's limits).
+    assert_eq!(
+        describe_all(&snapshot, |n| n == "make_async_job"),
+        "Task \"make_async_job\" idle\n\
+         \x20 tasks::make_async_job(job: u32 = 0) tasks.rs:LINE [task root]\n\
+         Task \"make_async_job\" idle\n\
+         \x20 tasks::make_async_job(job: u32 = 1) tasks.rs:LINE [task root]\n"
     );
     for handle in &handles {
         handle.abort();
@@ -165,7 +183,7 @@ fn impl_future_records_its_creator_at_call_time() {
     // Aborted tasks are dropped: they leave the registry.
     assert!(wait_until(Duration::from_secs(5), || describe_all(
         &shadow_snapshot(),
-        |n| n == "make_job"
+        is_job
     )
     .is_empty()));
 }

@@ -32,6 +32,13 @@ mod expand;
 /// compile error on the offending token; the function is still emitted
 /// unchanged beside it.
 ///
+/// An `async fn` becomes a `fn` returning `impl Future<Output = T>` whose
+/// future captures the same lifetimes and holds every argument until it ends,
+/// as the `async fn`'s future did; it records the arguments at the call. It
+/// stays an `async fn` when it has a destructured parameter, another
+/// attribute that may be a macro (`#[tokio::test]`), `unsafe`, or an `impl
+/// Trait` or `!` return type.
+///
 /// See the `webstack` crate docs for what it expands to.
 #[proc_macro_attribute]
 pub fn instrument(args: TokenStream, item: TokenStream) -> TokenStream {

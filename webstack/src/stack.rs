@@ -97,6 +97,7 @@ impl ThreadStack {
     }
 
     /// The metadata of the innermost recorded frame, read by the owner thread.
+    #[inline]
     pub(crate) fn top_meta(&self) -> Option<&'static FrameMeta> {
         let depth = self.depth.load(Ordering::Relaxed);
         let top = depth.checked_sub(1)?;
@@ -231,16 +232,22 @@ pub(crate) fn register_current(created_by: Option<CreatedBy>) -> &'static Thread
     unsafe { &*ptr }
 }
 
+/// The innermost recorded frame of this thread. Does not register the
+/// thread: one without a stack has no frames.
+#[inline(always)]
+pub(crate) fn current_top_meta() -> Option<&'static FrameMeta> {
+    let ptr = CURRENT.with(Cell::get);
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: see `current`.
+    unsafe { &*ptr }.top_meta()
+}
+
 /// The instrumented function running on this thread, as a creator record at
 /// `location`.
 pub(crate) fn creator_here(location: &'static std::panic::Location<'static>) -> CreatedBy {
-    let function = CURRENT
-        .try_with(Cell::get)
-        .ok()
-        .filter(|ptr| !ptr.is_null())
-        // SAFETY: see `current`.
-        .and_then(|ptr| unsafe { &*ptr }.top_meta())
-        .map_or("<uninstrumented>", |meta| meta.function);
+    let function = current_top_meta().map_or("<uninstrumented>", |meta| meta.function);
     CreatedBy {
         function,
         file: location.file(),

@@ -310,9 +310,9 @@ pub trait Creator {
 }
 
 /// The frame on top of the polling thread's stack when the future is first
-/// polled as a task root: what an `async fn` has always recorded, since it
-/// runs no code before its first poll. Nested calls, most of them, never read
-/// it. (A future first polled inside another task and only later as a root of
+/// polled as a task root, recorded by `async fn`s: nested calls, most of
+/// them, never read it, and reading the caller's frame at creation instead
+/// (through a thread-local) added 29 instructions to every nested call. (A future first polled inside another task and only later as a root of
 /// its own — `select!`, then awaited elsewhere — records the frame on top at
 /// that later poll.)
 #[doc(hidden)]
@@ -327,7 +327,7 @@ impl Creator for AtFirstPoll {
 }
 
 /// The frame on top when the future was created, for a function returning
-/// `impl Future`, which runs code (perhaps a `spawn`) before it.
+/// `impl Future`: the function that called it, often the one that spawns it.
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug)]
 pub struct KnownCreator(Option<&'static FrameMeta>);
@@ -349,7 +349,7 @@ impl<F, A, M, O> Instrumented<F, A, M, O, KnownCreator> {
             args,
             meta,
             owner,
-            creator: KnownCreator(stack::current().top_meta()),
+            creator: KnownCreator(stack::current_top_meta()),
             task: None,
         }
     }
