@@ -48,17 +48,18 @@
 //!
 //! `enter` writes the frame into the calling thread's fixed-size shadow stack
 //! with plain stores (a sequence lock makes it readable from other threads),
-//! and the guard pops it when the call returns or unwinds. An `async fn`
-//! becomes a `fn` returning `impl Future<Output = ...>` (capturing the same
-//! lifetimes, and holding every argument until the future ends, as the
-//! `async fn` did): it records the arguments and returns its body, an `async
-//! move` block, wrapped in an [`__private::Instrumented`] future that holds
-//! the frame and pushes it on the polling thread's stack for each poll. (It
-//! stays an `async fn`, awaiting the wrapper, when it has a destructured
-//! parameter, another attribute macro such as `#[tokio::test]`, `unsafe`, or
-//! an `impl Trait` or `!` return type.) The outermost instrumented future polled on a thread is a task
-//! root and is registered as a task, with its await chain recorded at every
-//! `Pending`.
+//! and the guard pops it when the call returns or unwinds.
+//!
+//! An `async fn` becomes a `fn` returning `impl Future<Output = ...>`
+//! (capturing the same lifetimes, and holding every argument until the
+//! future ends, as the `async fn` did): it records the arguments and returns
+//! its body, an `async move` block, wrapped in an [`__private::Instrumented`]
+//! future that holds the frame and pushes it on the polling thread's stack
+//! for each poll. (It stays an `async fn`, awaiting the wrapper, when it has a
+//! destructured parameter, another attribute macro such as `#[tokio::test]`,
+//! `unsafe`, or an `impl Trait` or `!` return type.) The outermost
+//! instrumented future polled on a thread is a task root and is registered
+//! as a task, with its await chain recorded at every `Pending`.
 //!
 //! Argument values are recorded through [`Capture`], never through `Debug`.
 //! Parameters whose type has no `Capture` impl are recorded as their address

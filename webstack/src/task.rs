@@ -286,8 +286,9 @@ fn recycle(mut task: Arc<TaskShared>) {
 /// named by users. Its fields are what an async call's future carries beyond
 /// the body's own state, and a future is copied whole whenever it moves: the
 /// metadata, the owner and (for an `async fn`) the creator are zero-sized
-/// types, and arguments are kept [`Narrow`](crate::__private::Narrow) where
-/// their type allows.
+/// types, and arguments are kept in two words
+/// ([`Narrow`](crate::__private::Narrow)) or one
+/// ([`Fixed`](crate::__private::Fixed)) where their type allows.
 #[doc(hidden)]
 #[must_use = "futures do nothing unless polled"]
 pub struct Instrumented<F, A, M, O = NoOwner, C = AtFirstPoll> {
@@ -312,9 +313,10 @@ pub trait Creator {
 /// The frame on top of the polling thread's stack when the future is first
 /// polled as a task root, recorded by `async fn`s: nested calls, most of
 /// them, never read it, and reading the caller's frame at creation instead
-/// (through a thread-local) added 29 instructions to every nested call. (A future first polled inside another task and only later as a root of
-/// its own — `select!`, then awaited elsewhere — records the frame on top at
-/// that later poll.)
+/// (through a thread-local) added 29 instructions to every nested call. (A
+/// future first polled inside another task and only later as a root of its
+/// own — `select!`, then awaited elsewhere — records the frame on top at that
+/// later poll.)
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug)]
 pub struct AtFirstPoll;

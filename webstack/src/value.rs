@@ -652,6 +652,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn collection_codes_match_their_decoding() {
+        for (index, kind) in Collection::ALL.into_iter().enumerate() {
+            assert_eq!(kind.code(), index as u64, "{kind:?}");
+            assert_eq!(Collection::from_code(kind.code()), kind);
+        }
+    }
+
+    #[test]
     fn primitives_display() {
         assert_eq!(7u32.capture().to_string(), "7");
         assert_eq!((-3i8).capture().to_string(), "-3");
