@@ -77,7 +77,8 @@ fn sync_added(c: &mut Criterion) {
 }
 
 /// Time of `iters` calls of `measured` minus that of `iters` calls of `base`,
-/// the two run in alternating batches.
+/// the two run in alternating batches. A sample where noise made the
+/// difference negative counts as zero, which can only raise the figure.
 fn interleaved_difference(
     iters: u64,
     mut base: impl FnMut() -> u64,
