@@ -63,3 +63,9 @@ pub fn args(frame: &Frame) -> Vec<(&'static str, &'static str, String)> {
         .map(|a| (a.name, a.ty, a.value.to_string()))
         .collect()
 }
+
+/// Returns `future` unchanged, failing to compile unless it is `Send`: an
+/// instrumented function's future must stay `Send` where the plain one is.
+pub fn assert_send<F: std::future::Future + Send>(future: F) -> F {
+    future
+}

@@ -1,15 +1,15 @@
 //! The arguments of one frame as an instrumented call holds them: a tuple
 //! whose members are full [`Value`]s or, for parameter types known to record
-//! only a header and a payload (integers, floats, `bool`, `char`, `Option`s
-//! of these, lengths; the list is `ViaNarrow` in `__private`), the two-word
-//! [`Narrow`].
+//! only a header and a payload (the list is `ViaNarrow` in `__private`), the
+//! payload alone with the type's constant header ([`Fixed`]: integers,
+//! floats, `bool`, `char`, `()`, lengths) or both words ([`Narrow`]:
+//! `Option`s of these, whose header says `Some` or `None`).
 //!
 //! An async frame keeps its arguments inside its future for as long as the
 //! call lasts, and a future is copied whole each time it moves: a `Value` is
-//! six words, most arguments need two. Storing them narrow makes the future
-//! of a two-argument `async fn` 64 bytes smaller, and its slot write two
-//! stores per argument with no branch on the extra-word count. The slot
-//! layout and what a snapshot reads are the same for both forms.
+//! six words, a `u64` argument needs one. Its slot write is two stores per
+//! narrow argument, with no branch on the extra-word count. The slot layout
+//! and what a snapshot reads are the same for every form.
 
 use crate::slot::MAX_ARGS;
 use crate::sync::{AtomicU64, Ordering};

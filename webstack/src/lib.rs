@@ -41,7 +41,8 @@
 //! fn handle(id: u32, user: &str) -> usize {
 //!     static META: FrameMeta = FrameMeta { function: "app::handle", file: file!(), line: 2,
 //!         args: &[ArgMeta { name: "id", ty: "u32" }, ArgMeta { name: "user", ty: "&str" }], .. };
-//!     let _frame = enter(&META, 0, [Value::u64(id as u64), Value::str(user)]);
+//!     struct Meta; // implements `StaticMeta`, naming `META`
+//!     let _frame = enter(Meta, NoOwner, (Fixed::<U64>::new(id), Value::str(user)));
 //!     body
 //! }
 //! ```

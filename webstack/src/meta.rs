@@ -58,13 +58,6 @@ pub trait StaticMeta {
     fn meta(&self) -> &'static FrameMeta;
 }
 
-impl StaticMeta for &'static FrameMeta {
-    #[inline(always)]
-    fn meta(&self) -> &'static FrameMeta {
-        self
-    }
-}
-
 /// Names `Self` in the frames of a method, or nothing for a free function.
 /// Both forms are zero-sized, so an async frame's future carries no word for
 /// it.

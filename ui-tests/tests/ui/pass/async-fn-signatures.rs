@@ -66,21 +66,17 @@ impl Counter {
     }
 }
 
-fn assert_send<F: Future + Send>(future: F) -> F {
-    future
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     let bytes = [1u8, 2, 3];
     let cursor = Cursor { rest: &bytes };
-    assert_eq!(runtime.block_on(assert_send(take(cursor, 2))), 3);
+    assert_eq!(runtime.block_on(ui_tests::assert_send(take(cursor, 2))), 3);
     let mut scratch = Vec::new();
     assert_eq!(runtime.block_on(longest("ab", "abc", &mut scratch)), 3);
     assert_eq!(scratch, [2, 3]);
-    assert_eq!(runtime.block_on(assert_send(show(4, 'x'))), "4x");
+    assert_eq!(runtime.block_on(ui_tests::assert_send(show(4, 'x'))), "4x");
     // Three `recurse` frames on the stack at the innermost one.
     assert_eq!(runtime.block_on(recurse(2)), 3);
     let counter = runtime.block_on(Counter { hits: 1 }.bump(2));

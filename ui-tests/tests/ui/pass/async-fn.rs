@@ -1,8 +1,6 @@
 // An `async fn` records its frame while it is polled, nested under the
 // instrumented `async fn` that awaits it; its future stays `Send`.
 
-use std::future::Future;
-
 #[webstack::instrument]
 async fn fetch(id: u64, path: String) -> usize {
     tokio::task::yield_now().await;
@@ -27,15 +25,11 @@ async fn leaf(len: usize) -> usize {
 #[webstack::instrument]
 async fn nothing() {}
 
-fn assert_send<F: Future + Send>(future: F) -> F {
-    future
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let n = runtime.block_on(assert_send(fetch(7, "/a".to_owned())));
+    let n = runtime.block_on(ui_tests::assert_send(fetch(7, "/a".to_owned())));
     assert_eq!(n, 2);
     runtime.block_on(nothing());
 }

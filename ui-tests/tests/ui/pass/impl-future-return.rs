@@ -13,13 +13,9 @@ fn delayed(n: u32) -> impl Future<Output = u32> + Send {
     }
 }
 
-fn assert_send<F: Future + Send>(future: F) -> F {
-    future
-}
-
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    assert_eq!(runtime.block_on(assert_send(delayed(21))), 42);
+    assert_eq!(runtime.block_on(ui_tests::assert_send(delayed(21))), 42);
 }
