@@ -128,17 +128,31 @@ impl SavedChain {
 }
 
 /// The task being polled on this thread, set by its root for one poll.
+///
+/// Which chain to keep: when an instrumented future returns `Pending`, the
+/// chain is saved from the root down to it, unless a future it polled (a
+/// frame further down) already saved one during this poll of it that is
+/// still pending. Siblings polled by the same parent (`join!`, `select!`,
+/// `FuturesUnordered`) come and go in between: one that finishes must not
+/// make its parent overwrite the chain of one that is still pending, and a
+/// chain whose innermost future finished or was dropped must not be kept.
+/// So each save is counted (`saves`), a future compares the count before and
+/// after its poll, and [`SAVED_LEAF`] names the future that ends the saved
+/// chain for as long as that chain stands.
 struct PollCtx {
     state: *mut TaskState,
     /// Depth of the root frame on the thread's shadow stack.
     base: usize,
-    /// Whether the chain was already saved during the current unwinding of
-    /// `Pending` results.
-    saved: Cell<bool>,
+    /// Chains saved during this poll of the root.
+    saves: Cell<u32>,
 }
 
 thread_local! {
     static POLL_CTX: Cell<*const PollCtx> = const { Cell::new(std::ptr::null()) };
+    /// The address of the future that ends the chain saved during the
+    /// current root poll, or 0 once that future finished or was dropped (or
+    /// before any save). Only ever compared, never followed.
+    static SAVED_LEAF: Cell<usize> = const { Cell::new(0) };
     static TASK_IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
 
@@ -414,14 +428,27 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Future
         let ctx = unsafe { &*ctx };
         let depth = thread.push(this.meta.meta(), this.owner.addr(), 0, &this.args);
         let guard = FrameGuard::new(thread, depth);
-        ctx.saved.set(false);
+        let saves = ctx.saves.get();
         let result = inner.poll(cx);
-        if result.is_pending() && !ctx.saved.get() {
-            save_chain(thread, ctx, depth);
+        if ctx.saves.get() != saves {
+            // Something below saved a chain through this frame.
+            if result.is_ready() {
+                SAVED_LEAF.with(|leaf| leaf.set(0));
+            } else if SAVED_LEAF.with(Cell::get) == 0 {
+                save_chain(thread, ctx, depth, leaf_addr(this));
+            }
+        } else if result.is_pending() {
+            save_chain(thread, ctx, depth, leaf_addr(this));
         }
         drop(guard);
         result
     }
+}
+
+/// What [`SAVED_LEAF`] holds for a future.
+#[inline(always)]
+fn leaf_addr<T>(future: &T) -> usize {
+    future as *const T as usize
 }
 
 impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Instrumented<F, A, M, O, C> {
@@ -463,13 +490,14 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Instrumented<
         let ctx = PollCtx {
             state: &mut *state,
             base: depth,
-            saved: Cell::new(false),
+            saves: Cell::new(0),
         };
+        SAVED_LEAF.with(|leaf| leaf.set(0));
         POLL_CTX.with(|c| c.set(&ctx));
         let reset = RootPollGuard;
         let result = inner.poll(cx);
-        if result.is_pending() && !ctx.saved.get() {
-            save_chain(thread, &ctx, depth);
+        if result.is_pending() && (ctx.saves.get() == 0 || SAVED_LEAF.with(Cell::get) == 0) {
+            save_chain(thread, &ctx, depth, 0);
         }
         drop(reset);
         drop(frame);
@@ -491,10 +519,12 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Instrumented<
     }
 }
 
-/// Copies the frames from the root down to `top` into the task record.
+/// Copies the frames from the root down to `top` into the task record;
+/// `leaf` is the address of the future whose frame `top` is.
 #[cold]
-fn save_chain(thread: &stack::ThreadStack, ctx: &PollCtx, top: usize) {
-    ctx.saved.set(true);
+fn save_chain(thread: &stack::ThreadStack, ctx: &PollCtx, top: usize, leaf: usize) {
+    ctx.saves.set(ctx.saves.get().wrapping_add(1));
+    SAVED_LEAF.with(|saved| saved.set(leaf));
     // SAFETY: `ctx.state` points into the `MutexGuard` held by the root poll
     // that set `ctx`; that poll is still running further up this call stack,
     // and nothing else touches the state while the lock is held.
@@ -515,5 +545,13 @@ impl<F, A, M, O, C> Drop for Instrumented<F, A, M, O, C> {
         if let Some(task) = self.task.take() {
             unregister(task);
         }
+        // A pending future dropped during its parent's poll (the losing
+        // branch of a `select!`) no longer ends the saved chain.
+        let addr = leaf_addr(self);
+        SAVED_LEAF.with(|leaf| {
+            if leaf.get() == addr {
+                leaf.set(0);
+            }
+        });
     }
 }
