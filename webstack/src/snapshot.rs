@@ -398,6 +398,11 @@ fn ser_system_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Erro
     s.serialize_u64(millis)
 }
 
+/// The longest one snapshot waits, over all its tasks, for task locks that
+/// no poll holds (another snapshot copying a chain); a task whose lock is
+/// still held after that is reported as running.
+const MAX_LOCK_WAIT: Duration = Duration::from_millis(1);
+
 /// Accounts for the memory a snapshot's routines take.
 struct Budget {
     max: usize,
@@ -439,7 +444,8 @@ impl Snapshot {
     ///
     /// Never waits for the program: a task being polled is reported as
     /// running (its frames are on the polling thread's stack), and a thread's
-    /// stack is read without stopping it.
+    /// stack is read without stopping it. The only wait is for a task record
+    /// that another snapshot is copying, at most 1 ms per snapshot in all.
     pub fn capture(options: &Options) -> Snapshot {
         let started = Instant::now();
         let captured_at = SystemTime::now();
@@ -458,6 +464,7 @@ impl Snapshot {
         let mut cache = FrameCache::default();
         let now = Instant::now();
         let now_ns = crate::clock::now_ns();
+        let mut wait = MAX_LOCK_WAIT;
         registry::for_each_shard(&mut entries, |entries| {
             for entry in entries.iter() {
                 let captured = match entry {
@@ -465,7 +472,14 @@ impl Snapshot {
                         read_thread(thread, now, &mut words, &mut budget, &mut cache)
                     }
                     Entry::Task(task) => {
-                        match read_task(task, now_ns, &mut chain, &mut budget, &mut cache) {
+                        match read_task(
+                            task,
+                            now_ns,
+                            &mut wait,
+                            &mut chain,
+                            &mut budget,
+                            &mut cache,
+                        ) {
                             Ok(routine) => routine,
                             Err(Finished) => continue,
                         }
@@ -593,21 +607,24 @@ struct Finished;
 fn read_task(
     task: &TaskShared,
     now_ns: u64,
+    wait: &mut Duration,
     chain: &mut SavedChain,
     budget: &mut Budget,
     cache: &mut FrameCache,
 ) -> Result<Option<Routine>, Finished> {
     let age = crate::clock::between(task.created_ns, now_ns);
-    // The lock is held by the task's own poll (reported as running, never
-    // waited for) or, briefly, by another snapshot reading it, or by a poll's
-    // prologue or epilogue before `running_on` is set or after it is
-    // cleared: only then is it worth waiting, for a few instructions.
+    // The lock is held by the task's own poll (which sets `running_on`
+    // before taking it: reported as running, never waited for) or, for the
+    // time it takes to copy a chain, by another snapshot: only then is it
+    // worth waiting, and never longer than what is left of `wait`.
     let state = task.state.try_lock().or_else(|| {
-        if task.running_on.load(std::sync::atomic::Ordering::Relaxed) == 0 {
-            Some(task.state.lock())
-        } else {
-            None
+        if wait.is_zero() || task.running_on.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+            return None;
         }
+        let start = Instant::now();
+        let state = task.state.try_lock_for(*wait);
+        *wait = wait.saturating_sub(start.elapsed());
+        state
     });
     let Some(state) = state else {
         if !budget.take(Budget::cost(0, 0, std::iter::empty())) {
@@ -814,6 +831,43 @@ mod tests {
             torn: false,
             frames: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_snapshot_waits_at_most_its_budget_for_locked_task_records() {
+        static META: FrameMeta = FrameMeta {
+            name: "held",
+            function: "snapshot::tests::held",
+            task_name: "held",
+            file: file!(),
+            line: line!(),
+            args: &[],
+        };
+        // Records whose lock is held by something that is not their poll
+        // (`running_on` stays 0), as another snapshot's copy would.
+        let records: Vec<_> = (0..20)
+            .map(|_| crate::task::TaskShared::new_record(&META, None))
+            .collect();
+        let guards: Vec<_> = records.iter().map(|r| r.state.lock()).collect();
+        let mut wait = MAX_LOCK_WAIT;
+        let (mut chain, mut cache) = (SavedChain::default(), FrameCache::default());
+        let mut budget = Budget {
+            max: DEFAULT_MAXMEM,
+            used: 0,
+        };
+        let start = Instant::now();
+        for record in &records {
+            let routine = read_task(record, 0, &mut wait, &mut chain, &mut budget, &mut cache)
+                .ok()
+                .flatten()
+                .unwrap();
+            assert_eq!(routine.state, State::Running);
+        }
+        let elapsed = start.elapsed();
+        drop(guards);
+        assert!(wait.is_zero());
+        // 20 records, 1 ms in all: not 1 ms each.
+        assert!(elapsed < Duration::from_millis(10), "{elapsed:?}");
     }
 
     #[test]

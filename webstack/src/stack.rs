@@ -163,9 +163,11 @@ thread_local! {
 /// thread's registration was torn down (other thread-local destructors).
 /// Several exiting threads may use it at once, so it has no slots: frames
 /// pushed on it are only counted (racily, harmlessly) and never stored, which
-/// keeps the one-writer rule of the slot protocol.
-static DETACHED: std::sync::LazyLock<ThreadStack> =
-    std::sync::LazyLock::new(|| ThreadStack::with_capacity(0, "<exiting>".into(), None, 0));
+/// keeps the one-writer rule of the slot protocol. Its id is a real one (not
+/// 0): a task polled on it is marked running by that id.
+static DETACHED: std::sync::LazyLock<ThreadStack> = std::sync::LazyLock::new(|| {
+    ThreadStack::with_capacity(registry::next_ids(1), "<exiting>".into(), None, 0)
+});
 
 /// Keeps the thread's stack alive and unregisters it when the thread exits.
 struct ThreadOwner {

@@ -10,9 +10,10 @@
 //! of frames from the root down to it is copied into the record, so a snapshot
 //! can read an idle task's await chain under the record's lock (copying it
 //! out, then releasing the lock), and reports a task whose poll holds the
-//! lock (`running_on` set) as running, without waiting. It waits only when the
-//! lock is held by another snapshot's copy, or by a poll's few instructions
-//! of prologue or epilogue.
+//! lock as running, without waiting: a poll sets `running_on` before it
+//! takes the lock and clears it after releasing it. A snapshot waits only
+//! when the lock is held by another snapshot's copy, and then for at most
+//! [`crate::snapshot`]'s small wait budget per snapshot.
 //!
 //! A task is published in the registry during its first poll, with its lock
 //! held, and leaves it when it returns `Ready` (still under the lock) or when
@@ -200,7 +201,10 @@ thread_local! {
 impl TaskShared {
     /// A record for a new task root, reused from this thread's spare ones
     /// when possible. Not yet registered: see [`TaskShared::publish`].
-    fn new_record(meta: &'static FrameMeta, created_by: Option<CreatedBy>) -> Arc<TaskShared> {
+    pub(crate) fn new_record(
+        meta: &'static FrameMeta,
+        created_by: Option<CreatedBy>,
+    ) -> Arc<TaskShared> {
         let now = clock::now_ns();
         let id = next_task_id();
         let spare = SPARE
@@ -395,6 +399,16 @@ impl<F, A, M: StaticMeta, O, C> std::fmt::Debug for Instrumented<F, A, M, O, C> 
     }
 }
 
+/// Marks a task idle again when its root's poll ends (also during
+/// unwinding), after the poll released the task's lock.
+struct Running<'a>(&'a AtomicU64);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
+}
+
 /// Clears the thread's poll context when a root's poll ends, also during
 /// unwinding.
 struct RootPollGuard;
@@ -477,10 +491,13 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Instrumented<
             });
             TaskShared::new_record(meta, created_by)
         });
-        let mut state = record.state.lock();
-        // Before a new task is published, so that a snapshot reports it running
-        // rather than waiting for its lock.
+        // Published before the lock is taken and withdrawn after it is
+        // released, so that whenever a poll holds the lock a snapshot sees
+        // the task as running and does not wait (a thread's id is never 0,
+        // the detached stack's included).
         record.running_on.store(thread.id, Ordering::Relaxed);
+        let running = Running(&record.running_on);
+        let mut state = record.state.lock();
         if new {
             record.publish();
         }
@@ -502,8 +519,9 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Instrumented<
         drop(reset);
         drop(frame);
         if result.is_pending() {
-            record.running_on.store(0, Ordering::Relaxed);
             state.last_poll_end_ns = clock::now_ns();
+            drop(state);
+            drop(running);
             return result;
         }
         // A finished task leaves the registry now rather than when its future is
@@ -512,6 +530,7 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Instrumented<
         // poll.
         record.leave();
         drop(state);
+        drop(running);
         if let Some(record) = this.task.take() {
             recycle(record);
         }
