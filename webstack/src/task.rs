@@ -27,7 +27,11 @@
 //! then another (`select!`, then awaited elsewhere), cannot cause undefined
 //! behaviour. The documented degradation: such a future shows in the chain of
 //! the root that polled it last, and a former root polled inside another task
-//! keeps its last recorded chain until it is polled as a root again.
+//! keeps its last recorded chain until it is polled as a root again. A chain
+//! is known to be current through the address of the future that ends it
+//! (only compared, never followed): an `Unpin` future moved after its
+//! `Pending` and then dropped in the same poll of its task can leave that
+//! task showing it until the next poll.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
