@@ -5,7 +5,6 @@
 //! visits one shard at a time and holds its lock only while it clones the
 //! entries' `Arc`s, never while it reads a stack.
 
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -32,8 +31,9 @@ enum Stored {
 }
 
 /// A task record kept alive by its root future for as long as it is stored
-/// (see [`insert_task`]).
-struct TaskPtr(NonNull<TaskShared>);
+/// (see [`insert_task`]). Made by [`Arc::as_ptr`], so that it may be given
+/// back to [`Arc::increment_strong_count`] and [`Arc::from_raw`].
+struct TaskPtr(*const TaskShared);
 
 // SAFETY: `TaskShared` is `Send + Sync`; the pointer is only turned into an
 // `Arc` (a new counted reference) under the shard lock, while the owner's
@@ -46,11 +46,17 @@ impl Stored {
         match self {
             Stored::Thread(thread) => Entry::Thread(thread.clone()),
             Stored::Task(task) => {
-                let ptr = task.0.as_ptr().cast_const();
-                // SAFETY: a task stays stored only while its root future holds
-                // an `Arc` of it (the contract of `insert_task`), and the
-                // future removes the entry under this shard's lock before it
-                // lets go of that `Arc`, so the count is at least one here.
+                let ptr = task.0;
+                // SAFETY: `ptr` is the value of `Arc::as_ptr` on an
+                // `Arc<TaskShared>` (see `insert_task`), which is what both
+                // calls require: its provenance is that of the `Arc`'s own
+                // pointer, so it covers the reference counts next to the
+                // record, not only the record as a `&TaskShared` would. A task
+                // stays stored only while its root future holds an `Arc` of it
+                // (the contract of `insert_task`), and the future removes the
+                // entry under this shard's lock before it lets go of that
+                // `Arc`, so the count is at least one here, and the `Arc` made
+                // by `from_raw` owns the count just added.
                 unsafe {
                     Arc::increment_strong_count(ptr);
                     Entry::Task(Arc::from_raw(ptr))
@@ -144,7 +150,9 @@ pub(crate) fn insert_thread(shard: usize, thread: Arc<ThreadStack>) -> Key {
 /// The caller must keep an `Arc` of `task` alive until it has called
 /// [`remove`] with the returned key.
 pub(crate) unsafe fn insert_task(shard: usize, task: &Arc<TaskShared>) -> Key {
-    insert(shard, Stored::Task(TaskPtr(NonNull::from(&**task))))
+    // Not a pointer made from `&**task`: one derived from a reference to the
+    // record may only reach the record, and `to_entry` touches the counts.
+    insert(shard, Stored::Task(TaskPtr(Arc::as_ptr(task))))
 }
 
 fn insert(shard: usize, entry: Stored) -> Key {
