@@ -58,7 +58,10 @@ const _: () = {
 };
 
 impl Slot {
-    #[cfg(not(webstack_loom))]
+    /// An empty slot. Outside loom, stacks get theirs as zeroed pages
+    /// ([`slots`]); this spells out what those zeros are, for the test that
+    /// checks they match.
+    #[cfg(all(test, not(webstack_loom)))]
     pub(crate) const fn new() -> Self {
         #[allow(clippy::declare_interior_mutable_const)]
         const ZERO: AtomicU64 = AtomicU64::new(0);
@@ -173,5 +176,209 @@ impl Slot {
             },
             before,
         ))
+    }
+}
+
+/// The slots of one thread's stack, in memory that costs nothing resident
+/// until a frame is written there: a thread that stays 8 frames deep commits
+/// one page of its 256 slots (~104 KiB).
+///
+/// The array is mapped fresh from the kernel, whose anonymous pages read as
+/// zero and are committed when first written, instead of being taken from
+/// the allocator: even a zeroed allocation (`calloc`) writes the zeros when
+/// it hands out memory freed earlier, as a thread pool's short-lived threads
+/// make it do all the time, and building the slots with [`Slot::new`] lets
+/// the optimiser decide whether the zeros are written (without optimisation
+/// they are: +100 KiB per registered thread). No code writes them here.
+#[cfg(not(webstack_loom))]
+pub(crate) struct Slots {
+    ptr: std::ptr::NonNull<Slot>,
+    len: usize,
+}
+
+/// Loom's atomics are not valid as zero bytes: build them one by one.
+#[cfg(webstack_loom)]
+pub(crate) type Slots = Box<[Slot]>;
+
+#[cfg(webstack_loom)]
+pub(crate) fn slots(len: usize) -> Slots {
+    (0..len).map(|_| Slot::new()).collect()
+}
+
+/// `len` empty slots; none (frames are then counted, not recorded) if the
+/// memory cannot be had.
+#[cfg(not(webstack_loom))]
+pub(crate) fn slots(len: usize) -> Slots {
+    let empty = Slots {
+        ptr: std::ptr::NonNull::dangling(),
+        len: 0,
+    };
+    let Ok(layout) = std::alloc::Layout::array::<Slot>(len) else {
+        return empty;
+    };
+    if layout.size() == 0 {
+        return empty;
+    }
+    match pages::map(layout.size()) {
+        Some(ptr) => Slots {
+            ptr: ptr.cast(),
+            len,
+        },
+        None => empty,
+    }
+}
+
+// Zero bytes are a valid `Slot`, and the one `Slot::new` makes: every field is
+// an `AtomicU64` or `AtomicUsize` (alone or in arrays), which std documents
+// as having "the same size and bit validity as the underlying integer type",
+// and 0 is what `new` stores in each (checked by the `zeroed_slot_is_new`
+// test). Fresh pages are aligned far beyond a `Slot`.
+#[cfg(not(webstack_loom))]
+const _: () = assert!(std::mem::align_of::<Slot>() <= 4096);
+
+#[cfg(not(webstack_loom))]
+impl std::ops::Deref for Slots {
+    type Target = [Slot];
+
+    #[inline(always)]
+    fn deref(&self) -> &[Slot] {
+        // SAFETY: `ptr` is either dangling with `len` 0, or the start of a
+        // mapping of `len` slots, zeroed (a valid `Slot` each, see above),
+        // aligned, and owned by `self` until `drop`; slots are only written
+        // through their atomics, so shared references to them are sound.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+#[cfg(not(webstack_loom))]
+impl Drop for Slots {
+    fn drop(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        // `Slot` has no destructor: the memory can go as it is.
+        let bytes = self.len * std::mem::size_of::<Slot>();
+        // SAFETY: a nonzero `len` means `ptr` came from `pages::map` of
+        // exactly `bytes` (the size of the layout `slots` computed), and this
+        // is its only release: `Slots` is not `Clone`.
+        unsafe { pages::unmap(self.ptr.cast(), bytes) };
+    }
+}
+
+// SAFETY: `Slots` owns its array as a `Box<[Slot]>` would, and `[Slot]` is
+// `Send` and `Sync` (atomics only).
+#[cfg(not(webstack_loom))]
+unsafe impl Send for Slots {}
+// SAFETY: as above.
+#[cfg(not(webstack_loom))]
+unsafe impl Sync for Slots {}
+
+/// Zeroed memory whose pages are committed only when written.
+#[cfg(all(unix, not(webstack_loom)))]
+mod pages {
+    use std::ptr::{null_mut, NonNull};
+
+    pub(super) fn map(bytes: usize) -> Option<NonNull<u8>> {
+        // SAFETY: a new private anonymous mapping, at an address the kernel
+        // picks, touches no memory that exists.
+        let ptr = unsafe {
+            libc::mmap(
+                null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return None;
+        }
+        // Where transparent huge pages are on for every mapping, the first
+        // write to a run of merged slot arrays could commit 2 MiB.
+        #[cfg(target_os = "linux")]
+        // SAFETY: advice about the mapping just made; if it fails, nothing
+        // changed.
+        unsafe {
+            libc::madvise(ptr, bytes, libc::MADV_NOHUGEPAGE);
+        }
+        NonNull::new(ptr.cast())
+    }
+
+    /// # Safety
+    /// `ptr` and `bytes` must be those of one earlier `map`, not yet undone,
+    /// and nothing may use that memory afterwards.
+    pub(super) unsafe fn unmap(ptr: NonNull<u8>, bytes: usize) {
+        // SAFETY: the caller gives a live mapping of ours, unused from now on.
+        unsafe { libc::munmap(ptr.as_ptr().cast(), bytes) };
+    }
+}
+
+/// Zeroed memory from the allocator, where there is no `mmap`.
+#[cfg(all(not(unix), not(webstack_loom)))]
+mod pages {
+    use std::alloc::Layout;
+    use std::ptr::NonNull;
+
+    fn layout(bytes: usize) -> Option<Layout> {
+        Layout::from_size_align(bytes, 4096).ok()
+    }
+
+    pub(super) fn map(bytes: usize) -> Option<NonNull<u8>> {
+        // SAFETY: `slots` never asks for 0 bytes.
+        NonNull::new(unsafe { std::alloc::alloc_zeroed(layout(bytes)?) })
+    }
+
+    /// # Safety
+    /// `ptr` and `bytes` must be those of one earlier `map`, not yet undone,
+    /// and nothing may use that memory afterwards.
+    pub(super) unsafe fn unmap(ptr: NonNull<u8>, bytes: usize) {
+        if let Some(layout) = layout(bytes) {
+            // SAFETY: allocated by `map` with this very layout.
+            unsafe { std::alloc::dealloc(ptr.as_ptr(), layout) };
+        }
+    }
+}
+
+#[cfg(all(test, not(webstack_loom)))]
+mod tests {
+    use super::*;
+
+    /// The premise of `slots`: a fresh slot is all zero bytes.
+    #[test]
+    fn zeroed_slot_is_new() {
+        let slot = Slot::new();
+        // SAFETY: `slot` is live, nothing writes it meanwhile, and a `Slot`
+        // (atomic integers only) has no padding, so every byte is
+        // initialised.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&slot as *const Slot).cast::<u8>(),
+                std::mem::size_of::<Slot>(),
+            )
+        };
+        assert!(bytes.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn mapped_slots_read_as_empty_and_take_frames() {
+        let slots = slots(256);
+        assert_eq!(slots.len(), 256);
+        assert!(slots
+            .iter()
+            .all(|slot| slot.read().is_none() && slot.seq() == 0));
+        static META: crate::meta::FrameMeta = crate::meta::FrameMeta {
+            name: "f",
+            function: "slot::f",
+            task_name: "f",
+            file: "slot.rs",
+            line: 1,
+            args: &[],
+        };
+        slots[255].write(META.addr(), 0, 7, &());
+        let (words, _) = slots[255].read().expect("a written frame");
+        assert_eq!((words.task, words.nargs), (7, 0));
+        drop(slots);
+        assert!(super::slots(0).is_empty());
     }
 }

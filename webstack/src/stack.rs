@@ -13,7 +13,7 @@ use std::time::Instant;
 use crate::frame_args::FrameArgs;
 use crate::meta::FrameMeta;
 use crate::registry::{self, Key};
-use crate::slot::{FrameWords, Slot};
+use crate::slot::{self, FrameWords, Slots};
 use crate::sync::{AtomicUsize, Ordering};
 
 /// Frames kept per thread; deeper calls are counted as elided.
@@ -47,7 +47,7 @@ pub(crate) struct ThreadStack {
     pub(crate) created_by: Option<CreatedBy>,
     pub(crate) registered: Instant,
     pub(crate) depth: AtomicUsize,
-    slots: Box<[Slot]>,
+    slots: Slots,
     key: registry::KeyCell,
 }
 
@@ -64,7 +64,7 @@ impl ThreadStack {
             created_by,
             registered: Instant::now(),
             depth: AtomicUsize::new(0),
-            slots: (0..slots).map(|_| Slot::new()).collect(),
+            slots: slot::slots(slots),
             key: registry::KeyCell::default(),
         }
     }

@@ -1,0 +1,141 @@
+//! Resident memory a registered thread parked a few instrumented frames deep
+//! costs, above a thread that is not registered: shared by the
+//! `thread_memory` test and the `memory` bench.
+//!
+//! Measured from inside with the anonymous resident memory of the process
+//! (`/proc/self/smaps_rollup`, exact, unlike the approximate counters of
+//! `/proc/self/status`): a control group of threads that run the same
+//! nesting uninstrumented, then the same number of threads that register
+//! with webstack and park [`DEPTH`] instrumented frames deep. A thread's own
+//! cost (its stack pages, TLS, its share of malloc arenas) is in both
+//! groups; the difference per thread is webstack's. Each thread first writes
+//! the top [`STACK_TOUCHED`] bytes of its stack, so the stack pages are
+//! committed alike in both groups: without optimisation an instrumented
+//! call's own stack frame is ~3 KiB larger than a plain one's, a cost of the
+//! build, not of the registration measured here.
+//!
+//! Before the measured groups, a smaller group of registered threads comes
+//! and goes, so that the slot arrays of a thread pool's short-lived threads
+//! are freed before the measured ones register: memory a general-purpose
+//! allocator hands out again is dirty, and zeroing it commits its pages.
+
+use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
+
+/// Instrumented frames each parked thread keeps.
+pub const DEPTH: u32 = 8;
+/// Room for the threads' own stacks, generous even without optimisation.
+const STACK: usize = 256 * 1024;
+/// Stack bytes each thread writes before nesting: more than either nesting
+/// uses.
+const STACK_TOUCHED: usize = 96 * 1024;
+
+/// Resident bytes per thread of each group.
+#[derive(Clone, Copy, Debug)]
+pub struct ThreadCost {
+    /// A thread that is not registered.
+    pub unregistered: f64,
+    /// A registered thread.
+    pub registered: f64,
+}
+
+impl ThreadCost {
+    /// What registration adds per thread.
+    pub fn added(&self) -> f64 {
+        self.registered - self.unregistered
+    }
+}
+
+/// Measures groups of `threads` threads, after `churn` registered threads
+/// came and went. `None` where `/proc/self/smaps_rollup` is missing.
+/// Call it while no other thread of the process allocates much.
+pub fn measure(threads: usize, churn: usize) -> Option<ThreadCost> {
+    anonymous_resident()?;
+    // Load code, build the registry's and std's lazily made state, and create
+    // the malloc arenas, outside the measured groups.
+    webstack::init();
+    parked_cost(8, plain);
+    parked_cost(8, instrumented);
+    parked_cost(churn, instrumented);
+    // A first full-size group grows the allocator's arenas with what any
+    // thread allocates (std's thread records, the workers' scratch): the
+    // measured groups then both find that memory committed.
+    parked_cost(threads, plain);
+    Some(ThreadCost {
+        unregistered: parked_cost(threads, plain)?,
+        registered: parked_cost(threads, instrumented)?,
+    })
+}
+
+#[webstack::instrument]
+fn instrumented(level: u32, parked: &Barrier, release: &Barrier) -> u32 {
+    if level > 1 {
+        return instrumented(level - 1, parked, release) + 1;
+    }
+    parked.wait();
+    release.wait();
+    1
+}
+
+/// The same nesting as [`instrumented`], without webstack.
+#[inline(never)]
+fn plain(level: u32, parked: &Barrier, release: &Barrier) -> u32 {
+    if level > 1 {
+        return std::hint::black_box(plain(level - 1, parked, release)) + 1;
+    }
+    parked.wait();
+    release.wait();
+    1
+}
+
+/// Commits the top [`STACK_TOUCHED`] bytes of the calling thread's stack.
+#[inline(never)]
+fn touch_stack() {
+    let mut bytes = [1u8; STACK_TOUCHED];
+    std::hint::black_box(&mut bytes);
+}
+
+/// What every thread allocates besides webstack's registration, so that
+/// both groups attach to malloc arenas alike.
+fn allocate_like_a_worker() -> Vec<String> {
+    (0..4).map(|i| format!("worker scratch {i}")).collect()
+}
+
+/// Anonymous resident bytes of this process.
+fn anonymous_resident() -> Option<usize> {
+    let rollup = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
+    let line = rollup.lines().find(|line| line.starts_with("Anonymous:"))?;
+    let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Spawns `count` threads running `body` to its barrier, measures the
+/// anonymous resident memory they added while all are parked, then lets
+/// them finish. Returns bytes per thread.
+fn parked_cost(count: usize, body: fn(u32, &Barrier, &Barrier) -> u32) -> Option<f64> {
+    let parked = Arc::new(Barrier::new(count + 1));
+    let release = Arc::new(Barrier::new(count + 1));
+    let before = anonymous_resident();
+    let threads: Vec<JoinHandle<()>> = (0..count)
+        .map(|_| {
+            let parked = parked.clone();
+            let release = release.clone();
+            std::thread::Builder::new()
+                .stack_size(STACK)
+                .spawn(move || {
+                    touch_stack();
+                    let scratch = allocate_like_a_worker();
+                    assert_eq!(body(DEPTH, &parked, &release), DEPTH);
+                    drop(scratch);
+                })
+                .expect("spawn")
+        })
+        .collect();
+    parked.wait();
+    let after = anonymous_resident();
+    release.wait();
+    for thread in threads {
+        thread.join().expect("thread");
+    }
+    Some(after?.saturating_sub(before?) as f64 / count.max(1) as f64)
+}
