@@ -88,6 +88,7 @@
 pub mod actix;
 mod bucket;
 mod clock;
+mod fork;
 mod frame_args;
 mod meta;
 pub mod native;

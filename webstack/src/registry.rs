@@ -6,10 +6,9 @@
 //! entries' `Arc`s, never while it reads a stack.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use parking_lot::Mutex;
-
+use crate::fork::Held;
 use crate::stack::ThreadStack;
 use crate::task::TaskShared;
 
@@ -71,8 +70,17 @@ struct Shard {
     free: Vec<u32>,
 }
 
+/// A `std` mutex, not a `parking_lot` one, for `fork` (see [`crate::fork`]).
 #[repr(align(128))]
 struct Padded(Mutex<Shard>);
+
+impl Padded {
+    /// Nothing panics under a shard's lock but an allocation failure, which
+    /// aborts: a poisoned shard is still consistent.
+    fn lock(&self) -> MutexGuard<'_, Shard> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 static REGISTRY: [Padded; SHARDS] = [const {
     Padded(Mutex::new(Shard {
@@ -157,7 +165,7 @@ pub(crate) unsafe fn insert_task(shard: usize, task: &Arc<TaskShared>) -> Key {
 
 fn insert(shard: usize, entry: Stored) -> Key {
     let shard_index = shard % SHARDS;
-    let mut guard = REGISTRY[shard_index].0.lock();
+    let mut guard = REGISTRY[shard_index].lock();
     let index = match guard.free.pop() {
         Some(index) => {
             guard.entries[index as usize] = Some(entry);
@@ -178,7 +186,7 @@ fn insert(shard: usize, entry: Stored) -> Key {
 /// released.
 pub(crate) fn remove(key: Key) {
     let removed = {
-        let mut guard = REGISTRY[key.shard as usize].0.lock();
+        let mut guard = REGISTRY[key.shard as usize].lock();
         let removed = guard
             .entries
             .get_mut(key.index as usize)
@@ -206,7 +214,7 @@ pub(crate) fn for_each_shard(buf: &mut Vec<Entry>, mut f: impl FnMut(&mut Vec<En
         loop {
             buf.clear();
             let more = {
-                let guard = shard.0.lock();
+                let guard = shard.lock();
                 let end = guard.entries.len().min(start + CHUNK);
                 if start < end {
                     buf.extend(
@@ -235,7 +243,7 @@ pub(crate) fn counts() -> (usize, usize) {
     let mut threads = 0;
     let mut tasks = 0;
     for shard in &REGISTRY {
-        for entry in shard.0.lock().entries.iter().flatten() {
+        for entry in shard.lock().entries.iter().flatten() {
             match entry {
                 Stored::Thread(_) => threads += 1,
                 Stored::Task(_) => tasks += 1,
@@ -243,4 +251,79 @@ pub(crate) fn counts() -> (usize, usize) {
         }
     }
     (threads, tasks)
+}
+
+/// Every shard's lock, held across a fork.
+static HELD: Held<[MutexGuard<'static, Shard>; SHARDS]> = Held::new();
+
+/// Takes every shard's lock, in order, before a fork.
+///
+/// # Safety
+/// Only from the *prepare* fork handler.
+pub(crate) unsafe fn prepare_fork() {
+    let guards = std::array::from_fn(|shard| REGISTRY[shard].lock());
+    // SAFETY: in *prepare*, with the locks just taken.
+    unsafe { HELD.put(guards) };
+}
+
+/// Releases the shard locks after a fork; in the child, first removes what
+/// does not exist there (see [`crate::fork`]).
+///
+/// # Safety
+/// Only from the *parent* or *child* fork handler.
+pub(crate) unsafe fn after_fork(child: bool) {
+    // SAFETY: guaranteed by the caller.
+    let Some(mut guards) = (unsafe { HELD.take() }) else {
+        return;
+    };
+    if child {
+        keep_only_child(&mut guards);
+    }
+    drop(guards);
+}
+
+/// Leaves in the registry the forking thread, the idle tasks and the tasks
+/// it is polling. Runs in the child, where no other thread exists.
+fn keep_only_child(shards: &mut [MutexGuard<'static, Shard>]) {
+    let me = crate::stack::current_ptr();
+    // SAFETY: a non-null `CURRENT` points at this thread's live stack (see
+    // `stack::current`).
+    let my_id = (!me.is_null()).then(|| unsafe { &*me }.id);
+    for shard in shards.iter_mut() {
+        let shard = &mut **shard;
+        for (index, entry) in shard.entries.iter_mut().enumerate() {
+            let keep = match entry {
+                None => continue,
+                Some(Stored::Thread(thread)) => std::ptr::eq(Arc::as_ptr(thread), me),
+                Some(Stored::Task(task)) => {
+                    // SAFETY: a stored task's root future holds an `Arc` of
+                    // it (the contract of `insert_task`), and only this
+                    // thread could drop that future now, and it is here.
+                    let task = unsafe { &*task.0 };
+                    let keep = match task.running_on.load(Ordering::Relaxed) {
+                        // Idle, unless a poll's prologue or epilogue on
+                        // another thread held its lock (a capture, which
+                        // also takes it, cannot run across a fork).
+                        0 => !task.state.is_locked(),
+                        id => Some(id) == my_id,
+                    };
+                    if !keep {
+                        task.forget_registration();
+                    }
+                    keep
+                }
+            };
+            if !keep {
+                // Dropping the registry's reference to another thread's
+                // stack frees nothing: that thread's owner, which no
+                // destructor will release in the child, keeps it alive.
+                drop(entry.take());
+                shard.free.push(index as u32);
+            }
+        }
+    }
+    if my_id.is_some() {
+        // SAFETY: as above.
+        unsafe { &*me }.refresh_tid();
+    }
 }

@@ -447,6 +447,7 @@ impl Snapshot {
     /// stack is read without stopping it. The only wait is for a task record
     /// that another snapshot is copying, at most 1 ms per snapshot in all.
     pub fn capture(options: &Options) -> Snapshot {
+        let _gate = crate::fork::capturing();
         let started = Instant::now();
         let captured_at = SystemTime::now();
         let maxmem = options.effective_maxmem();
@@ -589,7 +590,7 @@ fn read_thread(
         waiting: None,
         polls: None,
         running_on: None,
-        tid: (thread.tid != 0).then_some(thread.tid),
+        tid: Some(thread.tid()).filter(|&tid| tid != 0),
         elided: depth.saturating_sub(MAX_DEPTH),
         torn: !consistent,
         frames: words

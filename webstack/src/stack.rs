@@ -7,6 +7,7 @@
 //! load, a null check, the slot's sequence-locked stores and a depth store.
 
 use std::cell::Cell;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,8 +42,9 @@ pub struct CreatedBy {
 #[repr(align(128))]
 pub(crate) struct ThreadStack {
     pub(crate) id: u64,
-    /// Kernel thread id (Linux `gettid`), 0 where unknown.
-    pub(crate) tid: i64,
+    /// Kernel thread id (Linux `gettid`), 0 where unknown. Changes only in
+    /// the child of a fork.
+    tid: AtomicI64,
     pub(crate) name: Box<str>,
     pub(crate) created_by: Option<CreatedBy>,
     pub(crate) registered: Instant,
@@ -59,7 +61,7 @@ impl ThreadStack {
     fn with_capacity(id: u64, name: Box<str>, created_by: Option<CreatedBy>, slots: usize) -> Self {
         ThreadStack {
             id,
-            tid: os_tid(),
+            tid: AtomicI64::new(os_tid()),
             name,
             created_by,
             registered: Instant::now(),
@@ -152,6 +154,17 @@ impl ThreadStack {
     pub(crate) fn key(&self) -> Option<Key> {
         self.key.get()
     }
+
+    /// Kernel thread id, 0 where unknown.
+    pub(crate) fn tid(&self) -> i64 {
+        self.tid.load(Ordering::Relaxed)
+    }
+
+    /// Records the calling thread's kernel id again: in the child of a fork,
+    /// the forking thread keeps its stack under a new id.
+    pub(crate) fn refresh_tid(&self) {
+        self.tid.store(os_tid(), Ordering::Relaxed);
+    }
 }
 
 thread_local! {
@@ -168,6 +181,17 @@ thread_local! {
 static DETACHED: std::sync::LazyLock<ThreadStack> = std::sync::LazyLock::new(|| {
     ThreadStack::with_capacity(registry::next_ids(1), "<exiting>".into(), None, 0)
 });
+
+/// Builds the detached stack now, if not yet built (before a fork: see
+/// [`crate::fork`]).
+pub(crate) fn force_detached() {
+    std::sync::LazyLock::force(&DETACHED);
+}
+
+/// This thread's stack, without registering: null if it has none.
+pub(crate) fn current_ptr() -> *const ThreadStack {
+    CURRENT.try_with(Cell::get).unwrap_or(std::ptr::null())
+}
 
 /// Keeps the thread's stack alive and unregisters it when the thread exits.
 struct ThreadOwner {
@@ -207,6 +231,7 @@ pub(crate) fn register_current(created_by: Option<CreatedBy>) -> &'static Thread
         // SAFETY: see `current`.
         return unsafe { &*existing };
     }
+    crate::fork::install();
     let thread = std::thread::current();
     let name: Box<str> = match thread.name() {
         Some(name) => name.into(),

@@ -252,6 +252,12 @@ impl TaskShared {
         self.key.get().is_some()
     }
 
+    /// Forgets the task's registry key without removing its entry: for the
+    /// child of a fork, which removes the entry itself (see [`crate::fork`]).
+    pub(crate) fn forget_registration(&self) {
+        self.key.take();
+    }
+
     /// Removes the task from the registry (once).
     fn leave(&self) {
         if let Some(key) = self.key.take() {

@@ -51,6 +51,14 @@ struct Collector {
 /// once and the one slot has one reader.
 static CAPTURE: Mutex<Option<Collector>> = Mutex::new(None);
 
+/// Forgets the state kept about the parent's threads, in the child of a
+/// fork (where no capture can be running: see [`crate::fork`]).
+pub(super) fn forget_threads() {
+    if let Some(mut collector) = CAPTURE.try_lock() {
+        *collector = None;
+    }
+}
+
 /// The answer of one thread.
 enum Outcome {
     /// Return addresses, innermost first; whether the first is exact.

@@ -5,7 +5,9 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::LazyLock;
 
-use parking_lot::RwLock;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::fork::Held;
 
 use super::Origin;
 use crate::snapshot::{Args, Frame};
@@ -71,8 +73,39 @@ const C_RUNTIME_SYMBOLS: &[&str] = &[
     "wait4",
 ];
 
-/// Crates seen with sources in a Cargo registry or git checkout.
+/// Crates seen with sources in a Cargo registry or git checkout. A `std`
+/// lock, held across a fork (see [`crate::fork`]): [`classify`] reads it
+/// outside captures too.
 static DEPENDENCIES: LazyLock<RwLock<HashSet<String>>> = LazyLock::new(Default::default);
+
+static DEPENDENCIES_HELD: Held<RwLockWriteGuard<'static, HashSet<String>>> = Held::new();
+
+fn dependencies() -> RwLockReadGuard<'static, HashSet<String>> {
+    DEPENDENCIES.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn dependencies_mut() -> RwLockWriteGuard<'static, HashSet<String>> {
+    DEPENDENCIES.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Takes the crate set's lock before a fork.
+///
+/// # Safety
+/// Only from the *prepare* fork handler.
+pub(super) unsafe fn prepare_fork() {
+    let dependencies = dependencies_mut();
+    // SAFETY: in *prepare*, with the lock just taken.
+    unsafe { DEPENDENCIES_HELD.put(dependencies) };
+}
+
+/// Releases the crate set's lock after a fork.
+///
+/// # Safety
+/// Only from the *parent* or *child* fork handler.
+pub(super) unsafe fn after_fork() {
+    // SAFETY: guaranteed by the caller.
+    drop(unsafe { DEPENDENCIES_HELD.take() });
+}
 
 /// Where a function's code comes from, judged from its path: `std::…`,
 /// `core::…` and C-library entry points are [`Origin::Std`]; tokio, mio and
@@ -97,7 +130,7 @@ pub fn classify(function: &str) -> Origin {
         Origin::Webstack
     } else if RUNTIME_CRATES.contains(&krate) {
         Origin::Runtime
-    } else if DEPENDENCIES.read().contains(krate) {
+    } else if dependencies().contains(krate) {
         Origin::Dependency
     } else {
         Origin::App
@@ -119,8 +152,8 @@ pub(super) fn classify_with_file(function: &str, file: Option<&str>) -> Origin {
         }
         if file.contains("/.cargo/registry/") || file.contains("/.cargo/git/checkouts/") {
             if let Some(krate) = crate_of(function) {
-                if !DEPENDENCIES.read().contains(krate) {
-                    DEPENDENCIES.write().insert(krate.to_owned());
+                if !dependencies().contains(krate) {
+                    dependencies_mut().insert(krate.to_owned());
                 }
             }
             return Origin::Dependency;

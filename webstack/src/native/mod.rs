@@ -91,6 +91,41 @@ mod unwind;
 
 pub use merge::classify;
 
+/// Takes the native locks that code outside a capture may hold, before a
+/// fork (see [`crate::fork`]).
+///
+/// # Safety
+/// Only from the *prepare* fork handler.
+pub(crate) unsafe fn prepare_fork() {
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        merge::prepare_fork();
+        #[cfg(target_os = "linux")]
+        signal::prepare_fork();
+    }
+}
+
+/// Releases what [`prepare_fork`] took; in the child, first forgets the
+/// parent's threads.
+///
+/// # Safety
+/// Only from the *parent* or *child* fork handler.
+pub(crate) unsafe fn after_fork(child: bool) {
+    #[cfg(target_os = "linux")]
+    if child {
+        collect::forget_threads();
+        signal::forget_requests();
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = child;
+    // SAFETY: guaranteed by the caller.
+    unsafe {
+        #[cfg(target_os = "linux")]
+        signal::after_fork();
+        merge::after_fork();
+    }
+}
+
 /// Return addresses kept per thread; deeper native frames are dropped.
 pub const MAX_NATIVE_FRAMES: usize = 128;
 
@@ -288,6 +323,7 @@ pub fn __skip_blocked_check(skip: bool) {
 pub fn __stacks_only() -> Result<usize, String> {
     #[cfg(target_os = "linux")]
     {
+        let _gate = crate::fork::capturing();
         collect::stacks_only()
     }
     #[cfg(not(target_os = "linux"))]
@@ -302,6 +338,7 @@ pub fn __stacks_only() -> Result<usize, String> {
 pub fn __symbolize(address: usize) -> usize {
     #[cfg(target_os = "linux")]
     {
+        let _gate = crate::fork::capturing();
         symbolize::symbolize(address).len()
     }
     #[cfg(not(target_os = "linux"))]
@@ -315,5 +352,8 @@ pub fn __symbolize(address: usize) -> usize {
 #[doc(hidden)]
 pub fn __clear_symbol_cache() {
     #[cfg(target_os = "linux")]
-    symbolize::clear();
+    {
+        let _gate = crate::fork::capturing();
+        symbolize::clear();
+    }
 }

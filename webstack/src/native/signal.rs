@@ -12,7 +12,7 @@
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::unwind;
@@ -68,6 +68,35 @@ static CONFIG: Mutex<Config> = Mutex::new(Config {
     chosen: 0,
     installed: 0,
 });
+
+/// The configuration's lock, held across a fork.
+static CONFIG_HELD: crate::fork::Held<MutexGuard<'static, Config>> = crate::fork::Held::new();
+
+/// Takes the configuration's lock before a fork.
+///
+/// # Safety
+/// Only from the *prepare* fork handler.
+pub(super) unsafe fn prepare_fork() {
+    let config = CONFIG.lock().unwrap_or_else(|e| e.into_inner());
+    // SAFETY: in *prepare*, with the lock just taken.
+    unsafe { CONFIG_HELD.put(config) };
+}
+
+/// Releases the configuration's lock after a fork.
+///
+/// # Safety
+/// Only from the *parent* or *child* fork handler.
+pub(super) unsafe fn after_fork() {
+    // SAFETY: guaranteed by the caller.
+    drop(unsafe { CONFIG_HELD.take() });
+}
+
+/// Frees the slot in the child of a fork: a handler that claimed it in the
+/// parent and never finished ran on a thread the child does not have.
+pub(super) fn forget_requests() {
+    SLOT.phase.store(phase(0, ABANDONED), Ordering::Release);
+    HANDLER_TID.store(0, Ordering::Relaxed);
+}
 
 fn default_signal() -> i32 {
     libc::SIGRTMIN() + 3

@@ -1,0 +1,280 @@
+//! After `fork()` the child sees only its own thread, and capturing and
+//! registering work there, whatever the parent's other threads were doing
+//! at the fork: registering and leaving, polling tasks, capturing snapshots
+//! with native stacks.
+//!
+//! The parent forks [`FORKS`] times while those threads run. Each child arms
+//! `alarm` (a hang on a lock the fork left held ends it with `SIGALRM`),
+//! checks what it captures, registers a new thread, and leaves with
+//! `_exit`: 0, or a code naming the failed check. The parent counts the
+//! outcomes and asserts that every child succeeded.
+//!
+//! `harness = false`: the process's threads are this file's, and the child
+//! never meets a test harness's locks. A child writes nothing through Rust's
+//! `stderr` lock (a parent thread may have held it at the fork); its
+//! diagnostics go straight to file descriptor 2.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::task::noop_waker_ref;
+use webstack::{Kind, Options, Snapshot, State};
+
+/// Children forked: enough for some forks to land while a lock is held.
+const FORKS: usize = 50;
+/// Seconds a child may take before `SIGALRM` ends it as hung.
+const CHILD_SECONDS: u32 = 10;
+
+/// A child's exit codes.
+const OK: i32 = 0;
+const WRONG_THREADS_SHADOW: i32 = 2;
+const FOREIGN_RUNNING_TASK: i32 = 3;
+const WRONG_THREADS_NATIVE: i32 = 4;
+const NOT_AUGMENTED: i32 = 5;
+const WRONG_THREADS_AFTER_REGISTRATION: i32 = 6;
+const PANICKED: i32 = 7;
+
+#[webstack::instrument]
+fn short_lived(round: u64) -> u64 {
+    round + 1
+}
+
+/// Pending once, then ready.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            Poll::Pending
+        }
+    }
+}
+
+#[webstack::instrument]
+async fn polled_task(round: u64) -> u64 {
+    YieldOnce(false).await;
+    round
+}
+
+#[webstack::instrument]
+async fn idle_task(id: u32) {
+    std::future::pending::<()>().await
+}
+
+fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> Poll<F::Output> {
+    future.poll(&mut Context::from_waker(noop_waker_ref()))
+}
+
+/// Threads that keep registering, polling and capturing until dropped.
+struct Busy {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Busy {
+    fn start() -> Busy {
+        let stop = Arc::new(AtomicBool::new(false));
+        let rounds = Arc::new(AtomicU64::new(0));
+        let mut threads = Vec::new();
+        let spawn = |name: &str, body: Box<dyn Fn(u64) + Send>| {
+            let stop = stop.clone();
+            let rounds = rounds.clone();
+            webstack::thread::Builder::new()
+                .name(name.to_owned())
+                .spawn(move || {
+                    let mut round = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        body(round);
+                        round += 1;
+                        rounds.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+                .expect("spawn")
+        };
+        threads.push(spawn(
+            "registering",
+            Box::new(|round| {
+                let thread = webstack::thread::spawn(move || short_lived(round));
+                assert_eq!(thread.join().expect("short-lived thread"), round + 1);
+            }),
+        ));
+        threads.push(spawn(
+            "polling",
+            Box::new(|round| {
+                let mut tasks: Vec<_> = (0..8).map(|i| Box::pin(polled_task(round + i))).collect();
+                for task in &mut tasks {
+                    assert!(poll_once(task.as_mut()).is_pending());
+                }
+                for (i, task) in tasks.iter_mut().enumerate() {
+                    if i % 2 == 0 {
+                        assert_eq!(poll_once(task.as_mut()), Poll::Ready(round + i as u64));
+                    }
+                }
+            }),
+        ));
+        threads.push(spawn(
+            "capturing",
+            Box::new(|round| {
+                let options = Options::default().augment(round % 4 == 0);
+                std::hint::black_box(Snapshot::capture(&options));
+            }),
+        ));
+        // Let each thread get going before the first fork.
+        while rounds.load(Ordering::Relaxed) < 3 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Busy { stop, threads }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Writes a line to file descriptor 2 without Rust's `stderr` lock.
+fn say(line: &str) {
+    let line = format!("fork child {}: {line}\n", std::process::id());
+    // SAFETY: writes from a live buffer of the given length.
+    unsafe { libc::write(2, line.as_ptr().cast(), line.len()) };
+}
+
+fn describe(snapshot: &Snapshot) -> String {
+    snapshot
+        .routines
+        .iter()
+        .map(|r| {
+            format!(
+                "{:?} {} {} {:?} tid={:?} running_on={:?}",
+                r.kind, r.id, r.name, r.state, r.tid, r.running_on
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The one thread a child must show: itself (its tid is the child's pid).
+fn only_this_thread(snapshot: &Snapshot) -> bool {
+    // SAFETY: `getpid` has no preconditions.
+    let pid = i64::from(unsafe { libc::getpid() });
+    let threads: Vec<_> = snapshot
+        .routines
+        .iter()
+        .filter(|r| r.kind == Kind::Thread)
+        .collect();
+    threads.len() == 1 && threads[0].tid == Some(pid)
+}
+
+fn child_checks() -> i32 {
+    let shadow = Snapshot::capture(&Options::default().augment(false));
+    if !only_this_thread(&shadow) {
+        say(&format!("augment=0 threads: {}", describe(&shadow)));
+        return WRONG_THREADS_SHADOW;
+    }
+    let me = shadow
+        .routines
+        .iter()
+        .find(|r| r.kind == Kind::Thread)
+        .map(|r| r.id);
+    let foreign = shadow
+        .routines
+        .iter()
+        .any(|r| r.kind == Kind::Task && r.state != State::Idle && r.running_on != me);
+    if foreign {
+        say(&format!("tasks running elsewhere: {}", describe(&shadow)));
+        return FOREIGN_RUNNING_TASK;
+    }
+    let native = Snapshot::capture(&Options::default().augment(true));
+    if !only_this_thread(&native) {
+        say(&format!("augment=1 threads: {}", describe(&native)));
+        return WRONG_THREADS_NATIVE;
+    }
+    if !native.augmented {
+        say(&format!("not augmented: {:?}", native.native_error));
+        return NOT_AUGMENTED;
+    }
+    let thread = webstack::thread::spawn(|| short_lived(7));
+    if thread.join().ok() != Some(8) {
+        return PANICKED;
+    }
+    let after = Snapshot::capture(&Options::default().augment(false));
+    if !only_this_thread(&after) {
+        say(&format!(
+            "threads after a registration: {}",
+            describe(&after)
+        ));
+        return WRONG_THREADS_AFTER_REGISTRATION;
+    }
+    OK
+}
+
+/// What became of one child.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    Exited(i32),
+    Hung,
+    Signalled(i32),
+}
+
+fn fork_and_check() -> Outcome {
+    // SAFETY: the child runs only `child_checks` and leaves with `_exit`, so
+    // it never returns into code that assumes the parent's other threads.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        // SAFETY: `alarm` and `_exit` have no preconditions.
+        unsafe { libc::alarm(CHILD_SECONDS) };
+        let code = std::panic::catch_unwind(child_checks).unwrap_or(PANICKED);
+        // SAFETY: as above.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: `status` is writable; `pid` is our child.
+    let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(rc, pid, "waitpid: {}", std::io::Error::last_os_error());
+    if libc::WIFEXITED(status) {
+        Outcome::Exited(libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGALRM {
+        Outcome::Hung
+    } else {
+        Outcome::Signalled(libc::WTERMSIG(status))
+    }
+}
+
+fn main() {
+    webstack::init();
+    let mut idle = Box::pin(idle_task(1));
+    assert!(poll_once(idle.as_mut()).is_pending());
+    // Symbols are loaded once, here: every child starts with them.
+    assert!(Snapshot::capture(&Options::default().augment(true)).augmented);
+
+    let busy = Busy::start();
+    let mut outcomes = std::collections::BTreeMap::new();
+    for round in 0..FORKS {
+        *outcomes.entry(fork_and_check()).or_insert(0) += 1;
+        std::thread::sleep(Duration::from_millis(1 + (round as u64 * 7) % 10));
+    }
+    drop(busy);
+    drop(idle);
+    println!("fork: {FORKS} children: {outcomes:?}");
+    assert_eq!(
+        outcomes.get(&Outcome::Exited(OK)),
+        Some(&FORKS),
+        "children that did not pass (exit codes: 2 wrong threads augment=0, \
+         3 a task running on another thread, 4 wrong threads augment=1, 5 not augmented, \
+         6 wrong threads after a registration, 7 panic): {outcomes:?}"
+    );
+}

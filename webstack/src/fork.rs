@@ -1,0 +1,179 @@
+//! Keeping webstack usable in the child of `fork()`.
+//!
+//! Only the forking thread exists in the child; every other thread stopped
+//! wherever it was, maybe holding a lock of webstack's. So, with
+//! `pthread_atfork` handlers (installed once, on the first registration or
+//! capture):
+//!
+//! - *prepare* (in the parent, before the fork) takes, in this order, the
+//!   capture gate exclusively, which waits for running captures to finish
+//!   (a capture never waits on the program, so this is bounded), then every
+//!   registry shard lock, then the few locks reached outside a capture (the
+//!   native signal's configuration, the crate-origin set). At the fork no
+//!   other thread holds any of them, and none holds a lock that only a
+//!   capture takes (a task's lock for copying its chain, the native
+//!   collector, the symbol caches), or `backtrace`'s lock on webstack's
+//!   behalf;
+//! - *parent* releases them;
+//! - *child* first makes the state describe the child, then releases them:
+//!   the registry keeps only the forking thread (its kernel thread id
+//!   updated) and the tasks that can still make progress, and the native
+//!   collector forgets the parent's threads (ids by tid, suspects, a slot
+//!   left claimed by an unwinder that never finished).
+//!
+//! Which tasks stay in the child: a task idle at the fork stays; its future
+//! exists in the child's copy of memory and the forking thread may well poll
+//! it again (a current-thread runtime), though webstack cannot tell which
+//! executor owns it, so the idle tasks of a dead thread's runtime stay too,
+//! shown as they were at the fork. A task being polled by the forking thread
+//! stays. A task being polled by another thread, or whose lock another
+//! thread held (a poll's prologue or epilogue), is removed: that poll never
+//! ends in the child. Its key is cleared too, so if its future is ever
+//! dropped in the child it removes nothing that took its place in the
+//! registry. The registry's references to the removed threads' stacks are
+//! dropped; the stacks stay alive through their threads' owners, which no
+//! destructor will run in the child.
+//!
+//! The locks held across the fork are `std::sync` ones, whose waiters queue
+//! in the kernel: waiters of the parent do not exist in the child, so
+//! releasing them there wakes nobody and leaves nothing behind
+//! (`parking_lot` keeps its queues in a process-wide table that a fork can
+//! leave locked).
+//!
+//! Not covered: a lock outside webstack held at the fork (a memory
+//! allocator's is the allocator's business: glibc's handles fork; the
+//! `backtrace` crate's lock held by the application's own use of it), and
+//! libgcc's frame-registration lock held by a thread inside
+//! `__register_frame` (JIT compilers), which the native unwinder may take.
+
+use std::cell::UnsafeCell;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
+
+/// Held shared by every capture, exclusively from *prepare* to *parent* or
+/// *child*.
+static GATE: RwLock<()> = RwLock::new(());
+
+/// Lets a capture run; a fork waits for it.
+pub(crate) fn capturing() -> RwLockReadGuard<'static, ()> {
+    install();
+    GATE.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A lock guard kept from *prepare* to *parent* or *child*, on the forking
+/// thread.
+pub(crate) struct Held<G>(UnsafeCell<Option<G>>);
+
+// SAFETY: the cell is only touched by a thread that holds the lock its guard
+// stands for: `put` right after acquiring it, `take` before releasing it
+// (see their contracts). Two accesses are thus ordered by that lock's
+// release and acquire; the guard never leaves the thread that took the lock.
+unsafe impl<G> Sync for Held<G> {}
+
+impl<G> Held<G> {
+    pub(crate) const fn new() -> Self {
+        Held(UnsafeCell::new(None))
+    }
+
+    /// Keeps `guard`.
+    ///
+    /// # Safety
+    /// Only from the fork handlers, with `guard` just acquired by the caller.
+    pub(crate) unsafe fn put(&self, guard: G) {
+        // SAFETY: the caller holds the lock, so no other thread uses the cell.
+        unsafe { *self.0.get() = Some(guard) };
+    }
+
+    /// The guard kept by `put`, if any.
+    ///
+    /// # Safety
+    /// Only from the *parent* or *child* handler, on the thread that ran
+    /// *prepare* (which holds the lock while the guard is kept).
+    pub(crate) unsafe fn take(&self) -> Option<G> {
+        // SAFETY: as for `put`.
+        unsafe { (*self.0.get()).take() }
+    }
+}
+
+#[cfg(unix)]
+pub(crate) use imp::install;
+
+#[cfg(not(unix))]
+pub(crate) fn install() {}
+
+#[cfg(unix)]
+mod imp {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::{PoisonError, RwLockWriteGuard};
+
+    use super::{Held, GATE};
+
+    const NOT_INSTALLED: u8 = 0;
+    const INSTALLING: u8 = 1;
+    const INSTALLED: u8 = 2;
+
+    /// Not a `Once`: one left running by a fork would hang the child.
+    static STATE: AtomicU8 = AtomicU8::new(NOT_INSTALLED);
+
+    static GATE_HELD: Held<RwLockWriteGuard<'static, ()>> = Held::new();
+
+    /// Installs the fork handlers once. Another thread calling meanwhile
+    /// goes on without waiting.
+    #[inline]
+    pub(crate) fn install() {
+        if STATE.load(Ordering::Acquire) == INSTALLED {
+            return;
+        }
+        if STATE
+            .compare_exchange(
+                NOT_INSTALLED,
+                INSTALLING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            return;
+        }
+        // SAFETY: the three handlers are `extern "C" fn()` that live as long
+        // as the process; `pthread_atfork` has no other precondition.
+        let rc = unsafe { libc::pthread_atfork(Some(prepare), Some(parent), Some(child)) };
+        // On failure (out of memory) forks stay unprotected; try again later.
+        let state = if rc == 0 { INSTALLED } else { NOT_INSTALLED };
+        STATE.store(state, Ordering::Release);
+    }
+
+    extern "C" fn prepare() {
+        // One-time initialisations another thread might be in the middle of:
+        // done now, so that none is left half done in the child.
+        crate::clock::now_ns();
+        crate::uptime();
+        crate::stack::force_detached();
+        let gate = GATE.write().unwrap_or_else(PoisonError::into_inner);
+        // SAFETY: in *prepare*, with the gate just taken.
+        unsafe { GATE_HELD.put(gate) };
+        // SAFETY: in *prepare*, after the gate.
+        unsafe {
+            crate::registry::prepare_fork();
+            crate::native::prepare_fork();
+        }
+    }
+
+    extern "C" fn parent() {
+        // SAFETY: in *parent*, on the thread that ran *prepare*, in reverse
+        // order.
+        unsafe {
+            crate::native::after_fork(false);
+            crate::registry::after_fork(false);
+            drop(GATE_HELD.take());
+        }
+    }
+
+    extern "C" fn child() {
+        // SAFETY: in *child*, on the one thread, which ran *prepare*.
+        unsafe {
+            crate::native::after_fork(true);
+            crate::registry::after_fork(true);
+            drop(GATE_HELD.take());
+        }
+    }
+}
