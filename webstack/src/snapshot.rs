@@ -444,8 +444,10 @@ impl Snapshot {
     ///
     /// Never waits for the program: a task being polled is reported as
     /// running (its frames are on the polling thread's stack), and a thread's
-    /// stack is read without stopping it. The only wait is for a task record
-    /// that another snapshot is copying, at most 1 ms per snapshot in all.
+    /// stack is read without stopping it. It waits only for a task record
+    /// that another snapshot is copying (at most 1 ms per snapshot in all),
+    /// and, while another thread is inside `fork()`, starts once the fork
+    /// returns.
     pub fn capture(options: &Options) -> Snapshot {
         let _gate = crate::fork::capturing();
         let started = Instant::now();
