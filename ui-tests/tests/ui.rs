@@ -28,13 +28,16 @@ const PASS: &[&str] = &[
 ];
 
 const FAIL: &[&str] = &[
+    "arg-words-impl-is-sealed",
     "conflicting-skip-arguments",
     "const-fn",
     "duplicate-argument",
+    "frame-args-impl-is-sealed",
     "function-without-body",
     "main-with-arguments",
     "malformed-argument",
     "not-a-function",
+    "owner-impl-is-sealed",
     "skip-duplicate-parameter",
     "skip-unknown-parameter",
     "type-error-in-async-body",

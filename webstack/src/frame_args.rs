@@ -11,6 +11,7 @@
 //! narrow argument, with no branch on the extra-word count. The slot layout
 //! and what a snapshot reads are the same for every form.
 
+use crate::sealed;
 use crate::slot::MAX_ARGS;
 use crate::sync::{AtomicU64, Ordering};
 use crate::value::{Value, VALUE_WORDS};
@@ -19,11 +20,18 @@ use crate::value::{Value, VALUE_WORDS};
 pub(crate) type ArgSlot = [AtomicU64; VALUE_WORDS];
 
 /// One recorded argument, as stored in a frame slot.
-pub trait ArgWords: Copy {
+///
+/// Sealed: a snapshot reads the stored words back as a [`Value`], whose
+/// header says which words are valid and whether one of them is a type-name
+/// function to call; only [`Value`], [`Narrow`] and [`Fixed`] (whose headers
+/// come from [`Value`]'s constructors) may store them.
+pub trait ArgWords: Copy + sealed::ArgWords {
     /// Stores the argument's words into `slot` (relaxed; the slot's sequence
     /// lock orders them).
     fn store(&self, slot: &ArgSlot);
 }
+
+impl sealed::ArgWords for Value {}
 
 impl ArgWords for Value {
     #[inline(always)]
@@ -70,6 +78,8 @@ impl From<Narrow> for Value {
     }
 }
 
+impl sealed::ArgWords for Narrow {}
+
 impl ArgWords for Narrow {
     #[inline(always)]
     fn store(&self, slot: &ArgSlot) {
@@ -103,6 +113,8 @@ impl<const HEADER: u64> From<Fixed<HEADER>> for Value {
     }
 }
 
+impl<const HEADER: u64> sealed::ArgWords for Fixed<HEADER> {}
+
 impl<const HEADER: u64> ArgWords for Fixed<HEADER> {
     #[inline(always)]
     fn store(&self, slot: &ArgSlot) {
@@ -112,7 +124,11 @@ impl<const HEADER: u64> ArgWords for Fixed<HEADER> {
 }
 
 /// All recorded arguments of a frame.
-pub trait FrameArgs {
+///
+/// Sealed: the count [`store`](FrameArgs::store) returns is stored in the low
+/// bits of the frame's header, beside the metadata address, so only the tuple
+/// impls here (which return their length, at most [`MAX_ARGS`]) may exist.
+pub trait FrameArgs: sealed::FrameArgs {
     /// Stores the arguments (at most [`MAX_ARGS`]) into `slots`; returns how
     /// many were stored.
     fn store(&self, slots: &[ArgSlot; MAX_ARGS]) -> usize;
@@ -120,6 +136,8 @@ pub trait FrameArgs {
 
 macro_rules! tuple_args {
     ($($len:literal => ($($name:ident $index:tt),*);)*) => {$(
+        impl<$($name: ArgWords),*> sealed::FrameArgs for ($($name,)*) {}
+
         impl<$($name: ArgWords),*> FrameArgs for ($($name,)*) {
             #[inline(always)]
             #[allow(unused_variables)]

@@ -94,6 +94,7 @@ mod meta;
 pub mod native;
 mod registry;
 pub mod render;
+mod sealed;
 mod slot;
 mod snapshot;
 mod stack;

@@ -1,5 +1,7 @@
 //! Static descriptions of instrumented functions, emitted by the macros.
 
+use crate::sealed;
+
 /// What `#[webstack::instrument]` knows about a function at compile time.
 /// One `static` per instrumented function; frames point at it.
 ///
@@ -61,8 +63,12 @@ pub trait StaticMeta {
 /// Names `Self` in the frames of a method, or nothing for a free function.
 /// Both forms are zero-sized, so an async frame's future carries no word for
 /// it.
+///
+/// Sealed: a snapshot calls the word [`addr`](Owner::addr) returns as a
+/// `fn() -> &'static str`, so only the two impls here ([`NoOwner`] and
+/// [`OwnerOf`]) may exist.
 #[doc(hidden)]
-pub trait Owner: Copy {
+pub trait Owner: Copy + sealed::Owner {
     /// The address of a `fn() -> &'static str` naming the type, or 0.
     fn addr(self) -> usize;
 }
@@ -71,6 +77,8 @@ pub trait Owner: Copy {
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug)]
 pub struct NoOwner;
+
+impl sealed::Owner for NoOwner {}
 
 impl Owner for NoOwner {
     #[inline(always)]
@@ -96,6 +104,8 @@ impl<T: ?Sized> std::fmt::Debug for OwnerOf<T> {
         f.write_str(std::any::type_name::<T>())
     }
 }
+
+impl<T: ?Sized> sealed::Owner for OwnerOf<T> {}
 
 impl<T: ?Sized> Owner for OwnerOf<T> {
     #[inline(always)]

@@ -102,6 +102,8 @@ impl Slot {
         let seq = self.seq.load(Ordering::Relaxed);
         self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
+        // `FrameArgs` is sealed: the count is a tuple's length, at most
+        // `MAX_ARGS`, so it stays within `NARGS_MASK` below the meta address.
         let mut header = meta | args.store(&self.args);
         if owner != 0 {
             self.owner.store(owner, Ordering::Relaxed);

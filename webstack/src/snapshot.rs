@@ -806,8 +806,9 @@ fn function_name(meta: &'static FrameMeta, owner: usize) -> &'static str {
         LazyLock::new(Default::default);
     let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
     names.entry((meta.addr(), owner)).or_insert_with(|| {
-        // SAFETY: the owner word is only written by generated code from
-        // `std::any::type_name::<Self> as fn() -> &'static str`.
+        // SAFETY: a nonzero owner word is only written from `Owner::addr`,
+        // a sealed trait whose one nonzero impl (`OwnerOf<T>`) returns
+        // `std::any::type_name::<T> as fn() -> &'static str`.
         let type_name: fn() -> &'static str =
             unsafe { std::mem::transmute::<usize, fn() -> &'static str>(owner) };
         Box::leak(format!("{}::{}", type_name(), meta.name).into_boxed_str())

@@ -395,8 +395,10 @@ impl Value {
             return None;
         }
         // SAFETY: a pointer value's first extra word is only ever written by
-        // `Value::pointer`, from a `fn() -> &'static str`, and values are
-        // copied out of frame slots only after the slot's sequence number
+        // `Value::pointer`, from a `fn() -> &'static str` (the fields are
+        // private, and slots are filled only through the sealed `ArgWords`,
+        // whose impls store words built by `Value`'s constructors), and values
+        // are copied out of frame slots only after the slot's sequence number
         // validated the whole value (no torn word mixes).
         let f: fn() -> &'static str =
             unsafe { std::mem::transmute::<usize, fn() -> &'static str>(self.extra[0] as usize) };
