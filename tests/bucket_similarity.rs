@@ -616,3 +616,77 @@ fn real_tasks() {
     }
     drop(rt);
 }
+
+/// A request's extractor: taken by value, no `Capture` impl.
+struct BsPath(u64, u64);
+
+/// An account that several requests hold.
+struct BsAccount;
+
+#[webstack::instrument(skip(rx))]
+async fn bs_transfer(
+    path: BsPath,
+    account: &'static BsAccount,
+    ledger: Arc<BsAccount>,
+    rx: tokio::sync::oneshot::Receiver<()>,
+) -> u64 {
+    rx.await.ok();
+    drop((account, ledger));
+    path.0 + path.1
+}
+
+/// Each call's by-value `path` is its own object: it must not be shown as an
+/// address, and above all not as one label shared by all three tasks (its
+/// address at the call is a slot of the spawning loop's stack, the same for
+/// every call). The `&` and the `Arc` point at one account and one ledger:
+/// each gets a label, the same in every task.
+#[test]
+fn by_value_arguments_get_no_address_and_shared_objects_a_label() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let account: &'static BsAccount = Box::leak(Box::new(BsAccount));
+    let ledger = Arc::new(BsAccount);
+    let mut senders = Vec::new();
+    for i in 0..3 {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        senders.push(tx);
+        rt.spawn(bs_transfer(BsPath(i, i + 1), account, ledger.clone(), rx));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let snap = loop {
+        let snap = Snapshot::capture(&Options::default().augment(false));
+        let idle = snap
+            .routines
+            .iter()
+            .filter(|r| r.name == "bs_transfer" && r.state == webstack::State::Idle)
+            .count();
+        if idle == 3 || std::time::Instant::now() > deadline {
+            break snap;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    for s in [Similarity::ExactLines, Similarity::AnyPointer] {
+        let buckets = Buckets::aggregate(&snap, s);
+        let text = render(&snap, &buckets, Format::Text, &Links::default()).unwrap();
+        let frames: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|line| line.starts_with("bucket_similarity::bs_transfer("))
+            .collect();
+        assert_eq!(
+            frames,
+            ["bucket_similarity::bs_transfer(path: BsPath = <by value>, \
+              account: &'static BsAccount = #1, ledger: Arc<BsAccount> = #2)"],
+            "{s}:\n{text}"
+        );
+        assert_eq!(buckets.label(account as *const BsAccount as u64), Some(1));
+        assert_eq!(buckets.label(Arc::as_ptr(&ledger) as u64), Some(2));
+    }
+    for tx in senders {
+        tx.send(()).unwrap();
+    }
+    drop(rt);
+}

@@ -1,6 +1,6 @@
 //! Argument values as recorded by `Capture`: every built-in impl, the
-//! address fallback, a user's impl, `skip`, `skip_all`, destructured
-//! parameters, generic parameters and methods.
+//! fallbacks without one (pointee address, by value), a user's impl, `skip`,
+//! `skip_all`, destructured parameters, generic parameters and methods.
 
 mod util;
 
@@ -192,21 +192,33 @@ impl Capture for UserId {
 fn fallbacks(
     queue: &Mutex<Queue>,
     by_value: Queue,
+    shared: std::sync::Arc<Queue>,
     user: &UserId,
     owned_user: UserId,
 ) -> Vec<String> {
     let frame = my_frame();
-    drop(by_value);
+    drop((by_value, shared));
     frame
 }
 
+/// A reference or smart pointer records the address and type of what it
+/// points at; a value taken by value records neither.
 #[test]
-fn values_without_capture_are_recorded_as_address_and_type() {
+fn values_without_capture_are_recorded_by_pointee_or_as_by_value() {
     let queue = Mutex::new(Queue { _jobs: vec![] });
+    let shared = std::sync::Arc::new(Queue { _jobs: vec![] });
     let got = std::thread::scope(|s| {
-        s.spawn(|| fallbacks(&queue, Queue { _jobs: vec![] }, &UserId(7), UserId(8)))
-            .join()
-            .unwrap()
+        s.spawn(|| {
+            fallbacks(
+                &queue,
+                Queue { _jobs: vec![] },
+                shared.clone(),
+                &UserId(7),
+                UserId(8),
+            )
+        })
+        .join()
+        .unwrap()
     });
     assert_eq!(
         got,
@@ -219,7 +231,8 @@ fn values_without_capture_are_recorded_as_address_and_type() {
                         .next()
                         .unwrap()
                 ),
-            "by_value: Queue = <capture::Queue at ADDR>".to_owned(),
+            "by_value: Queue = <by value>".to_owned(),
+            "shared: std::sync::Arc<Queue> = <capture::Queue at ADDR>".to_owned(),
             "user: &UserId = 7".to_owned(),
             "owned_user: UserId = 8".to_owned(),
         ]
@@ -279,10 +292,7 @@ fn destructured_and_generic_parameters() {
             .join()
             .unwrap()
     });
-    assert_eq!(
-        got,
-        vec!["opaque: T = <capture::Point at ADDR>", "known: U = 5"]
-    );
+    assert_eq!(got, vec!["opaque: T = <by value>", "known: U = 5"]);
 }
 
 pub struct Server {

@@ -220,7 +220,9 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
     } else {
         quote! {
             let #values = {
-                use ::webstack::__private::{ViaAddr as _, ViaCapture as _, ViaNarrow as _, ViaRef as _};
+                use ::webstack::__private::{
+                    ViaCapture as _, ViaNarrow as _, ViaPointee as _, ViaRef as _, ViaValue as _,
+                };
                 (#(#captures,)*)
             };
         }
@@ -412,7 +414,7 @@ fn params(sig: &Signature) -> Vec<Param> {
                     // `Box<Self>`.
                     ty: tokens_text(receiver.ty.to_token_stream()),
                     capture: quote!(
-                        (&&&&::webstack::__private::Probe(&#self_token)).__webstack_value()
+                        (&&&&&::webstack::__private::Probe(&#self_token)).__webstack_value()
                     ),
                     recordable: true,
                 }
@@ -431,7 +433,7 @@ fn params(sig: &Signature) -> Vec<Param> {
                             name: ident.unraw().to_string(),
                             ty,
                             capture: quote!(
-                                (&&&&::webstack::__private::Probe(&#ident)).__webstack_value()
+                                (&&&&&::webstack::__private::Probe(&#ident)).__webstack_value()
                             ),
                             recordable,
                         }

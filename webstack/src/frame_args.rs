@@ -166,14 +166,16 @@ const _: () = assert!(MAX_ARGS == 8, "tuple_args! covers up to MAX_ARGS members"
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::__private::{Probe, ViaAddr as _, ViaCapture as _, ViaNarrow as _, ViaRef as _};
+    use crate::__private::{
+        Probe, ViaCapture as _, ViaNarrow as _, ViaPointee as _, ViaRef as _, ViaValue as _,
+    };
     use crate::slot::Slot;
     use crate::Capture;
 
     /// What the macro emits for a parameter `$v`.
     macro_rules! record {
         ($v:expr) => {
-            (&&&&Probe(&$v)).__webstack_value()
+            (&&&&&Probe(&$v)).__webstack_value()
         };
     }
 
@@ -260,13 +262,44 @@ mod tests {
     }
 
     #[test]
-    fn strings_wide_integers_and_uncaptured_types_stay_wide() {
+    fn strings_wide_integers_and_pointees_stay_wide() {
         let (text, big) = ("alice", u128::MAX);
         assert!(!is_narrow(&record!(text)));
         assert!(!is_narrow(&record!(big)));
         let lock = std::sync::Mutex::new(1);
         assert!(!is_narrow(&record!(&lock)));
-        assert!(!is_narrow(&record!(lock)));
+    }
+
+    /// A by-value argument without `Capture` keeps one word and reads back
+    /// without an address; references and smart pointers record the address
+    /// of what they point at, not of the argument.
+    #[test]
+    fn uncaptured_arguments_record_what_identifies_them() {
+        let lock = std::sync::Mutex::new(1);
+        let by_value = record!(lock);
+        assert!(is_narrow(&by_value));
+        assert_eq!(read_back(by_value), Value::by_value());
+        let at = |p: *const std::sync::Mutex<i32>| Some(p as u64);
+        let boxed = Box::new(std::sync::Mutex::new(2));
+        let rc = std::rc::Rc::new(std::sync::Mutex::new(3));
+        let arc = std::sync::Arc::new(std::sync::Mutex::new(4));
+        let mut pinned = Box::pin(std::sync::Mutex::new(5));
+        let raw = &lock as *const std::sync::Mutex<i32>;
+        assert_eq!(read_back(record!(&lock)).address(), at(&lock));
+        assert_eq!(read_back(record!(boxed)).address(), at(&*boxed));
+        assert_eq!(read_back(record!(&boxed)).address(), at(&*boxed));
+        assert_eq!(read_back(record!(rc)).address(), at(&*rc));
+        assert_eq!(read_back(record!(arc)).address(), at(&*arc));
+        assert_eq!(read_back(record!(&arc)).address(), at(&*arc));
+        assert_eq!(read_back(record!(pinned)).address(), at(&*pinned));
+        let pinned_mut = pinned.as_mut();
+        let target = at(&*pinned_mut);
+        assert_eq!(read_back(record!(pinned_mut)).address(), target);
+        assert_eq!(read_back(record!(raw)).address(), at(raw));
+        let arc_value = read_back(record!(arc));
+        assert!(arc_value.pointee_type().unwrap().ends_with("Mutex<i32>"));
+        // With `Capture`, the pointee's value wins over its address.
+        assert_eq!(read_back(record!(std::sync::Arc::new(7u32))), Value::u64(7));
     }
 
     #[test]

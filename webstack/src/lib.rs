@@ -63,8 +63,12 @@
 //! as a task, with its await chain recorded at every `Pending`.
 //!
 //! Argument values are recorded through [`Capture`], never through `Debug`.
-//! Parameters whose type has no `Capture` impl are recorded as their address
-//! and type name. Use `skip(..)` or `skip_all` for secrets.
+//! A parameter whose type has no `Capture` impl is recorded as the address
+//! and type name of what it points at when it is a reference (`&T`, `&mut
+//! T`), a `Box`, `Rc`, `Arc`, `Pin` or raw pointer, so frames holding the
+//! same object can be told; taken by value, it is shown as `<by value>`,
+//! with no address (the address of the call's copy would say nothing about
+//! which object it is). Use `skip(..)` or `skip_all` for secrets.
 //!
 //! # Misuse is a compile error
 //!

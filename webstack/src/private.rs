@@ -11,6 +11,11 @@ use std::num::{
     NonZeroI16, NonZeroI32, NonZeroI64, NonZeroI8, NonZeroIsize, NonZeroU16, NonZeroU32,
     NonZeroU64, NonZeroU8, NonZeroUsize,
 };
+use std::ops::Deref;
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::stack;
 use crate::value::fixed_header;
@@ -36,7 +41,11 @@ pub fn init_main() {
 }
 
 /// A parameter about to be recorded; the `Via*` traits pick, by auto-ref
-/// specialisation, the best way to record it.
+/// specialisation, the best way to record it. The macros call
+/// `(&&&&&Probe(&param)).__webstack_value()`: method lookup strips one `&`
+/// per level, so the first level whose impl matches wins, in the order
+/// [`ViaNarrow`], [`ViaCapture`], [`ViaPointee`], [`ViaRef`], [`ViaValue`].
+/// The choice is made at compile time.
 #[derive(Debug)]
 pub struct Probe<'a, T: ?Sized>(pub &'a T);
 
@@ -54,21 +63,21 @@ pub trait ViaNarrow {
 
 macro_rules! via_narrow {
     ($([$($g:ident),*] $t:ty => $words:ty, $new:path;)*) => {$(
-        impl<$($g),*> ViaNarrow for &&&Probe<'_, $t> {
+        impl<$($g),*> ViaNarrow for &&&&Probe<'_, $t> {
             type Words = $words;
             #[inline(always)]
             fn __webstack_value(&self) -> $words {
                 $new(Capture::capture(self.0))
             }
         }
-        impl<$($g),*> ViaNarrow for &&&Probe<'_, &$t> {
+        impl<$($g),*> ViaNarrow for &&&&Probe<'_, &$t> {
             type Words = $words;
             #[inline(always)]
             fn __webstack_value(&self) -> $words {
                 $new(Capture::capture(self.0))
             }
         }
-        impl<$($g),*> ViaNarrow for &&&Probe<'_, &mut $t> {
+        impl<$($g),*> ViaNarrow for &&&&Probe<'_, &mut $t> {
             type Words = $words;
             #[inline(always)]
             fn __webstack_value(&self) -> $words {
@@ -120,11 +129,55 @@ pub trait ViaCapture {
     fn __webstack_value(&self) -> Value;
 }
 
-impl<T: Capture + ?Sized> ViaCapture for &&Probe<'_, T> {
+impl<T: Capture + ?Sized> ViaCapture for &&&Probe<'_, T> {
     #[inline(always)]
     fn __webstack_value(&self) -> Value {
         self.0.capture()
     }
+}
+
+/// Next: a smart or raw pointer to a type without `Capture` (or a reference
+/// to one): record the address of the value it points at, which identifies
+/// the object (the pointer's own address would be a slot of the call).
+pub trait ViaPointee {
+    /// The recorded value.
+    fn __webstack_value(&self) -> Value;
+}
+
+macro_rules! via_pointee {
+    ($([$($g:tt)*] $t:ty => |$p:ident| $target:expr;)*) => {$(
+        impl<$($g)*> ViaPointee for &&Probe<'_, $t> {
+            #[inline(always)]
+            fn __webstack_value(&self) -> Value {
+                let $p = self.0;
+                Value::address_of($target)
+            }
+        }
+        impl<$($g)*> ViaPointee for &&Probe<'_, &$t> {
+            #[inline(always)]
+            fn __webstack_value(&self) -> Value {
+                let $p = *self.0;
+                Value::address_of($target)
+            }
+        }
+        impl<$($g)*> ViaPointee for &&Probe<'_, &mut $t> {
+            #[inline(always)]
+            fn __webstack_value(&self) -> Value {
+                let $p = &**self.0;
+                Value::address_of($target)
+            }
+        }
+    )*};
+}
+
+via_pointee! {
+    [T: ?Sized] Box<T> => |p| &**p as *const T;
+    [T: ?Sized] Rc<T> => |p| Rc::as_ptr(p);
+    [T: ?Sized] Arc<T> => |p| Arc::as_ptr(p);
+    [P: Deref] Pin<P> => |p| &**p as *const P::Target;
+    [T: ?Sized] *const T => |p| *p;
+    [T: ?Sized] *mut T => |p| p.cast_const();
+    [T: ?Sized] NonNull<T> => |p| p.as_ptr().cast_const();
 }
 
 /// Next: a reference to a type without `Capture`: record the pointee's
@@ -148,15 +201,19 @@ impl<T: ?Sized> ViaRef for &Probe<'_, &mut T> {
     }
 }
 
-/// Last: any other value: record the parameter's own address.
-pub trait ViaAddr {
+/// Last: any other value, taken by value: record only that it was passed
+/// ([`Value::by_value`]), in one word. Its address would be that of the
+/// call's own copy: an async call moves it into its future, and the next
+/// call from the same caller reuses the slot, so unrelated calls would seem
+/// to share an object.
+pub trait ViaValue {
     /// The recorded value.
-    fn __webstack_value(&self) -> Value;
+    fn __webstack_value(&self) -> Fixed<{ fixed_header::BY_VALUE }>;
 }
 
-impl<T: ?Sized> ViaAddr for Probe<'_, T> {
+impl<T: ?Sized> ViaValue for Probe<'_, T> {
     #[inline(always)]
-    fn __webstack_value(&self) -> Value {
-        Value::pointer::<T>(self.0)
+    fn __webstack_value(&self) -> Fixed<{ fixed_header::BY_VALUE }> {
+        Fixed::new(Value::by_value())
     }
 }

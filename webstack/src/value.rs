@@ -4,9 +4,11 @@
 //! A [`Value`] is six machine words of plain data. Recording one never
 //! allocates, never runs `Debug`, and never keeps a pointer that a reader would
 //! follow: strings are copied (their first [`STR_BYTES`] bytes), collections
-//! record their length, and values without a [`Capture`] impl record only their
-//! address and type name. Turning a value into text happens when a snapshot is
-//! rendered, on the thread that asked for it.
+//! record their length, a reference or smart pointer to a type without a
+//! [`Capture`] impl records the address and type name of what it points at,
+//! and any other value without one records nothing but that it was there.
+//! Turning a value into text happens when a snapshot is rendered, on the
+//! thread that asked for it.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
@@ -39,9 +41,15 @@ pub(crate) const VALUE_WORDS: usize = 2 + EXTRA_WORDS;
 /// `String`, slices, arrays, `Vec`, `VecDeque`, `HashMap`, `BTreeMap`,
 /// `HashSet`, `BTreeSet` (their length), `Option` and `Result` of capturable
 /// types, `Duration`, the `NonZero*` integers, `()`, and references, `Box`,
-/// `Rc` and `Arc` of all of these. A parameter whose type has no impl is
-/// recorded as its type name and address, so two frames holding the same
-/// object can be recognised.
+/// `Rc` and `Arc` of all of these.
+///
+/// A parameter whose type has no impl is recorded by what identifies it. A
+/// reference (`&T`, `&mut T`), a smart pointer (`Box<T>`, `Rc<T>`, `Arc<T>`,
+/// `Pin<P>`) or a raw pointer records the address and type name of the value
+/// it points at, so two frames holding the same object can be recognised. A
+/// parameter taken by value records no address ([`Value::by_value`]): its
+/// address would be that of the call's own copy, which another call may reuse
+/// once this one has moved it into its future.
 ///
 /// # Example: an id newtype
 ///
@@ -99,13 +107,15 @@ const TAG_LEN: u64 = 11;
 const TAG_DURATION: u64 = 12;
 const TAG_POINTER: u64 = 13;
 const TAG_OPAQUE: u64 = 14;
+const TAG_BY_VALUE: u64 = 15;
 
 /// Headers of the values whose header depends only on their type, for
 /// arguments recorded as a payload word alone
 /// ([`Fixed`](crate::frame_args::Fixed)).
 pub(crate) mod fixed_header {
     use super::{
-        Collection, TAG_BOOL, TAG_CHAR, TAG_F32, TAG_F64, TAG_I64, TAG_LEN, TAG_U64, TAG_UNIT,
+        Collection, TAG_BOOL, TAG_BY_VALUE, TAG_CHAR, TAG_F32, TAG_F64, TAG_I64, TAG_LEN, TAG_U64,
+        TAG_UNIT,
     };
 
     pub(crate) const UNIT: u64 = TAG_UNIT;
@@ -117,6 +127,7 @@ pub(crate) mod fixed_header {
     pub(crate) const F64: u64 = TAG_F64;
     pub(crate) const SLICE_LEN: u64 = TAG_LEN | (Collection::Slice.code() << 24);
     pub(crate) const VEC_LEN: u64 = TAG_LEN | (Collection::Vec.code() << 24);
+    pub(crate) const BY_VALUE: u64 = TAG_BY_VALUE;
 }
 
 const WRAP_SOME: u64 = 0;
@@ -324,16 +335,19 @@ impl Value {
         value
     }
 
-    /// The address and type name of `v`: what is recorded for a parameter
-    /// whose type has no [`Capture`] impl. Addresses are compared, never
-    /// dereferenced.
+    /// The address and type name of `v`: what is recorded for a reference or
+    /// smart pointer to a type without a [`Capture`] impl. Addresses are
+    /// compared, never dereferenced.
     #[inline(always)]
     pub fn pointer<T: ?Sized>(v: &T) -> Self {
+        Self::address_of(v)
+    }
+
+    /// [`Value::pointer`] from a raw pointer, which is never dereferenced.
+    #[inline(always)]
+    pub(crate) fn address_of<T: ?Sized>(v: *const T) -> Self {
         let type_name: fn() -> &'static str = std::any::type_name::<T>;
-        let mut value = Self::simple(
-            TAG_POINTER | (1 << 32),
-            (v as *const T).cast::<()>() as usize as u64,
-        );
+        let mut value = Self::simple(TAG_POINTER | (1 << 32), v.cast::<()>() as usize as u64);
         value.extra[0] = type_name as usize as u64;
         value
     }
@@ -342,6 +356,16 @@ impl Value {
     /// panicked, for example). Shown as `?`.
     pub const fn opaque() -> Self {
         Self::simple(TAG_OPAQUE, 0)
+    }
+
+    /// What is recorded for a parameter taken by value whose type has no
+    /// [`Capture`] impl: that it was passed, and nothing else. Shown as
+    /// `<by value>`. It carries no address, so it never gets a `#n` label, and
+    /// two of them are equal: the argument of each call is its own object, and
+    /// the address of the call's copy would not identify it (an async call
+    /// moves it into its future, and the next call reuses the slot).
+    pub const fn by_value() -> Self {
+        Self::simple(TAG_BY_VALUE, 0)
     }
 
     #[inline(always)]
@@ -485,6 +509,7 @@ impl Value {
                 Duration::new(self.payload, self.extra[0].min(999_999_999) as u32)
             ),
             TAG_POINTER => write!(f, "{:#x}", self.payload),
+            TAG_BY_VALUE => f.write_str("<by value>"),
             _ => f.write_str("?"),
         }
     }
@@ -742,6 +767,18 @@ mod tests {
         assert_eq!(v.address(), Some(&x as *const _ as u64));
         assert!(v.pointee_type().unwrap().contains("Mutex<i32>"));
         let (h, p, e) = v.to_words();
+        assert_eq!(Value::from_words(h, p, e), v);
+    }
+
+    #[test]
+    fn by_value_has_no_address() {
+        let v = Value::by_value();
+        assert_eq!(v.to_string(), "<by value>");
+        assert!(!v.is_pointer());
+        assert_eq!((v.address(), v.pointee_type()), (None, None));
+        assert_eq!(v, Value::by_value());
+        let (h, p, e) = v.to_words();
+        assert_eq!(h, fixed_header::BY_VALUE);
         assert_eq!(Value::from_words(h, p, e), v);
     }
 

@@ -23,7 +23,8 @@ use futures::future::pending;
 
 use super::poll_pending;
 
-/// A value without a `Capture` impl: recorded as its address.
+/// A type without a `Capture` impl: a `&Buffer` argument is recorded as the
+/// address it points at.
 pub struct Buffer {
     bytes: [u8; 16],
 }

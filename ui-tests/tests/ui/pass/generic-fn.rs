@@ -1,18 +1,27 @@
-// In a generic function, a `T` without a `Capture` bound is recorded as its
-// address and type; with the bound, as its value.
+// In a generic function, a `T` without a `Capture` bound is recorded as
+// passed by value (no address), a `&T` as the address and concrete type of
+// its referent; with the bound, as its value.
 
-use webstack::Capture;
+use webstack::{Capture, Value};
 
 struct Opaque;
 
 #[webstack::instrument]
-fn hold<T>(value: T, label: &str) -> T {
+fn hold<T>(value: T) -> T {
     let frame = ui_tests::frame("hold");
     let recorded = &frame.args[0];
     assert_eq!((recorded.name, recorded.ty), ("value", "T"));
-    assert!(recorded.value.is_pointer(), "{}", recorded.value);
-    assert_eq!(recorded.value.pointee_type(), Some(label));
+    assert_eq!(recorded.value, Value::by_value());
     value
+}
+
+#[webstack::instrument]
+fn hold_ref<T>(value: &T, label: &str) {
+    let frame = ui_tests::frame("hold_ref");
+    let recorded = &frame.args[0];
+    assert_eq!((recorded.name, recorded.ty), ("value", "&T"));
+    assert_eq!(recorded.value.address(), Some(value as *const T as u64));
+    assert_eq!(recorded.value.pointee_type(), Some(label));
 }
 
 #[webstack::instrument]
@@ -23,7 +32,8 @@ fn show<T: Capture>(value: T) -> T {
 }
 
 fn main() {
-    hold(Opaque, std::any::type_name::<Opaque>());
-    hold(5u32, "u32");
+    hold(Opaque);
+    hold(5u32);
+    hold_ref(&Opaque, std::any::type_name::<Opaque>());
     show(5u8);
 }

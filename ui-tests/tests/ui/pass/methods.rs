@@ -1,5 +1,6 @@
 // Methods taking `self`, `&self`, `&mut self` and `self: Box<Self>` record
-// `Type::method` as their function and `self` as their first argument.
+// `Type::method` as their function and `self` as their first argument (the
+// address of the receiver, or `<by value>` for `self`).
 
 use webstack::Frame;
 
@@ -15,6 +16,11 @@ fn assert_method(frame: &Frame, method: &str, self_ty: &str) {
     );
     let this = &frame.args[0];
     assert_eq!((this.name, this.ty), ("self", self_ty));
+    if self_ty == "Self" {
+        // Taken by value: no address that would identify it.
+        assert_eq!(this.value, webstack::Value::by_value());
+        return;
+    }
     assert!(this.value.is_pointer(), "{}", this.value);
     assert!(
         this.value
@@ -54,6 +60,8 @@ impl Counter {
             (frame.args[0].name, frame.args[0].ty),
             ("self", "Box<Self>")
         );
+        let at = &*self as *const Self as u64;
+        assert_eq!(frame.args[0].value.address(), Some(at));
         self.n
     }
 
