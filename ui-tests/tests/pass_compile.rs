@@ -27,6 +27,7 @@ pass_cases! {
     free_function => "ui/pass/free-function.rs",
     generic_fn => "ui/pass/generic-fn.rs",
     generic_impl => "ui/pass/generic-impl.rs",
+    impl_future_early_return => "ui/pass/impl-future-early-return.rs",
     impl_future_return => "ui/pass/impl-future-return.rs",
     main_above_tokio_main => "ui/pass/main-above-tokio-main.rs",
     main_below_tokio_main => "ui/pass/main-below-tokio-main.rs",

@@ -13,6 +13,7 @@ const PASS: &[&str] = &[
     "free-function",
     "generic-fn",
     "generic-impl",
+    "impl-future-early-return",
     "impl-future-return",
     "main-above-tokio-main",
     "main-below-tokio-main",

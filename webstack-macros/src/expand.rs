@@ -280,9 +280,20 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
             ::webstack::__private::Instrumented::in_async_fn(#meta, #owner, #values, async move #inner).await
         }
     } else if returns_impl_future(&sig) {
+        // A `return` in the body must return the instrumented future too:
+        // the body runs as a closure called once, so `return` leaves the
+        // closure and every path reaches `Instrumented::new`. Not for a
+        // `#[track_caller]` function without `return` (a closure cannot
+        // forward the caller's location).
+        let track_caller = attrs.iter().any(|a| a.path().is_ident("track_caller"));
+        let inner = if track_caller && !has_ident(block.to_token_stream(), "return") {
+            block.to_token_stream()
+        } else {
+            quote_spanned!(block.span()=> ::webstack::__private::run_body(move || #block))
+        };
         quote! {
             #prelude
-            ::webstack::__private::Instrumented::new(#meta, #owner, #values, #block)
+            ::webstack::__private::Instrumented::new(#meta, #owner, #values, #inner)
         }
     } else {
         quote! {

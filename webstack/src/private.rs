@@ -28,6 +28,16 @@ pub fn enter<A: FrameArgs>(meta: impl StaticMeta, owner: impl Owner, args: A) ->
     FrameGuard::new(thread, depth)
 }
 
+/// Runs the body of an instrumented `fn` returning `impl Future`, so that a
+/// `return` in it leaves only the body and its value is wrapped too. Taking
+/// an `FnOnce` makes the closure one: a body that reborrows a `&mut`
+/// parameter into the returned future then compiles as it did unwrapped (as
+/// an `FnMut` closure it could not let the reborrow escape).
+#[inline(always)]
+pub fn run_body<R>(body: impl FnOnce() -> R) -> R {
+    body()
+}
+
 /// Identifies `Self` of a method, so frames can show `Type::method`.
 #[inline(always)]
 pub const fn owner<T: ?Sized>() -> OwnerOf<T> {
