@@ -37,6 +37,7 @@ const FAIL: &[&str] = &[
     "function-without-body",
     "main-with-arguments",
     "malformed-argument",
+    "must-use-async-fn",
     "not-a-function",
     "owner-impl-is-sealed",
     "skip-duplicate-parameter",

@@ -316,6 +316,9 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
 /// Attributes that may stay on an `async fn` rewritten to return `impl
 /// Future`. Any other attribute may be a macro that wants to see `async`
 /// (`#[tokio::test]`, `#[tokio::main]`), so it keeps the `async fn` form.
+/// So does `#[must_use]`: on an `async fn` it applies to the awaited output
+/// (`f().await;` unused is linted), on a `fn` returning `impl Future` only to
+/// the future.
 const INERT_ATTRS: &[&str] = &[
     "doc",
     "allow",
@@ -324,7 +327,6 @@ const INERT_ATTRS: &[&str] = &[
     "forbid",
     "expect",
     "inline",
-    "must_use",
     "cold",
     "deprecated",
 ];

@@ -35,9 +35,10 @@ mod expand;
 /// An `async fn` becomes a `fn` returning `impl Future<Output = T>` whose
 /// future captures the same lifetimes and holds every argument until it ends,
 /// as the `async fn`'s future did; it records the arguments at the call. It
-/// stays an `async fn` when it has a destructured parameter, another
-/// attribute that may be a macro (`#[tokio::test]`), `unsafe`, or an `impl
-/// Trait` or `!` return type.
+/// stays an `async fn` when it has a destructured parameter, `#[must_use]`
+/// (so that it still applies to the awaited output), another attribute that
+/// may be a macro (`#[tokio::test]`), `unsafe`, or an `impl Trait` or `!`
+/// return type.
 ///
 /// See the `webstack` crate docs for what it expands to.
 #[proc_macro_attribute]

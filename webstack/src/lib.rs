@@ -57,7 +57,8 @@
 //! its body, an `async move` block, wrapped in an [`__private::Instrumented`]
 //! future that holds the frame and pushes it on the polling thread's stack
 //! for each poll. (It stays an `async fn`, awaiting the wrapper, when it has a
-//! destructured parameter, another attribute macro such as `#[tokio::test]`,
+//! destructured parameter, `#[must_use]` (which on an `async fn` applies to
+//! the awaited output), another attribute macro such as `#[tokio::test]`,
 //! `unsafe`, or an `impl Trait` or `!` return type.) The outermost
 //! instrumented future polled on a thread is a task root and is registered
 //! as a task, with its await chain recorded at every `Pending`.
