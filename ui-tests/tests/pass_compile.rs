@@ -22,6 +22,7 @@ pass_cases! {
     async_fn => "ui/pass/async-fn.rs",
     async_fn_signatures => "ui/pass/async-fn-signatures.rs",
     async_method_borrowed_return => "ui/pass/async-method-borrowed-return.rs",
+    async_trait_method => "ui/pass/async-trait-method.rs",
     cfg_param => "ui/pass/cfg-param.rs",
     destructured_params => "ui/pass/destructured-params.rs",
     free_function => "ui/pass/free-function.rs",

@@ -8,6 +8,7 @@ const PASS: &[&str] = &[
     "async-fn-never-returns",
     "async-fn-signatures",
     "async-method-borrowed-return",
+    "async-trait-method",
     "cfg-param",
     "destructured-params",
     "free-function",

@@ -151,7 +151,12 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
             ),
         ));
     }
-    let params = params(&sig);
+    let boxed_async = if attr == Attr::Instrument {
+        boxed_async_block(&sig, &block)
+    } else {
+        None
+    };
+    let params = params(&sig, boxed_async.is_some());
     check_skips(&sig, &params, args)?;
     let recorded: Vec<Param> = if args.skip_all {
         Vec::new()
@@ -230,7 +235,21 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
 
     let prelude = quote!(#init #meta_static #capture_values);
     let mut sig = sig;
-    let body = if sig.asyncness.is_some() && attr == Attr::Instrument && desugars(&attrs, &sig) {
+    let body = if let Some(boxed) = boxed_async {
+        // A method of an `#[async_trait]` impl, already rewritten to `fn ..
+        // -> Pin<Box<dyn Future>>` returning `Box::pin(async move { body })`:
+        // the frame goes into the boxed future, as for an `async fn`.
+        let BoxedAsync {
+            before,
+            box_pin,
+            future,
+        } = boxed;
+        quote! {
+            #prelude
+            #(#before)*
+            #box_pin(::webstack::__private::Instrumented::in_async_fn(#meta, #owner, #values, #future))
+        }
+    } else if sig.asyncness.is_some() && attr == Attr::Instrument && desugars(&attrs, &sig) {
         // `async fn f(x: T) -> R` becomes `fn f(x: T) -> impl Future<Output =
         // R>` returning the instrumented future directly. Left `async`, the
         // call would be a generator around `Instrumented` around the body's
@@ -413,8 +432,17 @@ fn check_skips(sig: &Signature, params: &[Param], args: &InstrumentArgs) -> syn:
     Ok(())
 }
 
-/// Every parameter and how it is recorded.
-fn params(sig: &Signature) -> Vec<Param> {
+/// Every parameter and how it is recorded. `async_trait`: the signature was
+/// rewritten by `#[async_trait]`, whose lifetimes (`'life0`, `'async_trait`)
+/// are left out of the shown types.
+fn params(sig: &Signature, async_trait: bool) -> Vec<Param> {
+    let type_text = |ty: TokenStream| {
+        if async_trait {
+            tokens_text(without_async_trait_lifetimes(ty))
+        } else {
+            tokens_text(ty)
+        }
+    };
     sig.inputs
         .iter()
         .map(|input| match input {
@@ -425,7 +453,7 @@ fn params(sig: &Signature) -> Vec<Param> {
                     name: "self".to_owned(),
                     // `&self` comes with the type `&Self`, `self: Box<Self>` with
                     // `Box<Self>`.
-                    ty: tokens_text(receiver.ty.to_token_stream()),
+                    ty: type_text(receiver.ty.to_token_stream()),
                     capture: quote!(
                         (&&&&&::webstack::__private::Probe(&#self_token)).__webstack_value()
                     ),
@@ -433,7 +461,7 @@ fn params(sig: &Signature) -> Vec<Param> {
                 }
             }
             FnArg::Typed(typed) => {
-                let ty = tokens_text(typed.ty.to_token_stream());
+                let ty = type_text(typed.ty.to_token_stream());
                 let recordable = !typed
                     .attrs
                     .iter()
@@ -462,6 +490,96 @@ fn params(sig: &Signature) -> Vec<Param> {
             }
         })
         .collect()
+}
+
+/// The parts of a body that `#[async_trait]` produced: the statements before
+/// the last, the `Box::pin` path, and the `async move` block it boxes.
+struct BoxedAsync {
+    before: Vec<syn::Stmt>,
+    box_pin: syn::Expr,
+    future: syn::ExprAsync,
+}
+
+/// Recognises a method that `#[async_trait]` rewrote (as tracing's
+/// `#[instrument]` does): not `async`, returning a type that names `Future`
+/// (`Pin<Box<dyn Future<Output = R> + Send + 'async_trait>>`), whose last
+/// statement is `Box::pin(async move { .. })`.
+fn boxed_async_block(sig: &Signature, block: &syn::Block) -> Option<BoxedAsync> {
+    if sig.asyncness.is_some() {
+        return None;
+    }
+    let ReturnType::Type(_, ty) = &sig.output else {
+        return None;
+    };
+    if !has_ident(ty.to_token_stream(), "Future") {
+        return None;
+    }
+    let (last, before) = block.stmts.split_last()?;
+    let syn::Stmt::Expr(syn::Expr::Call(call), None) = last else {
+        return None;
+    };
+    let syn::Expr::Path(path) = &*call.func else {
+        return None;
+    };
+    let segments: Vec<String> = path
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect();
+    if !segments.ends_with(&["Box".to_owned(), "pin".to_owned()]) || call.args.len() != 1 {
+        return None;
+    }
+    let syn::Expr::Async(future) = &call.args[0] else {
+        return None;
+    };
+    future.capture?;
+    Some(BoxedAsync {
+        before: before.to_vec(),
+        box_pin: (*call.func).clone(),
+        future: future.clone(),
+    })
+}
+
+/// `tokens` without the lifetimes `#[async_trait]` adds (`'life0`, `'life1`,
+/// ..., `'async_trait`).
+fn without_async_trait_lifetimes(tokens: TokenStream) -> TokenStream {
+    let mut out = Vec::new();
+    let mut tokens = tokens.into_iter().peekable();
+    while let Some(token) = tokens.next() {
+        match token {
+            TokenTree::Punct(p) if p.as_char() == '\'' => {
+                if let Some(TokenTree::Ident(name)) = tokens.peek() {
+                    let name = name.to_string();
+                    let added = name == "async_trait"
+                        || name.strip_prefix("life").is_some_and(|n| {
+                            !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                        });
+                    if added {
+                        tokens.next();
+                        // `Cow<'life1, str>`, `dyn Trait + 'async_trait`.
+                        if matches!(tokens.peek(), Some(TokenTree::Punct(p)) if p.as_char() == ',')
+                        {
+                            tokens.next();
+                        } else if matches!(out.last(), Some(TokenTree::Punct(p)) if p.as_char() == '+')
+                        {
+                            out.pop();
+                        }
+                        continue;
+                    }
+                }
+                out.push(TokenTree::Punct(p));
+            }
+            TokenTree::Group(g) => {
+                let mut inner =
+                    Group::new(g.delimiter(), without_async_trait_lifetimes(g.stream()));
+                inner.set_span(g.span());
+                out.push(TokenTree::Group(inner));
+            }
+            other => out.push(other),
+        }
+    }
+    out.into_iter().collect()
 }
 
 fn returns_impl_future(sig: &Signature) -> bool {
@@ -635,7 +753,7 @@ fn space_between(prev: Prev, next: Next) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::tokens_text;
+    use super::{tokens_text, without_async_trait_lifetimes};
     use quote::quote;
 
     #[test]
@@ -681,6 +799,21 @@ mod tests {
         ];
         for (tokens, text) in cases {
             assert_eq!(tokens_text(tokens), text);
+        }
+    }
+
+    #[test]
+    fn async_trait_lifetimes_are_left_out() {
+        let cases = [
+            (quote!(&'life0 Self), "&Self"),
+            (quote!(&'life1 mut Vec<u8>), "&mut Vec<u8>"),
+            (quote!(Cow<'life2, str>), "Cow<str>"),
+            (quote!(Box<dyn Send + 'async_trait>), "Box<dyn Send>"),
+            (quote!(&'a Ref<'static, T>), "&'a Ref<'static, T>"),
+            (quote!(&'lifetime u8), "&'lifetime u8"),
+        ];
+        for (tokens, text) in cases {
+            assert_eq!(tokens_text(without_async_trait_lifetimes(tokens)), text);
         }
     }
 

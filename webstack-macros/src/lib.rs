@@ -12,10 +12,12 @@ mod expand;
 /// readable by webstack snapshots.
 ///
 /// Works on free functions, methods (`self`, `&self`, `&mut self`,
-/// `self: Box<Self>`), `async fn` (also in traits and trait impls), functions
-/// returning `impl Future`, generic functions and functions with destructured
-/// parameters. Frames of methods, and of associated functions whose signature
-/// names `Self`, are named `Type::function`.
+/// `self: Box<Self>`), `async fn` (also in traits and trait impls, and in
+/// `#[async_trait]` impls, whose boxed future gets the frame), functions
+/// returning `impl Future` (each `return` too), generic functions and
+/// functions with destructured parameters. Frames of methods, and of
+/// associated functions whose signature names `Self`, are named
+/// `Type::function`.
 ///
 /// The first eight parameters are recorded (`MAX_ARGS`). A destructured
 /// parameter is recorded by its pattern, without a value; a parameter under

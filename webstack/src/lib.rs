@@ -59,9 +59,12 @@
 //! for each poll. (It stays an `async fn`, awaiting the wrapper, when it has a
 //! destructured parameter, `#[must_use]` (which on an `async fn` applies to
 //! the awaited output), another attribute macro such as `#[tokio::test]`,
-//! `unsafe`, or an `impl Trait` or `!` return type.) The outermost
-//! instrumented future polled on a thread is a task root and is registered
-//! as a task, with its await chain recorded at every `Pending`.
+//! `unsafe`, or an `impl Trait` or `!` return type.) A `fn` returning `impl
+//! Future` is wrapped the same way, every `return` included; so is a method
+//! of an `#[async_trait]` impl, whose boxed `async move` block gets the
+//! frame. The outermost instrumented future polled on a thread is a task
+//! root and is registered as a task, with its await chain recorded at every
+//! `Pending`.
 //!
 //! Argument values are recorded through [`Capture`], never through `Debug`.
 //! A parameter whose type has no `Capture` impl is recorded as the address
