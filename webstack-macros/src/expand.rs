@@ -502,10 +502,11 @@ struct BoxedAsync {
 
 /// Recognises a method that `#[async_trait]` rewrote (as tracing's
 /// `#[instrument]` does): not `async`, returning a type that names `Future`
-/// (`Pin<Box<dyn Future<Output = R> + Send + 'async_trait>>`), whose last
+/// (`Pin<Box<dyn Future<Output = R> + Send + 'async_trait>>`, not `impl
+/// Future`, whose every return path is wrapped instead), whose last
 /// statement is `Box::pin(async move { .. })`.
 fn boxed_async_block(sig: &Signature, block: &syn::Block) -> Option<BoxedAsync> {
-    if sig.asyncness.is_some() {
+    if sig.asyncness.is_some() || returns_impl_future(sig) {
         return None;
     }
     let ReturnType::Type(_, ty) = &sig.output else {
