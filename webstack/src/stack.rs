@@ -282,7 +282,13 @@ pub(crate) fn creator_here(location: &'static std::panic::Location<'static>) -> 
     }
 }
 
-/// A pushed frame, popped when dropped (also during unwinding).
+/// A pushed frame, popped when dropped (also during unwinding): what
+/// `__private::enter` returns to the code an instrumented sync fn expands to.
+///
+/// Safe code can keep a guard longer than the call that made it, for example
+/// in a thread-local destroyed after the thread's registration, which frees
+/// the stack: so a guard pops only while its stack is still the thread's
+/// current one (it is replaced before it is freed).
 #[must_use]
 pub struct FrameGuard {
     stack: *const ThreadStack,
@@ -299,10 +305,12 @@ impl FrameGuard {
 impl Drop for FrameGuard {
     #[inline(always)]
     fn drop(&mut self) {
-        // SAFETY: a guard is a local of the instrumented call that pushed the
-        // frame, on the same thread, and the thread's stack outlives every call
-        // running on it (see `current`).
-        unsafe { &*self.stack }.pop(self.depth);
+        if CURRENT.with(Cell::get) == self.stack {
+            // SAFETY: the guard is not `Send`, so this is the thread that
+            // pushed the frame, and `CURRENT` still points at the stack, which
+            // is therefore alive (see `current`).
+            unsafe { &*self.stack }.pop(self.depth);
+        }
     }
 }
 
@@ -311,6 +319,28 @@ impl std::fmt::Debug for FrameGuard {
         f.debug_struct("FrameGuard")
             .field("depth", &self.depth)
             .finish()
+    }
+}
+
+/// A frame pushed for the length of one poll, popped when dropped (also
+/// during unwinding). Only the runtime makes these, as locals of a poll, so
+/// the stack outlives them without the check [`FrameGuard`] makes.
+pub(crate) struct PollFrame {
+    stack: &'static ThreadStack,
+    depth: usize,
+}
+
+impl PollFrame {
+    #[inline(always)]
+    pub(crate) fn new(stack: &'static ThreadStack, depth: usize) -> Self {
+        PollFrame { stack, depth }
+    }
+}
+
+impl Drop for PollFrame {
+    #[inline(always)]
+    fn drop(&mut self) {
+        self.stack.pop(self.depth);
     }
 }
 

@@ -48,7 +48,7 @@ use crate::meta::{FrameMeta, NoOwner, Owner, StaticMeta};
 use crate::registry;
 use crate::registry::KeyCell;
 use crate::slot::FrameWords;
-use crate::stack::{self, CreatedBy, FrameGuard, MAX_DEPTH};
+use crate::stack::{self, CreatedBy, PollFrame, MAX_DEPTH};
 use crate::value::Value;
 
 /// The registry's record of a task root.
@@ -451,7 +451,7 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Future
         // of the root poll that is running further up this thread's call stack.
         let ctx = unsafe { &*ctx };
         let depth = thread.push(this.meta.meta(), this.owner.addr(), 0, &this.args);
-        let guard = FrameGuard::new(thread, depth);
+        let guard = PollFrame::new(thread, depth);
         let saves = ctx.saves.get();
         let result = inner.poll(cx);
         if ctx.saves.get() != saves {
@@ -513,7 +513,7 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Instrumented<
         }
         state.polls += 1;
         let depth = thread.push(meta, this.owner.addr(), record.id, &this.args);
-        let frame = FrameGuard::new(thread, depth);
+        let frame = PollFrame::new(thread, depth);
         let ctx = PollCtx {
             state: &mut *state,
             base: depth,
