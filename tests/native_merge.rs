@@ -1,12 +1,17 @@
 //! Native frames merged with instrumented frames: one stack per thread,
 //! innermost first, instrumented frames with their arguments at their place
 //! among the native ones.
+//!
+//! The captures use the libgcc unwinder ([`Method::Libgcc`]): this test
+//! builds without frame pointers, so the default frame-pointer walk would
+//! miss the test's own functions, and nothing here registers unwind
+//! information at run time, which is what makes libgcc unsafe in a handler.
 #![cfg(target_os = "linux")]
 
 use std::sync::{mpsc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use webstack::native::Origin;
+use webstack::native::{self, Method, Origin};
 use webstack::{Frame, Kind, Options, Routine, Snapshot, State};
 
 type Gate = (Mutex<bool>, Condvar);
@@ -50,6 +55,7 @@ fn find(frames: &[Frame], suffix: &str, instrumented: bool) -> Option<usize> {
 /// Captures until some thread's stack has the instrumented `marker` and a
 /// native frame inside it; returns the snapshot and that thread.
 fn capture_until(marker: &str) -> (Snapshot, Routine) {
+    native::set_method(Method::Libgcc);
     let started = Instant::now();
     loop {
         let snapshot = Snapshot::capture(&Options::default().augment(true));

@@ -1,6 +1,13 @@
 //! Native stacks of threads in every kind of wait: futex, pipe read, sleep,
 //! busy loop; threads that block the signal, that exit mid-capture, and a
 //! long run of snapshots while threads come and go.
+//!
+//! The captures use the libgcc unwinder ([`Method::Libgcc`]), since the
+//! checks name this test's own functions and the test builds without frame
+//! pointers, which the default frame-pointer walk needs to see them; nothing
+//! here registers unwind information at run time, which is what makes
+//! libgcc unsafe in a handler. `native_small_stack` and `native_jit_frames`
+//! capture with the default.
 #![cfg(target_os = "linux")]
 
 use std::io::Read;
@@ -10,9 +17,11 @@ use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use webstack::native::{self, Method};
 use webstack::{Frame, Options, Routine, Snapshot};
 
 fn capture() -> Snapshot {
+    native::set_method(Method::Libgcc);
     Snapshot::capture(&Options::default().augment(true))
 }
 
@@ -233,7 +242,7 @@ fn block_signal(signal: i32) {
 
 #[test]
 fn thread_blocking_the_signal_is_no_answer_without_stalling() {
-    let signal = webstack::native::current_signal().unwrap();
+    let signal = native::current_signal().unwrap();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let (tid, handle) = spawn_reporting("blocks-signal", move || {
         block_signal(signal);
@@ -271,13 +280,13 @@ fn thread_blocking_the_signal_is_no_answer_without_stalling() {
     );
 
     // Without that check, the collector asks and times out again.
-    webstack::native::__skip_blocked_check(true);
+    native::__skip_blocked_check(true);
     let started = Instant::now();
     let snapshot = capture();
     let elapsed = started.elapsed();
-    webstack::native::__skip_blocked_check(false);
+    native::__skip_blocked_check(false);
     assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
-    assert!(elapsed >= webstack::native::timeout(), "{elapsed:?}");
+    assert!(elapsed >= native::timeout(), "{elapsed:?}");
     let routine = thread_by_tid(&snapshot, tid);
     assert!(
         routine.state.as_str().contains("no answer (timed out)"),

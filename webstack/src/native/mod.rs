@@ -40,23 +40,33 @@
 //!
 //! # Unwinding method
 //!
-//! The libgcc unwinder (`_Unwind_Backtrace`) reads DWARF call frame
-//! information and gives complete stacks, but it is only safe inside a
-//! signal handler when it finds that information without the loader lock:
-//! glibc 2.35 or later (`_dl_find_object`) with the libgcc of GCC 12 or later.
-//! [`Method::Auto`] checks `gnu_get_libc_version()` and looks up
-//! `_dl_find_object` at run time and uses the libgcc unwinder only then;
-//! otherwise it walks frame pointers from the interrupted context, bounded
-//! (addresses strictly increasing, aligned, within 64 MiB above the stack
-//! pointer, each word read with `process_vm_readv` so that a broken chain
-//! cannot fault). Captures are serialised by a global lock, so two unwinds
-//! never run at once, and the unwinder is called once outside any handler
-//! before the first capture, so its lazy initialisation and symbol binding
-//! never happen inside a handler.
+//! By default ([`Method::Auto`], which is [`Method::FramePointers`]) the
+//! handler walks the frame-pointer chain from the interrupted context. The
+//! walk takes no lock and reads the stack only with `process_vm_readv`, so a
+//! broken chain ends it with an error instead of a fault; it stops where
+//! the frame addresses stop increasing, are misaligned, or lie more than
+//! 64 MiB above the stack pointer. It sees every function only in code built
+//! with frame pointers (`RUSTFLAGS="-C force-frame-pointers=yes"`; the
+//! standard library ships with them): without them, a function that keeps
+//! none hides its caller, and instrumented frames it would have placed are
+//! kept next to the nearest native frame found instead.
+//!
+//! The libgcc unwinder (`_Unwind_Backtrace`, [`Method::Libgcc`]) reads DWARF
+//! unwind tables and gives complete stacks without frame pointers, but it
+//! can hang the interrupted thread: it searches the unwind information that
+//! JIT compilers register at run time (`__register_frame`: wasmtime,
+//! cranelift, LuaJIT) under a lock, which the interrupted thread may hold.
+//! Nothing outside libgcc can tell whether a process registered any, so
+//! webstack never chooses it: choose it only for a process in which nothing
+//! does, and whose C library finds unwind tables without the loader lock
+//! (glibc 2.35 or later with `_dl_find_object`, which libgcc uses from GCC
+//! 12 on; webstack checks neither). Captures are serialised by a global
+//! lock, so two unwinds never run at once, and the libgcc unwinder is
+//! called once outside any handler before the first capture, so its lazy
+//! initialisation and symbol binding never happen inside a handler.
 //!
 //! For the best stacks build with debug information (`debug = 1` in the
-//! profile: file and line numbers, inlined frames) and, where the frame
-//! pointer walk is used, with `RUSTFLAGS="-C force-frame-pointers=yes"`.
+//! profile: file and line numbers, inlined frames) and with frame pointers.
 //!
 //! # Signal
 //!
@@ -156,11 +166,16 @@ pub enum Origin {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Method {
-    /// The libgcc unwinder where it is signal-safe (glibc ≥ 2.35 with
-    /// `_dl_find_object`), frame pointers otherwise. The default.
+    /// The method that cannot hang or fault in any process: today
+    /// [`Method::FramePointers`]. The default.
     Auto,
-    /// The libgcc unwinder (`_Unwind_Backtrace`), DWARF based. Only choose it
-    /// explicitly when the C library is known to make it signal-safe.
+    /// The libgcc unwinder (`_Unwind_Backtrace`), DWARF based: complete
+    /// stacks without frame pointers, but it may deadlock the interrupted
+    /// thread if anything in the process registers unwind information at
+    /// run time (JIT compilers, through `__register_frame`), and takes the
+    /// loader lock unless the C library provides `_dl_find_object` (glibc
+    /// 2.35 or later). Neither is checked: choose it only when both are
+    /// known to hold. See the [module docs](self#unwinding-method).
     Libgcc,
     /// A bounded walk of the frame-pointer chain from the interrupted context
     /// (x86_64 and aarch64). Complete only for code built with

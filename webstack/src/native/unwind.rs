@@ -1,10 +1,36 @@
-//! Unwinding inside the signal handler: the libgcc unwinder where it is
-//! signal-safe, a bounded frame-pointer walk otherwise. Everything called
-//! from [`capture`] is async-signal-safe: no allocation, no lock.
+//! Unwinding inside the signal handler: a bounded frame-pointer walk by
+//! default, the libgcc unwinder only when chosen explicitly. Everything
+//! called from [`capture`] is async-signal-safe: no allocation, no lock.
+//!
+//! # Why frame pointers by default
+//!
+//! libgcc's `_Unwind_Find_FDE` first searches the unwind information that
+//! JIT compilers (cranelift/wasmtime, LuaJIT, some profilers) register at run
+//! time with `__register_frame`, under a global mutex (GCC 12 and earlier) or
+//! a version lock that readers spin on (GCC 13 and later), and the first
+//! search of a newly registered object sorts it with `malloc`. A handler
+//! that unwinds with libgcc on a thread interrupted inside
+//! `__register_frame`, `__deregister_frame` or its own unwinding (a panic, a
+//! backtrace) waits forever on a lock its own thread holds. Whether anything
+//! registered frames cannot be known from outside libgcc, and no version of
+//! glibc or libgcc makes the search lock-free, so no run-time check can make
+//! the libgcc unwinder safe in every process. The frame-pointer walk takes no
+//! lock, calls nothing but `process_vm_readv`, and reads the interrupted
+//! stack only through it: a read outside mapped memory fails with `EFAULT`
+//! instead of faulting. It is the default ([`Method::Auto`]); the libgcc
+//! unwinder stays available as [`Method::Libgcc`] for processes that know
+//! nothing registers frames at run time.
+//!
+//! Its cost: code built without frame pointers (Rust's default on x86_64,
+//! in debug and release builds alike; the standard library is shipped with
+//! them) records no frame of its own, so the function that called it is not
+//! seen, and the stack shows the functions that called code *with* frame
+//! pointers. Build with `RUSTFLAGS="-C force-frame-pointers=yes"` for
+//! complete stacks.
+//!
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::OnceLock;
 
 use super::Method;
 
@@ -16,7 +42,9 @@ static ACTIVE: AtomicU8 = AtomicU8::new(2);
 const LIBGCC: u8 = 1;
 const FRAME_POINTERS: u8 = 2;
 
-/// The frame-pointer walk stops this far above the interrupted stack pointer.
+/// The frame-pointer walk stops this far above the interrupted stack
+/// pointer. Only a stop for a corrupt chain: the walk reads through
+/// `process_vm_readv`, so no address it follows can fault.
 const MAX_STACK_SPAN: usize = 64 << 20;
 
 /// Frames the libgcc walk may skip (the handler, the unwinder, the signal
@@ -35,8 +63,6 @@ pub(super) fn set_method(method: Method) {
 pub(super) fn effective_method() -> Method {
     match CHOSEN.load(Ordering::Relaxed) {
         LIBGCC => Method::Libgcc,
-        FRAME_POINTERS => Method::FramePointers,
-        _ if libgcc_is_signal_safe() => Method::Libgcc,
         _ => Method::FramePointers,
     }
 }
@@ -52,38 +78,6 @@ pub(super) fn activate() -> Method {
     };
     ACTIVE.store(code, Ordering::Relaxed);
     method
-}
-
-/// Whether `_Unwind_Backtrace` finds unwind tables without the loader lock:
-/// glibc 2.35 or later, which provides `_dl_find_object`.
-fn libgcc_is_signal_safe() -> bool {
-    static SAFE: OnceLock<bool> = OnceLock::new();
-    *SAFE.get_or_init(|| {
-        #[cfg(all(
-            target_env = "gnu",
-            any(target_arch = "x86_64", target_arch = "aarch64")
-        ))]
-        {
-            // SAFETY: `gnu_get_libc_version` returns a static NUL-terminated
-            // string.
-            let version = unsafe { std::ffi::CStr::from_ptr(libc::gnu_get_libc_version()) };
-            let version = version.to_str().unwrap_or("0.0");
-            let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-            let major = parts.next().unwrap_or(0);
-            let minor = parts.next().unwrap_or(0);
-            // SAFETY: `dlsym` with `RTLD_DEFAULT` and a NUL-terminated name.
-            let find_object =
-                unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_dl_find_object".as_ptr()) };
-            (major, minor) >= (2, 35) && !find_object.is_null()
-        }
-        #[cfg(not(all(
-            target_env = "gnu",
-            any(target_arch = "x86_64", target_arch = "aarch64")
-        )))]
-        {
-            false
-        }
-    })
 }
 
 /// Runs the unwinder once outside any handler, so that symbol binding and
@@ -161,8 +155,10 @@ fn libgcc_walk(pc: Option<usize>, out: &[AtomicUsize]) -> usize {
     let mut skipped = 0;
     let mut found = pc.is_none();
     // SAFETY: the collector holds the capture lock, so no other unwind runs
-    // in the process; the unwinder is signal-safe on this C library (see
-    // `libgcc_is_signal_safe`) and the closure neither panics nor allocates.
+    // in the process; the closure neither panics nor allocates. Signal
+    // safety is the caller's choice: this runs only for `Method::Libgcc`,
+    // documented as safe only where nothing registers frames at run time and
+    // the C library finds unwind tables without the loader lock.
     unsafe {
         backtrace::trace_unsynchronized(|frame| {
             let ip = frame.ip() as usize;
