@@ -65,6 +65,8 @@ enum Outcome {
     Stack(Vec<usize>, bool),
     /// Asked, but no stack; the reason.
     NoAnswer(&'static str),
+    /// The handler ran, but the stack it ran on had no room to unwind.
+    NoRoom,
     /// Not asked (native stacks unavailable).
     NotAsked,
 }
@@ -171,8 +173,10 @@ fn signal_all(
                     match answer {
                         Answer::Done => {
                             collector.suspects.remove(&tid);
-                            let exact = signal::read_slot(&mut ips);
-                            Outcome::Stack(ips.clone(), exact)
+                            match signal::read_slot(&mut ips) {
+                                Some(exact) => Outcome::Stack(ips.clone(), exact),
+                                None => Outcome::NoRoom,
+                            }
                         }
                         Answer::Exited => continue,
                         Answer::TimedOut if !proc::exists(tid) => continue,
@@ -245,6 +249,9 @@ fn refusal(
     None
 }
 
+/// The state of a thread whose handler had no room to unwind.
+const NO_ROOM: &str = "no room to unwind (stack nearly full)";
+
 const STUCK: &str = "a thread's unwinder did not finish within its timeout; \
                      native stacks are disabled for the rest of the process";
 
@@ -301,6 +308,7 @@ fn merge_into(snapshot: &mut Snapshot, captured: Vec<Captured>, uptime: Option<D
         let (state, native) = match &outcome {
             Outcome::Stack(ips, exact) => (kernel, Some(native_frames(ips, *exact))),
             Outcome::NoAnswer(reason) => (format!("no answer ({reason}), {kernel}"), None),
+            Outcome::NoRoom => (format!("{NO_ROOM}, {kernel}"), None),
             Outcome::NotAsked => (kernel, None),
         };
         if let Some(&index) = registered.get(&(info.tid as i64)) {

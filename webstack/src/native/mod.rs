@@ -65,6 +65,16 @@
 //! called once outside any handler before the first capture, so its lazy
 //! initialisation and symbol binding never happen inside a handler.
 //!
+//! The handler runs on the thread's alternate signal stack where it has one
+//! (`SA_ONSTACK`; std gives one to every thread it starts), and unwinds only
+//! if the stack it runs on has room: at least 2 KiB for the frame-pointer
+//! walk, 6 KiB for libgcc (which otherwise gives way to the walk). A thread
+//! without that room is shown as `no room to unwind` with its shadow frames.
+//! A thread created without an alternate stack (by C code) that is within a
+//! signal frame (up to 4 KiB on x86_64 with AVX-512) plus about 1 KiB of its
+//! stack's end when the signal arrives cannot be protected: the kernel or
+//! the handler's first frames overflow it before any check can run.
+//!
 //! For the best stacks build with debug information (`debug = 1` in the
 //! profile: file and line numbers, inlined frames) and with frame pointers.
 //!

@@ -33,16 +33,20 @@ const fn phase(seq: u32, tag: u32) -> u32 {
 pub(super) struct Slot {
     phase: AtomicU32,
     len: AtomicUsize,
-    /// Whether `ips[0]` is the exact interrupted instruction (not a return
-    /// address).
-    exact_first: AtomicUsize,
+    /// [`EXACT_FIRST`] and [`NO_ROOM`].
+    flags: AtomicUsize,
     ips: [AtomicUsize; MAX_NATIVE_FRAMES],
 }
+
+/// `ips[0]` is the exact interrupted instruction, not a return address.
+const EXACT_FIRST: usize = 1;
+/// The stack the handler ran on had no room for the unwinder.
+const NO_ROOM: usize = 2;
 
 pub(super) static SLOT: Slot = Slot {
     phase: AtomicU32::new(phase(0, ABANDONED)),
     len: AtomicUsize::new(0),
-    exact_first: AtomicUsize::new(0),
+    flags: AtomicUsize::new(0),
     ips: [const { AtomicUsize::new(0) }; MAX_NATIVE_FRAMES],
 };
 
@@ -159,7 +163,9 @@ pub(super) fn ensure_installed() -> Result<i32, String> {
     // reads is set below.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
     action.sa_sigaction = handler as *const () as usize;
-    action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+    // SA_ONSTACK: run on the thread's alternate signal stack where it has
+    // one, so a thread near its guard page is not pushed over it.
+    action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
     // SAFETY: `sa_mask` is a valid `sigset_t` to initialise; `action` is fully
     // initialised and `handler` has the `SA_SIGINFO` signature.
     let rc = unsafe {
@@ -316,12 +322,17 @@ pub(super) fn wait(sent: Sent, timeout: Duration) -> Answer {
 }
 
 /// Copies the slot's addresses, innermost first, after [`Answer::Done`].
-/// Returns whether the first address is the exact interrupted instruction.
-pub(super) fn read_slot(out: &mut Vec<usize>) -> bool {
+/// Returns whether the first address is the exact interrupted instruction,
+/// or `None` if the handler had no room to unwind.
+pub(super) fn read_slot(out: &mut Vec<usize>) -> Option<bool> {
     out.clear();
+    let flags = SLOT.flags.load(Ordering::Relaxed);
+    if flags & NO_ROOM != 0 {
+        return None;
+    }
     let len = SLOT.len.load(Ordering::Relaxed).min(MAX_NATIVE_FRAMES);
     out.extend(SLOT.ips[..len].iter().map(|ip| ip.load(Ordering::Relaxed)));
-    SLOT.exact_first.load(Ordering::Relaxed) != 0
+    Some(flags & EXACT_FIRST != 0)
 }
 
 fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
@@ -357,7 +368,9 @@ fn futex_wake(word: &AtomicU32) {
 
 /// The signal handler. Async-signal-safe: atomics, `getpid`, `gettid`, the
 /// unwinder (see `unwind`) and a futex wake; no allocation, lock or
-/// formatting. Saves and restores `errno`.
+/// formatting. Saves and restores `errno`. Runs on the thread's alternate
+/// signal stack where it has one (`SA_ONSTACK`), and unwinds only when the
+/// stack it runs on has room (see `unwind::capture`).
 extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
     // SAFETY: `__errno_location` returns this thread's errno, always valid.
     let errno_ptr = unsafe { libc::__errno_location() };
@@ -387,10 +400,12 @@ extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, context: *m
             // SAFETY: `gettid` has no preconditions.
             HANDLER_TID.store(unsafe { libc::gettid() }, Ordering::Relaxed);
             let mut exact_first = false;
-            let len = unwind::capture(context, &SLOT.ips, &mut exact_first);
+            let (len, flags) = match unwind::capture(context, &SLOT.ips, &mut exact_first) {
+                Some(len) => (len, if exact_first { EXACT_FIRST } else { 0 }),
+                None => (0, NO_ROOM),
+            };
             SLOT.len.store(len, Ordering::Relaxed);
-            SLOT.exact_first
-                .store(usize::from(exact_first), Ordering::Relaxed);
+            SLOT.flags.store(flags, Ordering::Relaxed);
             HANDLER_RUNS.fetch_add(1, Ordering::Relaxed);
             HANDLER_TID.store(0, Ordering::Relaxed);
             SLOT.phase.store(phase(seq, DONE), Ordering::Release);

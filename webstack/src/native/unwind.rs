@@ -28,6 +28,27 @@
 //! pointers. Build with `RUSTFLAGS="-C force-frame-pointers=yes"` for
 //! complete stacks.
 //!
+//! # Room to run
+//!
+//! The handler is installed with `SA_ONSTACK`, so it runs on the thread's
+//! alternate signal stack where the thread has one (std gives one to the
+//! main thread and to every thread it spawns, of
+//! `max(SIGSTKSZ, getauxval(AT_MINSIGSTKSZ))` bytes, part of which holds the
+//! kernel's signal frame). Before unwinding, [`capture`] measures the room
+//! left below its own frame: on the alternate stack from its bounds
+//! (`sigaltstack`), on the thread's own stack (a thread created without one)
+//! by reading one byte of each page below the stack pointer with
+//! `process_vm_readv`, which fails on the guard page. With less than
+//! [`FRAME_POINTER_ROOM`] it unwinds nothing and the thread is shown as
+//! `no room to unwind`; the libgcc unwinder, which needs more, runs only
+//! with [`LIBGCC_ROOM`] to spare and otherwise gives way to the frame-pointer
+//! walk. A thread without an alternate stack whose own stack cannot even
+//! hold the kernel's signal frame and the handler's first frames (about
+//! 1 KiB in a debug build, before the check runs) is killed when the signal
+//! arrives: no handler can prevent that. Nor can one help a thread whose
+//! alternate stack is smaller than the kernel's signal frame (one of the
+//! legacy `MINSIGSTKSZ`, 2 KiB): such a thread cannot take any `SA_ONSTACK`
+//! signal, its own application's included.
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -50,6 +71,17 @@ const MAX_STACK_SPAN: usize = 64 << 20;
 /// Frames the libgcc walk may skip (the handler, the unwinder, the signal
 /// trampoline) before it finds the interrupted instruction.
 const MAX_SKIPPED: usize = 32;
+
+/// Stack the frame-pointer walk needs below the handler's frame, with a
+/// wide margin: it used under 300 bytes in a debug build (measured on a
+/// painted alternate stack).
+pub(super) const FRAME_POINTER_ROOM: usize = 2 << 10;
+
+/// Stack the libgcc unwinder needs below the handler's frame, with a
+/// margin: it used about 1.6 KiB in a debug build. std's alternate stacks
+/// leave about 8 KiB below the kernel's signal frame on an AVX-512 machine
+/// (`AT_MINSIGSTKSZ` 11,952 bytes, a signal frame of about 3.7 KiB).
+pub(super) const LIBGCC_ROOM: usize = 6 << 10;
 
 pub(super) fn set_method(method: Method) {
     let code = match method {
@@ -126,25 +158,105 @@ fn registers(context: *mut c_void) -> Option<(usize, usize, usize)> {
 }
 
 /// Unwinds the interrupted thread into `out`, innermost first; returns the
-/// count. Called only from the signal handler.
-pub(super) fn capture(context: *mut c_void, out: &[AtomicUsize], exact_first: &mut bool) -> usize {
+/// count, or `None` if the stack the handler runs on has no room for the
+/// unwinder (see the module docs). Called only from the signal handler.
+pub(super) fn capture(
+    context: *mut c_void,
+    out: &[AtomicUsize],
+    exact_first: &mut bool,
+) -> Option<usize> {
+    let room = stack_room(LIBGCC_ROOM);
+    if room < FRAME_POINTER_ROOM {
+        return None;
+    }
     let regs = registers(context);
-    if ACTIVE.load(Ordering::Relaxed) == LIBGCC {
+    if ACTIVE.load(Ordering::Relaxed) == LIBGCC && room >= LIBGCC_ROOM {
         let n = libgcc_walk(regs.map(|(pc, _, _)| pc), out);
         // One frame only: the interrupted code has no unwind tables (or the
         // trampoline was not crossed); frame pointers may still go further.
         if n > 1 || (n == 1 && regs.is_none()) {
             *exact_first = regs.is_some();
-            return n;
+            return Some(n);
         }
     }
-    match regs {
+    Some(match regs {
         Some((pc, sp, fp)) => {
             *exact_first = true;
             frame_pointer_walk(pc, sp, fp, out)
         }
         None => 0,
+    })
+}
+
+/// Bytes of stack below the caller's frame, up to `wanted`: on the
+/// alternate signal stack if the handler runs there, else on the thread's
+/// own stack, as far as its pages are readable. Async-signal-safe: raw
+/// system calls only (`sigaltstack`, `getpid`, `process_vm_readv`).
+#[inline(never)]
+fn stack_room(wanted: usize) -> usize {
+    let marker = 0u8;
+    let here = std::hint::black_box(&marker) as *const u8 as usize;
+    // SAFETY: a zeroed `stack_t` is a valid out-parameter.
+    let mut alt: libc::stack_t = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new stack only queries; `alt` is writable. A raw system
+    // call, async-signal-safe.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_sigaltstack,
+            std::ptr::null::<libc::stack_t>(),
+            &mut alt as *mut libc::stack_t,
+        )
+    };
+    if rc == 0 && alt.ss_flags & libc::SS_ONSTACK != 0 {
+        let low = alt.ss_sp as usize;
+        return if (low..low.saturating_add(alt.ss_size)).contains(&here) {
+            (here - low).min(wanted)
+        } else {
+            0
+        };
     }
+    readable_below(here, wanted)
+}
+
+/// How many of the `wanted` bytes below `here` lie in readable pages,
+/// counted in whole pages from the one holding `here` down, stopping at the
+/// first unreadable page (a guard page, or the end of the mapping).
+fn readable_below(here: usize, wanted: usize) -> usize {
+    const PAGE: usize = 4096;
+    const PAGES: usize = LIBGCC_ROOM.div_ceil(PAGE);
+    let top = here & !(PAGE - 1);
+    let pages = wanted.div_ceil(PAGE).min(PAGES).min(top / PAGE);
+    let mut bytes = [0u8; PAGES];
+    let mut remote = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 1,
+    }; PAGES];
+    let mut k = 0;
+    while k < pages {
+        // One byte of the page k+1 pages below the one holding `here`.
+        remote[k].iov_base = (top - (k + 1) * PAGE) as *mut c_void;
+        k += 1;
+    }
+    let local = libc::iovec {
+        iov_base: bytes.as_mut_ptr().cast(),
+        iov_len: pages,
+    };
+    // SAFETY: `local` describes `bytes`, writable for `pages` bytes; the
+    // first `pages` entries of `remote` are set above; the kernel validates
+    // each remote address and stops at the first one it cannot read (a
+    // partial read) instead of faulting.
+    let read = unsafe {
+        libc::process_vm_readv(
+            libc::getpid(),
+            &local,
+            1,
+            remote.as_ptr(),
+            pages as libc::c_ulong,
+            0,
+        )
+    };
+    let pages_read = usize::try_from(read).unwrap_or(0);
+    (here - top + pages_read * PAGE).min(wanted)
 }
 
 /// Walks with `_Unwind_Backtrace`, dropping the frames above the

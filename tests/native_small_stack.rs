@@ -1,0 +1,172 @@
+//! A thread with a 64 KiB stack, recursed until about 2 KiB are left, is
+//! captured with native stacks: the handler must not overflow that stack.
+//! The process survives, and the thread shows its native frames (the
+//! handler ran on the thread's alternate signal stack) or a clear "no room
+//! to unwind" note. The same with the thread's alternate stack disabled
+//! (as for a thread created by C code) and about 5 KiB left: enough for
+//! the kernel's signal frame, so the handler runs on the thread's own stack
+//! and must see that there is no room below it.
+//!
+//! Runs in a child process, so that an overflow fails the test instead of
+//! killing the test binary.
+#![cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+
+mod child_util;
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use webstack::{Options, Snapshot};
+
+/// The lowest usable address of the calling thread's stack.
+fn stack_low_end() -> usize {
+    // SAFETY: `attr` is initialised by `pthread_getattr_np` before use and
+    // destroyed after; `addr` and `size` are writable out-parameters.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        assert_eq!(libc::pthread_getattr_np(libc::pthread_self(), &mut attr), 0);
+        let mut addr = std::ptr::null_mut();
+        let mut size = 0;
+        assert_eq!(libc::pthread_attr_getstack(&attr, &mut addr, &mut size), 0);
+        libc::pthread_attr_destroy(&mut attr);
+        addr as usize
+    }
+}
+
+/// Recurses until at most `target` bytes of stack remain below this frame,
+/// then spins there until `stop`; publishes the stack left in `left`.
+#[inline(never)]
+fn descend(low: usize, target: usize, left: &AtomicUsize, stop: &AtomicBool) -> u64 {
+    let pad = black_box([7u8; 128]);
+    let here = black_box(&pad) as *const [u8; 128] as usize;
+    let remaining = here.saturating_sub(low);
+    if remaining > target {
+        return descend(low, target, left, stop) + u64::from(pad[1]);
+    }
+    left.store(remaining, Ordering::Release);
+    spin_here(stop);
+    u64::from(pad[0])
+}
+
+/// Spins until `stop` without calling any function (not even in a debug
+/// build), so that the interrupted instruction is in the caller's frame.
+#[inline(always)]
+fn spin_here(stop: &AtomicBool) {
+    let flag = stop.as_ptr();
+    loop {
+        let value: u8;
+        // SAFETY: reads one byte of a live `AtomicBool`.
+        unsafe {
+            #[cfg(target_arch = "x86_64")]
+            std::arch::asm!("pause", "mov {v}, byte ptr [{p}]", p = in(reg) flag, v = out(reg_byte) value);
+            #[cfg(target_arch = "aarch64")]
+            std::arch::asm!("yield", "ldrb {v:w}, [{p}]", p = in(reg) flag, v = out(reg) value);
+        }
+        if value != 0 {
+            return;
+        }
+    }
+}
+
+/// Removes the calling thread's alternate signal stack.
+fn disable_alternate_stack() {
+    let disable = libc::stack_t {
+        ss_sp: std::ptr::null_mut(),
+        ss_flags: libc::SS_DISABLE,
+        ss_size: 0,
+    };
+    // SAFETY: `disable` is a valid `stack_t`; the thread is not running on
+    // its alternate stack.
+    let rc = unsafe { libc::sigaltstack(&disable, std::ptr::null_mut()) };
+    assert_eq!(rc, 0);
+}
+
+/// Spins a 64 KiB thread with about `target` bytes of stack left (its
+/// alternate signal stack removed unless `alternate`), captures it 20
+/// times, and checks that each capture shows its frames or the note.
+fn capture_a_thread_near_its_guard_page(target: usize, alternate: bool) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let left = Arc::new(AtomicUsize::new(0));
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let deep = {
+        let (stop, left) = (stop.clone(), left.clone());
+        std::thread::Builder::new()
+            .name("small-stack".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                if !alternate {
+                    disable_alternate_stack();
+                }
+                // SAFETY: `gettid` has no preconditions.
+                tid_tx.send(i64::from(unsafe { libc::gettid() })).unwrap();
+                black_box(descend(stack_low_end(), target, &left, &stop));
+            })
+            .unwrap()
+    };
+    let tid = tid_rx.recv().unwrap();
+    while left.load(Ordering::Acquire) == 0 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let remaining = left.load(Ordering::Acquire);
+    println!("spinning with {remaining} bytes of stack left");
+    assert!((target - 1024..=target).contains(&remaining), "{remaining}");
+    let mut answered = 0;
+    let mut no_room = 0;
+    let mut others = Vec::new();
+    for _ in 0..20 {
+        let snapshot = Snapshot::capture(&Options::default().augment(true));
+        assert!(snapshot.augmented, "{:?}", snapshot.native_error);
+        let routine = snapshot
+            .routines
+            .iter()
+            .find(|r| r.tid == Some(tid))
+            .expect("the small-stack thread is in the snapshot");
+        let state = routine.state.as_str();
+        let frames: Vec<&str> = routine.frames.iter().map(|f| &*f.function).collect();
+        // The innermost frames are the spinning loop, inlined into
+        // `descend`. (How many outer frames follow depends on frame
+        // pointers.)
+        if frames
+            .iter()
+            .take(2)
+            .any(|f| f.ends_with("native_small_stack::descend"))
+        {
+            answered += 1;
+        } else if state.contains("no room to unwind") && frames.is_empty() {
+            no_room += 1;
+        } else {
+            others.push(format!("{state}, {frames:?}"));
+        }
+    }
+    println!("of 20 captures, {answered} showed the thread's frames, {no_room} said no room");
+    assert!(
+        others.is_empty(),
+        "{} captures showed neither the thread's frames nor a note: {others:#?}",
+        others.len()
+    );
+    stop.store(true, Ordering::Relaxed);
+    deep.join().unwrap();
+}
+
+#[test]
+fn a_thread_near_its_guard_page_survives_a_capture() {
+    child_util::run_in_child(
+        "a_thread_near_its_guard_page_survives_a_capture",
+        Duration::from_secs(60),
+        || capture_a_thread_near_its_guard_page(2048 + 256, true),
+    );
+}
+
+#[test]
+fn a_thread_without_alternate_stack_near_its_guard_page_survives_a_capture() {
+    child_util::run_in_child(
+        "a_thread_without_alternate_stack_near_its_guard_page_survives_a_capture",
+        Duration::from_secs(60),
+        || capture_a_thread_near_its_guard_page(5376, false),
+    );
+}
