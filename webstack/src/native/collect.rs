@@ -44,6 +44,8 @@ struct Collector {
     /// before they are asked again.
     suspects: HashSet<i32>,
     tids: Vec<i32>,
+    /// The writable mappings published to the handlers during signalling.
+    mappings: Vec<[usize; 2]>,
     buf: String,
 }
 
@@ -128,6 +130,7 @@ fn signal_all(
         ids: HashMap::new(),
         suspects: HashSet::new(),
         tids: Vec::new(),
+        mappings: Vec::new(),
         buf: String::new(),
     });
     if collector.stuck {
@@ -138,6 +141,16 @@ fn signal_all(
         .map_err(|error| format!("cannot list /proc/self/task: {error}"))?;
     let uptime = proc::uptime(&mut collector.buf);
     super::unwind::activate();
+    if sig.is_some() {
+        // Without the table the walk is bounded by its span alone.
+        if proc::writable_mappings(&mut collector.buf, &mut collector.mappings).is_err() {
+            collector.mappings.clear();
+        }
+        // SAFETY: `collector.mappings` is not touched again until it is
+        // withdrawn below, after the last answer, or leaked if a handler
+        // never finished.
+        unsafe { super::unwind::publish_mappings(&collector.mappings) };
+    }
     // SAFETY: `getpid` has no preconditions.
     let pid = unsafe { libc::getpid() };
     let tids = std::mem::take(&mut collector.tids);
@@ -186,6 +199,8 @@ fn signal_all(
                         }
                         Answer::SendFailed => Outcome::NoAnswer("signal not queued"),
                         Answer::Stuck => {
+                            // The stuck handler may still read the table.
+                            std::mem::forget(std::mem::take(&mut collector.mappings));
                             collector.stuck = true;
                             *native_error = Some(STUCK.to_owned());
                             *sig = None;
@@ -205,6 +220,9 @@ fn signal_all(
         };
         captured.push(Captured { info, outcome, id });
     }
+    // SAFETY: an empty table; no handler reads the old one any more (each
+    // request was answered, abandoned, or leaked its table above).
+    unsafe { super::unwind::publish_mappings(&[]) };
     collector
         .ids
         .retain(|tid, _| tids.binary_search(tid).is_ok());

@@ -44,8 +44,11 @@
 //! handler walks the frame-pointer chain from the interrupted context. The
 //! walk takes no lock and reads the stack only with `process_vm_readv`, so a
 //! broken chain ends it with an error instead of a fault; it stops where
-//! the frame addresses stop increasing, are misaligned, or lie more than
-//! 64 MiB above the stack pointer. It sees every function only in code built
+//! the frame addresses stop increasing, are misaligned, or leave the
+//! thread's stack: the writable mapping that holds the interrupted stack
+//! pointer (the collector reads `/proc/self/maps` once per capture, about
+//! 10 µs for a small process, and hands the table to the handlers), and
+//! never more than 64 MiB above the stack pointer. It sees every function only in code built
 //! with frame pointers (`RUSTFLAGS="-C force-frame-pointers=yes"`; the
 //! standard library ships with them): without them, a function that keeps
 //! none hides its caller, and instrumented frames it would have placed are

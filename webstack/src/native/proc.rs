@@ -115,6 +115,42 @@ pub(super) fn read_masks(info: &mut TaskInfo, buf: &mut String) -> Option<char> 
     Some(state)
 }
 
+/// The process's readable and writable mappings from `/proc/self/maps`,
+/// as sorted `[start, end)` pairs, adjacent ones joined: every thread's
+/// stack is one of them.
+pub(super) fn writable_mappings(
+    buf: &mut String,
+    out: &mut Vec<[usize; 2]>,
+) -> std::io::Result<()> {
+    out.clear();
+    read_file("/proc/self/maps", buf)?;
+    for line in buf.lines() {
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if !perms.starts_with("rw") {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        match out.last_mut() {
+            Some(last) if last[1] == start => last[1] = end,
+            Some(last) if last[1] > start => {}
+            _ if start < end => out.push([start, end]),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Whether the thread still exists.
 pub(super) fn exists(tid: i32) -> bool {
     std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
@@ -149,4 +185,24 @@ fn read_file(path: &str, buf: &mut String) -> std::io::Result<()> {
     buf.clear();
     std::fs::File::open(path)?.read_to_string(buf)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writable_mappings_hold_this_threads_stack_sorted_and_disjoint() {
+        let mut buf = String::new();
+        let mut mappings = Vec::new();
+        writable_mappings(&mut buf, &mut mappings).unwrap();
+        let local = 0u8;
+        let here = std::hint::black_box(&local) as *const u8 as usize;
+        assert!(
+            mappings.iter().any(|m| (m[0]..m[1]).contains(&here)),
+            "{here:#x} not in {mappings:x?}"
+        );
+        assert!(mappings.iter().all(|m| m[0] < m[1]));
+        assert!(mappings.windows(2).all(|w| w[0][1] < w[1][0]));
+    }
 }

@@ -17,7 +17,11 @@
 //! the libgcc unwinder safe in every process. The frame-pointer walk takes no
 //! lock, calls nothing but `process_vm_readv`, and reads the interrupted
 //! stack only through it: a read outside mapped memory fails with `EFAULT`
-//! instead of faulting. It is the default ([`Method::Auto`]); the libgcc
+//! instead of faulting. It follows records only inside the thread's stack,
+//! the writable mapping holding the interrupted stack pointer, from a table
+//! of mappings the collector reads before signalling
+//! ([`publish_mappings`]), so that a register that holds data instead of a
+//! frame pointer does not send it through the heap. It is the default ([`Method::Auto`]); the libgcc
 //! unwinder stays available as [`Method::Libgcc`] for processes that know
 //! nothing registers frames at run time.
 //!
@@ -51,7 +55,7 @@
 //! signal, its own application's included.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
 use super::Method;
 
@@ -63,10 +67,16 @@ static ACTIVE: AtomicU8 = AtomicU8::new(2);
 const LIBGCC: u8 = 1;
 const FRAME_POINTERS: u8 = 2;
 
-/// The frame-pointer walk stops this far above the interrupted stack
-/// pointer. Only a stop for a corrupt chain: the walk reads through
-/// `process_vm_readv`, so no address it follows can fault.
+/// The frame-pointer walk never goes further than this above the
+/// interrupted stack pointer. Only a stop for a corrupt chain: the walk
+/// reads through `process_vm_readv`, so no address it follows can fault.
 const MAX_STACK_SPAN: usize = 64 << 20;
+
+/// The process's writable mappings, `[start, end)` sorted by start, as
+/// published by the collector for the handlers of one capture (see
+/// [`publish_mappings`]); null when none is published.
+static MAPPINGS: AtomicPtr<[usize; 2]> = AtomicPtr::new(std::ptr::null_mut());
+static MAPPINGS_LEN: AtomicUsize = AtomicUsize::new(0);
 
 /// Frames the libgcc walk may skip (the handler, the unwinder, the signal
 /// trampoline) before it finds the interrupted instruction.
@@ -110,6 +120,50 @@ pub(super) fn activate() -> Method {
     };
     ACTIVE.store(code, Ordering::Relaxed);
     method
+}
+
+/// Publishes the process's writable mappings (sorted, disjoint `[start,
+/// end)` pairs) for the handlers of the coming requests, which end the
+/// frame-pointer walk at the end of the mapping holding the interrupted
+/// stack pointer: the thread's stack. An empty slice withdraws them.
+///
+/// # Safety
+///
+/// `mappings` must stay allocated and unchanged until every handler that
+/// may read it has finished: the collector publishes it before it sends the
+/// first request (whose `Release` store orders it before the handler's
+/// claim), withdraws it after the last answer, and leaks it if a handler
+/// never finished.
+pub(super) unsafe fn publish_mappings(mappings: &[[usize; 2]]) {
+    let ptr = if mappings.is_empty() {
+        std::ptr::null_mut()
+    } else {
+        mappings.as_ptr().cast_mut()
+    };
+    MAPPINGS_LEN.store(mappings.len(), Ordering::Relaxed);
+    MAPPINGS.store(ptr, Ordering::Relaxed);
+}
+
+/// The end of the published mapping that holds `sp`, if any.
+fn stack_end(sp: usize) -> Option<usize> {
+    let ptr = MAPPINGS.load(Ordering::Relaxed);
+    if ptr.is_null() {
+        return None;
+    }
+    let len = MAPPINGS_LEN.load(Ordering::Relaxed);
+    // SAFETY: a non-null pointer was published with this length by
+    // `publish_mappings`, whose caller keeps the slice alive and unchanged
+    // until this handler has finished; the collector publishes only between
+    // requests, never while a handler runs.
+    let mappings = unsafe { std::slice::from_raw_parts(ptr, len) };
+    mapping_end(mappings, sp)
+}
+
+/// The end of the mapping in `mappings` (sorted, disjoint) that holds `sp`.
+fn mapping_end(mappings: &[[usize; 2]], sp: usize) -> Option<usize> {
+    let after = mappings.partition_point(|m| m[0] <= sp);
+    let [start, end] = *mappings.get(after.checked_sub(1)?)?;
+    (start..end).contains(&sp).then_some(end)
 }
 
 /// Runs the unwinder once outside any handler, so that symbol binding and
@@ -182,7 +236,9 @@ pub(super) fn capture(
     Some(match regs {
         Some((pc, sp, fp)) => {
             *exact_first = true;
-            frame_pointer_walk(pc, sp, fp, out)
+            let span_end = sp.saturating_add(MAX_STACK_SPAN);
+            let limit = stack_end(sp).map_or(span_end, |end| end.min(span_end));
+            frame_pointer_walk(pc, sp, fp, limit, out)
         }
         None => 0,
     })
@@ -297,18 +353,25 @@ fn libgcc_walk(pc: Option<usize>, out: &[AtomicUsize]) -> usize {
 }
 
 /// Follows the frame-pointer chain from the interrupted context. Each frame
-/// record must lie above the previous one, be aligned and lie within
-/// [`MAX_STACK_SPAN`] of the stack pointer; records are read with
+/// record must lie above the previous one, be aligned and lie wholly in
+/// `sp..limit` (the thread's stack: up to the end of the mapping that holds
+/// `sp`, and never more than [`MAX_STACK_SPAN`]); records are read with
 /// `process_vm_readv`, which fails instead of faulting on a bad address.
-fn frame_pointer_walk(pc: usize, sp: usize, mut fp: usize, out: &[AtomicUsize]) -> usize {
+fn frame_pointer_walk(
+    pc: usize,
+    sp: usize,
+    mut fp: usize,
+    limit: usize,
+    out: &[AtomicUsize],
+) -> usize {
+    const RECORD: usize = 2 * std::mem::size_of::<usize>();
     let Some(first) = out.first() else {
         return 0;
     };
     first.store(pc, Ordering::Relaxed);
     let mut n = 1;
-    let limit = sp.saturating_add(MAX_STACK_SPAN);
     while n < out.len() {
-        if fp < sp || fp >= limit || fp % std::mem::align_of::<usize>() != 0 {
+        if fp < sp || fp.saturating_add(RECORD) > limit || fp % std::mem::align_of::<usize>() != 0 {
             break;
         }
         let Some([next_fp, ret]) = read_two_words(fp) else {
@@ -341,4 +404,52 @@ fn read_two_words(addr: usize) -> Option<[usize; 2]> {
     // validates `remote` and returns an error instead of faulting.
     let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
     (read == std::mem::size_of_val(&words) as isize).then_some(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapping_end_finds_the_mapping_holding_the_address() {
+        let mappings = [[0x1000, 0x3000], [0x5000, 0x6000]];
+        assert_eq!(mapping_end(&mappings, 0x1000), Some(0x3000));
+        assert_eq!(mapping_end(&mappings, 0x2fff), Some(0x3000));
+        assert_eq!(mapping_end(&mappings, 0x3000), None);
+        assert_eq!(mapping_end(&mappings, 0x5800), Some(0x6000));
+        assert_eq!(mapping_end(&mappings, 0x0fff), None);
+        assert_eq!(mapping_end(&mappings, 0x7000), None);
+        assert_eq!(mapping_end(&[], 0x1000), None);
+    }
+
+    /// A chain of frame records in one buffer: the first half plays the
+    /// thread's stack, the second half the memory above it.
+    #[test]
+    fn the_frame_pointer_walk_stays_inside_the_limit() {
+        let mut words = vec![0usize; 64];
+        let base = words.as_ptr() as usize;
+        let word = std::mem::size_of::<usize>();
+        // Records at words 4, 12, 20 (below the limit), 36 and 44 (above).
+        let records = [4, 12, 20, 36, 44];
+        for (i, &at) in records.iter().enumerate() {
+            let next = records.get(i + 1).map_or(0, |&w| base + w * word);
+            words[at] = next;
+            words[at + 1] = 0x1000 + i;
+        }
+        let sp = base;
+        let fp = base + 4 * word;
+        let out: Vec<AtomicUsize> = (0..16).map(|_| AtomicUsize::new(0)).collect();
+        let read = |n: usize| -> Vec<usize> {
+            out[..n].iter().map(|a| a.load(Ordering::Relaxed)).collect()
+        };
+        let limit = base + 32 * word;
+        let n = frame_pointer_walk(0x42, sp, fp, limit, &out);
+        assert_eq!(read(n), [0x42, 0x1000, 0x1001, 0x1002]);
+        let n = frame_pointer_walk(0x42, sp, fp, base + 64 * word, &out);
+        assert_eq!(read(n), [0x42, 0x1000, 0x1001, 0x1002, 0x1003, 0x1004]);
+        // A record straddling the limit is not read.
+        let n = frame_pointer_walk(0x42, sp, fp, base + 21 * word, &out);
+        assert_eq!(read(n), [0x42, 0x1000, 0x1001]);
+        std::hint::black_box(&mut words);
+    }
 }
