@@ -48,11 +48,12 @@
 //! thread's stack: the writable mapping that holds the interrupted stack
 //! pointer (the collector reads `/proc/self/maps` once per capture, about
 //! 10 µs for a small process, and hands the table to the handlers), and
-//! never more than 64 MiB above the stack pointer. It sees every function only in code built
-//! with frame pointers (`RUSTFLAGS="-C force-frame-pointers=yes"`; the
-//! standard library ships with them): without them, a function that keeps
-//! none hides its caller, and instrumented frames it would have placed are
-//! kept next to the nearest native frame found instead.
+//! never more than 64 MiB above the stack pointer. It sees every function
+//! only in code built with frame pointers (`RUSTFLAGS="-C
+//! force-frame-pointers=yes"`; the standard library ships with them):
+//! without them, a function that keeps none hides its caller, and
+//! instrumented frames it would have placed are kept next to the nearest
+//! native frame found instead.
 //!
 //! The libgcc unwinder (`_Unwind_Backtrace`, [`Method::Libgcc`]) reads DWARF
 //! unwind tables and gives complete stacks without frame pointers, but it
