@@ -28,6 +28,9 @@
 //!   arguments (shards, attempts, file names, user ids) — try
 //!   `similarity=anyvalue` to fold the per-user sessions into one bucket;
 //! - the actix worker serving the request, first.
+//!
+//! It opts into libgcc's unwinder for the native stacks (it registers no JIT
+//! code, the one case where that unwinder can hang a thread).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -244,6 +247,11 @@ async fn index() -> HttpResponse {
 #[webstack::main]
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
+    // Complete native stacks without frame pointers: libgcc's unwinder is
+    // safe here because nothing in this program registers JIT code (see
+    // `webstack::native::Method::Libgcc`); the default frame-pointer walk
+    // shows little of code built without `-C force-frame-pointers=yes`.
+    webstack::native::set_method(webstack::native::Method::Libgcc);
     start_threads()?;
     spawn_tasks(200, 60, 12);
     let server = HttpServer::new(|| {
