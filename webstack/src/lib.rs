@@ -98,6 +98,7 @@ mod bucket;
 mod clock;
 mod fork;
 mod frame_args;
+mod lock;
 mod meta;
 pub mod native;
 mod registry;

@@ -6,7 +6,12 @@
 //! entries' `Arc`s, never while it reads a stack.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+
+#[cfg(webstack_loom)]
+use crate::lock::std_backed::{Mutex, MutexGuard};
+#[cfg(not(webstack_loom))]
+use crate::lock::{Mutex, MutexGuard};
 
 use crate::fork::Held;
 use crate::stack::ThreadStack;
@@ -70,15 +75,15 @@ struct Shard {
     free: Vec<u32>,
 }
 
-/// A `std` mutex, not a `parking_lot` one, for `fork` (see [`crate::fork`]).
+/// A shard and its lock, one whose waiters sleep in the kernel, for `fork`
+/// (see [`crate::lock`]).
 #[repr(align(128))]
 struct Padded(Mutex<Shard>);
 
 impl Padded {
-    /// Nothing panics under a shard's lock but an allocation failure, which
-    /// aborts: a poisoned shard is still consistent.
+    #[inline]
     fn lock(&self) -> MutexGuard<'_, Shard> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        self.0.lock()
     }
 }
 
