@@ -34,8 +34,9 @@
 //! dropped; the stacks stay alive through their threads' owners, which no
 //! destructor will run in the child.
 //!
-//! The locks held across the fork are `std::sync` ones, whose waiters queue
-//! in the kernel: waiters of the parent do not exist in the child, so
+//! The locks held across the fork (`std::sync` ones, and the registry's
+//! futex lock, [`crate::lock`]) queue their waiters in the kernel: waiters
+//! of the parent do not exist in the child, so
 //! releasing them there wakes nobody and leaves nothing behind
 //! (`parking_lot` keeps its queues in a process-wide table that a fork can
 //! leave locked).
