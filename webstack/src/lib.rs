@@ -98,6 +98,8 @@ mod bucket;
 mod clock;
 mod fork;
 mod frame_args;
+#[cfg(target_os = "linux")]
+mod futex;
 mod lock;
 mod meta;
 pub mod native;

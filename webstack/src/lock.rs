@@ -135,33 +135,13 @@ impl<T> Drop for MutexGuard<'_, T> {
 /// are fine: the caller checks again).
 #[cfg(all(target_os = "linux", not(webstack_loom)))]
 fn wait(state: &AtomicU32, expected: u32) {
-    // SAFETY: `FUTEX_WAIT` reads the aligned, live `u32` behind `state` and
-    // returns at once if it does not hold `expected`; a null timeout waits
-    // without a deadline. It writes no memory of ours.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            state.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            std::ptr::null::<libc::timespec>(),
-        );
-    }
+    crate::futex::wait(state, expected, None);
 }
 
 /// Wakes one thread sleeping in [`wait`] on `state`.
 #[cfg(all(target_os = "linux", not(webstack_loom)))]
 fn wake_one(state: &AtomicU32) {
-    // SAFETY: `FUTEX_WAKE` only uses the address as a key; it reads and
-    // writes no memory.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            state.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            1,
-        );
-    }
+    crate::futex::wake_one(state);
 }
 
 /// Elsewhere (and under loom) a waiter yields instead of sleeping.

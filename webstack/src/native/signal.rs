@@ -317,7 +317,7 @@ pub(super) fn wait(sent: Sent, timeout: Duration) -> Answer {
             }
             continue;
         }
-        futex_wait(&SLOT.phase, current, deadline - now);
+        crate::futex::wait(&SLOT.phase, current, Some(deadline - now));
     }
 }
 
@@ -333,37 +333,6 @@ pub(super) fn read_slot(out: &mut Vec<usize>) -> Option<bool> {
     let len = SLOT.len.load(Ordering::Relaxed).min(MAX_NATIVE_FRAMES);
     out.extend(SLOT.ips[..len].iter().map(|ip| ip.load(Ordering::Relaxed)));
     Some(flags & EXACT_FIRST != 0)
-}
-
-fn futex_wait(word: &AtomicU32, expected: u32, timeout: Duration) {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: `word` is a live, aligned 32-bit atomic; `ts` outlives the call.
-    // Spurious returns (EINTR, EAGAIN) are handled by the caller's loop.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            &ts as *const libc::timespec,
-        );
-    }
-}
-
-fn futex_wake(word: &AtomicU32) {
-    // SAFETY: `word` is a live, aligned 32-bit atomic. `syscall` is a plain
-    // system call, safe in a signal handler.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            1,
-        );
-    }
 }
 
 /// The signal handler. Async-signal-safe: atomics, `getpid`, `gettid`, the
@@ -409,7 +378,7 @@ extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, context: *m
             HANDLER_RUNS.fetch_add(1, Ordering::Relaxed);
             HANDLER_TID.store(0, Ordering::Relaxed);
             SLOT.phase.store(phase(seq, DONE), Ordering::Release);
-            futex_wake(&SLOT.phase);
+            crate::futex::wake_one(&SLOT.phase);
         }
     }
     // SAFETY: restoring the value saved above.
