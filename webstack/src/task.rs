@@ -155,8 +155,10 @@ struct PollCtx {
 thread_local! {
     static POLL_CTX: Cell<*const PollCtx> = const { Cell::new(std::ptr::null()) };
     /// The address of the future that ends the chain saved during the
-    /// current root poll, or 0 once that future finished or was dropped (or
-    /// before any save). Only ever compared, never followed.
+    /// current root poll, or 0 once that future finished or was dropped.
+    /// Meaningful only after a save of the current root poll (before one,
+    /// it may hold an earlier poll's value, which nothing reads). Only ever
+    /// compared, never followed.
     static SAVED_LEAF: Cell<usize> = const { Cell::new(0) };
     static TASK_IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
@@ -519,7 +521,9 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Instrumented<
             base: depth,
             saves: Cell::new(0),
         };
-        SAVED_LEAF.with(|leaf| leaf.set(0));
+        // `SAVED_LEAF` may still name a future of an earlier root poll: it
+        // is read only after a save of this poll (`saves` moved), which
+        // overwrites it, so it needs no reset here.
         POLL_CTX.with(|c| c.set(&ctx));
         let reset = RootPollGuard;
         let result = inner.poll(cx);
