@@ -306,9 +306,10 @@ fn keep_only_child(shards: &mut [MutexGuard<'static, Shard>]) {
                     // thread could drop that future now, and it is here.
                     let task = unsafe { &*task.0 };
                     let keep = match task.running_on.load(Ordering::Relaxed) {
-                        // Idle, unless a poll's prologue or epilogue on
-                        // another thread held its lock (a capture, which
-                        // also takes it, cannot run across a fork).
+                        // Idle. A poll sets `running_on` before it takes
+                        // the lock and a capture cannot run across a fork,
+                        // so the lock should be free; if it is not, its
+                        // holder does not exist here.
                         0 => !task.state.is_locked(),
                         id => Some(id) == my_id,
                     };
