@@ -40,6 +40,9 @@ pub struct Options {
     /// (Linux; see [`crate::native`]). When off, no signal is sent and no
     /// file is read. A no-op on other platforms. Default: `true`.
     pub augment: bool,
+    /// Kernel tid of the thread serving the request, set by
+    /// [`Options::serving_thread`]; `None`: the capturing thread.
+    serving_tid: Option<i64>,
 }
 
 impl Default for Options {
@@ -47,6 +50,7 @@ impl Default for Options {
         Options {
             maxmem: DEFAULT_MAXMEM,
             augment: true,
+            serving_tid: None,
         }
     }
 }
@@ -61,6 +65,17 @@ impl Options {
     /// Sets [`Options::augment`].
     pub fn augment(mut self, augment: bool) -> Self {
         self.augment = augment;
+        self
+    }
+
+    /// Marks the calling thread as the one serving the snapshot's request,
+    /// so that its bucket is listed first ([`Snapshot::captured_by_tid`]).
+    /// Call it on the thread that received the request when the capture
+    /// itself runs on another (a blocking pool). Registers the thread.
+    /// Default: the thread that captures.
+    pub fn serving_thread(mut self) -> Self {
+        crate::stack::current();
+        self.serving_tid = crate::stack::current_tid();
         self
     }
 
@@ -364,7 +379,8 @@ pub struct Snapshot {
     pub augmented: bool,
     /// Routines left out by `maxmem`.
     pub left_out: LeftOut,
-    /// Kernel thread id of the thread that captured the snapshot.
+    /// Kernel thread id of the thread serving the request (see
+    /// [`Options::serving_thread`]), else of the thread that captured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub captured_by_tid: Option<i64>,
     /// Why native stacks could not be taken although `augment` was on
@@ -504,7 +520,7 @@ impl Snapshot {
             bytes_used: budget.used,
             augmented: false,
             left_out,
-            captured_by_tid: crate::stack::current_tid(),
+            captured_by_tid: options.serving_tid.or_else(crate::stack::current_tid),
             native_error: None,
             routines,
         };

@@ -427,10 +427,12 @@ async fn serve(service: Arc<Service>, req: HttpRequest) -> HttpResponse {
     if let Err(wait) = service.start() {
         return too_many(wait);
     }
-    // Register the worker thread so that its bucket (the thread serving this
-    // request) can be shown first.
-    crate::stack::current();
-    let serving_tid = crate::stack::current_tid();
+    // The worker thread's bucket (the thread serving this request) is shown
+    // first.
+    let options = Options::default()
+        .maxmem(params.maxmem)
+        .augment(params.augment)
+        .serving_thread();
     let base_path = req.path().to_owned();
     let map_snapshot = service.map_snapshot.clone();
     let produced = web::block(move || {
@@ -439,7 +441,7 @@ async fn serve(service: Arc<Service>, req: HttpRequest) -> HttpResponse {
         // ends.
         let _permit = permit;
         std::panic::catch_unwind(AssertUnwindSafe(|| {
-            produce(&params, base_path, serving_tid, map_snapshot.as_deref())
+            produce(&params, &options, base_path, map_snapshot.as_deref())
         }))
     })
     .await;
@@ -464,15 +466,11 @@ async fn serve(service: Arc<Service>, req: HttpRequest) -> HttpResponse {
 /// Captures, groups and renders; runs on a blocking thread.
 fn produce(
     params: &Params,
+    options: &Options,
     base_path: String,
-    serving_tid: Option<i64>,
     map_snapshot: Option<&(dyn Fn(&mut Snapshot) + Send + Sync)>,
 ) -> Result<Vec<Vec<u8>>, String> {
-    let options = Options::default()
-        .maxmem(params.maxmem)
-        .augment(params.augment);
-    let mut snapshot = Snapshot::capture(&options);
-    snapshot.captured_by_tid = serving_tid.or(snapshot.captured_by_tid);
+    let mut snapshot = Snapshot::capture(options);
     if let Some(map) = map_snapshot {
         map(&mut snapshot);
     }
