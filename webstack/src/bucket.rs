@@ -15,9 +15,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::native::Origin;
+use crate::record::stack::CreatedBy;
+use crate::record::value::Value;
 use crate::snapshot::{Arg, Frame, Kind, Routine, Snapshot, State};
-use crate::stack::CreatedBy;
-use crate::value::Value;
 
 /// How alike two routines must be to share a bucket.
 ///

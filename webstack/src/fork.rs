@@ -148,13 +148,13 @@ mod imp {
         // done now, so that none is left half done in the child.
         crate::clock::now_ns();
         crate::uptime();
-        crate::stack::force_detached();
+        crate::record::stack::force_detached();
         let gate = GATE.write().unwrap_or_else(PoisonError::into_inner);
         // SAFETY: in *prepare*, with the gate just taken.
         unsafe { GATE_HELD.put(gate) };
         // SAFETY: in *prepare*, after the gate.
         unsafe {
-            crate::registry::prepare_fork();
+            crate::record::registry::prepare_fork();
             crate::native::prepare_fork();
         }
     }
@@ -164,7 +164,7 @@ mod imp {
         // order.
         unsafe {
             crate::native::after_fork(false);
-            crate::registry::after_fork(false);
+            crate::record::registry::after_fork(false);
             drop(GATE_HELD.take());
         }
     }
@@ -173,7 +173,7 @@ mod imp {
         // SAFETY: in *child*, on the one thread, which ran *prepare*.
         unsafe {
             crate::native::after_fork(true);
-            crate::registry::after_fork(true);
+            crate::record::registry::after_fork(true);
             drop(GATE_HELD.take());
         }
     }

@@ -97,22 +97,15 @@ pub mod actix;
 mod bucket;
 mod clock;
 mod fork;
-mod frame_args;
 #[cfg(target_os = "linux")]
 mod futex;
 mod lock;
-mod meta;
 pub mod native;
-mod registry;
+mod record;
 pub mod render;
 mod sealed;
-mod slot;
 mod snapshot;
-mod stack;
 mod sync;
-mod task;
-pub mod thread;
-mod value;
 
 #[cfg(all(test, webstack_loom))]
 mod loom_tests;
@@ -124,13 +117,14 @@ pub mod __private;
 pub use bucket::{
     Bucket, BucketArg, BucketFrame, Buckets, Merged, ParseSimilarityError, Similarity,
 };
-pub use slot::MAX_ARGS;
+pub use record::slot::MAX_ARGS;
+pub use record::stack::{CreatedBy, MAX_DEPTH};
+pub use record::thread;
+pub use record::value::{Capture, Collection, Value, STR_BYTES};
 pub use snapshot::{
     Arg, Args, Frame, Kind, LeftOut, Options, Routine, Snapshot, State, DEFAULT_MAXMEM,
     JSON_VERSION, MIN_MAXMEM,
 };
-pub use stack::{CreatedBy, MAX_DEPTH};
-pub use value::{Capture, Collection, Value, STR_BYTES};
 pub use webstack_macros::{instrument, main};
 
 use std::sync::OnceLock;
@@ -142,7 +136,7 @@ static STARTED: OnceLock<Instant> = OnceLock::new();
 /// clock. `#[webstack::main]` calls it; calling it again does nothing.
 pub fn init() {
     STARTED.get_or_init(Instant::now);
-    stack::current();
+    record::stack::current();
 }
 
 /// Time since [`init`] was first called (or since the first snapshot).

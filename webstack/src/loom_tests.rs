@@ -10,11 +10,11 @@ use loom::thread;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::frame_args::Narrow;
-use crate::meta::{ArgMeta, FrameMeta};
-use crate::slot::Slot;
-use crate::stack::ThreadStack;
-use crate::value::Value;
+use crate::record::frame_args::Narrow;
+use crate::record::meta::{ArgMeta, FrameMeta};
+use crate::record::slot::Slot;
+use crate::record::stack::ThreadStack;
+use crate::record::value::Value;
 
 static ARGS: [ArgMeta; 1] = [ArgMeta {
     name: "x",

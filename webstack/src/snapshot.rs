@@ -9,12 +9,12 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use crate::bucket::FxBuild;
-use crate::meta::FrameMeta;
-use crate::registry::{self, Entry};
-use crate::slot::FrameWords;
-use crate::stack::{CreatedBy, ThreadStack, MAX_DEPTH};
-use crate::task::{SavedChain, TaskShared};
-use crate::value::Value;
+use crate::record::meta::FrameMeta;
+use crate::record::registry::{self, Entry};
+use crate::record::slot::FrameWords;
+use crate::record::stack::{CreatedBy, ThreadStack, MAX_DEPTH};
+use crate::record::task::{SavedChain, TaskShared};
+use crate::record::value::Value;
 
 /// Version of the JSON form of a [`Snapshot`]; bumped on any incompatible
 /// change.
@@ -74,8 +74,8 @@ impl Options {
     /// itself runs on another (a blocking pool). Registers the thread.
     /// Default: the thread that captures.
     pub fn serving_thread(mut self) -> Self {
-        crate::stack::current();
-        self.serving_tid = crate::stack::current_tid();
+        crate::record::stack::current();
+        self.serving_tid = crate::record::stack::current_tid();
         self
     }
 
@@ -520,7 +520,9 @@ impl Snapshot {
             bytes_used: budget.used,
             augmented: false,
             left_out,
-            captured_by_tid: options.serving_tid.or_else(crate::stack::current_tid),
+            captured_by_tid: options
+                .serving_tid
+                .or_else(crate::record::stack::current_tid),
             native_error: None,
             routines,
         };
@@ -866,7 +868,7 @@ mod tests {
         // Records whose lock is held by something that is not their poll
         // (`running_on` stays 0), as another snapshot's copy would.
         let records: Vec<_> = (0..100)
-            .map(|_| crate::task::TaskShared::new_record(&META, None))
+            .map(|_| crate::record::task::TaskShared::new_record(&META, None))
             .collect();
         let guards: Vec<_> = records.iter().map(|r| r.state.lock()).collect();
         let mut wait = MAX_LOCK_WAIT;

@@ -216,7 +216,7 @@ fn signal_all(
             *collector
                 .ids
                 .entry(tid)
-                .or_insert_with(|| crate::registry::next_ids(1))
+                .or_insert_with(|| crate::record::registry::next_ids(1))
         };
         captured.push(Captured { info, outcome, id });
     }

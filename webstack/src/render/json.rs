@@ -62,8 +62,8 @@ use serde::Serialize;
 
 use super::{arg_value, crate_of, origin_name, truncated, RenderError, NAME_CHARS};
 use crate::bucket::{Bucket, BucketFrame, Buckets, Merged};
+use crate::record::stack::CreatedBy;
 use crate::snapshot::{Kind, Snapshot, State, JSON_VERSION};
-use crate::stack::CreatedBy;
 
 #[derive(Serialize)]
 struct Document<'a> {

@@ -43,13 +43,13 @@ use std::task::{Context, Poll};
 use parking_lot::Mutex;
 
 use crate::clock;
-use crate::frame_args::FrameArgs;
-use crate::meta::{FrameMeta, NoOwner, Owner, StaticMeta};
-use crate::registry;
-use crate::registry::KeyCell;
-use crate::slot::FrameWords;
-use crate::stack::{self, CreatedBy, PollFrame, MAX_DEPTH};
-use crate::value::Value;
+use crate::record::frame_args::FrameArgs;
+use crate::record::meta::{FrameMeta, NoOwner, Owner, StaticMeta};
+use crate::record::registry;
+use crate::record::registry::KeyCell;
+use crate::record::slot::FrameWords;
+use crate::record::stack::{self, CreatedBy, PollFrame, MAX_DEPTH};
+use crate::record::value::Value;
 
 /// The registry's record of a task root.
 ///

@@ -14,8 +14,8 @@ use crate::lock::std_backed::{Mutex, MutexGuard};
 use crate::lock::{Mutex, MutexGuard};
 
 use crate::fork::Held;
-use crate::stack::ThreadStack;
-use crate::task::TaskShared;
+use crate::record::stack::ThreadStack;
+use crate::record::task::TaskShared;
 
 pub(crate) const SHARDS: usize = 64;
 
@@ -290,7 +290,7 @@ pub(crate) unsafe fn after_fork(child: bool) {
 /// Leaves in the registry the forking thread, the idle tasks and the tasks
 /// it is polling. Runs in the child, where no other thread exists.
 fn keep_only_child(shards: &mut [MutexGuard<'static, Shard>]) {
-    let me = crate::stack::current_ptr();
+    let me = crate::record::stack::current_ptr();
     // SAFETY: a non-null `CURRENT` points at this thread's live stack (see
     // `stack::current`).
     let my_id = (!me.is_null()).then(|| unsafe { &*me }.id);

@@ -111,7 +111,7 @@ const TAG_BY_VALUE: u64 = 15;
 
 /// Headers of the values whose header depends only on their type, for
 /// arguments recorded as a payload word alone
-/// ([`Fixed`](crate::frame_args::Fixed)).
+/// ([`Fixed`](crate::record::frame_args::Fixed)).
 pub(crate) mod fixed_header {
     use super::{
         Collection, TAG_BOOL, TAG_BY_VALUE, TAG_CHAR, TAG_F32, TAG_F64, TAG_I64, TAG_LEN, TAG_U64,

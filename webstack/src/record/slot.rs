@@ -1,7 +1,7 @@
 //! One frame of a thread's shadow stack, readable from other threads.
 //!
 //! The frame's header is one word: the address of its `'static`
-//! [`FrameMeta`](crate::meta::FrameMeta) (aligned to 64 bytes), with the
+//! [`FrameMeta`](crate::record::meta::FrameMeta) (aligned to 64 bytes), with the
 //! argument count and two flags in the low bits. The owner and task words are
 //! written only when the flags say the frame has them, so a call of a free
 //! function below a task root stores neither.
@@ -14,9 +14,9 @@
 //! on x86-64 the writer's side compiles to plain stores (release stores and
 //! release fences are free there).
 
-use crate::frame_args::{ArgSlot, FrameArgs};
+use crate::record::frame_args::{ArgSlot, FrameArgs};
+use crate::record::value::{Value, EXTRA_WORDS, VALUE_WORDS};
 use crate::sync::{fence, AtomicU64, AtomicUsize, Ordering};
-use crate::value::{Value, EXTRA_WORDS, VALUE_WORDS};
 
 /// Most arguments recorded per frame; further ones are not recorded.
 pub const MAX_ARGS: usize = 8;
@@ -54,7 +54,7 @@ const FLAGS_MASK: usize = NARGS_MASK | HAS_OWNER | HAS_TASK;
 
 const _: () = {
     assert!(MAX_ARGS <= NARGS_MASK);
-    assert!(std::mem::align_of::<crate::meta::FrameMeta>() > FLAGS_MASK);
+    assert!(std::mem::align_of::<crate::record::meta::FrameMeta>() > FLAGS_MASK);
 };
 
 impl Slot {
@@ -369,7 +369,7 @@ mod tests {
         assert!(slots
             .iter()
             .all(|slot| slot.read().is_none() && slot.seq() == 0));
-        static META: crate::meta::FrameMeta = crate::meta::FrameMeta {
+        static META: crate::record::meta::FrameMeta = crate::record::meta::FrameMeta {
             name: "f",
             function: "slot::f",
             task_name: "f",

@@ -24,7 +24,7 @@ use std::io;
 use std::panic::Location;
 use std::thread::{JoinHandle, Scope, ScopedJoinHandle};
 
-use crate::stack;
+use crate::record::stack;
 
 /// Spawns a thread like [`std::thread::spawn`], registered with webstack.
 ///

@@ -11,10 +11,10 @@
 //! narrow argument, with no branch on the extra-word count. The slot layout
 //! and what a snapshot reads are the same for every form.
 
+use crate::record::slot::MAX_ARGS;
+use crate::record::value::{Value, VALUE_WORDS};
 use crate::sealed;
-use crate::slot::MAX_ARGS;
 use crate::sync::{AtomicU64, Ordering};
-use crate::value::{Value, VALUE_WORDS};
 
 /// The atomic words of one argument in a frame slot.
 pub(crate) type ArgSlot = [AtomicU64; VALUE_WORDS];
@@ -73,7 +73,7 @@ impl From<Narrow> for Value {
         Value::from_words(
             narrow.header,
             narrow.payload,
-            [0; crate::value::EXTRA_WORDS],
+            [0; crate::record::value::EXTRA_WORDS],
         )
     }
 }
@@ -109,7 +109,7 @@ impl<const HEADER: u64> Fixed<HEADER> {
 #[cfg(test)]
 impl<const HEADER: u64> From<Fixed<HEADER>> for Value {
     fn from(fixed: Fixed<HEADER>) -> Value {
-        Value::from_words(HEADER, fixed.0, [0; crate::value::EXTRA_WORDS])
+        Value::from_words(HEADER, fixed.0, [0; crate::record::value::EXTRA_WORDS])
     }
 }
 
@@ -169,7 +169,7 @@ mod tests {
     use crate::__private::{
         Probe, ViaCapture as _, ViaNarrow as _, ViaPointee as _, ViaRef as _, ViaValue as _,
     };
-    use crate::slot::Slot;
+    use crate::record::slot::Slot;
     use crate::Capture;
 
     /// What the macro emits for a parameter `$v`.
@@ -257,7 +257,7 @@ mod tests {
         let by_mut = &mut v;
         assert_eq!(
             read_back(record!(by_mut)),
-            Value::len(crate::value::Collection::Vec, 1)
+            Value::len(crate::record::value::Collection::Vec, 1)
         );
     }
 

@@ -2,7 +2,7 @@
 //! one.
 //!
 //! A thread registers itself on its first instrumented call (or at spawn, for
-//! threads started by [`crate::thread`]); a thread-local destructor removes it
+//! threads started by [`crate::record::thread`]); a thread-local destructor removes it
 //! from the registry when the thread exits. The hot path is one thread-local
 //! load, a null check, the slot's sequence-locked stores and a depth store.
 
@@ -11,10 +11,10 @@ use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::frame_args::FrameArgs;
-use crate::meta::FrameMeta;
-use crate::registry::{self, Key};
-use crate::slot::{self, FrameWords, Slots};
+use crate::record::frame_args::FrameArgs;
+use crate::record::meta::FrameMeta;
+use crate::record::registry::{self, Key};
+use crate::record::slot::{self, FrameWords, Slots};
 use crate::sync::{AtomicUsize, Ordering};
 
 /// Frames kept per thread; deeper calls are counted as elided.

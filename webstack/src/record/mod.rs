@@ -1,0 +1,25 @@
+//! What an instrumented call writes, and where: the record side.
+//!
+//! Everything here runs on the program's own threads, on the hot path of
+//! every instrumented call and poll: no allocation, no lock (the registry's
+//! shard locks are taken only when a thread or task starts and ends). The
+//! read side ([`crate::snapshot`]) reads it without waiting on it; the two
+//! share only the data defined here (frame words, slots, task records and
+//! the registry's entries).
+//!
+//! - [`meta`]: static per-function descriptions (`FrameMeta`).
+//! - [`value`]: `Capture` and `Value`, what an argument becomes.
+//! - [`frame_args`], [`slot`]: the words of one frame; one seqlock slot.
+//! - [`stack`]: a thread's shadow stack and the thread-local pointer to it.
+//! - [`task`]: instrumented futures, task roots, saved await chains.
+//! - [`registry`]: the global sharded registry of live stacks and tasks.
+//! - [`thread`]: spawn wrappers that record their creator.
+
+pub(crate) mod frame_args;
+pub(crate) mod meta;
+pub(crate) mod registry;
+pub(crate) mod slot;
+pub(crate) mod stack;
+pub(crate) mod task;
+pub mod thread;
+pub(crate) mod value;
