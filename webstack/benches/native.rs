@@ -57,7 +57,7 @@ fn capture_per_thread(c: &mut Criterion) {
         let parked = park(threads);
         group.throughput(Throughput::Elements(threads as u64));
         group.bench_with_input(BenchmarkId::new("threads", threads), &threads, |b, _| {
-            b.iter(|| webstack::native::__stacks_only().unwrap())
+            b.iter(|| webstack::__private::native::stacks_only().unwrap())
         });
         drop(parked);
     }
@@ -72,7 +72,7 @@ fn symbolisation(c: &mut Criterion) {
         addresses.len() < 16
     });
     let first_use = Instant::now();
-    webstack::native::__symbolize(addresses[0]);
+    webstack::__private::native::symbolize(addresses[0]);
     eprintln!(
         "native/symbolize first use (loads debug info): {:?}",
         first_use.elapsed()
@@ -82,10 +82,10 @@ fn symbolisation(c: &mut Criterion) {
     group.throughput(Throughput::Elements(addresses.len() as u64));
     group.bench_function("cold", |b| {
         b.iter(|| {
-            webstack::native::__clear_symbol_cache();
+            webstack::__private::native::clear_symbol_cache();
             addresses
                 .iter()
-                .map(|&a| webstack::native::__symbolize(a))
+                .map(|&a| webstack::__private::native::symbolize(a))
                 .sum::<usize>()
         })
     });
@@ -93,7 +93,7 @@ fn symbolisation(c: &mut Criterion) {
         b.iter(|| {
             addresses
                 .iter()
-                .map(|&a| webstack::native::__symbolize(a))
+                .map(|&a| webstack::__private::native::symbolize(a))
                 .sum::<usize>()
         })
     });

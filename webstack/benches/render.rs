@@ -16,35 +16,21 @@
 
 mod util;
 
-use std::borrow::Cow;
 use std::hint::black_box;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use webstack::render::{render, Format, Links};
-use webstack::{
-    Arg, Buckets, CreatedBy, Frame, Kind, LeftOut, Options, Routine, Similarity, Snapshot, State,
-    Value,
-};
+use webstack::{Arg, Buckets, CreatedBy, Frame, Options, Routine, Similarity, Snapshot, Value};
 
 struct Buffer([u8; 16]);
 
 fn frame(function: &'static str, line: u32, args: Vec<Arg>) -> Frame {
-    Frame {
-        function: Cow::Borrowed(function),
-        file: Cow::Borrowed("src/server.rs"),
-        line,
-        instrumented: true,
-        args: args.into(),
-        task: None,
-        address: None,
-        source: None,
-        origin: webstack::native::classify(function),
-    }
+    Frame::new(function, "src/server.rs", line).instrumented(args)
 }
 
 fn arg(name: &'static str, ty: &'static str, value: Value) -> Arg {
-    Arg { name, ty, value }
+    Arg::new(name, ty, value)
 }
 
 const LEAVES: [&str; 4] = [
@@ -63,115 +49,84 @@ fn synthetic(
     buffers: &[Buffer],
     pool: &Buffer,
 ) -> Snapshot {
-    let creator = CreatedBy {
-        function: "server::accept_loop",
-        file: "src/server.rs",
-        line: 12,
-    };
+    let creator = CreatedBy::new("server::accept_loop", "src/server.rs", 12);
     let mut routines = Vec::with_capacity(tasks + threads);
     for id in 0..threads {
-        routines.push(Routine {
-            id: id as u64 + 1,
-            kind: Kind::Thread,
-            name: Cow::Owned(format!("worker-{id}")),
-            state: State::Alive,
-            created_by: None,
-            age: Duration::from_secs(60),
-            waiting: None,
-            polls: None,
-            running_on: None,
-            tid: Some(1000 + id as i64),
-            elided: 0,
-            torn: false,
-            frames: vec![
-                frame(
-                    "server::worker_wait",
-                    80,
-                    vec![arg("attempt", "u32", Value::u64(0))],
-                ),
-                frame(
-                    "server::worker_handle",
-                    70,
-                    vec![arg("job", "u64", Value::u64(id as u64 % 4))],
-                ),
-                frame(
-                    "server::worker_loop",
-                    60,
-                    vec![arg("worker", "u64", Value::u64(id as u64))],
-                ),
-            ],
-        });
+        let mut thread = Routine::thread(id as u64 + 1, format!("worker-{id}"));
+        thread.age = Duration::from_secs(60);
+        thread.tid = Some(1000 + id as i64);
+        thread.frames = vec![
+            frame(
+                "server::worker_wait",
+                80,
+                vec![arg("attempt", "u32", Value::u64(0))],
+            ),
+            frame(
+                "server::worker_handle",
+                70,
+                vec![arg("job", "u64", Value::u64(id as u64 % 4))],
+            ),
+            frame(
+                "server::worker_loop",
+                60,
+                vec![arg("worker", "u64", Value::u64(id as u64))],
+            ),
+        ];
+        routines.push(thread);
     }
     for i in 0..tasks {
         let stage = (i % 3) as u64;
-        routines.push(Routine {
-            id: (threads + i) as u64 + 1,
-            kind: Kind::Task,
-            name: Cow::Borrowed("connection"),
-            state: State::Idle,
-            created_by: Some(creator),
-            age: Duration::from_secs(30),
-            waiting: Some(Duration::from_millis(i as u64 % 5000)),
-            polls: Some(3),
-            running_on: None,
-            tid: None,
-            elided: 0,
-            torn: false,
-            frames: vec![
-                frame(
-                    LEAVES[i % 4],
-                    50,
-                    vec![arg("attempt", "u32", Value::u64(stage))],
-                ),
-                frame(
-                    "server::query",
-                    40,
-                    vec![
-                        arg("stage", "u64", Value::u64(stage)),
-                        arg("limit", "u32", Value::u64(100)),
-                    ],
-                ),
-                frame(
-                    "server::read_body",
-                    30,
-                    vec![
-                        arg(
-                            "buffer",
-                            "&Buffer",
-                            Value::pointer(&buffers[i % buffers.len()]),
-                        ),
-                        arg("pool", "&Pool", Value::pointer(pool)),
-                    ],
-                ),
-                frame(
-                    "server::handle",
-                    20,
-                    vec![arg(
-                        "route",
-                        "&'static str",
-                        Value::str(["/api/users", "/api/orders", "/static", "/health"][i % 4]),
-                    )],
-                ),
-                frame(
-                    "server::connection",
-                    10,
-                    vec![arg("conn", "u64", Value::u64((i % distinct) as u64))],
-                ),
-            ],
-        });
+        let mut task = Routine::task((threads + i) as u64 + 1, "connection");
+        task.created_by = Some(creator.clone());
+        task.age = Duration::from_secs(30);
+        task.waiting = Some(Duration::from_millis(i as u64 % 5000));
+        task.polls = Some(3);
+        task.frames = vec![
+            frame(
+                LEAVES[i % 4],
+                50,
+                vec![arg("attempt", "u32", Value::u64(stage))],
+            ),
+            frame(
+                "server::query",
+                40,
+                vec![
+                    arg("stage", "u64", Value::u64(stage)),
+                    arg("limit", "u32", Value::u64(100)),
+                ],
+            ),
+            frame(
+                "server::read_body",
+                30,
+                vec![
+                    arg(
+                        "buffer",
+                        "&Buffer",
+                        Value::pointer(&buffers[i % buffers.len()]),
+                    ),
+                    arg("pool", "&Pool", Value::pointer(pool)),
+                ],
+            ),
+            frame(
+                "server::handle",
+                20,
+                vec![arg(
+                    "route",
+                    "&'static str",
+                    Value::str(["/api/users", "/api/orders", "/static", "/health"][i % 4]),
+                )],
+            ),
+            frame(
+                "server::connection",
+                10,
+                vec![arg("conn", "u64", Value::u64((i % distinct) as u64))],
+            ),
+        ];
+        routines.push(task);
     }
-    Snapshot {
-        version: webstack::JSON_VERSION,
-        captured_at: SystemTime::now(),
-        capture_time: Duration::from_millis(1),
-        maxmem: webstack::DEFAULT_MAXMEM,
-        bytes_used: 0,
-        augmented: false,
-        left_out: LeftOut::default(),
-        captured_by_tid: None,
-        native_error: None,
-        routines,
-    }
+    let mut snapshot = Snapshot::new(routines);
+    snapshot.capture_time = Duration::from_millis(1);
+    snapshot
 }
 
 fn bench_synthetic(c: &mut Criterion) {

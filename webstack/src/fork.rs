@@ -156,6 +156,7 @@ mod imp {
         unsafe {
             crate::record::registry::prepare_fork();
             crate::native::prepare_fork();
+            crate::snapshot::resolve::prepare_fork();
         }
     }
 
@@ -163,6 +164,7 @@ mod imp {
         // SAFETY: in *parent*, on the thread that ran *prepare*, in reverse
         // order.
         unsafe {
+            crate::snapshot::resolve::after_fork();
             crate::native::after_fork(false);
             crate::record::registry::after_fork(false);
             drop(GATE_HELD.take());
@@ -172,6 +174,7 @@ mod imp {
     extern "C" fn child() {
         // SAFETY: in *child*, on the one thread, which ran *prepare*.
         unsafe {
+            crate::snapshot::resolve::after_fork();
             crate::native::after_fork(true);
             crate::record::registry::after_fork(true);
             drop(GATE_HELD.take());

@@ -94,13 +94,15 @@
 
 #[cfg(feature = "actix")]
 pub mod actix;
-mod bucket;
 mod clock;
 mod fork;
 #[cfg(target_os = "linux")]
 mod futex;
+mod group;
+mod hash;
 mod lock;
 pub mod native;
+mod pipeline;
 mod record;
 pub mod render;
 mod sealed;
@@ -114,16 +116,16 @@ mod loom_tests;
 #[path = "private.rs"]
 pub mod __private;
 
-pub use bucket::{
-    Bucket, BucketArg, BucketFrame, Buckets, Merged, ParseSimilarityError, Similarity,
+pub use group::{
+    Bucket, BucketArg, BucketFrame, Buckets, Member, Merged, ParseSimilarityError, Similarity,
 };
 pub use record::slot::MAX_ARGS;
-pub use record::stack::{CreatedBy, MAX_DEPTH};
+pub use record::stack::MAX_DEPTH;
 pub use record::thread;
 pub use record::value::{Capture, Collection, Value, STR_BYTES};
 pub use snapshot::{
-    Arg, Args, Frame, Kind, LeftOut, Options, Routine, Snapshot, State, DEFAULT_MAXMEM,
-    JSON_VERSION, MIN_MAXMEM,
+    Arg, Args, CreatedBy, Frame, Kind, LeftOut, Options, Origin, Process, Routine, Snapshot, State,
+    DEFAULT_MAXMEM, JSON_VERSION, MIN_MAXMEM,
 };
 pub use webstack_macros::{instrument, main};
 

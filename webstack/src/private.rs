@@ -18,6 +18,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::record::stack;
+
+/// Hooks into native stacks for tests and benchmarks.
+pub mod native {
+    pub use crate::native::hooks::*;
+}
 use crate::record::value::fixed_header;
 
 /// Pushes a sync frame on the current thread's shadow stack.

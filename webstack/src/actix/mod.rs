@@ -480,6 +480,7 @@ fn produce(
         augment: params.augment,
         maxmem: params.maxmem,
         similarity: params.similarity,
+        fold: true,
     };
     render::render_chunks(&snapshot, &buckets, params.format, &links)
         .map_err(|e| format!("snapshot failed: rendering: {e}"))

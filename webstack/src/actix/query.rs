@@ -80,7 +80,7 @@ impl Key {
                 "maxmem must be a number of bytes from 0 to {}; values below {MIN_MAXMEM} are raised to it",
                 usize::MAX
             ),
-            Key::Similarity => crate::bucket::ParseSimilarityError.to_string(),
+            Key::Similarity => crate::ParseSimilarityError.to_string(),
             Key::Format => crate::render::ParseFormatError.to_string(),
         }
     }

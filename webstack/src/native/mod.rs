@@ -97,23 +97,20 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::Serialize;
-
+pub use crate::snapshot::Origin;
 use crate::snapshot::Snapshot;
 
 #[cfg(target_os = "linux")]
-mod collect;
-mod merge;
-#[cfg(target_os = "linux")]
-mod proc;
-#[cfg(target_os = "linux")]
-mod signal;
-#[cfg(target_os = "linux")]
-mod symbolize;
-#[cfg(target_os = "linux")]
-mod unwind;
+#[path = "linux/mod.rs"]
+mod sys;
+#[cfg(not(target_os = "linux"))]
+#[path = "unsupported.rs"]
+mod sys;
 
-pub use merge::classify;
+/// Where the code of `function` comes from; see [`Origin::of`].
+pub fn classify(function: &str) -> Origin {
+    Origin::of(function)
+}
 
 /// Takes the native locks that code outside a capture may hold, before a
 /// fork (see [`crate::fork`]).
@@ -122,11 +119,7 @@ pub use merge::classify;
 /// Only from the *prepare* fork handler.
 pub(crate) unsafe fn prepare_fork() {
     // SAFETY: guaranteed by the caller.
-    unsafe {
-        merge::prepare_fork();
-        #[cfg(target_os = "linux")]
-        signal::prepare_fork();
-    }
+    unsafe { sys::prepare_fork() };
 }
 
 /// Releases what [`prepare_fork`] took; in the child, first forgets the
@@ -135,19 +128,8 @@ pub(crate) unsafe fn prepare_fork() {
 /// # Safety
 /// Only from the *parent* or *child* fork handler.
 pub(crate) unsafe fn after_fork(child: bool) {
-    #[cfg(target_os = "linux")]
-    if child {
-        collect::forget_threads();
-        signal::forget_requests();
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = child;
     // SAFETY: guaranteed by the caller.
-    unsafe {
-        #[cfg(target_os = "linux")]
-        signal::after_fork();
-        merge::after_fork();
-    }
+    unsafe { sys::after_fork(child) };
 }
 
 /// Return addresses kept per thread; deeper native frames are dropped.
@@ -155,26 +137,6 @@ pub const MAX_NATIVE_FRAMES: usize = 128;
 
 /// Default time to wait for one thread's answer: 100 ms.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
-
-/// Where a frame's code comes from, so a page can fold what is not the
-/// application's.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Origin {
-    /// The application's own code.
-    App,
-    /// A crate from a registry or git dependency.
-    Dependency,
-    /// The standard library, the C library and the loader.
-    Std,
-    /// An async runtime or server framework (tokio, actix, ...).
-    Runtime,
-    /// webstack itself.
-    Webstack,
-    /// An address without a symbol.
-    #[default]
-    Unknown,
-}
 
 /// How the signal handler unwinds a thread's stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -236,153 +198,82 @@ impl std::error::Error for Error {}
 /// `SIGUSR1` or `SIGUSR2`), and once the handler is installed on another
 /// signal.
 pub fn set_signal(signal: i32) -> Result<(), Error> {
-    #[cfg(target_os = "linux")]
-    {
-        signal::set_signal(signal)
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = signal;
-        Err(Error::Unsupported)
-    }
+    sys::set_signal(signal)
 }
 
 /// The signal used to interrupt threads (Linux), or `None` elsewhere.
 pub fn current_signal() -> Option<i32> {
-    #[cfg(target_os = "linux")]
-    {
-        Some(signal::signal())
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        None
-    }
+    sys::current_signal()
 }
 
 /// Sets how long a capture waits for one thread to answer before it reports
 /// it as `no answer`. Default: [`DEFAULT_TIMEOUT`] (100 ms).
 pub fn set_timeout(timeout: Duration) {
-    #[cfg(target_os = "linux")]
-    collect::set_timeout(timeout);
-    #[cfg(not(target_os = "linux"))]
-    let _ = timeout;
+    sys::set_timeout(timeout);
 }
 
 /// How long a capture waits for one thread.
 pub fn timeout() -> Duration {
-    #[cfg(target_os = "linux")]
-    {
-        collect::timeout()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        DEFAULT_TIMEOUT
-    }
+    sys::timeout()
 }
 
 /// Chooses the unwinding method for the following captures. Default:
 /// [`Method::Auto`].
 pub fn set_method(method: Method) {
-    #[cfg(target_os = "linux")]
-    unwind::set_method(method);
-    #[cfg(not(target_os = "linux"))]
-    let _ = method;
+    sys::set_method(method);
 }
 
 /// The method the next capture uses, with [`Method::Auto`] resolved.
 pub fn method() -> Method {
-    #[cfg(target_os = "linux")]
-    {
-        unwind::effective_method()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        Method::Auto
-    }
+    sys::method()
 }
 
-/// Adds native stacks and thread states to a snapshot of shadow stacks.
+/// The native pass: adds native stacks and thread states to a snapshot of
+/// shadow stacks, charging the snapshot's memory budget. The one way in to
+/// this module from the capture.
 pub(crate) fn augment(snapshot: &mut Snapshot) {
-    #[cfg(target_os = "linux")]
-    collect::augment(snapshot);
-    #[cfg(not(target_os = "linux"))]
-    let _ = snapshot;
+    sys::augment(snapshot);
 }
 
-/// Kernel thread id of the thread running the signal handler right now, or
-/// 0. For tests that check the handler does not allocate.
-#[doc(hidden)]
-pub fn __handler_tid() -> i32 {
-    #[cfg(target_os = "linux")]
-    {
-        signal::handler_tid()
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        0
-    }
-}
+/// Hooks for tests and benchmarks, reached through `webstack::__private`.
+pub(crate) mod hooks {
+    use super::sys;
 
-/// Number of times the handler captured a stack since the process started.
-#[doc(hidden)]
-pub fn __handler_runs() -> u64 {
-    #[cfg(target_os = "linux")]
-    {
-        signal::handler_runs()
+    /// Kernel thread id of the thread running the signal handler right now,
+    /// or 0. For tests that check the handler does not allocate.
+    pub fn handler_tid() -> i32 {
+        sys::handler_tid()
     }
-    #[cfg(not(target_os = "linux"))]
-    {
-        0
+
+    /// Number of times the handler captured a stack since the process
+    /// started.
+    pub fn handler_runs() -> u64 {
+        sys::handler_runs()
     }
-}
 
-/// Skips the `/proc` check for a blocked signal, so that tests reach the
-/// timeout path.
-#[doc(hidden)]
-pub fn __skip_blocked_check(skip: bool) {
-    #[cfg(target_os = "linux")]
-    collect::skip_blocked_check(skip);
-    #[cfg(not(target_os = "linux"))]
-    let _ = skip;
-}
+    /// Skips the `/proc` check for a blocked signal, so that tests reach the
+    /// timeout path.
+    pub fn skip_blocked_check(skip: bool) {
+        sys::skip_blocked_check(skip);
+    }
 
-/// Takes every thread's native stack without symbolising or merging; returns
-/// how many threads answered. For benchmarks.
-#[doc(hidden)]
-pub fn __stacks_only() -> Result<usize, String> {
-    #[cfg(target_os = "linux")]
-    {
+    /// Takes every thread's native stack without symbolising or merging;
+    /// returns how many threads answered. For benchmarks.
+    pub fn stacks_only() -> Result<usize, String> {
         let _gate = crate::fork::capturing();
-        collect::stacks_only()
+        sys::stacks_only()
     }
-    #[cfg(not(target_os = "linux"))]
-    {
-        Err(Error::Unsupported.to_string())
-    }
-}
 
-/// Symbolises one return address, through the cache; returns the number of
-/// (inlined) functions found. For benchmarks.
-#[doc(hidden)]
-pub fn __symbolize(address: usize) -> usize {
-    #[cfg(target_os = "linux")]
-    {
+    /// Symbolises one return address, through the cache; returns the number
+    /// of (inlined) functions found. For benchmarks.
+    pub fn symbolize(address: usize) -> usize {
         let _gate = crate::fork::capturing();
-        symbolize::symbolize(address).len()
+        sys::symbolize(address)
     }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = address;
-        0
-    }
-}
 
-/// Empties the symbol cache. For benchmarks.
-#[doc(hidden)]
-pub fn __clear_symbol_cache() {
-    #[cfg(target_os = "linux")]
-    {
+    /// Empties the symbol cache. For benchmarks.
+    pub fn clear_symbol_cache() {
         let _gate = crate::fork::capturing();
-        symbolize::clear();
+        sys::clear_symbol_cache();
     }
 }

@@ -24,16 +24,14 @@ pub const MAX_DEPTH: usize = 256;
 #[cfg(webstack_loom)]
 pub const MAX_DEPTH: usize = 3;
 
-/// Where a thread or task was created: the instrumented function that was
-/// running, and the source location.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-pub struct CreatedBy {
-    /// Path of the instrumented function that created it.
-    pub function: &'static str,
-    /// Source file.
-    pub file: &'static str,
-    /// Source line.
-    pub line: u32,
+/// Where a thread or task was created, as recorded: the instrumented
+/// function that was running, and the source location of the spawn. A
+/// snapshot shows it as a [`CreatedBy`](crate::CreatedBy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Site {
+    pub(crate) function: &'static str,
+    pub(crate) file: &'static str,
+    pub(crate) line: u32,
 }
 
 /// Aligned to two cache lines: `depth` is written by every instrumented
@@ -46,7 +44,7 @@ pub(crate) struct ThreadStack {
     /// the child of a fork.
     tid: AtomicI64,
     pub(crate) name: Box<str>,
-    pub(crate) created_by: Option<CreatedBy>,
+    pub(crate) created_by: Option<Site>,
     pub(crate) registered: Instant,
     pub(crate) depth: AtomicUsize,
     slots: Slots,
@@ -54,11 +52,11 @@ pub(crate) struct ThreadStack {
 }
 
 impl ThreadStack {
-    pub(crate) fn new(id: u64, name: Box<str>, created_by: Option<CreatedBy>) -> Self {
+    pub(crate) fn new(id: u64, name: Box<str>, created_by: Option<Site>) -> Self {
         Self::with_capacity(id, name, created_by, MAX_DEPTH)
     }
 
-    fn with_capacity(id: u64, name: Box<str>, created_by: Option<CreatedBy>, slots: usize) -> Self {
+    fn with_capacity(id: u64, name: Box<str>, created_by: Option<Site>, slots: usize) -> Self {
         ThreadStack {
             id,
             tid: AtomicI64::new(os_tid()),
@@ -225,7 +223,7 @@ pub(crate) fn current() -> &'static ThreadStack {
 /// Registers the current thread if it is not yet registered.
 #[cold]
 #[inline(never)]
-pub(crate) fn register_current(created_by: Option<CreatedBy>) -> &'static ThreadStack {
+pub(crate) fn register_current(created_by: Option<Site>) -> &'static ThreadStack {
     let existing = CURRENT.with(Cell::get);
     if !existing.is_null() {
         // SAFETY: see `current`.
@@ -273,9 +271,9 @@ pub(crate) fn current_top_meta() -> Option<&'static FrameMeta> {
 
 /// The instrumented function running on this thread, as a creator record at
 /// `location`.
-pub(crate) fn creator_here(location: &'static std::panic::Location<'static>) -> CreatedBy {
+pub(crate) fn creator_here(location: &'static std::panic::Location<'static>) -> Site {
     let function = current_top_meta().map_or("<uninstrumented>", |meta| meta.function);
-    CreatedBy {
+    Site {
         function,
         file: location.file(),
         line: location.line(),

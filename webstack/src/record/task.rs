@@ -48,7 +48,7 @@ use crate::record::meta::{FrameMeta, NoOwner, Owner, StaticMeta};
 use crate::record::registry;
 use crate::record::registry::KeyCell;
 use crate::record::slot::FrameWords;
-use crate::record::stack::{self, CreatedBy, PollFrame, MAX_DEPTH};
+use crate::record::stack::{self, PollFrame, Site, MAX_DEPTH};
 use crate::record::value::Value;
 
 /// The registry's record of a task root.
@@ -63,7 +63,7 @@ pub(crate) struct TaskShared {
     pub(crate) name: &'static str,
     /// [`clock::now_ns`] at registration.
     pub(crate) created_ns: u64,
-    pub(crate) created_by: Option<CreatedBy>,
+    pub(crate) created_by: Option<Site>,
     /// Webstack id of the thread polling the task right now (0 when idle).
     pub(crate) running_on: AtomicU64,
     pub(crate) state: Mutex<TaskState>,
@@ -114,11 +114,6 @@ impl SavedChain {
     pub(crate) fn copy_into(&self, out: &mut SavedChain) {
         out.frames.clone_from(&self.frames);
         out.args.clone_from(&self.args);
-    }
-
-    /// Number of frames and of recorded arguments.
-    pub(crate) fn counts(&self) -> (usize, usize) {
-        (self.frames.len(), self.args.len())
     }
 
     /// `(meta, owner, task, arguments)` of each frame, outermost first.
@@ -209,7 +204,7 @@ impl TaskShared {
     /// when possible. Not yet registered: see [`TaskShared::publish`].
     pub(crate) fn new_record(
         meta: &'static FrameMeta,
-        created_by: Option<CreatedBy>,
+        created_by: Option<Site>,
     ) -> Arc<TaskShared> {
         let now = clock::now_ns();
         let id = next_task_id();
@@ -496,7 +491,7 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Instrumented<
         let creator = &this.creator;
         let record = this.task.get_or_insert_with(|| {
             let creator = creator.known().unwrap_or_else(|| thread.top_meta());
-            let created_by = creator.map(|m| CreatedBy {
+            let created_by = creator.map(|m| Site {
                 function: m.function,
                 file: m.file,
                 line: m.line,

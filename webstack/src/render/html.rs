@@ -11,11 +11,12 @@ use serde::Serialize;
 use tera::{Context, Tera};
 
 use super::{
-    arg_value, bounded, bytes, crate_docs, crate_of, duration_range, elapsed, flags, folded,
-    members, origin_name, timestamp, Format, Links, Origin, RenderError, FUNCTION_CHARS,
+    arg_value, bounded, bytes, crate_docs, duration_range, elapsed, flags, folded_summary,
+    location, members, runs, timestamp, Format, Links, Origin, RenderError, FUNCTION_CHARS,
     NAME_CHARS,
 };
-use crate::bucket::{Bucket, BucketFrame, Buckets, Similarity};
+use crate::group::{Bucket, BucketFrame, Buckets, Merged, Similarity};
+use crate::snapshot::resolve::{crate_name, short_path};
 use crate::snapshot::{Kind, Snapshot};
 
 static TEMPLATES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
@@ -34,8 +35,8 @@ static TEMPLATES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
 /// What `head.html` and `foot.html` show; buckets are rendered one at a
 /// time with `bucket.html`, so the page is streamed and never held whole.
 #[derive(Serialize)]
-struct Page {
-    version: &'static str,
+struct Page<'a> {
+    version: &'a str,
     captured_at: String,
     capture_time: String,
     threads: usize,
@@ -90,6 +91,14 @@ struct BucketView<'a> {
     serving: bool,
     created_by: Option<CreatedView<'a>>,
     groups: Vec<FrameGroup<'a>>,
+    empty: Option<EmptyView>,
+}
+
+/// What a bucket without frames says instead of an empty table.
+#[derive(Serialize)]
+struct EmptyView {
+    text: &'static str,
+    link: Option<NavLink>,
 }
 
 #[derive(Serialize)]
@@ -103,6 +112,8 @@ struct CreatedView<'a> {
     function: &'a str,
     origin: &'static str,
     location: String,
+    /// The full path, when the location shows a shorter one.
+    path: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -118,6 +129,8 @@ struct FrameView<'a> {
     krate: &'a str,
     crate_url: Option<String>,
     location: String,
+    /// The full path, when the location shows a shorter one.
+    path: Option<&'a str>,
     function: Cow<'a, str>,
     origin: &'static str,
     marker: &'static str,
@@ -126,8 +139,6 @@ struct FrameView<'a> {
     task: Option<u64>,
     address: Option<String>,
     source: Option<&'a str>,
-    #[serde(skip)]
-    folds: bool,
 }
 
 #[derive(Serialize)]
@@ -177,7 +188,7 @@ pub(super) fn render<W: Write>(
         .map_err(|e| RenderError::new("html", e))?;
     let mut context = Context::new();
     for (i, b) in buckets.buckets.iter().take(MAX_BUCKETS).enumerate() {
-        context.insert("b", &bucket(i + 1, b, buckets));
+        context.insert("b", &bucket(i + 1, b, snapshot, buckets, links));
         tera.render_to("bucket.html", &context, &mut w)
             .map_err(|e| RenderError::new("html", e))?;
     }
@@ -206,12 +217,10 @@ impl std::error::Error for Message {}
 /// and a few megabytes even when every routine is unique.
 pub(crate) const MAX_BUCKETS: usize = 1000;
 
-fn page(snapshot: &Snapshot, buckets: &Buckets, links: &Links) -> Page {
-    let executable = std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "?".to_owned());
+fn page<'a>(snapshot: &'a Snapshot, buckets: &Buckets, links: &Links) -> Page<'a> {
+    let process = &snapshot.process;
     Page {
-        version: env!("CARGO_PKG_VERSION"),
+        version: &process.webstack,
         captured_at: timestamp(snapshot.captured_at),
         capture_time: elapsed(snapshot.capture_time),
         threads: snapshot.threads(),
@@ -259,7 +268,7 @@ fn page(snapshot: &Snapshot, buckets: &Buckets, links: &Links) -> Page {
         legend: LEGEND
             .iter()
             .map(|&(origin, text)| LegendItem {
-                origin: origin_name(origin),
+                origin: origin.as_str(),
                 marker: marker(origin),
                 text,
             })
@@ -267,19 +276,27 @@ fn page(snapshot: &Snapshot, buckets: &Buckets, links: &Links) -> Page {
         meta: vec![
             MetaItem {
                 name: "pid",
-                value: std::process::id().to_string(),
+                value: process.pid.to_string(),
             },
             MetaItem {
                 name: "executable",
-                value: bounded(&executable, FUNCTION_CHARS).into_owned(),
+                value: bounded(&process.exe, FUNCTION_CHARS).into_owned(),
+            },
+            MetaItem {
+                name: "host",
+                value: bounded(&process.host, NAME_CHARS).into_owned(),
             },
             MetaItem {
                 name: "uptime",
-                value: format!("{:.1} s", crate::uptime().as_secs_f64()),
+                value: format!("{:.1} s", process.uptime.as_secs_f64()),
             },
             MetaItem {
                 name: "webstack",
-                value: env!("CARGO_PKG_VERSION").to_owned(),
+                value: process.webstack.to_string(),
+            },
+            MetaItem {
+                name: "platform",
+                value: process.platform.to_string(),
             },
             MetaItem {
                 name: "captured at",
@@ -293,7 +310,13 @@ fn page(snapshot: &Snapshot, buckets: &Buckets, links: &Links) -> Page {
     }
 }
 
-fn bucket<'a>(number: usize, b: &'a Bucket, buckets: &Buckets) -> BucketView<'a> {
+fn bucket<'a>(
+    number: usize,
+    b: &'a Bucket,
+    snapshot: &Snapshot,
+    buckets: &Buckets,
+    links: &Links,
+) -> BucketView<'a> {
     let (groups, more) = members(b);
     let members = groups
         .into_iter()
@@ -306,36 +329,39 @@ fn bucket<'a>(number: usize, b: &'a Bucket, buckets: &Buckets) -> BucketView<'a>
                 .join(", "),
         })
         .collect();
-    let mut frame_groups: Vec<FrameGroup<'a>> = Vec::new();
-    let mut views = b
+    let views: Vec<FrameView<'a>> = b
         .frames
         .iter()
         .enumerate()
-        .map(|(i, f)| frame(i, f, b.kind, buckets))
-        .peekable();
-    while let Some(first) = views.next() {
-        let folds = first.folds;
-        let mut run = vec![first];
-        while let Some(next) = views.next_if(|v| v.folds == folds) {
-            run.push(next);
-        }
-        // A single std or runtime frame is shown rather than hidden behind a
-        // one-line fold.
-        let folded = folds && run.len() > 1;
-        let summary = if folded {
-            format!("{} runtime and std frames", run.len())
+        .map(|(i, f)| frame(i, f, b.kind, snapshot, buckets))
+        .collect();
+    let mut views = views.into_iter();
+    let groups = runs(&b.frames, links.fold)
+        .into_iter()
+        .map(|(range, folded)| FrameGroup {
+            folded,
+            summary: if folded {
+                folded_summary(range.len())
+            } else {
+                String::new()
+            },
+            frames: views.by_ref().take(range.len()).collect(),
+        })
+        .collect();
+    // A thread without frames: with augment=0, one that ran nothing
+    // instrumented yet (the serving thread, a runtime's workers).
+    let empty = (b.frames.is_empty() && b.kind == Kind::Thread).then(|| EmptyView {
+        text: if links.augment {
+            "no frames were captured for this thread"
         } else {
-            String::new()
-        };
-        match frame_groups.last_mut() {
-            Some(last) if !last.folded && !folded => last.frames.extend(run),
-            _ => frame_groups.push(FrameGroup {
-                folded,
-                summary,
-                frames: run,
-            }),
-        }
-    }
+            "this thread has no instrumented frames"
+        },
+        link: (!links.augment).then(|| NavLink {
+            label: "show native stacks",
+            href: links.href(true, links.similarity, Format::Html),
+            current: false,
+        }),
+    });
     BucketView {
         number,
         count: b.count,
@@ -350,31 +376,35 @@ fn bucket<'a>(number: usize, b: &'a Bucket, buckets: &Buckets) -> BucketView<'a>
         flags: flags(b),
         serving: b.serving,
         created_by: b.created_by.as_ref().map(|c| CreatedView {
-            function: c.function,
-            origin: origin_name(crate::native::classify(c.function)),
-            location: format!("{}:{}", c.file, c.line),
+            function: &c.function,
+            origin: c.origin.as_str(),
+            location: location(&c.file, c.line, snapshot),
+            path: full_path(&c.file, snapshot),
         }),
-        groups: frame_groups,
+        groups,
+        empty,
     }
 }
 
-fn frame<'a>(index: usize, f: &'a BucketFrame, kind: Kind, buckets: &Buckets) -> FrameView<'a> {
+fn frame<'a>(
+    index: usize,
+    f: &'a BucketFrame,
+    kind: Kind,
+    snapshot: &Snapshot,
+    buckets: &Buckets,
+) -> FrameView<'a> {
     let origin = f.origin;
-    let krate = crate_of(&f.function).unwrap_or("");
-    let file = if f.file.is_empty() { "?" } else { &f.file };
+    let krate = crate_name(&f.function).unwrap_or("");
     FrameView {
         index,
         krate,
         crate_url: (!krate.is_empty())
             .then(|| crate_docs(krate, origin))
             .flatten(),
-        location: if f.line > 0 {
-            format!("{file}:{}", f.line)
-        } else {
-            file.to_owned()
-        },
+        location: location(&f.file, f.line, snapshot),
+        path: full_path(&f.file, snapshot),
         function: bounded(&f.function, FUNCTION_CHARS),
-        origin: origin_name(origin),
+        origin: origin.as_str(),
         marker: marker(origin),
         instrumented: f.instrumented,
         args: f
@@ -384,13 +414,18 @@ fn frame<'a>(index: usize, f: &'a BucketFrame, kind: Kind, buckets: &Buckets) ->
                 name: arg.name,
                 ty: arg.ty,
                 value: arg_value(arg, buckets),
-                differs: arg.value == crate::bucket::Merged::Differs,
+                differs: arg.value == Merged::Differs,
             })
             .collect(),
         // A task's own frames name it in the header already.
         task: f.task.filter(|_| kind == Kind::Thread),
         address: f.address.map(|a| format!("{a:#x}")),
         source: f.source.as_deref(),
-        folds: folded(origin),
     }
+}
+
+/// `file` when [`location`] shows it shortened, for a tooltip.
+fn full_path<'a>(file: &'a str, snapshot: &Snapshot) -> Option<&'a str> {
+    let root = snapshot.process.source_root.as_deref();
+    (short_path(file, root).len() != file.len()).then_some(file)
 }

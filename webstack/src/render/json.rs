@@ -60,13 +60,19 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::{arg_value, crate_of, origin_name, truncated, RenderError, NAME_CHARS};
-use crate::bucket::{Bucket, BucketFrame, Buckets, Merged};
-use crate::record::stack::CreatedBy;
-use crate::snapshot::{Kind, Snapshot, State, JSON_VERSION};
+use super::{arg_value, truncated, RenderError, NAME_CHARS};
+use crate::group::{Bucket, BucketFrame, Buckets, Member, Merged};
+use crate::snapshot::resolve::crate_name;
+use crate::snapshot::{CreatedBy, Kind, Process, Snapshot, State};
+
+/// Version of the grouped page's JSON form (`"schema": "page"`); bumped on
+/// any incompatible change. The raw snapshot has its own,
+/// [`JSON_VERSION`](crate::JSON_VERSION).
+pub const VERSION: u32 = 1;
 
 #[derive(Serialize)]
 struct Document<'a> {
+    schema: &'static str,
     version: u32,
     similarity: &'static str,
     captured_at: u64,
@@ -75,6 +81,7 @@ struct Document<'a> {
     bytes_used: usize,
     augmented: bool,
     totals: Totals,
+    process: &'a Process,
     buckets: LazyBuckets<'a>,
 }
 
@@ -103,7 +110,7 @@ struct JsonBucket<'a> {
     count: usize,
     kind: Kind,
     state: &'a State,
-    ids: &'a [u64],
+    ids: Ids<'a>,
     names: Names<'a>,
     waiting_ms: Range,
     elided: usize,
@@ -113,13 +120,23 @@ struct JsonBucket<'a> {
     frames: Vec<JsonFrame<'a>>,
 }
 
-/// Member names, each cut to [`NAME_CHARS`] as it is written rather than
-/// collected first (a bucket may hold every task of the program).
-struct Names<'a>(&'a [std::borrow::Cow<'static, str>]);
+/// Member ids, written as they are read (a bucket may hold every task of
+/// the program).
+struct Ids<'a>(&'a [Member]);
+
+impl Serialize for Ids<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|m| m.id))
+    }
+}
+
+/// Member names, parallel to the ids, each cut to [`NAME_CHARS`] as it is
+/// written rather than collected first.
+struct Names<'a>(&'a [Member]);
 
 impl Serialize for Names<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|n| truncated(n, NAME_CHARS)))
+        s.collect_seq(self.0.iter().map(|m| truncated(&m.name, NAME_CHARS)))
     }
 }
 
@@ -164,7 +181,8 @@ pub(super) fn render<W: Write>(
 ) -> Result<(), RenderError> {
     let left_out = snapshot.left_out;
     let document = Document {
-        version: JSON_VERSION,
+        schema: "page",
+        version: VERSION,
         similarity: buckets.similarity.as_str(),
         captured_at: snapshot
             .captured_at
@@ -182,6 +200,7 @@ pub(super) fn render<W: Write>(
             left_out_threads: left_out.threads,
             left_out_tasks: left_out.tasks,
         },
+        process: &snapshot.process,
         buckets: LazyBuckets(buckets),
     };
     serde_json::to_writer(w, &document).map_err(|e| RenderError::new("json", e))
@@ -192,8 +211,8 @@ fn bucket<'a>(b: &'a Bucket, buckets: &Buckets) -> JsonBucket<'a> {
         count: b.count,
         kind: b.kind,
         state: &b.state,
-        ids: &b.ids,
-        names: Names(&b.names),
+        ids: Ids(&b.members),
+        names: Names(&b.members),
         waiting_ms: Range {
             min: b.waiting.0.as_millis() as u64,
             max: b.waiting.1.as_millis() as u64,
@@ -212,8 +231,8 @@ fn frame<'a>(f: &'a BucketFrame, buckets: &Buckets) -> JsonFrame<'a> {
         file: &f.file,
         line: f.line,
         instrumented: f.instrumented,
-        origin: origin_name(f.origin),
-        krate: crate_of(&f.function),
+        origin: f.origin.as_str(),
+        krate: crate_name(&f.function),
         task: f.task,
         address: f.address.map(|a| format!("{a:#x}")),
         source: f.source.as_deref(),

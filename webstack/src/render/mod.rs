@@ -39,7 +39,7 @@
 //! # Where a frame comes from
 //!
 //! Frames are coloured and folded by [`Frame::origin`](crate::Frame::origin)
-//! (see [`native::classify`](crate::native::classify)): the application's own
+//! (see [`Origin::of`](crate::Origin::of)): the application's own
 //! crates and dependencies are shown; std, runtime, webstack and unknown
 //! frames are folded when two or more follow each other. Crates link to
 //! docs.rs, std/core/alloc to doc.rust-lang.org.
@@ -53,12 +53,13 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
+use std::ops::Range;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
-use crate::bucket::{Bucket, BucketArg, Buckets, Merged, Similarity};
-use crate::native::Origin;
-use crate::snapshot::{Snapshot, DEFAULT_MAXMEM};
+use crate::group::{Bucket, BucketArg, BucketFrame, Buckets, Merged, Similarity};
+use crate::snapshot::resolve::short_path;
+use crate::snapshot::{Origin, Snapshot, DEFAULT_MAXMEM};
 
 /// Output format of [`render`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -128,6 +129,7 @@ impl FromStr for Format {
 /// What the page's links that switch similarity, augment or format point
 /// at: the same path with the current query values, one of them changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Links {
     /// Path of the page, e.g. `/debug/webstack`. Default: `""` (links are
     /// bare query strings, relative to the current page).
@@ -138,6 +140,9 @@ pub struct Links {
     pub maxmem: usize,
     /// The current similarity. Default: [`Similarity::AnyPointer`].
     pub similarity: Similarity,
+    /// Whether runs of std, runtime and webstack frames are folded into one
+    /// line (text) or a closed section (HTML). Default: `true`.
+    pub fold: bool,
 }
 
 impl Default for Links {
@@ -147,13 +152,14 @@ impl Default for Links {
             augment: true,
             maxmem: DEFAULT_MAXMEM,
             similarity: Similarity::default(),
+            fold: true,
         }
     }
 }
 
 impl Links {
     /// The link to the page with the given values (the format only when it
-    /// is not HTML).
+    /// is not HTML, `fold` only when off).
     pub fn href(&self, augment: bool, similarity: Similarity, format: Format) -> String {
         let mut href = format!(
             "{}?augment={}&maxmem={}&similarity={}",
@@ -165,6 +171,9 @@ impl Links {
         if format != Format::Html {
             href.push_str("&format=");
             href.push_str(format.as_str());
+        }
+        if !self.fold {
+            href.push_str("&fold=0");
         }
         href
     }
@@ -296,47 +305,52 @@ pub fn render_to<W: Write>(
     match format {
         Format::Html => html::render(w, snapshot, buckets, links),
         Format::Json => json::render(w, snapshot, buckets),
-        Format::Text => text::render(w, snapshot, buckets),
+        Format::Text => text::render(w, snapshot, buckets, links),
     }
 }
 
-/// The name of an origin in CSS classes and JSON.
-pub(crate) fn origin_name(origin: Origin) -> &'static str {
-    match origin {
-        Origin::App => "app",
-        Origin::Dependency => "dependency",
-        Origin::Std => "std",
-        Origin::Runtime => "runtime",
-        Origin::Webstack => "webstack",
-        Origin::Unknown => "unknown",
-    }
-}
-
-/// Frames folded away by default on the page.
-pub(crate) fn folded(origin: Origin) -> bool {
-    !matches!(origin, Origin::App | Origin::Dependency)
-}
-
-/// The crate of a function path: its first path segment, looking through
-/// `<T as Trait>::` and reference prefixes. `None` for C symbols.
-pub(crate) fn crate_of(function: &str) -> Option<&str> {
-    let mut rest = function.trim_start();
-    loop {
-        let before = rest;
-        for prefix in ["<", "&", "mut ", "dyn ", "impl ", "*const ", "*mut "] {
-            rest = rest.strip_prefix(prefix).unwrap_or(rest).trim_start();
+/// The frames of a bucket cut into runs, each shown (`false`) or folded
+/// (`true`): two or more frames in a row whose origin folds (std, runtime,
+/// webstack, unknown) make a folded run when `fold` is on; a single one is
+/// shown rather than hidden behind a one-line fold. Shown runs that follow
+/// each other are one run.
+pub(crate) fn runs(frames: &[BucketFrame], fold: bool) -> Vec<(Range<usize>, bool)> {
+    let mut runs: Vec<(Range<usize>, bool)> = Vec::new();
+    let mut start = 0;
+    while start < frames.len() {
+        let folds = fold && frames[start].origin.folds();
+        let end = frames[start..]
+            .iter()
+            .position(|f| (fold && f.origin.folds()) != folds)
+            .map_or(frames.len(), |n| start + n);
+        let folded = folds && end - start > 1;
+        match runs.last_mut() {
+            Some((last, false)) if !folded => last.end = end,
+            _ => runs.push((start..end, folded)),
         }
-        if rest == before {
-            break;
-        }
+        start = end;
     }
-    let end = rest
-        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .unwrap_or(rest.len());
-    if end == 0 || !rest[end..].starts_with("::") {
-        return None;
+    runs
+}
+
+/// The line shown for a folded run of `n` frames.
+pub(crate) fn folded_summary(n: usize) -> String {
+    format!("{n} runtime and std frames")
+}
+
+/// A frame's file as a person reads it (see [`short_path`]), `?` when
+/// unknown, with the line when there is one.
+pub(crate) fn location(file: &str, line: u32, snapshot: &Snapshot) -> String {
+    let file = if file.is_empty() {
+        "?"
+    } else {
+        short_path(file, snapshot.process.source_root.as_deref())
+    };
+    if line > 0 {
+        format!("{file}:{line}")
+    } else {
+        file.to_owned()
     }
-    Some(&rest[..end])
 }
 
 /// The documentation link of a crate, for crates that have one.
@@ -485,18 +499,18 @@ pub(crate) fn members(bucket: &Bucket) -> (Vec<NameGroup<'_>>, usize) {
     let mut groups: Vec<NameGroup<'_>> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut shown = 0;
-    for (id, name) in bucket.ids.iter().zip(&bucket.names) {
+    for member in &bucket.members {
         if shown == SHOWN_IDS {
             break;
         }
-        let i = *index.entry(name).or_insert_with(|| {
-            groups.push((bounded(name, NAME_CHARS), Vec::new()));
+        let i = *index.entry(&member.name).or_insert_with(|| {
+            groups.push((bounded(&member.name, NAME_CHARS), Vec::new()));
             groups.len() - 1
         });
-        groups[i].1.push(*id);
+        groups[i].1.push(member.id);
         shown += 1;
     }
-    (groups, bucket.ids.len() - shown)
+    (groups, bucket.members.len() - shown)
 }
 
 /// `elided 3 frames, torn`, or empty.
@@ -514,15 +528,6 @@ pub(crate) fn flags(bucket: &Bucket) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crate_names() {
-        assert_eq!(crate_of("app::f"), Some("app"));
-        assert_eq!(crate_of("<app::Foo as core::Future>::poll"), Some("app"));
-        assert_eq!(crate_of("<&mut F as core::Future>::poll"), None);
-        assert_eq!(crate_of("clone3"), None);
-        assert_eq!(crate_of("tokio::runtime::park"), Some("tokio"));
-    }
 
     #[test]
     fn ranges() {

@@ -18,29 +18,35 @@
 //! ids, then `(+N more)`). The bucket holding the thread that captured is
 //! marked `(serving this request)`. Instrumented frames show their arguments
 //! in parentheses, `*` where members differ, `#n` for an address seen more
-//! than once. Names are cut at 200 characters and their control characters
-//! escaped.
+//! than once. Two or more std, runtime or webstack frames in a row are
+//! folded into one line, `... 5 runtime and std frames`, unless
+//! [`Links::fold`](super::Links::fold) is off (`fold=0`). Paths are shown as
+//! a person reads them: the program's own relative to its workspace,
+//! `tokio-1.54.1/src/…` for registry crates, `std/src/…` for the standard
+//! library (the JSON keeps them whole). Names are cut at 200 characters and
+//! their control characters escaped.
 
 use std::io::Write;
 
 use super::{
-    arg_value, bounded, bytes, duration_range, elapsed, flags, members, timestamp, RenderError,
-    FUNCTION_CHARS,
+    arg_value, bounded, bytes, duration_range, elapsed, flags, folded_summary, location, members,
+    runs, timestamp, Links, RenderError, FUNCTION_CHARS,
 };
-use crate::bucket::{Bucket, Buckets};
+use crate::group::{Bucket, Buckets};
 use crate::snapshot::{Kind, Snapshot};
 
 pub(super) fn render<W: Write>(
     w: W,
     snapshot: &Snapshot,
     buckets: &Buckets,
+    links: &Links,
 ) -> Result<(), RenderError> {
     let mut w = std::io::BufWriter::new(w);
     let left_out = snapshot.left_out.threads + snapshot.left_out.tasks;
     writeln!(
         w,
         "webstack {} at {}: {} threads, {} tasks, {} buckets ({}), {} left out, captured in {}, {} of {}",
-        env!("CARGO_PKG_VERSION"),
+        snapshot.process.webstack,
         timestamp(snapshot.captured_at),
         snapshot.threads(),
         snapshot.tasks(),
@@ -53,13 +59,19 @@ pub(super) fn render<W: Write>(
     )?;
     for b in &buckets.buckets {
         writeln!(w)?;
-        bucket(&mut w, b, buckets)?;
+        bucket(&mut w, b, snapshot, buckets, links)?;
     }
     w.flush()?;
     Ok(())
 }
 
-fn bucket<W: Write>(w: &mut W, b: &Bucket, buckets: &Buckets) -> Result<(), RenderError> {
+fn bucket<W: Write>(
+    w: &mut W,
+    b: &Bucket,
+    snapshot: &Snapshot,
+    buckets: &Buckets,
+    links: &Links,
+) -> Result<(), RenderError> {
     write!(
         w,
         "{}: {} {} [{}]",
@@ -99,43 +111,41 @@ fn bucket<W: Write>(w: &mut W, b: &Bucket, buckets: &Buckets) -> Result<(), Rend
         // The shadow stack keeps the outermost frames; deeper calls are lost.
         writeln!(w, "    ...{} deeper frames elided", b.elided)?;
     }
-    for frame in &b.frames {
-        write!(w, "    {}", bounded(&frame.function, FUNCTION_CHARS))?;
-        if frame.instrumented {
-            w.write_all(b"(")?;
-            for (i, arg) in frame.args.iter().enumerate() {
-                if i > 0 {
-                    w.write_all(b", ")?;
+    for (run, folded) in runs(&b.frames, links.fold) {
+        if folded {
+            writeln!(w, "    ... {}", folded_summary(run.len()))?;
+            continue;
+        }
+        for frame in &b.frames[run] {
+            write!(w, "    {}", bounded(&frame.function, FUNCTION_CHARS))?;
+            if frame.instrumented {
+                w.write_all(b"(")?;
+                for (i, arg) in frame.args.iter().enumerate() {
+                    if i > 0 {
+                        w.write_all(b", ")?;
+                    }
+                    write!(w, "{}: {} = {}", arg.name, arg.ty, arg_value(arg, buckets))?;
                 }
-                write!(w, "{}: {} = {}", arg.name, arg.ty, arg_value(arg, buckets))?;
+                w.write_all(b")")?;
             }
-            w.write_all(b")")?;
+            // A task's own frames name it in the header already.
+            if let Some(task) = frame.task.filter(|_| b.kind == Kind::Thread) {
+                write!(w, " [task {task}]")?;
+            }
+            writeln!(w)?;
+            write!(w, "        {}", location(&frame.file, frame.line, snapshot))?;
+            if let Some(address) = frame.address {
+                write!(w, " {address:#x}")?;
+            }
+            writeln!(w)?;
         }
-        // A task's own frames name it in the header already.
-        if let Some(task) = frame.task.filter(|_| b.kind == Kind::Thread) {
-            write!(w, " [task {task}]")?;
-        }
-        writeln!(w)?;
-        let file = if frame.file.is_empty() {
-            "?"
-        } else {
-            &frame.file
-        };
-        if frame.line > 0 {
-            write!(w, "        {file}:{}", frame.line)?;
-        } else {
-            write!(w, "        {file}")?;
-        }
-        if let Some(address) = frame.address {
-            write!(w, " {address:#x}")?;
-        }
-        writeln!(w)?;
     }
     if let Some(created) = &b.created_by {
         writeln!(
             w,
-            "    created by {} at {}:{}",
-            created.function, created.file, created.line
+            "    created by {} at {}",
+            created.function,
+            location(&created.file, created.line, snapshot)
         )?;
     }
     Ok(())

@@ -1,197 +1,12 @@
-//! One stack per thread from its native frames and its shadow frames, and
-//! the classification of frames by where their code comes from.
+//! One stack per thread from its native frames and its shadow frames.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
-use std::sync::LazyLock;
-
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-
-use crate::fork::Held;
 
 use super::Origin;
-use crate::snapshot::{Args, Frame};
-
-const STD_CRATES: &[&str] = &[
-    "std",
-    "core",
-    "alloc",
-    "panic_unwind",
-    "panic_abort",
-    "std_detect",
-    "compiler_builtins",
-];
-
-const RUNTIME_CRATES: &[&str] = &[
-    "tokio",
-    "mio",
-    "actix_rt",
-    "actix_server",
-    "actix_http",
-    "actix_web",
-    "actix_service",
-    "async_std",
-    "async_executor",
-    "async_io",
-    "smol",
-    "futures_executor",
-    "rayon_core",
-];
-
-const WEBSTACK_CRATES: &[&str] = &["webstack", "webstack_macros"];
-
-/// C-library and loader symbols that appear at the ends of thread stacks.
-const C_RUNTIME_SYMBOLS: &[&str] = &[
-    "main",
-    "clone",
-    "clone3",
-    "start_thread",
-    "syscall",
-    "read",
-    "write",
-    "pread64",
-    "pwrite64",
-    "recv",
-    "recvfrom",
-    "send",
-    "sendto",
-    "accept",
-    "accept4",
-    "connect",
-    "poll",
-    "ppoll",
-    "select",
-    "epoll_wait",
-    "epoll_pwait",
-    "nanosleep",
-    "clock_nanosleep",
-    "sched_yield",
-    "pause",
-    "sigwait",
-    "sigtimedwait",
-    "waitpid",
-    "wait4",
-];
-
-/// Crates seen with sources in a Cargo registry or git checkout. A `std`
-/// lock, held across a fork (see [`crate::fork`]): [`classify`] reads it
-/// outside captures too.
-static DEPENDENCIES: LazyLock<RwLock<HashSet<String>>> = LazyLock::new(Default::default);
-
-static DEPENDENCIES_HELD: Held<RwLockWriteGuard<'static, HashSet<String>>> = Held::new();
-
-fn dependencies() -> RwLockReadGuard<'static, HashSet<String>> {
-    DEPENDENCIES.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn dependencies_mut() -> RwLockWriteGuard<'static, HashSet<String>> {
-    DEPENDENCIES.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Takes the crate set's lock before a fork.
-///
-/// # Safety
-/// Only from the *prepare* fork handler.
-pub(super) unsafe fn prepare_fork() {
-    let dependencies = dependencies_mut();
-    // SAFETY: in *prepare*, with the lock just taken.
-    unsafe { DEPENDENCIES_HELD.put(dependencies) };
-}
-
-/// Releases the crate set's lock after a fork.
-///
-/// # Safety
-/// Only from the *parent* or *child* fork handler.
-pub(super) unsafe fn after_fork() {
-    // SAFETY: guaranteed by the caller.
-    drop(unsafe { DEPENDENCIES_HELD.take() });
-}
-
-/// Where a function's code comes from, judged from its path: `std::…`,
-/// `core::…` and C-library entry points are [`Origin::Std`]; tokio, mio and
-/// actix crates are [`Origin::Runtime`]; `webstack::…` is
-/// [`Origin::Webstack`]; crates whose sources were seen in a Cargo registry
-/// during an earlier symbolisation are [`Origin::Dependency`]; other Rust
-/// paths are [`Origin::App`]. Works for shadow-only frames too.
-pub fn classify(function: &str) -> Origin {
-    let Some(krate) = crate_of(function) else {
-        return Origin::Unknown;
-    };
-    if !function.contains("::") {
-        return if krate.starts_with('_') || C_RUNTIME_SYMBOLS.contains(&krate) {
-            Origin::Std
-        } else {
-            Origin::Unknown
-        };
-    }
-    if STD_CRATES.contains(&krate) {
-        Origin::Std
-    } else if WEBSTACK_CRATES.contains(&krate) {
-        Origin::Webstack
-    } else if RUNTIME_CRATES.contains(&krate) {
-        Origin::Runtime
-    } else if dependencies().contains(krate) {
-        Origin::Dependency
-    } else {
-        Origin::App
-    }
-}
-
-/// [`classify`], refined by the source file: the standard library's sources
-/// (`/rustc/<hash>/library/…`) are std, a Cargo registry's are a dependency
-/// (and the crate is remembered as one).
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-pub(super) fn classify_with_file(function: &str, file: Option<&str>) -> Origin {
-    let origin = classify(function);
-    let Some(file) = file else {
-        return origin;
-    };
-    if origin == Origin::App || origin == Origin::Unknown {
-        if file.starts_with("/rustc/") || file.contains("/lib/rustlib/src/rust/library/") {
-            return Origin::Std;
-        }
-        if file.contains("/.cargo/registry/") || file.contains("/.cargo/git/checkouts/") {
-            if let Some(krate) = crate_of(function) {
-                if !dependencies().contains(krate) {
-                    dependencies_mut().insert(krate.to_owned());
-                }
-            }
-            return Origin::Dependency;
-        }
-    }
-    origin
-}
-
-/// The first path segment: the crate of `a::b`, of `<a::T as b::Tr>::f`, of
-/// `<&a::T>::f`; or the whole name of a C symbol.
-fn crate_of(function: &str) -> Option<&str> {
-    let mut rest = function.trim_start();
-    loop {
-        // `strip_prefix`, not `trim_start_matches(&str)`: the latter builds a
-        // substring searcher per call, which made classifying every frame of
-        // a snapshot cost more than reading it. No two prefixes overlap, so
-        // stripping each at most once per round until nothing changes gives
-        // the same result.
-        let trimmed = ["mut ", "dyn ", "*const ", "*mut "]
-            .iter()
-            .fold(rest.trim_start_matches(['<', '&', '(', '[']), |s, p| {
-                s.strip_prefix(p).unwrap_or(s)
-            });
-        if trimmed.len() == rest.len() {
-            break;
-        }
-        rest = trimmed;
-    }
-    let end = rest
-        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.' || c == '$'))
-        .unwrap_or(rest.len());
-    let krate = &rest[..end];
-    (!krate.is_empty()).then_some(krate)
-}
+use crate::snapshot::Frame;
 
 /// The path used to match a shadow frame to a native one: `<A as B>::f`
 /// becomes `A::f`, generic arguments, closure and hash segments go.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) fn match_key(function: &str) -> String {
     let name = function.trim();
     if name.starts_with('<') {
@@ -284,7 +99,6 @@ fn keys_match(shadow: &str, native: &str) -> bool {
 
 /// One native frame after symbolisation (an inlined call is its own frame).
 #[derive(Clone, Debug)]
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) struct NativeFrame {
     pub(super) function: Option<&'static str>,
     /// [`match_key`] of the function.
@@ -295,23 +109,16 @@ pub(super) struct NativeFrame {
     pub(super) address: u64,
 }
 
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 impl NativeFrame {
     fn to_frame(&self) -> Frame {
-        Frame {
-            function: match self.function {
-                Some(function) => Cow::Borrowed(function),
-                None => Cow::Owned(format!("{:#x}", self.address)),
-            },
-            file: Cow::Borrowed(self.file.unwrap_or("")),
-            line: self.line,
-            instrumented: false,
-            args: Args::new(),
-            task: None,
-            address: Some(self.address),
-            source: None,
-            origin: self.origin,
-        }
+        let function = match self.function {
+            Some(function) => Cow::Borrowed(function),
+            None => Cow::Owned(format!("{:#x}", self.address)),
+        };
+        let file = Cow::Borrowed(self.file.unwrap_or(""));
+        let mut frame = Frame::classified(function, file, self.line, self.origin);
+        frame.address = Some(self.address);
+        frame
     }
 }
 
@@ -321,7 +128,6 @@ impl NativeFrame {
 /// taking the native file, line and address. Shadow frames that match no
 /// native frame (inlined away, or not symbolised) are kept in order, just
 /// outside the native frames that precede the next match.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(super) fn merge(shadow: Vec<Frame>, native: &[NativeFrame]) -> Vec<Frame> {
     let mut out = Vec::with_capacity(native.len() + shadow.len());
     let mut cursor = 0;
@@ -393,17 +199,7 @@ mod tests {
     }
 
     fn shadow(function: &'static str) -> Frame {
-        Frame {
-            function: Cow::Borrowed(function),
-            file: Cow::Borrowed("src/lib.rs"),
-            line: 1,
-            instrumented: true,
-            args: Args::new(),
-            task: None,
-            address: None,
-            source: None,
-            origin: classify(function),
-        }
+        Frame::new(function, "src/lib.rs", 1).instrumented(crate::snapshot::Args::new())
     }
 
     fn native(function: &'static str, address: u64) -> NativeFrame {
@@ -412,7 +208,7 @@ mod tests {
             key: Box::leak(match_key(function).into_boxed_str()),
             file: Some("/src/app/src/lib.rs"),
             line: 10,
-            origin: classify(function),
+            origin: Origin::of(function),
             address,
         }
     }
@@ -475,29 +271,5 @@ mod tests {
                 "main"
             ]
         );
-    }
-
-    #[test]
-    fn classify_paths() {
-        assert_eq!(
-            classify("std::sys::pal::unix::futex::futex_wait"),
-            Origin::Std
-        );
-        assert_eq!(
-            classify("<core::pin::Pin<P> as core::future::future::Future>::poll"),
-            Origin::Std
-        );
-        assert_eq!(
-            classify("tokio::runtime::park::Inner::park"),
-            Origin::Runtime
-        );
-        assert_eq!(
-            classify("webstack::native::collect::augment"),
-            Origin::Webstack
-        );
-        assert_eq!(classify("__futex_abstimed_wait_common"), Origin::Std);
-        assert_eq!(classify("start_thread"), Origin::Std);
-        assert_eq!(classify("myapp::handlers::get"), Origin::App);
-        assert_eq!(classify(""), Origin::Unknown);
     }
 }

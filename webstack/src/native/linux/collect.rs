@@ -2,7 +2,6 @@
 //! capture lock, then (lock released) symbolises and merges into the
 //! snapshot.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -14,6 +13,7 @@ use super::proc::{self, TaskInfo};
 use super::signal::{self, Answer};
 use super::symbolize::{source_line, symbolize};
 use super::DEFAULT_TIMEOUT;
+use crate::snapshot::budget::{self, Budget};
 use crate::snapshot::{Frame, Kind, Routine, Snapshot, State};
 
 static TIMEOUT_NANOS: AtomicU64 = AtomicU64::new(DEFAULT_TIMEOUT.as_nanos() as u64);
@@ -310,16 +310,9 @@ fn native_frames(ips: &[usize], exact_first: bool) -> Vec<NativeFrame> {
     out
 }
 
-fn frames_cost(frames: &[Frame]) -> usize {
-    frames
-        .iter()
-        .map(|f| std::mem::size_of::<Frame>() + crate::snapshot::Args::heap_bytes(f.args.len()))
-        .sum()
-}
-
 fn merge_into(snapshot: &mut Snapshot, captured: Vec<Captured>, uptime: Option<Duration>) {
     let registered = registered_tids(snapshot);
-    let maxmem = snapshot.maxmem;
+    let mut budget = Budget::of(snapshot);
     let mut buf = String::new();
     for Captured { info, outcome, id } in captured {
         let kernel = info.state_text();
@@ -333,11 +326,10 @@ fn merge_into(snapshot: &mut Snapshot, captured: Vec<Captured>, uptime: Option<D
             let routine = &mut snapshot.routines[index];
             routine.state = State::Native(state);
             if let Some(native) = native {
-                let before = frames_cost(&routine.frames);
+                let before = budget::frames_cost(&routine.frames);
                 let merged = merge(routine.frames.clone(), &native);
-                let added = frames_cost(&merged).saturating_sub(before);
-                if snapshot.bytes_used + added <= maxmem {
-                    snapshot.bytes_used += added;
+                let added = budget::frames_cost(&merged).saturating_sub(before);
+                if budget.take(added) {
                     routine.frames = merged;
                 }
             }
@@ -346,35 +338,25 @@ fn merge_into(snapshot: &mut Snapshot, captured: Vec<Captured>, uptime: Option<D
         let frames: Vec<Frame> = native
             .map(|native| merge(Vec::new(), &native))
             .unwrap_or_default();
-        let cost = std::mem::size_of::<Routine>() + info.name.len() + frames_cost(&frames);
-        if snapshot.bytes_used + cost > maxmem {
+        let cost = budget::routine_cost(info.name.len(), frames.iter().map(|f| f.args.len()));
+        if !budget.take(cost) {
             snapshot.left_out.threads += 1;
             continue;
         }
-        snapshot.bytes_used += cost;
-        snapshot.routines.push(Routine {
-            id,
-            kind: Kind::Thread,
-            name: Cow::Owned(info.name.clone()),
-            state: State::Native(state),
-            created_by: None,
-            age: proc::age(info.tid, uptime, &mut buf).unwrap_or_default(),
-            waiting: None,
-            polls: None,
-            running_on: None,
-            tid: Some(info.tid as i64),
-            elided: 0,
-            torn: false,
-            frames,
-        });
+        let mut routine = Routine::thread(id, info.name.clone());
+        routine.state = State::Native(state);
+        routine.age = proc::age(info.tid, uptime, &mut buf).unwrap_or_default();
+        routine.tid = Some(info.tid as i64);
+        routine.frames = frames;
+        snapshot.routines.push(routine);
     }
+    budget.store(snapshot);
     snapshot.routines.sort_by_key(|r| (r.kind, r.id));
 }
 
 fn add_sources(snapshot: &mut Snapshot) {
-    let maxmem = snapshot.maxmem;
-    let mut used = snapshot.bytes_used;
-    for routine in &mut snapshot.routines {
+    let mut budget = Budget::of(snapshot);
+    'routines: for routine in &mut snapshot.routines {
         for frame in &mut routine.frames {
             if frame.source.is_some() {
                 continue;
@@ -382,13 +364,11 @@ fn add_sources(snapshot: &mut Snapshot) {
             let Some(text) = source_line(&frame.file, frame.line) else {
                 continue;
             };
-            if used + text.len() > maxmem {
-                snapshot.bytes_used = used;
-                return;
+            if !budget.take(budget::source_cost(text.len())) {
+                break 'routines;
             }
-            used += text.len();
             frame.source = Some(text);
         }
     }
-    snapshot.bytes_used = used;
+    budget.store(snapshot);
 }

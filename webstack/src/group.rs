@@ -10,20 +10,20 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::native::Origin;
-use crate::record::stack::CreatedBy;
+use crate::hash::{FxBuild, FxHasher};
 use crate::record::value::Value;
-use crate::snapshot::{Arg, Frame, Kind, Routine, Snapshot, State};
+use crate::snapshot::{Arg, CreatedBy, Frame, Kind, Origin, Routine, Snapshot, State};
 
 /// How alike two routines must be to share a bucket.
 ///
 /// At every level the kind, state, creator site, number of frames and, per
 /// frame, the function, file, line and argument names and types must match.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Similarity {
     /// Every argument value equal (addresses included) and equal routine
     /// flags: elided frame count and torn read.
@@ -108,6 +108,7 @@ pub enum Merged {
 
 /// An argument of a [`BucketFrame`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct BucketArg {
     /// Parameter name.
     pub name: &'static str,
@@ -120,6 +121,7 @@ pub struct BucketArg {
 /// A frame of a [`Bucket`]: the frame every member has at this depth, with
 /// its argument values merged.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BucketFrame {
     /// Function path, `crate::module::function`.
     pub function: Cow<'static, str>,
@@ -181,8 +183,28 @@ impl BucketFrame {
     }
 }
 
+/// A routine in a [`Bucket`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Member {
+    /// The routine's id ([`Routine::id`]).
+    pub id: u64,
+    /// The routine's name ([`Routine::name`]).
+    pub name: Cow<'static, str>,
+}
+
+impl Member {
+    fn of(routine: &Routine) -> Self {
+        Member {
+            id: routine.id,
+            name: routine.name.clone(),
+        }
+    }
+}
+
 /// A group of similar routines.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Bucket {
     /// Number of members.
     pub count: usize,
@@ -190,10 +212,8 @@ pub struct Bucket {
     pub kind: Kind,
     /// What every member is doing.
     pub state: State,
-    /// Member ids, ascending.
-    pub ids: Vec<u64>,
-    /// Member names, parallel to [`Bucket::ids`].
-    pub names: Vec<Cow<'static, str>>,
+    /// The members, by ascending id.
+    pub members: Vec<Member>,
     /// Where every member was created, when known.
     pub created_by: Option<CreatedBy>,
     /// Frames, innermost first; an argument value that differs across
@@ -217,9 +237,8 @@ impl Bucket {
             count: 1,
             kind: routine.kind,
             state: routine.state.clone(),
-            ids: vec![routine.id],
-            names: vec![routine.name.clone()],
-            created_by: routine.created_by,
+            members: vec![Member::of(routine)],
+            created_by: routine.created_by.clone(),
             frames: routine.frames.iter().map(BucketFrame::from_frame).collect(),
             waiting: (waited, waited),
             elided: routine.elided,
@@ -230,8 +249,7 @@ impl Bucket {
 
     fn add(&mut self, routine: &Routine, serving: bool) {
         self.count += 1;
-        self.ids.push(routine.id);
-        self.names.push(routine.name.clone());
+        self.members.push(Member::of(routine));
         for (mine, theirs) in self.frames.iter_mut().zip(&routine.frames) {
             mine.merge(theirs);
         }
@@ -248,7 +266,7 @@ impl Bucket {
     fn accepts(first: &Routine, routine: &Routine, similarity: Similarity) -> bool {
         first.kind == routine.kind
             && first.state == routine.state
-            && same_creator(&first.created_by, &routine.created_by)
+            && same_creator(first.created_by.as_ref(), routine.created_by.as_ref())
             && (similarity != Similarity::ExactFlags
                 || (first.elided == routine.elided && first.torn == routine.torn))
             && first.frames.len() == routine.frames.len()
@@ -271,7 +289,10 @@ impl Bucket {
                 mine.cmp(theirs)
             })
             .then_with(|| self.state.as_str().cmp(other.state.as_str()))
-            .then_with(|| self.ids.first().cmp(&other.ids.first()))
+            .then_with(|| {
+                let first = |b: &Bucket| b.members.first().map(|m| m.id);
+                first(self).cmp(&first(other))
+            })
     }
 }
 
@@ -298,6 +319,7 @@ fn args_match(a: &Arg, b: &Arg, similarity: Similarity) -> bool {
 /// The routines of a snapshot grouped into buckets, and the labels of the
 /// addresses seen more than once.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Buckets {
     /// The level used to group.
     pub similarity: Similarity,
@@ -349,11 +371,8 @@ impl Buckets {
         drop(by_signature);
         for bucket in &mut buckets {
             // Captured snapshots list routines by id already.
-            if !bucket.ids.is_sorted() {
-                let mut members: Vec<_> =
-                    bucket.ids.drain(..).zip(bucket.names.drain(..)).collect();
-                members.sort_unstable_by_key(|&(id, _)| id);
-                (bucket.ids, bucket.names) = members.into_iter().unzip();
+            if !bucket.members.is_sorted_by_key(|m| m.id) {
+                bucket.members.sort_unstable_by_key(|m| m.id);
             }
         }
         buckets.sort_by(Bucket::order);
@@ -508,10 +527,10 @@ fn state_code(state: &State) -> u64 {
     }
 }
 
-fn same_creator(a: &Option<CreatedBy>, b: &Option<CreatedBy>) -> bool {
+fn same_creator(a: Option<&CreatedBy>, b: Option<&CreatedBy>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => {
-            a.line == b.line && same_str(a.function, b.function) && same_str(a.file, b.file)
+            a.line == b.line && same_str(&a.function, &b.function) && same_str(&a.file, &b.file)
         }
         (None, None) => true,
         _ => false,
@@ -524,55 +543,17 @@ fn same_str(a: &str, b: &str) -> bool {
     (a.as_ptr() == b.as_ptr() && a.len() == b.len()) || a == b
 }
 
-pub(crate) type FxBuild = BuildHasherDefault<FxHasher>;
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::budget;
 
-/// The multiply-rotate hash of rustc (FxHash): fast on short keys, and
-/// deterministic, which keeps grouping reproducible.
-#[derive(Default)]
-pub(crate) struct FxHasher {
-    hash: u64,
-}
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0u8; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.add(i as u64);
-    }
-
-    fn write_u32(&mut self, i: u32) {
-        self.add(i as u64);
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-
-    fn finish(&self) -> u64 {
-        self.hash
+    /// The snapshot's budget counts room for what grouping copies; these
+    /// types must fit in it.
+    #[test]
+    fn group_types_fit_the_room_the_budget_counts() {
+        assert!(std::mem::size_of::<BucketFrame>() <= budget::GROUP_FRAME_BYTES);
+        assert!(std::mem::size_of::<BucketArg>() <= budget::GROUP_ARG_BYTES);
+        assert!(std::mem::size_of::<Member>() <= budget::GROUP_MEMBER_BYTES);
     }
 }

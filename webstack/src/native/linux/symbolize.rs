@@ -7,8 +7,9 @@ use std::sync::{Arc, LazyLock};
 
 use parking_lot::Mutex;
 
-use super::merge::{classify_with_file, match_key};
+use super::merge::match_key;
 use super::Origin;
+use crate::snapshot::resolve::classify_with_file;
 
 /// One function at an address; inlined calls give several per address.
 #[derive(Clone, Debug)]

@@ -1,0 +1,86 @@
+//! Native stacks on Linux: `/proc` for the thread list and states, a
+//! real-time signal whose handler unwinds into a preallocated slot, the
+//! `backtrace` crate to symbolise afterwards, and the merge of native and
+//! shadow frames. See the [parent module](super) for how a capture works.
+
+mod collect;
+mod merge;
+mod proc;
+mod signal;
+mod symbolize;
+mod unwind;
+
+use std::time::Duration;
+
+use super::{Error, Method, DEFAULT_TIMEOUT, MAX_NATIVE_FRAMES};
+use crate::snapshot::{Origin, Snapshot};
+
+pub(super) fn augment(snapshot: &mut Snapshot) {
+    collect::augment(snapshot);
+}
+
+pub(super) fn set_signal(signal: i32) -> Result<(), Error> {
+    signal::set_signal(signal)
+}
+
+pub(super) fn current_signal() -> Option<i32> {
+    Some(signal::signal())
+}
+
+pub(super) fn set_timeout(timeout: Duration) {
+    collect::set_timeout(timeout);
+}
+
+pub(super) fn timeout() -> Duration {
+    collect::timeout()
+}
+
+pub(super) fn set_method(method: Method) {
+    unwind::set_method(method);
+}
+
+pub(super) fn method() -> Method {
+    unwind::effective_method()
+}
+
+/// # Safety
+/// Only from the *prepare* fork handler.
+pub(super) unsafe fn prepare_fork() {
+    // SAFETY: guaranteed by the caller.
+    unsafe { signal::prepare_fork() };
+}
+
+/// # Safety
+/// Only from the *parent* or *child* fork handler.
+pub(super) unsafe fn after_fork(child: bool) {
+    if child {
+        collect::forget_threads();
+        signal::forget_requests();
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { signal::after_fork() };
+}
+
+pub(super) fn handler_tid() -> i32 {
+    signal::handler_tid()
+}
+
+pub(super) fn handler_runs() -> u64 {
+    signal::handler_runs()
+}
+
+pub(super) fn skip_blocked_check(skip: bool) {
+    collect::skip_blocked_check(skip);
+}
+
+pub(super) fn stacks_only() -> Result<usize, String> {
+    collect::stacks_only()
+}
+
+pub(super) fn symbolize(address: usize) -> usize {
+    symbolize::symbolize(address).len()
+}
+
+pub(super) fn clear_symbol_cache() {
+    symbolize::clear();
+}

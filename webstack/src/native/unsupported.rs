@@ -1,0 +1,58 @@
+//! Native stacks where they are not supported (anything but Linux):
+//! `augment` is a documented no-op, and settings answer
+//! [`Error::Unsupported`].
+
+use std::time::Duration;
+
+use super::{Error, Method, DEFAULT_TIMEOUT};
+use crate::snapshot::Snapshot;
+
+pub(super) fn augment(_snapshot: &mut Snapshot) {}
+
+pub(super) fn set_signal(_signal: i32) -> Result<(), Error> {
+    Err(Error::Unsupported)
+}
+
+pub(super) fn current_signal() -> Option<i32> {
+    None
+}
+
+pub(super) fn set_timeout(_timeout: Duration) {}
+
+pub(super) fn timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+
+pub(super) fn set_method(_method: Method) {}
+
+pub(super) fn method() -> Method {
+    Method::Auto
+}
+
+/// # Safety
+/// Only from the *prepare* fork handler.
+pub(super) unsafe fn prepare_fork() {}
+
+/// # Safety
+/// Only from the *parent* or *child* fork handler.
+pub(super) unsafe fn after_fork(_child: bool) {}
+
+pub(super) fn handler_tid() -> i32 {
+    0
+}
+
+pub(super) fn handler_runs() -> u64 {
+    0
+}
+
+pub(super) fn skip_blocked_check(_skip: bool) {}
+
+pub(super) fn stacks_only() -> Result<usize, String> {
+    Err(Error::Unsupported.to_string())
+}
+
+pub(super) fn symbolize(_address: usize) -> usize {
+    0
+}
+
+pub(super) fn clear_symbol_cache() {}

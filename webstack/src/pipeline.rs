@@ -1,0 +1,28 @@
+//! The stages of one snapshot, in order: the shadow capture
+//! ([`crate::snapshot`]), then the native pass ([`crate::native`]).
+//! Grouping and rendering are the caller's (the serving core, or the user).
+
+use crate::snapshot::{capture, Options, Snapshot};
+
+impl Snapshot {
+    /// Captures every registered thread and task, and with
+    /// [`Options::augment`] the native stack of every thread of the process.
+    ///
+    /// Never waits for the program: a task being polled is reported as
+    /// running (its frames are on the polling thread's stack), and a thread's
+    /// stack is read without stopping it. It waits only for a task record
+    /// that another snapshot is copying (at most 1 ms per snapshot in all),
+    /// and, while another thread is inside `fork()`, starts once the fork
+    /// returns. With `augment`, each thread that does not answer its signal
+    /// costs at most [`native::timeout`](crate::native::timeout).
+    pub fn capture(options: &Options) -> Snapshot {
+        let _gate = crate::fork::capturing();
+        let started = std::time::Instant::now();
+        let mut snapshot = capture::shadow(options);
+        if options.augment {
+            crate::native::augment(&mut snapshot);
+        }
+        snapshot.capture_time = started.elapsed();
+        snapshot
+    }
+}

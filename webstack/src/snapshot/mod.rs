@@ -1,0 +1,24 @@
+//! The read side's model and how it is filled: a [`Snapshot`] of every
+//! registered thread and task.
+//!
+//! - [`model`]: the data every later stage reads (`Snapshot`, `Routine`,
+//!   `Frame`, `Arg`, `Origin`, `CreatedBy`, `Process`).
+//! - [`capture`]: reading the registry into the model without waiting on
+//!   the code that runs.
+//! - [`resolve`]: function names, paths shortened for people, and the origin
+//!   of a frame's code.
+//! - [`budget`]: the one memory budget (`maxmem`) every stage charges.
+//!
+//! The native pass ([`crate::native`]) comes after: it adds native frames
+//! to a captured snapshot. [`Snapshot::capture`] runs both.
+
+pub(crate) mod budget;
+pub(crate) mod capture;
+pub(crate) mod model;
+pub(crate) mod resolve;
+
+pub use capture::{Options, DEFAULT_MAXMEM, MIN_MAXMEM};
+pub use model::{
+    Arg, Args, CreatedBy, Frame, Kind, LeftOut, Origin, Process, Routine, Snapshot, State,
+    JSON_VERSION,
+};

@@ -1,0 +1,629 @@
+//! The snapshot model: what a capture produces and every later stage reads.
+//!
+//! [`Snapshot`] holds [`Routine`]s (threads and tasks), each with its
+//! [`Frame`]s, their [`Arg`]s, where the routine was [`CreatedBy`] and what
+//! [`Origin`] each frame's code has, plus the [`Process`] it was taken from.
+//! Nothing here reads the running program: a snapshot rendered on another
+//! machine shows the machine it was taken on.
+//!
+//! The types can grow: they are `#[non_exhaustive]`, so build them with
+//! their constructors ([`Routine::thread`], [`Routine::task`],
+//! [`Frame::new`], [`Arg::new`], [`Snapshot::new`]) and set the public
+//! fields.
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime};
+
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+
+use crate::record::value::Value;
+
+/// Version of the JSON form of a [`Snapshot`] (`"schema": "snapshot"`);
+/// bumped on any incompatible change. The grouped page has its own,
+/// [`render::json::VERSION`](crate::render::json::VERSION).
+pub const JSON_VERSION: u32 = 1;
+
+/// Where a frame's code comes from, so a page can fold what is not the
+/// application's. Decided once, at capture (see [`Origin::of`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// The application's own code.
+    App,
+    /// A crate from a registry or git dependency.
+    Dependency,
+    /// The standard library, the C library and the loader.
+    Std,
+    /// An async runtime or server framework (tokio, actix, ...).
+    Runtime,
+    /// webstack itself.
+    Webstack,
+    /// An address without a symbol.
+    #[default]
+    Unknown,
+}
+
+impl Origin {
+    /// Every origin, in the order a page's legend lists them.
+    pub const ALL: [Origin; 6] = [
+        Origin::App,
+        Origin::Dependency,
+        Origin::Std,
+        Origin::Runtime,
+        Origin::Webstack,
+        Origin::Unknown,
+    ];
+
+    /// Where the code of `function` comes from, judged from its path:
+    /// `std::…`, `core::…` and C-library entry points are [`Origin::Std`];
+    /// tokio, mio and actix crates are [`Origin::Runtime`]; `webstack::…` is
+    /// [`Origin::Webstack`]; crates whose sources were seen in a Cargo
+    /// registry during an earlier symbolisation are [`Origin::Dependency`];
+    /// other Rust paths are [`Origin::App`].
+    pub fn of(function: &str) -> Origin {
+        super::resolve::classify(function)
+    }
+
+    /// The lowercase name used in JSON and CSS classes: `app`,
+    /// `dependency`, `std`, `runtime`, `webstack` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::App => "app",
+            Origin::Dependency => "dependency",
+            Origin::Std => "std",
+            Origin::Runtime => "runtime",
+            Origin::Webstack => "webstack",
+            Origin::Unknown => "unknown",
+        }
+    }
+
+    /// Whether a page folds runs of such frames by default: everything but
+    /// the application's code and its dependencies.
+    pub fn folds(self) -> bool {
+        !matches!(self, Origin::App | Origin::Dependency)
+    }
+}
+
+/// Where a thread or task was created: the instrumented function that was
+/// running, and the source location of the spawn.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[non_exhaustive]
+pub struct CreatedBy {
+    /// Path of the instrumented function that created it.
+    pub function: Cow<'static, str>,
+    /// Source file.
+    pub file: Cow<'static, str>,
+    /// Source line.
+    pub line: u32,
+    /// Where the creating function's code comes from.
+    pub origin: Origin,
+}
+
+impl CreatedBy {
+    /// A creation site; its origin is classified from `function`.
+    pub fn new(
+        function: impl Into<Cow<'static, str>>,
+        file: impl Into<Cow<'static, str>>,
+        line: u32,
+    ) -> Self {
+        let function = function.into();
+        CreatedBy {
+            origin: Origin::of(&function),
+            function,
+            file: file.into(),
+            line,
+        }
+    }
+}
+
+/// The process a snapshot was taken in, captured with it so that the
+/// snapshot renders the same anywhere.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Process {
+    /// Process id.
+    pub pid: u32,
+    /// Path of the executable (`"?"` when it cannot be read).
+    pub exe: String,
+    /// Host name (`""` when it cannot be read).
+    pub host: String,
+    /// Time since [`crate::init`] was first called (or the first snapshot).
+    #[serde(serialize_with = "ser_millis", rename = "uptime_ms")]
+    pub uptime: Duration,
+    /// Version of webstack that took the snapshot.
+    pub webstack: Cow<'static, str>,
+    /// Operating system and architecture, e.g. `linux x86_64`.
+    pub platform: Cow<'static, str>,
+    /// The directory the program's own source paths are shown relative to:
+    /// the one holding Cargo's `target/` when the executable lives there,
+    /// else the working directory at the first snapshot. `None` when
+    /// neither is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_root: Option<String>,
+}
+
+/// Whether a routine is an OS thread or an async task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// An OS thread.
+    Thread,
+    /// An async task (an instrumented future polled as a root).
+    Task,
+}
+
+/// What a thread or task is doing.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum State {
+    /// A task being polled right now; its frames are on its thread's stack.
+    Running,
+    /// A task waiting to be polled again.
+    Idle,
+    /// A thread without native information (`augment=0`, or not Linux).
+    Alive,
+    /// A thread's kernel state and wait channel, e.g. `sleeping in futex_wait`.
+    Native(String),
+}
+
+impl State {
+    /// The text shown for the state.
+    pub fn as_str(&self) -> &str {
+        match self {
+            State::Running => "running",
+            State::Idle => "idle",
+            State::Alive => "alive",
+            State::Native(text) => text,
+        }
+    }
+}
+
+impl Serialize for State {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// One recorded argument of a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Arg {
+    /// Parameter name (or pattern, for destructured parameters).
+    pub name: &'static str,
+    /// Declared type as written.
+    pub ty: &'static str,
+    /// The recorded value.
+    pub value: Value,
+}
+
+impl Arg {
+    /// An argument `name: ty = value`.
+    pub const fn new(name: &'static str, ty: &'static str, value: Value) -> Self {
+        Arg { name, ty, value }
+    }
+}
+
+impl Serialize for Arg {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Arg", 4)?;
+        st.serialize_field("name", self.name)?;
+        st.serialize_field("type", self.ty)?;
+        st.serialize_field("value", &self.value.to_string())?;
+        if let Some(address) = self.value.address() {
+            st.serialize_field("address", &format!("{address:#x}"))?;
+        }
+        st.end()
+    }
+}
+
+/// Arguments kept in a [`Frame`] itself, without an allocation of their own.
+const INLINE_ARGS: usize = 2;
+
+/// The recorded arguments of a [`Frame`]: a slice of [`Arg`] (it derefs to
+/// `[Arg]`). Most frames have one or two arguments; those are kept inside the
+/// frame, so capturing a frame allocates nothing for them.
+#[derive(Clone)]
+pub struct Args(ArgsRepr);
+
+#[derive(Clone)]
+enum ArgsRepr {
+    Inline(u8, [Arg; INLINE_ARGS]),
+    Heap(Box<[Arg]>),
+}
+
+/// Fills unused inline room; never shown.
+const NO_ARG: Arg = Arg::new("", "", Value::unit());
+
+impl Args {
+    /// No arguments.
+    pub const fn new() -> Self {
+        Args(ArgsRepr::Inline(0, [NO_ARG; INLINE_ARGS]))
+    }
+
+    /// Heap bytes `len` arguments take beside their frame (0 for up to two).
+    pub(crate) fn heap_bytes(len: usize) -> usize {
+        if len <= INLINE_ARGS {
+            0
+        } else {
+            len * std::mem::size_of::<Arg>()
+        }
+    }
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args::new()
+    }
+}
+
+impl std::ops::Deref for Args {
+    type Target = [Arg];
+
+    fn deref(&self) -> &[Arg] {
+        match &self.0 {
+            ArgsRepr::Inline(len, args) => &args[..usize::from(*len)],
+            ArgsRepr::Heap(args) => args,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Args {
+    fn deref_mut(&mut self) -> &mut [Arg] {
+        match &mut self.0 {
+            ArgsRepr::Inline(len, args) => &mut args[..usize::from(*len)],
+            ArgsRepr::Heap(args) => args,
+        }
+    }
+}
+
+impl FromIterator<Arg> for Args {
+    fn from_iter<I: IntoIterator<Item = Arg>>(iter: I) -> Self {
+        let mut iter = iter.into_iter();
+        let mut inline = [NO_ARG; INLINE_ARGS];
+        let mut len = 0;
+        for arg in iter.by_ref() {
+            if len == INLINE_ARGS {
+                let mut heap = Vec::with_capacity(len + 1 + iter.size_hint().0);
+                heap.extend_from_slice(&inline);
+                heap.push(arg);
+                heap.extend(iter);
+                return Args(ArgsRepr::Heap(heap.into_boxed_slice()));
+            }
+            inline[len] = arg;
+            len += 1;
+        }
+        Args(ArgsRepr::Inline(len as u8, inline))
+    }
+}
+
+impl From<Vec<Arg>> for Args {
+    fn from(args: Vec<Arg>) -> Self {
+        if args.len() <= INLINE_ARGS {
+            args.into_iter().collect()
+        } else {
+            Args(ArgsRepr::Heap(args.into_boxed_slice()))
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Args {
+    type Item = &'a Arg;
+    type IntoIter = std::slice::Iter<'a, Arg>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl PartialEq for Args {
+    fn eq(&self, other: &Args) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Args {}
+
+impl std::hash::Hash for Args {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
+    }
+}
+
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Args {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+/// One frame of a routine's stack.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[non_exhaustive]
+pub struct Frame {
+    /// Function path, `crate::module::function` (methods: `crate::Type::method`).
+    pub function: Cow<'static, str>,
+    /// Source file.
+    pub file: Cow<'static, str>,
+    /// Source line (the function's definition for instrumented frames).
+    pub line: u32,
+    /// Whether the frame comes from `#[webstack::instrument]` (it has
+    /// arguments); `false` for native-only frames.
+    pub instrumented: bool,
+    /// Recorded arguments.
+    pub args: Args,
+    /// For the root frame of a task being polled on a thread: the task's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<u64>,
+    /// Instruction address of a native frame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<u64>,
+    /// The source line's text, when `augment` is on and the file is readable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Where the frame's code comes from (app, dependency, std, runtime,
+    /// webstack), so a page can fold what is not the application's.
+    pub origin: Origin,
+}
+
+impl Frame {
+    /// A frame of `function` at `file:line` without arguments, address or
+    /// source, not instrumented; its origin is classified from `function`.
+    pub fn new(
+        function: impl Into<Cow<'static, str>>,
+        file: impl Into<Cow<'static, str>>,
+        line: u32,
+    ) -> Self {
+        let function = function.into();
+        let origin = Origin::of(&function);
+        Frame::classified(function, file.into(), line, origin)
+    }
+
+    /// [`Frame::new`] with an origin already known.
+    pub(crate) fn classified(
+        function: Cow<'static, str>,
+        file: Cow<'static, str>,
+        line: u32,
+        origin: Origin,
+    ) -> Self {
+        Frame {
+            origin,
+            function,
+            file,
+            line,
+            instrumented: false,
+            args: Args::new(),
+            task: None,
+            address: None,
+            source: None,
+        }
+    }
+
+    /// The frame of an instrumented call, with its arguments.
+    pub fn instrumented(mut self, args: impl Into<Args>) -> Self {
+        self.instrumented = true;
+        self.args = args.into();
+        self
+    }
+}
+
+/// A thread or task in a snapshot.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct Routine {
+    /// Webstack id (threads and tasks share one id space).
+    pub id: u64,
+    /// Thread or task.
+    pub kind: Kind,
+    /// Thread name, or the task's name.
+    pub name: Cow<'static, str>,
+    /// What it is doing.
+    pub state: State,
+    /// Where it was created, when known.
+    pub created_by: Option<CreatedBy>,
+    /// Time since the thread registered or the task was created.
+    #[serde(serialize_with = "ser_millis")]
+    pub age: Duration,
+    /// For an idle task: time since its last poll ended (coarse clock,
+    /// milliseconds). `None` for threads and running tasks.
+    #[serde(
+        serialize_with = "ser_opt_millis",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub waiting: Option<Duration>,
+    /// Polls of a task so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polls: Option<u64>,
+    /// For a running task, the id of the thread polling it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running_on: Option<u64>,
+    /// Kernel thread id of a thread (Linux).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tid: Option<i64>,
+    /// Frames beyond the shadow-stack bound that were not recorded.
+    pub elided: usize,
+    /// The stack changed while it was read; frames are each valid but may not
+    /// all belong to one instant.
+    pub torn: bool,
+    /// Frames, innermost first.
+    pub frames: Vec<Frame>,
+}
+
+impl Routine {
+    /// A thread: alive, no frames, no creator, age zero.
+    pub fn thread(id: u64, name: impl Into<Cow<'static, str>>) -> Self {
+        Routine::new(id, Kind::Thread, name.into(), State::Alive)
+    }
+
+    /// A task: idle, no frames, no creator, age zero.
+    pub fn task(id: u64, name: impl Into<Cow<'static, str>>) -> Self {
+        Routine::new(id, Kind::Task, name.into(), State::Idle)
+    }
+
+    fn new(id: u64, kind: Kind, name: Cow<'static, str>, state: State) -> Self {
+        Routine {
+            id,
+            kind,
+            name,
+            state,
+            created_by: None,
+            age: Duration::ZERO,
+            waiting: None,
+            polls: None,
+            running_on: None,
+            tid: None,
+            elided: 0,
+            torn: false,
+            frames: Vec::new(),
+        }
+    }
+}
+
+/// Threads and tasks not captured because [`Options::maxmem`] was reached.
+///
+/// [`Options::maxmem`]: crate::Options::maxmem
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct LeftOut {
+    /// Threads left out.
+    pub threads: usize,
+    /// Tasks left out.
+    pub tasks: usize,
+}
+
+/// Everything webstack knows about the program at one instant.
+///
+/// Its JSON form (via `serde`, [`Snapshot::to_json`]) names itself
+/// `"schema": "snapshot"`, is versioned by [`JSON_VERSION`] and documented
+/// in `docs/json.md`.
+#[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// Always `"snapshot"` in JSON: tells this form from the grouped page.
+    schema: Schema,
+    /// [`JSON_VERSION`].
+    pub version: u32,
+    /// Wall-clock time of the capture.
+    #[serde(serialize_with = "ser_system_time")]
+    pub captured_at: SystemTime,
+    /// How long the capture took.
+    #[serde(serialize_with = "ser_micros")]
+    pub capture_time: Duration,
+    /// The effective memory bound.
+    pub maxmem: usize,
+    /// Bytes the captured routines use (estimated from their sizes).
+    pub bytes_used: usize,
+    /// Whether native stacks were captured.
+    pub augmented: bool,
+    /// Routines left out by `maxmem`.
+    pub left_out: LeftOut,
+    /// Kernel thread id of the thread serving the request (see
+    /// [`Options::serving_thread`](crate::Options::serving_thread)), else of
+    /// the thread that captured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub captured_by_tid: Option<i64>,
+    /// Why native stacks could not be taken although `augment` was on
+    /// (e.g. the application owns the signal); the snapshot then shows shadow
+    /// stacks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub native_error: Option<String>,
+    /// The process the snapshot was taken in.
+    pub process: Process,
+    /// Threads and tasks, threads first, each kind by id.
+    pub routines: Vec<Routine>,
+}
+
+impl Snapshot {
+    /// A snapshot of `routines`, taken now, with an empty [`Process`] and
+    /// `maxmem` at its default: for building snapshots by hand (tests,
+    /// imports); [`Snapshot::capture`] takes real ones.
+    pub fn new(routines: Vec<Routine>) -> Snapshot {
+        Snapshot {
+            schema: Schema,
+            version: JSON_VERSION,
+            captured_at: SystemTime::now(),
+            capture_time: Duration::ZERO,
+            maxmem: crate::DEFAULT_MAXMEM,
+            bytes_used: 0,
+            augmented: false,
+            left_out: LeftOut::default(),
+            captured_by_tid: None,
+            native_error: None,
+            process: Process::default(),
+            routines,
+        }
+    }
+
+    /// Number of captured threads.
+    pub fn threads(&self) -> usize {
+        self.routines
+            .iter()
+            .filter(|r| r.kind == Kind::Thread)
+            .count()
+    }
+
+    /// Number of captured tasks.
+    pub fn tasks(&self) -> usize {
+        self.routines
+            .iter()
+            .filter(|r| r.kind == Kind::Task)
+            .count()
+    }
+
+    /// The snapshot as JSON (see `docs/json.md`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+}
+
+impl Default for Process {
+    /// Nothing known, but the version of webstack building it.
+    fn default() -> Self {
+        Process {
+            pid: 0,
+            exe: String::new(),
+            host: String::new(),
+            uptime: Duration::ZERO,
+            webstack: Cow::Borrowed(env!("CARGO_PKG_VERSION")),
+            platform: Cow::Borrowed(""),
+            source_root: None,
+        }
+    }
+}
+
+/// The name of the raw snapshot's JSON schema.
+#[derive(Clone, Copy, Debug)]
+struct Schema;
+
+impl Serialize for Schema {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("snapshot")
+    }
+}
+
+fn ser_millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+fn ser_opt_millis<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_u64(d.as_millis() as u64),
+        None => s.serialize_none(),
+    }
+}
+
+fn ser_micros<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_micros() as u64)
+}
+
+fn ser_system_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    let millis = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    s.serialize_u64(millis)
+}
