@@ -1,60 +1,20 @@
-//! The JSON form of grouped buckets ([`Format::Json`](super::Format::Json)).
+//! The JSON form of grouped buckets ([`Format::Json`](super::Format::Json)),
+//! as served with `format=json`.
 //!
-//! The schema is versioned by `version` (currently 1, [`JSON_VERSION`]);
-//! fields may be added within a version, never removed or changed. Frames
-//! are innermost first; an argument value that differs across a bucket's
-//! members is `"*"`.
-//!
-//! ```text
-//! {
-//!   "version": 1,
-//!   "similarity": "anypointer",        // exactflags | exactlines | anypointer | anyvalue
-//!   "captured_at": 1764092511123,      // ms since the Unix epoch
-//!   "capture_time_us": 412,            // how long the capture took
-//!   "maxmem": 67108864,                // the effective memory bound, bytes
-//!   "bytes_used": 10240,               // bytes the captured routines took
-//!   "augmented": false,                // whether native stacks were captured
-//!   "totals": {
-//!     "threads": 3, "tasks": 10,       // captured
-//!     "buckets": 4,
-//!     "left_out": 0,                   // routines left out by maxmem
-//!     "left_out_threads": 0, "left_out_tasks": 0
-//!   },
-//!   "buckets": [{
-//!     "count": 3,
-//!     "kind": "task",                  // thread | task
-//!     "state": "idle",                 // running | idle | alive | a kernel state
-//!     "ids": [12, 14, 15],             // every member, ascending
-//!     "names": ["conn", "conn", "conn"],   // parallel to ids
-//!     "waiting_ms": {"min": 2000, "max": 5000},  // idle time, else age
-//!     "elided": 0,                     // most frames elided by a member
-//!     "torn": false,                   // a member's stack changed while read
-//!     "serving": false,                // holds the thread that captured
-//!     "created_by": {"function": "app::main", "file": "src/main.rs", "line": 40},  // or null
-//!     "frames": [{
-//!       "function": "app::leaf",
-//!       "file": "src/main.rs",
-//!       "line": 17,
-//!       "instrumented": true,
-//!       "origin": "app",               // app | dependency | std | runtime | webstack | unknown
-//!       "crate": "app",                // or null for C symbols
-//!       "task": 12,                    // only on a thread's frame that polls a task
-//!       "address": "0x55d0c0ffee00",   // only native frames
-//!       "source": "    rx.await",      // only with augment, when readable
-//!       "args": [
-//!         {"name": "n", "type": "u32", "value": "6"},
-//!         {"name": "rx", "type": "&Receiver<()>", "value": "#1", "address": "0x7f..."}
-//!       ]
-//!     }]
-//!   }]
-//! }
-//! ```
-//!
-//! An address argument's `value` is its label `#n` when the address is seen
-//! more than once in the snapshot, else the address in hex; `address` then
-//! holds the hex address (absent when members differ).
+//! One object: the capture's figures (`version`, `similarity`,
+//! `captured_at`, `capture_time_us`, `maxmem`, `bytes_used`, `augmented`),
+//! `totals`, and `buckets` in display order, each with its members' ids and
+//! names and its frames, innermost first; an argument value that differs
+//! across a bucket's members is `"*"`, an address seen more than once is
+//! labelled `#n`. The schema is versioned by `version` ([`JSON_VERSION`],
+//! currently 1); within a version fields may be added, never removed or
+//! changed. It is not the serde form of a [`Snapshot`] (one entry per
+//! routine, [`Snapshot::to_json`]). Both are described field by field in
+//! `docs/json.md` of the webstack source tree.
 //!
 //! [`JSON_VERSION`]: crate::JSON_VERSION
+//! [`Snapshot`]: crate::Snapshot
+//! [`Snapshot::to_json`]: crate::Snapshot::to_json
 
 use std::io::Write;
 
