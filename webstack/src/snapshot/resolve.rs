@@ -106,18 +106,27 @@ fn tidy_path(path: &'static str) -> &'static str {
     }
     static PATHS: LazyLock<Mutex<HashMap<usize, &'static str>>> = LazyLock::new(Default::default);
     let mut paths = PATHS.lock().unwrap_or_else(|e| e.into_inner());
-    paths.entry(path.as_ptr() as usize).or_insert_with(|| {
-        let mut parts: Vec<&str> = Vec::new();
-        for part in path.split('/') {
-            match part {
-                ".." if parts.last().is_some_and(|p| *p != "..") => {
-                    parts.pop();
-                }
-                _ => parts.push(part),
+    paths
+        .entry(path.as_ptr() as usize)
+        .or_insert_with(|| Box::leak(tidy(path).into_owned().into_boxed_str()))
+}
+
+/// `path` with each `dir/..` pair removed, lexically: `pkg/../examples/x.rs`
+/// is `examples/x.rs`.
+pub(crate) fn tidy(path: &str) -> Cow<'_, str> {
+    if !path.contains("/../") {
+        return Cow::Borrowed(path);
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            ".." if parts.last().is_some_and(|p| !p.is_empty() && *p != "..") => {
+                parts.pop();
             }
+            _ => parts.push(part),
         }
-        Box::leak(parts.join("/").into_boxed_str())
-    })
+    }
+    Cow::Owned(parts.join("/"))
 }
 
 /// `Type::method` names for methods, built once per (type, method) and kept.
@@ -376,6 +385,18 @@ mod tests {
         assert_eq!(crate_name("clone3"), None);
         assert_eq!(crate_name("tokio::runtime::park"), Some("tokio"));
         assert_eq!(crate_of("clone3"), Some("clone3"));
+    }
+
+    #[test]
+    fn tidy_paths() {
+        assert_eq!(
+            tidy("/w/webstack/../examples/demo.rs"),
+            "/w/examples/demo.rs"
+        );
+        assert_eq!(tidy("webstack/../examples/demo.rs"), "examples/demo.rs");
+        assert_eq!(tidy("../x/../y.rs"), "../y.rs");
+        assert_eq!(tidy("/../x.rs"), "/../x.rs");
+        assert!(matches!(tidy("src/lib.rs"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use super::merge::match_key;
 use super::Origin;
-use crate::snapshot::resolve::classify_with_file;
+use crate::snapshot::resolve::{classify_with_file, tidy};
 
 /// One function at an address; inlined calls give several per address.
 #[derive(Clone, Debug)]
@@ -62,7 +62,7 @@ pub(super) fn symbolize(lookup: usize) -> Arc<[SymFrame]> {
         let function = symbol.name().map(|name| intern(&format!("{name:#}")));
         let file = symbol
             .filename()
-            .map(|path| intern(&path.to_string_lossy()));
+            .map(|path| intern(&tidy(&path.to_string_lossy())));
         let origin = function.map_or(Origin::Unknown, |function| {
             classify_with_file(function, file)
         });
