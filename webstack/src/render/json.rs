@@ -1,18 +1,19 @@
 //! The JSON form of grouped buckets ([`Format::Json`](super::Format::Json)),
 //! as served with `format=json`.
 //!
-//! One object: the capture's figures (`version`, `similarity`,
-//! `captured_at`, `capture_time_us`, `maxmem`, `bytes_used`, `augmented`),
-//! `totals`, and `buckets` in display order, each with its members' ids and
-//! names and its frames, innermost first; an argument value that differs
-//! across a bucket's members is `"*"`, an address seen more than once is
-//! labelled `#n`. The schema is versioned by `version` ([`JSON_VERSION`],
-//! currently 1); within a version fields may be added, never removed or
-//! changed. It is not the serde form of a [`Snapshot`] (one entry per
-//! routine, [`Snapshot::to_json`]). Both are described field by field in
-//! `docs/json.md` of the webstack source tree.
+//! One object named `"schema": "page"`: the capture's figures (`version`,
+//! `similarity`, `captured_at`, `capture_time_us`, `maxmem`, `bytes_used`,
+//! `augmented`), `totals`, the `process` it was taken in, and `buckets` in
+//! display order, each with its members' ids and names and its frames,
+//! innermost first; an argument value that differs across a bucket's
+//! members is `"*"`, an address seen more than once is labelled `#n`. The
+//! schema is versioned by `version` ([`VERSION`], currently 1); within a
+//! version fields may be added, never removed or changed. It is not the
+//! serde form of a [`Snapshot`] (`"schema": "snapshot"`, one entry per
+//! routine, [`Snapshot::to_json`], versioned by
+//! [`JSON_VERSION`](crate::JSON_VERSION)). Both are described field by field
+//! in `docs/json.md` of the webstack source tree.
 //!
-//! [`JSON_VERSION`]: crate::JSON_VERSION
 //! [`Snapshot`]: crate::Snapshot
 //! [`Snapshot::to_json`]: crate::Snapshot::to_json
 
