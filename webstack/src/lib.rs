@@ -109,6 +109,8 @@ mod sealed;
 mod snapshot;
 mod sync;
 
+#[cfg(all(test, not(webstack_loom)))]
+mod layout_tests;
 #[cfg(all(test, webstack_loom))]
 mod loom_tests;
 
