@@ -63,6 +63,7 @@ use crate::snapshot::{Origin, Snapshot, DEFAULT_MAXMEM};
 
 /// Output format of [`render`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Format {
     /// A self-contained HTML page. The default.
     #[default]

@@ -28,6 +28,7 @@ pub const JSON_VERSION: u32 = 1;
 /// application's. Decided once, at capture (see [`Origin::of`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum Origin {
     /// The application's own code.
     App,
