@@ -7,6 +7,7 @@ use proc_macro::TokenStream;
 
 mod attr;
 mod expand;
+mod type_text;
 
 /// Records a frame with typed argument values for each call of the function,
 /// readable by webstack snapshots.
