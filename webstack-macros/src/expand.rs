@@ -140,7 +140,7 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
     let ItemFn {
         attrs,
         vis,
-        sig,
+        mut sig,
         block,
     } = function;
     if let Some(constness) = &sig.constness {
@@ -152,24 +152,124 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
             ),
         ));
     }
-    let boxed_async = if attr == Attr::Instrument {
-        boxed_async_block(&sig, &block)
-    } else {
-        None
-    };
-    let params = params(&sig, boxed_async.is_some());
+    let shape = Shape::of(&attrs, &sig, &block, attr);
+    let params = params(&sig, matches!(shape, Shape::BoxedAsync(_)));
     check_skips(&sig, &params, args)?;
-    let recorded: Vec<Param> = if args.skip_all {
-        Vec::new()
-    } else {
-        params
-            .into_iter()
-            .filter(|p| p.recordable)
-            .filter(|p| !p.ident.as_ref().is_some_and(|i| args.skips.contains(i)))
-            .take(MAX_ARGS)
-            .collect()
+    let frame = Frame::new(&sig, args, attr, params);
+    let body = match shape {
+        Shape::BoxedAsync(boxed) => boxed_async_body(&frame, *boxed),
+        Shape::DesugaredAsync => desugared_async_body(&frame, &mut sig, &block),
+        Shape::AsyncFn => async_fn_body(&frame, &sig, &block),
+        Shape::ImplFuture => impl_future_body(&frame, &attrs, &block),
+        Shape::Sync => sync_body(&frame, &block),
     };
+    // The braces keep the user's span: rustc places the fn item where its
+    // tokens are, and does not report `dead_code` on an item whose span ends
+    // in macro-generated tokens.
+    let mut braces = Group::new(Delimiter::Brace, body);
+    braces.set_span(block.brace_token.span.join());
+    Ok(quote! {
+        #(#attrs)*
+        #vis #sig #braces
+    })
+}
 
+/// Where the frame lives, decided by the body's shape.
+enum Shape {
+    /// A method of an `#[async_trait]` impl, already rewritten to `fn .. ->
+    /// Pin<Box<dyn Future>>` returning `Box::pin(async move { body })`: the
+    /// frame goes into the boxed future, as for an `async fn`.
+    BoxedAsync(Box<BoxedAsync>),
+    /// An `async fn` that [`desugars`] to a `fn` returning `impl Future`.
+    DesugaredAsync,
+    /// Any other `async fn` (`main` included): it stays one and awaits the
+    /// instrumented body.
+    AsyncFn,
+    /// A `fn` returning `impl Future`: every returned future is instrumented.
+    ImplFuture,
+    /// Any other function: the frame is entered for the call.
+    Sync,
+}
+
+impl Shape {
+    fn of(attrs: &[syn::Attribute], sig: &Signature, block: &syn::Block, attr: Attr) -> Shape {
+        let instrument = attr == Attr::Instrument;
+        if let Some(boxed) = instrument.then(|| boxed_async_block(sig, block)).flatten() {
+            Shape::BoxedAsync(Box::new(boxed))
+        } else if sig.asyncness.is_some() && instrument && desugars(attrs, sig) {
+            Shape::DesugaredAsync
+        } else if sig.asyncness.is_some() {
+            Shape::AsyncFn
+        } else if returns_impl_future(sig) {
+            Shape::ImplFuture
+        } else {
+            Shape::Sync
+        }
+    }
+}
+
+/// What every shape of body shares: the statements that set the frame up,
+/// and the arguments of the call that creates it.
+struct Frame {
+    /// `init_main` for `main`, the frame's static metadata, the recorded
+    /// values.
+    prelude: TokenStream,
+    /// The metadata, the owner and the values, as the runtime's frame
+    /// constructors take them.
+    args: TokenStream,
+}
+
+impl Frame {
+    fn new(sig: &Signature, args: &InstrumentArgs, attr: Attr, params: Vec<Param>) -> Frame {
+        let recorded: Vec<Param> = if args.skip_all {
+            Vec::new()
+        } else {
+            params
+                .into_iter()
+                .filter(|p| p.recordable)
+                .filter(|p| !p.ident.as_ref().is_some_and(|i| args.skips.contains(i)))
+                .take(MAX_ARGS)
+                .collect()
+        };
+        let meta = Ident::new("__webstack_meta", Span::mixed_site());
+        let values = Ident::new("__webstack_args", Span::mixed_site());
+        let init = if attr == Attr::Main {
+            quote!(::webstack::__private::init_main();)
+        } else {
+            TokenStream::new()
+        };
+        let meta_static = meta_static(&meta, sig, args, &recorded);
+        let capture_values = capture_values(&values, &recorded);
+        // Frames of methods are named `Type::method`. Without a receiver, a
+        // signature that names `Self` is also inside an `impl` or a trait.
+        let owner = if sig.receiver().is_some() || mentions_self(sig) {
+            quote!(::webstack::__private::owner::<Self>())
+        } else {
+            quote!(::webstack::__private::NoOwner)
+        };
+        Frame {
+            prelude: quote!(#init #meta_static #capture_values),
+            args: quote!(#meta, #owner, #values),
+        }
+    }
+
+    /// `future` instrumented as the body of an `async fn`.
+    fn in_async_fn(&self, future: TokenStream) -> TokenStream {
+        let args = &self.args;
+        quote!(::webstack::__private::Instrumented::in_async_fn(#args, #future))
+    }
+}
+
+/// `let meta = ..;`, a value naming the frame's static metadata. The static
+/// and the zero-sized type naming it live in their own block, so no name of
+/// them can reach the user's body. An async frame's future holds the type,
+/// not the address.
+fn meta_static(
+    meta: &Ident,
+    sig: &Signature,
+    args: &InstrumentArgs,
+    recorded: &[Param],
+) -> TokenStream {
     let fn_name = sig.ident.to_string();
     let task_name = args
         .name
@@ -182,25 +282,7 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
         let (name, ty) = (&p.name, &p.ty);
         quote!(::webstack::__private::ArgMeta { name: #name, ty: #ty })
     });
-    // Frames of methods are named `Type::method`. Without a receiver, a
-    // signature that names `Self` is also inside an `impl` or a trait.
-    let owner = if sig.receiver().is_some() || mentions_self(&sig) {
-        quote!(::webstack::__private::owner::<Self>())
-    } else {
-        quote!(::webstack::__private::NoOwner)
-    };
-    let meta = Ident::new("__webstack_meta", Span::mixed_site());
-    let frame = Ident::new("__webstack_frame", Span::mixed_site());
-    let values = Ident::new("__webstack_args", Span::mixed_site());
-    let init = if attr == Attr::Main {
-        quote!(::webstack::__private::init_main();)
-    } else {
-        TokenStream::new()
-    };
-    // The static and the zero-sized type naming it live in their own block,
-    // so no name of them can reach the user's body. An async frame's future
-    // holds the type, not the address.
-    let meta_static = quote! {
+    quote! {
         let #meta = {
             static __WEBSTACK_META: ::webstack::__private::FrameMeta = ::webstack::__private::FrameMeta {
                 name: #fn_name,
@@ -219,118 +301,124 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
             }
             __WebstackMeta
         };
-    };
-    let captures: Vec<&TokenStream> = recorded.iter().map(|p| &p.capture).collect();
-    let capture_values = if captures.is_empty() {
-        quote!(let #values = ();)
-    } else {
-        quote! {
-            let #values = {
-                use ::webstack::__private::{
-                    ViaCapture as _, ViaNarrow as _, ViaPointee as _, ViaRef as _, ViaValue as _,
-                };
-                (#(#captures,)*)
-            };
-        }
-    };
+    }
+}
 
-    let prelude = quote!(#init #meta_static #capture_values);
-    let mut sig = sig;
-    let body = if let Some(boxed) = boxed_async {
-        // A method of an `#[async_trait]` impl, already rewritten to `fn ..
-        // -> Pin<Box<dyn Future>>` returning `Box::pin(async move { body })`:
-        // the frame goes into the boxed future, as for an `async fn`.
-        let BoxedAsync {
-            before,
-            box_pin,
-            future,
-        } = boxed;
-        quote! {
-            #prelude
-            #(#before)*
-            #box_pin(::webstack::__private::Instrumented::in_async_fn(#meta, #owner, #values, #future))
-        }
-    } else if sig.asyncness.is_some() && attr == Attr::Instrument && desugars(&attrs, &sig) {
-        // `async fn f(x: T) -> R` becomes `fn f(x: T) -> impl Future<Output =
-        // R>` returning the instrumented future directly. Left `async`, the
-        // call would be a generator around `Instrumented` around the body's
-        // generator: each argument is copied twice more, and every poll goes
-        // through one more state dispatch.
-        let output = match &sig.output {
-            ReturnType::Default => quote!(()),
-            ReturnType::Type(_, ty) => ty.to_token_stream(),
+/// `let values = ..;`, the recorded parameters' values (`()` for none).
+fn capture_values(values: &Ident, recorded: &[Param]) -> TokenStream {
+    if recorded.is_empty() {
+        return quote!(let #values = (););
+    }
+    let captures = recorded.iter().map(|p| &p.capture);
+    quote! {
+        let #values = {
+            use ::webstack::__private::{
+                ViaCapture as _, ViaNarrow as _, ViaPointee as _, ViaRef as _, ViaValue as _,
+            };
+            (#(#captures,)*)
         };
-        let rebinds = rebind_params(&mut sig);
-        let ret = Ident::new("__webstack_ret", Span::mixed_site());
-        let inner = quote_spanned!(block.span()=> {
-            #(#rebinds)*
-            let #ret: #output = #block;
-            #ret
-        });
-        sig.asyncness = None;
-        // The `impl` token carries this crate's edition (2024): the opaque
-        // type captures every lifetime in scope, elided ones included, as the
-        // `async fn` did.
-        sig.output = syn::parse_quote!(-> impl ::core::future::Future<Output = #output>);
-        quote! {
-            #prelude
-            ::webstack::__private::Instrumented::in_async_fn(#meta, #owner, #values, async move #inner)
-        }
-    } else if sig.asyncness.is_some() {
-        // Binding the block's value to the declared type keeps inference (`?`,
-        // `.into()`, `collect()`) and puts type errors on the user's tail
-        // expression, as in the unexpanded `async fn`.
-        let declared = match &sig.output {
-            ReturnType::Default => Some(quote!(())),
-            ReturnType::Type(_, ty) if binds_as_let(ty) => Some(ty.to_token_stream()),
-            ReturnType::Type(..) => None,
-        };
-        let inner = match declared {
-            Some(ty) => {
-                let ret = Ident::new("__webstack_ret", Span::mixed_site());
-                quote_spanned!(block.span()=> {
-                    let #ret: #ty = #block;
-                    #ret
-                })
-            }
-            None => block.to_token_stream(),
-        };
-        quote! {
-            #prelude
-            ::webstack::__private::Instrumented::in_async_fn(#meta, #owner, #values, async move #inner).await
-        }
-    } else if returns_impl_future(&sig) {
-        // A `return` in the body must return the instrumented future too:
-        // the body runs as a closure called once, so `return` leaves the
-        // closure and every path reaches `Instrumented::new`. Not for a
-        // `#[track_caller]` function without `return` (a closure cannot
-        // forward the caller's location).
-        let track_caller = attrs.iter().any(|a| a.path().is_ident("track_caller"));
-        let inner = if track_caller && !has_ident(block.to_token_stream(), "return") {
-            block.to_token_stream()
-        } else {
-            quote_spanned!(block.span()=> ::webstack::__private::run_body(move || #block))
-        };
-        quote! {
-            #prelude
-            ::webstack::__private::Instrumented::new(#meta, #owner, #values, #inner)
-        }
-    } else {
-        quote! {
-            #prelude
-            let #frame = ::webstack::__private::enter(#meta, #owner, #values);
-            #block
-        }
+    }
+}
+
+fn boxed_async_body(frame: &Frame, boxed: BoxedAsync) -> TokenStream {
+    let BoxedAsync {
+        before,
+        box_pin,
+        future,
+    } = boxed;
+    let prelude = &frame.prelude;
+    let instrumented = frame.in_async_fn(future.to_token_stream());
+    quote! {
+        #prelude
+        #(#before)*
+        #box_pin(#instrumented)
+    }
+}
+
+/// `async fn f(x: T) -> R` becomes `fn f(x: T) -> impl Future<Output = R>`
+/// returning the instrumented future directly. Left `async`, the call would
+/// be a generator around `Instrumented` around the body's generator: each
+/// argument is copied twice more, and every poll goes through one more state
+/// dispatch.
+fn desugared_async_body(frame: &Frame, sig: &mut Signature, block: &syn::Block) -> TokenStream {
+    let output = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => ty.to_token_stream(),
     };
-    // The braces keep the user's span: rustc places the fn item where its
-    // tokens are, and does not report `dead_code` on an item whose span ends
-    // in macro-generated tokens.
-    let mut braces = Group::new(Delimiter::Brace, body);
-    braces.set_span(block.brace_token.span.join());
-    Ok(quote! {
-        #(#attrs)*
-        #vis #sig #braces
-    })
+    let rebinds = rebind_params(sig);
+    let ret = Ident::new("__webstack_ret", Span::mixed_site());
+    let inner = quote_spanned!(block.span()=> {
+        #(#rebinds)*
+        let #ret: #output = #block;
+        #ret
+    });
+    sig.asyncness = None;
+    // The `impl` token carries this crate's edition (2024): the opaque type
+    // captures every lifetime in scope, elided ones included, as the `async
+    // fn` did.
+    sig.output = syn::parse_quote!(-> impl ::core::future::Future<Output = #output>);
+    let prelude = &frame.prelude;
+    let instrumented = frame.in_async_fn(quote!(async move #inner));
+    quote! {
+        #prelude
+        #instrumented
+    }
+}
+
+fn async_fn_body(frame: &Frame, sig: &Signature, block: &syn::Block) -> TokenStream {
+    // Binding the block's value to the declared type keeps inference (`?`,
+    // `.into()`, `collect()`) and puts type errors on the user's tail
+    // expression, as in the unexpanded `async fn`.
+    let declared = match &sig.output {
+        ReturnType::Default => Some(quote!(())),
+        ReturnType::Type(_, ty) if binds_as_let(ty) => Some(ty.to_token_stream()),
+        ReturnType::Type(..) => None,
+    };
+    let inner = match declared {
+        Some(ty) => {
+            let ret = Ident::new("__webstack_ret", Span::mixed_site());
+            quote_spanned!(block.span()=> {
+                let #ret: #ty = #block;
+                #ret
+            })
+        }
+        None => block.to_token_stream(),
+    };
+    let prelude = &frame.prelude;
+    let instrumented = frame.in_async_fn(quote!(async move #inner));
+    quote! {
+        #prelude
+        #instrumented.await
+    }
+}
+
+fn impl_future_body(frame: &Frame, attrs: &[syn::Attribute], block: &syn::Block) -> TokenStream {
+    // A `return` in the body must return the instrumented future too: the
+    // body runs as a closure called once, so `return` leaves the closure and
+    // every path reaches `Instrumented::new`. Not for a `#[track_caller]`
+    // function without `return` (a closure cannot forward the caller's
+    // location).
+    let track_caller = attrs.iter().any(|a| a.path().is_ident("track_caller"));
+    let inner = if track_caller && !has_ident(block.to_token_stream(), "return") {
+        block.to_token_stream()
+    } else {
+        quote_spanned!(block.span()=> ::webstack::__private::run_body(move || #block))
+    };
+    let Frame { prelude, args } = frame;
+    quote! {
+        #prelude
+        ::webstack::__private::Instrumented::new(#args, #inner)
+    }
+}
+
+fn sync_body(frame: &Frame, block: &syn::Block) -> TokenStream {
+    let Frame { prelude, args } = frame;
+    let guard = Ident::new("__webstack_frame", Span::mixed_site());
+    quote! {
+        #prelude
+        let #guard = ::webstack::__private::enter(#args);
+        #block
+    }
 }
 
 /// Attributes that may stay on an `async fn` rewritten to return `impl
