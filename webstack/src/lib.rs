@@ -106,6 +106,7 @@ mod pipeline;
 mod record;
 pub mod render;
 mod sealed;
+pub mod serve;
 mod snapshot;
 mod sync;
 

@@ -4,8 +4,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use actix_web::http::header::{HeaderMap, HeaderName};
-use actix_web::HttpRequest;
+use super::Request;
 
 /// A range of IP addresses, `network/prefix` (`10.0.0.0/8`, `fd00::/8`).
 ///
@@ -15,7 +14,7 @@ use actix_web::HttpRequest;
 /// (`::ffff:10.0.0.0/104`) is the IPv4 range it maps (`10.0.0.0/8`).
 ///
 /// ```
-/// use webstack::actix::Cidr;
+/// use webstack::serve::Cidr;
 ///
 /// let cgnat: Cidr = "100.64.0.0/10".parse().unwrap();
 /// assert!(cgnat.contains("100.127.255.255".parse().unwrap()));
@@ -181,7 +180,7 @@ pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The access rules of a [`Webstack`](super::Webstack) service.
+/// The access rules of a [`Service`](super::Service).
 #[derive(Clone, Debug)]
 pub(crate) struct Access {
     /// `None`: everyone may see snapshots.
@@ -198,14 +197,14 @@ impl Access {
     }
 
     /// Whether the request's client may see a snapshot.
-    pub(crate) fn allows(&self, req: &HttpRequest) -> bool {
+    pub(crate) fn allows(&self, request: &Request<'_>) -> bool {
         let Some(allow) = &self.allow else {
             return true;
         };
-        let Some(peer) = req.peer_addr().map(|a| canonical(a.ip())) else {
+        let Some(peer) = request.peer.map(canonical) else {
             return false;
         };
-        match self.client(peer, req.headers()) {
+        match self.client(peer, request) {
             Some(client) => allow.iter().any(|range| range.contains(client)),
             None => false,
         }
@@ -213,13 +212,13 @@ impl Access {
 
     /// The client address: the peer, or, when the peer is a trusted proxy,
     /// the address the proxy forwarded (`None` if it sent none readable).
-    fn client(&self, peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
+    fn client(&self, peer: IpAddr, request: &Request<'_>) -> Option<IpAddr> {
         if !self.is_trusted(peer) {
             return Some(peer);
         }
         // Walk the forwarding chain from the nearest hop: each trusted proxy
         // vouches for the hop before it; the first untrusted hop is the client.
-        let mut chain = forwarded_chain(headers)?;
+        let mut chain = forwarded_chain(request)?;
         loop {
             let hop = canonical(chain.pop()?);
             if !self.is_trusted(hop) {
@@ -237,10 +236,10 @@ impl Access {
 /// (RFC 7239) `for=` values when that header is present, else
 /// `X-Forwarded-For`. `None` if the header is missing or any hop is
 /// unreadable (`unknown`, an obfuscated name, garbage).
-fn forwarded_chain(headers: &HeaderMap) -> Option<Vec<IpAddr>> {
-    if headers.contains_key(actix_web::http::header::FORWARDED) {
+fn forwarded_chain(request: &Request<'_>) -> Option<Vec<IpAddr>> {
+    if request.header_values("forwarded").next().is_some() {
         let mut chain = Vec::new();
-        for element in header_elements(headers, &actix_web::http::header::FORWARDED)? {
+        for element in header_elements(request, "forwarded")? {
             let for_value = element.split(';').find_map(|pair| {
                 let (key, value) = pair.split_once('=')?;
                 key.trim()
@@ -251,19 +250,26 @@ fn forwarded_chain(headers: &HeaderMap) -> Option<Vec<IpAddr>> {
         }
         return (!chain.is_empty()).then_some(chain);
     }
-    let name = HeaderName::from_static("x-forwarded-for");
-    let chain = header_elements(headers, &name)?
+    let chain = header_elements(request, "x-forwarded-for")?
         .into_iter()
         .map(parse_node)
         .collect::<Option<Vec<_>>>()?;
     (!chain.is_empty()).then_some(chain)
 }
 
-/// The comma-separated elements of every line of a header, in order.
-fn header_elements<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Vec<&'a str>> {
+/// The comma-separated elements of every line of a header, in order;
+/// `None` if a line holds anything but visible ASCII and tabs.
+fn header_elements<'a>(request: &Request<'a>, name: &str) -> Option<Vec<&'a str>> {
     let mut elements = Vec::new();
-    for value in headers.get_all(name) {
-        elements.extend(value.to_str().ok()?.split(',').map(str::trim));
+    for value in request.header_values(name) {
+        if !value
+            .iter()
+            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
+            return None;
+        }
+        let value = std::str::from_utf8(value).ok()?;
+        elements.extend(value.split(',').map(str::trim));
     }
     Some(elements)
 }
