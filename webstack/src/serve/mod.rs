@@ -31,6 +31,7 @@
 //! | `maxmem` | bytes the snapshot may use; below 1048576 raised to it | `67108864` |
 //! | `similarity` | `exactflags`, `exactlines`, `anypointer`, `anyvalue` | `anypointer` |
 //! | `format` | `html`, `json`, `text` | `html` |
+//! | `fold` | `0` or `1`: fold runs of std and runtime frames (HTML, text) | `1` |
 //!
 //! A [`Service`] can change each default, and cap `maxmem`.
 //!
@@ -391,6 +392,7 @@ fn produce(
     links.augment = params.augment;
     links.maxmem = params.maxmem;
     links.similarity = params.similarity;
+    links.fold = params.fold;
     render::render_chunks(&snapshot, &buckets, params.format, &links)
         .map_err(|e| format!("snapshot failed: rendering: {e}"))
 }

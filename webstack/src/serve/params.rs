@@ -4,6 +4,10 @@
 use crate::render::Format;
 use crate::{Similarity, DEFAULT_MAXMEM, MIN_MAXMEM};
 
+/// Named by the 400 answers to an unknown or malformed parameter name. It
+/// lists the parameters of the first release, which clients match on, and
+/// so leaves out `fold` (display only; a wrong value of it is answered
+/// with its own rule).
 const ALLOWED: &str = "augment, maxmem, similarity, format";
 
 /// What a request asks for, after defaults and bounds are applied.
@@ -13,6 +17,8 @@ pub(crate) struct Params {
     pub(crate) maxmem: usize,
     pub(crate) similarity: Similarity,
     pub(crate) format: Format,
+    /// Fold runs of std and runtime frames (HTML and text).
+    pub(crate) fold: bool,
 }
 
 /// Values used when a request does not name a parameter, and the bound on
@@ -32,6 +38,7 @@ impl Default for Defaults {
                 maxmem: DEFAULT_MAXMEM,
                 similarity: Similarity::default(),
                 format: Format::default(),
+                fold: true,
             },
             maxmem_cap: usize::MAX,
         }
@@ -58,10 +65,17 @@ enum Key {
     Maxmem,
     Similarity,
     Format,
+    Fold,
 }
 
 impl Key {
-    const ALL: [Key; 4] = [Key::Augment, Key::Maxmem, Key::Similarity, Key::Format];
+    const ALL: [Key; 5] = [
+        Key::Augment,
+        Key::Maxmem,
+        Key::Similarity,
+        Key::Format,
+        Key::Fold,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -69,6 +83,7 @@ impl Key {
             Key::Maxmem => "maxmem",
             Key::Similarity => "similarity",
             Key::Format => "format",
+            Key::Fold => "fold",
         }
     }
 
@@ -82,7 +97,17 @@ impl Key {
             ),
             Key::Similarity => crate::ParseSimilarityError.to_string(),
             Key::Format => crate::render::ParseFormatError.to_string(),
+            Key::Fold => "fold must be 0 or 1".to_owned(),
         }
+    }
+}
+
+/// `0` or `1`.
+fn flag(value: &str) -> Option<bool> {
+    match value {
+        "0" => Some(false),
+        "1" => Some(true),
+        _ => None,
     }
 }
 
@@ -120,13 +145,8 @@ pub(crate) fn parse(query: &str, defaults: &Defaults) -> Result<Params, String> 
         }
         let value = decode(raw_value).ok_or_else(|| key.rule())?;
         match key {
-            Key::Augment => {
-                params.augment = match value.as_str() {
-                    "0" => false,
-                    "1" => true,
-                    _ => return Err(key.rule()),
-                }
-            }
+            Key::Augment => params.augment = flag(&value).ok_or_else(|| key.rule())?,
+            Key::Fold => params.fold = flag(&value).ok_or_else(|| key.rule())?,
             Key::Maxmem => {
                 let bytes = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
                     .then(|| value.parse::<usize>().ok())
@@ -221,6 +241,18 @@ mod tests {
             ..Defaults::default()
         };
         assert_eq!(parse("", &tiny_cap).unwrap().maxmem, MIN_MAXMEM);
+    }
+
+    #[test]
+    fn fold_is_a_flag() {
+        assert!(ok("").fold);
+        assert!(!ok("fold=0").fold);
+        assert!(ok("fold=1&format=text").fold);
+        assert_eq!(err("fold=yes"), "fold must be 0 or 1");
+        assert_eq!(
+            err("fold=0&fold=0"),
+            "fold given more than once; fold must be 0 or 1"
+        );
     }
 
     #[test]
