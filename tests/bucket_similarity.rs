@@ -573,7 +573,7 @@ fn real_tasks() {
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let file = file!().replace("webstack/../", "");
+    let file = file!();
     let block = |count: usize, ids: &str, step: &str, conn: &str| {
         format!(
             "{count}: task idle [DURATION] bs-conn {ids}\

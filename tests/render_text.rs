@@ -146,7 +146,7 @@ fn real_threads_dump() {
              \n        {file}:LINE\
              \n    created by <uninstrumented> at {file}:LINE",
             ids.join(", "),
-            file = file!().replace("webstack/../", "")
+            file = file!()
         )
     );
 }

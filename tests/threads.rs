@@ -82,7 +82,7 @@ fn blocked_workers_show_nested_frames_and_creator() {
     let created = pool.created_by.unwrap();
     assert!(created.file.ends_with("threads.rs"));
     assert_eq!(
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/threads.rs"))
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/threads.rs"))
             .unwrap()
             .lines()
             .nth(created.line as usize - 1)
