@@ -3,15 +3,14 @@
 //! sees them, and the frame must still live in the method's future, so a task
 //! waiting inside the method shows it.
 
-mod util;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use pretty_assertions::assert_eq;
+use support::snapshot::{describe_all, routines, shadow_snapshot};
+use support::wait::wait_until;
 use tokio::sync::oneshot;
-use util::{describe_all, shadow_snapshot, wait_until};
 
 #[async_trait]
 trait Store {
@@ -44,7 +43,7 @@ fn an_async_trait_method_shows_while_its_future_is_pending() {
     let handle = rt.spawn(request(store, 4, rx));
     // Compared below whatever it shows: a failure prints the chain.
     wait_until(Duration::from_secs(5), || {
-        util::routines(&shadow_snapshot(), |n| n == "request")
+        routines(&shadow_snapshot(), |n| n == "request")
             .iter()
             .any(|r| r.frames.len() == 2 && r.state.as_str() == "idle")
     });

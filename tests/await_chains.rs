@@ -3,8 +3,6 @@
 //! `FuturesUnordered` or `join_all` did during the same poll, and never at a
 //! frame that was dropped.
 
-mod util;
-
 use std::future::{pending, Future};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -12,7 +10,7 @@ use std::task::{Context, Poll};
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use pretty_assertions::assert_eq;
-use util::{describe_all, shadow_snapshot};
+use support::snapshot::{describe_all, shadow_snapshot};
 
 #[webstack::instrument]
 async fn stuck(id: u32) {

@@ -2,13 +2,12 @@
 //! snapshots after panicparse's examples, then real captures of instrumented
 //! threads and tasks.
 
-mod render_util;
-
 use std::sync::{mpsc, Arc, Barrier};
 use std::time::Duration;
 
 use pretty_assertions::assert_eq;
-use render_util::{arg, frame, secs, snapshot, task, thread};
+use support::model::{arg, frame, secs, snapshot, task, thread};
+use support::normalise::normalise;
 use webstack::render::{render, Format, Links};
 use webstack::{Buckets, Kind, Merged, Options, Similarity, Snapshot, Value};
 
@@ -554,7 +553,7 @@ fn real_tasks() {
     let ours = |snap: &Snapshot, s: Similarity| -> Vec<String> {
         let buckets = Buckets::aggregate(snap, s);
         let text = render(snap, &buckets, Format::Text, &Links::default()).unwrap();
-        render_util::normalise(&text)
+        normalise(&text)
             .split("\n\n")
             .filter(|block| block.contains("bs-conn"))
             .map(|block| block.trim_end().to_owned())

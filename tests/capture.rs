@@ -2,21 +2,20 @@
 //! fallbacks without one (pointee address, by value), a user's impl, `skip`,
 //! `skip_all`, destructured parameters, generic parameters and methods.
 
-mod util;
-
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use pretty_assertions::assert_eq;
+use support::snapshot::shadow_snapshot;
 use webstack::{Capture, Value};
 
 /// The innermost frame of the calling thread, as "name: type = value" lines.
 fn my_frame() -> Vec<String> {
     let tid = std::thread::current().id();
     let name = format!("{tid:?}");
-    let snapshot = util::shadow_snapshot();
+    let snapshot = shadow_snapshot();
     let me = snapshot
         .routines
         .iter()
@@ -308,7 +307,7 @@ impl Capture for Server {
 impl Server {
     #[webstack::instrument]
     fn handle(&self, request: u32) -> (String, Vec<String>) {
-        let snapshot = util::shadow_snapshot();
+        let snapshot = shadow_snapshot();
         let name = format!("{:?}", std::thread::current().id());
         let me = snapshot.routines.iter().find(|r| r.name == name).unwrap();
         (me.frames[0].function.to_string(), my_frame())

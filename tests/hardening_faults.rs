@@ -16,15 +16,15 @@
 //! caller's panic. The only hook into the handler's capture path is
 //! `Webstack::map_snapshot`, which runs between capture and grouping.
 
-mod hardening_util;
-
 use std::io::{Read, Write};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use hardening_util::{check_json, get, get_within, watchdog};
+use support::checks::check_json;
+use support::server::{connect, get, get_within, start_server};
+use support::wait::watchdog;
 use webstack::actix::Webstack;
 use webstack::{Capture, Options, Snapshot, Value};
 
@@ -91,7 +91,7 @@ fn concurrent_requests_are_served_one_at_a_time() {
     // Four workers, each building its `App` (and so its `Webstack`) from the
     // factory, as `HttpServer::new(|| App::new().service(Webstack::new(..)))`
     // in the module docs does.
-    let addr = hardening_util::start_server(4, move || {
+    let addr = start_server(4, move || {
         Webstack::new("/ws/one-at-a-time")
             .min_interval(Duration::ZERO)
             .queue_timeout(Duration::from_secs(60))
@@ -134,7 +134,7 @@ fn concurrent_requests_are_served_one_at_a_time() {
 #[test]
 fn min_interval_holds_across_workers() {
     let _watchdog = watchdog("min interval", Duration::from_secs(120));
-    let addr = hardening_util::start_server(4, || {
+    let addr = start_server(4, || {
         Webstack::new("/ws/min-interval").min_interval(Duration::from_secs(60))
     });
     // Sequential requests on fresh connections, spread over the workers.
@@ -167,7 +167,7 @@ enum HangUp {
 }
 
 fn hang_up(addr: std::net::SocketAddr, how: HangUp) {
-    let mut stream = hardening_util::connect(addr).unwrap();
+    let mut stream = connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
@@ -203,7 +203,7 @@ fn clients_that_hang_up_leave_no_stuck_state() {
     let _watchdog = watchdog("hang-ups", Duration::from_secs(120));
     let name = long_lived();
     many_tasks();
-    let addr = hardening_util::start_server(2, || {
+    let addr = start_server(2, || {
         Webstack::new("/ws/hang-ups")
             .min_interval(Duration::ZERO)
             // A stuck turn would show as 503s instead of a hang.
@@ -257,7 +257,7 @@ fn a_panic_in_the_capture_path_answers_500_and_the_server_recovers() {
             }
         }
     };
-    let addr = hardening_util::start_server(2, move || {
+    let addr = start_server(2, move || {
         Webstack::new("/ws/handler-panic")
             .min_interval(Duration::ZERO)
             .map_snapshot(hook.clone())
@@ -372,7 +372,7 @@ fn a_panicking_capture_impl_panics_in_the_caller_and_leaves_its_stack_correct() 
         }
     }));
     let name = long_lived();
-    let addr = hardening_util::start_server(1, || {
+    let addr = start_server(1, || {
         Webstack::new("/ws/capture-panic").min_interval(Duration::ZERO)
     });
     let stop = Arc::new(AtomicBool::new(false));

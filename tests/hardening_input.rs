@@ -17,14 +17,14 @@
 //!
 //! A watchdog aborts the process after 120 s.
 
-mod hardening_util;
-
 use std::borrow::Cow;
 use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use hardening_util::{check_html, check_json, check_text, get, watchdog};
+use support::checks::{check_html, check_json, check_text};
+use support::server::{get, start_server};
+use support::wait::watchdog;
 use webstack::actix::Webstack;
 use webstack::render::{render, Format, Links};
 use webstack::{Buckets, Options, Similarity, Snapshot};
@@ -240,7 +240,7 @@ fn hostile_names_and_values_round_trip_in_json() {
 fn hostile_data_is_safe_over_http() {
     let _watchdog = watchdog("hostile http", Duration::from_secs(120));
     let names = hostile_workload();
-    let addr = hardening_util::start_server(1, || Webstack::new("/debug/webstack"));
+    let addr = start_server(1, || Webstack::new("/debug/webstack"));
     for augment in [0, 1] {
         for format in [Format::Html, Format::Text] {
             let path = format!("/debug/webstack?augment={augment}&format={format}");

@@ -15,15 +15,15 @@
 //! `harness = false`: one process, one measuring thread, so other tests'
 //! allocations cannot pollute the peak. A watchdog aborts after 120 s.
 
-mod hardening_util;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Context;
 use std::time::{Duration, Instant};
 
-use hardening_util::{check_html, check_json, check_text, get, watchdog};
+use support::checks::{check_html, check_json, check_text};
+use support::server::{get, start_server};
+use support::wait::watchdog;
 use webstack::actix::Webstack;
 use webstack::render::{render_chunks, Format, Links};
 use webstack::{Buckets, Options, Similarity, Snapshot, MIN_MAXMEM};
@@ -218,7 +218,7 @@ fn main() {
     }
 
     // Over HTTP: 200, and the page says how many were left out.
-    let addr = hardening_util::start_server(1, || Webstack::new("/debug/webstack"));
+    let addr = start_server(1, || Webstack::new("/debug/webstack"));
     for format in Format::ALL {
         let path = format!("/debug/webstack?maxmem=1048576&augment=0&format={format}");
         let response = get(addr, &path).unwrap_or_else(|e| panic!("{path}: {e}"));

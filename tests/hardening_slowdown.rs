@@ -18,15 +18,13 @@
 //! The recorded figures live in BENCHMARKS.md, "Slowdown under snapshots".
 //! A watchdog aborts the process after 120 s.
 
-mod hardening_util;
-mod slowdown_workload;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use hardening_util::{get, watchdog};
-use slowdown_workload::{idle_tasks, park_threads, slowdown_work, Background};
+use support::server::{get, start_server};
+use support::slowdown::{idle_tasks, park_threads, slowdown_work, Background};
+use support::wait::watchdog;
 use webstack::actix::Webstack;
 
 const PHASE: Duration = Duration::from_secs(1);
@@ -122,7 +120,7 @@ fn loadavg() -> String {
 
 fn start_background() -> std::net::SocketAddr {
     park_threads();
-    let addr = hardening_util::start_server(1, || {
+    let addr = start_server(1, || {
         Webstack::new("/debug/webstack").min_interval(Duration::ZERO)
     });
     // Warm-up: templates, signal setup, symbol cache.

@@ -1,8 +1,6 @@
 //! `maxmem` bounds a snapshot: once its buffers reach the bound, the rest
 //! are counted as left out, never silently dropped.
 
-mod util;
-
 use std::future::Future;
 use std::task::Context;
 

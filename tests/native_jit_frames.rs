@@ -11,12 +11,11 @@
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 
-mod child_util;
-
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use support::child::run_in_child;
 use webstack::{Options, Snapshot};
 
 extern "C" {
@@ -179,7 +178,7 @@ fn captures_while_a_thread_registers_frames() {
 
 #[test]
 fn captures_never_hang_on_a_thread_registering_unwind_info() {
-    child_util::run_in_child(
+    run_in_child(
         "captures_never_hang_on_a_thread_registering_unwind_info",
         Duration::from_secs(30),
         captures_while_a_thread_registers_frames,

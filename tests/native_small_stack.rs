@@ -14,13 +14,12 @@
     any(target_arch = "x86_64", target_arch = "aarch64")
 ))]
 
-mod child_util;
-
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
+use support::child::run_in_child;
 use webstack::{Options, Snapshot};
 
 /// The lowest usable address of the calling thread's stack.
@@ -155,7 +154,7 @@ fn capture_a_thread_near_its_guard_page(target: usize, alternate: bool) {
 
 #[test]
 fn a_thread_near_its_guard_page_survives_a_capture() {
-    child_util::run_in_child(
+    run_in_child(
         "a_thread_near_its_guard_page_survives_a_capture",
         Duration::from_secs(60),
         || capture_a_thread_near_its_guard_page(2048 + 256, true),
@@ -164,7 +163,7 @@ fn a_thread_near_its_guard_page_survives_a_capture() {
 
 #[test]
 fn a_thread_without_alternate_stack_near_its_guard_page_survives_a_capture() {
-    child_util::run_in_child(
+    run_in_child(
         "a_thread_without_alternate_stack_near_its_guard_page_survives_a_capture",
         Duration::from_secs(60),
         || capture_a_thread_near_its_guard_page(5376, false),

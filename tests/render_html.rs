@@ -2,10 +2,8 @@
 //! runtime frames, escaping of hostile names and values, the links that
 //! switch similarity and augment, and a page from a real capture.
 
-mod render_util;
-
 use pretty_assertions::assert_eq;
-use render_util::{arg, frame, secs, snapshot, task, thread};
+use support::model::{arg, frame, sample, secs, snapshot, task, thread};
 use webstack::render::{render, Format, Links};
 use webstack::{Buckets, Options, Similarity, Snapshot, Value};
 
@@ -27,11 +25,7 @@ fn section(html: &str, n: usize) -> &str {
 #[test]
 fn merged_bucket_block() {
     let queue = 0u8;
-    let page = html(
-        &render_util::sample(&queue),
-        Similarity::AnyValue,
-        &Links::default(),
-    );
+    let page = html(&sample(&queue), Similarity::AnyValue, &Links::default());
     assert_eq!(
         section(&page, 2),
         r#"<section class="bucket" id="b2">
@@ -61,11 +55,7 @@ fn merged_bucket_block() {
 #[test]
 fn runtime_and_std_frames_are_folded() {
     let queue = 0u8;
-    let page = html(
-        &render_util::sample(&queue),
-        Similarity::AnyValue,
-        &Links::default(),
-    );
+    let page = html(&sample(&queue), Similarity::AnyValue, &Links::default());
     let serving = section(&page, 1);
     assert!(serving.starts_with(r#"<section class="bucket serving" id="b1">"#));
     assert!(serving.contains(r#"<span class="note">serving this request</span>"#));
@@ -145,7 +135,7 @@ fn links_switch_similarity_augment_and_format() {
         maxmem: 2 << 20,
         similarity: Similarity::ExactLines,
     };
-    let page = html(&render_util::sample(&queue), Similarity::ExactLines, &links);
+    let page = html(&sample(&queue), Similarity::ExactLines, &links);
     let nav = &page[page.find("<nav>").unwrap()..page.find("</nav>").unwrap() + 6];
     let q = |rest: &str| format!("&#x2F;debug&#x2F;webstack?augment={rest}");
     assert_eq!(
@@ -177,7 +167,7 @@ fn links_switch_similarity_augment_and_format() {
 #[test]
 fn self_contained_page_with_totals_legend_and_metadata() {
     let queue = 0u8;
-    let mut snap = render_util::sample(&queue);
+    let mut snap = sample(&queue);
     snap.left_out.tasks = 4;
     let page = html(&snap, Similarity::AnyPointer, &Links::default());
     assert!(page.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"));

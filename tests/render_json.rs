@@ -1,10 +1,9 @@
 //! The JSON form: the documented shape of a hand-built snapshot, compared as
 //! a whole, and the invariants of a real capture.
 
-mod render_util;
-
 use pretty_assertions::assert_eq;
 use serde_json::{json, Value as Json};
+use support::model::sample;
 use webstack::render::{render, Format, Links};
 use webstack::{Buckets, Options, Similarity, Snapshot};
 
@@ -17,7 +16,7 @@ fn json_of(snap: &Snapshot, similarity: Similarity) -> Json {
 #[test]
 fn documented_shape() {
     let queue = 0u8;
-    let snap = render_util::sample(&queue);
+    let snap = sample(&queue);
     let addr = format!("{:#x}", &queue as *const u8 as u64);
     let creator = json!({"function": "app::main", "file": "src/main.rs", "line": 40});
     let expected = json!({
@@ -91,7 +90,7 @@ fn documented_shape() {
 #[test]
 fn left_out_and_similarity_are_reported() {
     let queue = 0u8;
-    let mut snap = render_util::sample(&queue);
+    let mut snap = sample(&queue);
     snap.left_out.threads = 2;
     snap.left_out.tasks = 5;
     for s in Similarity::ALL {

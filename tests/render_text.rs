@@ -1,16 +1,16 @@
 //! The plain-text form: a whole dump of a hand-built snapshot, and the block
 //! of real idle tasks.
 
-mod render_util;
-
 use pretty_assertions::assert_eq;
+use support::model;
+use support::normalise::normalise;
 use webstack::render::{render, render_to, Format, Links};
 use webstack::{Buckets, Options, Similarity, Snapshot};
 
 #[test]
 fn whole_dump() {
     let queue = 0u8;
-    let snap = render_util::sample(&queue);
+    let snap = model::sample(&queue);
     let buckets = Buckets::aggregate(&snap, Similarity::AnyValue);
     let text = render(&snap, &buckets, Format::Text, &Links::default()).unwrap();
     let expected = format!(
@@ -58,9 +58,9 @@ fn whole_dump() {
 #[test]
 fn long_member_lists_are_folded() {
     let routines = (1..=100)
-        .map(|id| render_util::task(id, "conn", render_util::secs(1), vec![]))
+        .map(|id| model::task(id, "conn", model::secs(1), vec![]))
         .collect();
-    let snap = render_util::snapshot(routines);
+    let snap = model::snapshot(routines);
     let buckets = Buckets::aggregate(&snap, Similarity::AnyPointer);
     let text = render(&snap, &buckets, Format::Text, &Links::default()).unwrap();
     let ids: Vec<String> = (1..=64).map(|i| i.to_string()).collect();
@@ -73,10 +73,9 @@ fn long_member_lists_are_folded() {
 
 #[test]
 fn names_with_control_characters_are_escaped() {
-    let mut routine =
-        render_util::thread(3, "evil\nname\u{1b}[31m", 5, render_util::secs(1), vec![]);
+    let mut routine = model::thread(3, "evil\nname\u{1b}[31m", 5, model::secs(1), vec![]);
     routine.name = format!("{}{}", routine.name, "x".repeat(300)).into();
-    let snap = render_util::snapshot(vec![routine]);
+    let snap = model::snapshot(vec![routine]);
     let buckets = Buckets::aggregate(&snap, Similarity::AnyPointer);
     let text = render(&snap, &buckets, Format::Text, &Links::default()).unwrap();
     let line = text.lines().nth(2).unwrap();
@@ -132,7 +131,7 @@ fn real_threads_dump() {
         .filter(|r| r.name == "rt-holder")
         .map(|r| r.id.to_string())
         .collect();
-    let block = render_util::normalise(
+    let block = normalise(
         text.split("\n\n")
             .find(|b| b.contains("rt-holder"))
             .unwrap()

@@ -24,8 +24,6 @@
 //! Afterwards every soak thread and task has left the registry. Counts are
 //! printed (`cargo test --test soak -- --nocapture`).
 
-mod hardening_util;
-
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,7 +31,10 @@ use std::sync::{mpsc, Arc};
 use std::task::Context;
 use std::time::{Duration, Instant};
 
-use hardening_util::{check_html, check_json, check_text, get, watchdog, Rng};
+use support::checks::{check_html, check_json, check_text};
+use support::rng::Rng;
+use support::server::{get, start_server};
+use support::wait::watchdog;
 use webstack::actix::Webstack;
 use webstack::{Options, Snapshot};
 
@@ -425,7 +426,7 @@ fn soak() {
     }
     let long_names = Arc::new(long_names);
 
-    let addr = hardening_util::start_server(2, || {
+    let addr = start_server(2, || {
         Webstack::new("/debug/webstack")
             .min_interval(Duration::ZERO)
             .queue_timeout(Duration::from_secs(60))

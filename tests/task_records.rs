@@ -3,8 +3,6 @@
 //! thread to save an allocation) shows nothing of the task before it, even
 //! while snapshots run during the churn.
 
-mod util;
-
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::task::noop_waker_ref;
 use pretty_assertions::assert_eq;
-use util::{describe_all, routines, shadow_snapshot};
+use support::snapshot::{describe_all, routines, shadow_snapshot};
 
 /// Pending `polls` times, then ready.
 struct PendingFor(u32);

@@ -2,15 +2,14 @@
 //! argument values, running tasks show on their worker thread, creators,
 //! removal on drop, and futures that move between threads or parents.
 
-mod util;
-
 use std::future::Future;
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use pretty_assertions::assert_eq;
+use support::snapshot::{describe, describe_all, routines, shadow_snapshot};
+use support::wait::wait_until;
 use tokio::sync::oneshot;
-use util::{describe_all, shadow_snapshot, wait_until};
 
 #[webstack::instrument(skip(rx))]
 async fn wait_reply(request: u64, rx: oneshot::Receiver<u32>) -> u32 {
@@ -52,7 +51,7 @@ fn idle_tasks_show_their_await_chain() {
         handles.push(rt.spawn(connection(conn, rx)));
     }
     assert!(wait_until(Duration::from_secs(5), || {
-        util::routines(&shadow_snapshot(), |n| n == "connection")
+        routines(&shadow_snapshot(), |n| n == "connection")
             .iter()
             .filter(|r| r.frames.len() == 3 && r.state.as_str() == "idle")
             .count()
@@ -70,7 +69,7 @@ fn idle_tasks_show_their_await_chain() {
          \x20 tasks::handle(conn: u32 = 2, peer: &'static str = \"10.0.0.1\") tasks.rs:LINE\n\
          \x20 tasks::connection(conn: u32 = 2) tasks.rs:LINE [task root]\n"
     );
-    let task = util::routines(&snapshot, |n| n == "connection")[0];
+    let task = routines(&snapshot, |n| n == "connection")[0];
     assert_eq!(task.polls, Some(1));
     assert!(task.waiting.is_some());
     for tx in senders {
@@ -103,7 +102,7 @@ fn running_task_appears_on_its_worker_thread() {
     let handle = rt.spawn(busy_task(42, barrier.clone()));
     barrier.wait();
     let snapshot = shadow_snapshot();
-    let task = util::routines(&snapshot, |n| n == "busy_task")[0];
+    let task = routines(&snapshot, |n| n == "busy_task")[0];
     assert_eq!(task.state.as_str(), "running");
     let worker = snapshot
         .routines
@@ -112,7 +111,7 @@ fn running_task_appears_on_its_worker_thread() {
         .expect("worker thread registered");
     assert_eq!(worker.name, "task-worker");
     assert_eq!(
-        util::describe(worker),
+        describe(worker),
         "Thread \"task-worker\" alive\n  tasks::busy_task(job: u32 = 42) tasks.rs:LINE [task root]\n"
     );
     assert_eq!(worker.frames[0].task, Some(task.id));
@@ -151,7 +150,7 @@ fn impl_future_records_its_creator_at_call_time_and_async_fn_at_first_poll() {
     let handles = spawn_jobs(2, &rt);
     let is_job = |n: &str| n == "make_job" || n == "make_async_job";
     assert!(wait_until(Duration::from_secs(5), || {
-        util::routines(&shadow_snapshot(), is_job)
+        routines(&shadow_snapshot(), is_job)
             .iter()
             .filter(|r| r.state.as_str() == "idle")
             .count()
@@ -220,7 +219,7 @@ fn futures_polled_in_select_then_awaited_elsewhere_are_sound() {
     let (tb, rb) = oneshot::channel();
     let handle = rt.spawn(selector(1, ra, rb));
     assert!(wait_until(Duration::from_secs(5), || {
-        util::routines(&shadow_snapshot(), |n| n == "selector")
+        routines(&shadow_snapshot(), |n| n == "selector")
             .iter()
             .any(|r| r.state.as_str() == "idle")
     }));
@@ -243,7 +242,7 @@ fn a_root_moved_between_threads_keeps_working() {
     let waker = futures::task::noop_waker();
     let mut cx = std::task::Context::from_waker(&waker);
     assert!(fut.as_mut().poll(&mut cx).is_pending());
-    let id = util::routines(&shadow_snapshot(), |n| n == "connection")
+    let id = routines(&shadow_snapshot(), |n| n == "connection")
         .iter()
         .find(|r| r.frames.last().map(|f| f.args[0].value.to_string()) == Some("9".into()))
         .map(|r| r.id)
@@ -283,7 +282,7 @@ fn unpolled_futures_are_not_registered() {
     let fut = connection(11, rx);
     drop(tx);
     // Never polled: nothing registered.
-    assert!(util::routines(&shadow_snapshot(), |n| n == "connection")
+    assert!(routines(&shadow_snapshot(), |n| n == "connection")
         .iter()
         .all(|r| r.frames.last().map(|f| f.args[0].value.to_string()) != Some("11".into())));
     drop(fut);

@@ -1,16 +1,13 @@
 //! A registered thread that stays a few frames deep costs little resident
 //! memory in every build: its shadow stack's slots are committed by the pages
-//! it writes, not at registration. How it is measured: `util/thread_cost.rs`.
+//! it writes, not at registration. How it is measured: `support/thread_cost.rs`.
 //!
 //! `harness = false`: one process, with no other test's threads allocating
 //! while the groups are measured. `cargo test` builds without optimisation,
 //! which is where writing 256 zeroed slots at registration once cost ~100 KiB
 //! per thread.
 
-#[path = "util/thread_cost.rs"]
-mod thread_cost;
-
-use thread_cost::DEPTH;
+use support::thread_cost::{self, DEPTH};
 
 /// Threads per measured group: enough for the per-thread figure to rise well
 /// above page-granular noise and the process's one-off allocations.

@@ -2,13 +2,12 @@
 //! as a whole: functions, typed argument values, creators, elided frames,
 //! registration on first call and removal on exit, panics.
 
-mod util;
-
 use std::sync::{Arc, Barrier, Condvar, Mutex};
 use std::time::Duration;
 
 use pretty_assertions::assert_eq;
-use util::{describe_all, shadow_snapshot, wait_until};
+use support::snapshot::{describe_all, routines, shadow_snapshot};
+use support::wait::wait_until;
 
 pub struct Queue {
     items: Mutex<Vec<u32>>,
@@ -53,7 +52,7 @@ fn blocked_workers_show_nested_frames_and_creator() {
     let handles = start_pool(2, queue.clone());
     let ready = wait_until(Duration::from_secs(5), || {
         let snapshot = shadow_snapshot();
-        util::routines(&snapshot, |n| n.starts_with("pool-"))
+        routines(&snapshot, |n| n.starts_with("pool-"))
             .iter()
             .filter(|r| r.frames.len() == 2)
             .count()
@@ -72,13 +71,13 @@ fn blocked_workers_show_nested_frames_and_creator() {
          \x20 threads::serve(worker: u32 = 1, role: &str = \"pool\", queue: &Queue = ADDR) threads.rs:LINE\n"
     );
     // Both workers hold the same queue: the same address.
-    let addresses: Vec<u64> = util::routines(&snapshot, |n| n.starts_with("pool-"))
+    let addresses: Vec<u64> = routines(&snapshot, |n| n.starts_with("pool-"))
         .iter()
         .map(|r| r.frames[1].args[2].value.address().unwrap())
         .collect();
     assert_eq!(addresses, vec![Arc::as_ptr(&queue) as u64; 2]);
     // The creator line is the `spawn` call inside `start_pool`.
-    let pool = util::routines(&snapshot, |n| n == "pool-0")[0];
+    let pool = routines(&snapshot, |n| n == "pool-0")[0];
     let created = pool.created_by.unwrap();
     assert!(created.file.ends_with("threads.rs"));
     assert_eq!(
@@ -123,7 +122,7 @@ fn deep_recursion_is_bounded_and_counts_elided_frames() {
     };
     barrier.wait();
     let snapshot = shadow_snapshot();
-    let deep = util::routines(&snapshot, |n| n == "deep")[0];
+    let deep = routines(&snapshot, |n| n == "deep")[0];
     assert_eq!(deep.frames.len(), webstack::MAX_DEPTH);
     assert_eq!(deep.elided, 300 - webstack::MAX_DEPTH);
     // Frames are innermost first; the outermost kept frame is the first call.

@@ -14,7 +14,7 @@
 
 mod util;
 
-#[path = "../../tests/util/thread_cost.rs"]
+#[path = "../../tests/support/thread_cost.rs"]
 mod thread_cost;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -19,7 +19,7 @@
 //! Run with `cargo bench -p webstack --bench slowdown`; the recorded figures
 //! are in BENCHMARKS.md, "Slowdown under snapshots".
 
-#[path = "../../tests/slowdown_workload/mod.rs"]
+#[path = "../../tests/support/slowdown.rs"]
 mod slowdown_workload;
 
 use std::hint::black_box;

@@ -1,11 +1,7 @@
-//! Helpers shared by the integration tests: capture a snapshot and print the
-//! routines a test cares about in a stable text form (line numbers and
-//! addresses normalised) to compare as a whole.
-
-#![allow(dead_code)]
+//! Capture a snapshot and print the routines a test cares about in a stable
+//! text form (line numbers and addresses normalised) to compare as a whole.
 
 use std::fmt::Write;
-use std::time::{Duration, Instant};
 
 use webstack::{Options, Routine, Snapshot};
 
@@ -76,16 +72,4 @@ pub fn describe_all(snapshot: &Snapshot, keep: impl Fn(&str) -> bool) -> String 
 
 fn short(file: &str) -> &str {
     file.rsplit('/').next().unwrap_or(file)
-}
-
-/// Polls `check` until it returns true or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if check() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    check()
 }

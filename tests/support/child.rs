@@ -2,8 +2,6 @@
 //! that one test), so that a crash or a hang fails the test instead of
 //! killing or stalling the test binary.
 
-#![allow(dead_code)]
-
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

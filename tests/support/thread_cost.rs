@@ -9,7 +9,7 @@
 //! with webstack and park [`DEPTH`] instrumented frames deep. A thread's own
 //! cost (its stack pages, TLS, its share of malloc arenas) is in both
 //! groups; the difference per thread is webstack's. Each thread first writes
-//! the top [`STACK_TOUCHED`] bytes of its stack, so the stack pages are
+//! the top `STACK_TOUCHED` bytes of its stack, so the stack pages are
 //! committed alike in both groups: without optimisation an instrumented
 //! call's own stack frame is ~3 KiB larger than a plain one's, a cost of the
 //! build, not of the registration measured here.

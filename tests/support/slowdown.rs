@@ -1,8 +1,9 @@
 //! The program observed by the slowdown measurements, shared by
 //! `tests/hardening_slowdown.rs` (over HTTP, with a loose sanity bound) and
-//! `webstack/benches/slowdown.rs` (the recorded figures): a CPU-bound
-//! instrumented call, threads parked in instrumented frames, and 1,000 idle
-//! tasks that either share a bucket or each have their own.
+//! `webstack/benches/slowdown.rs` (the recorded figures; it includes this
+//! file by path): a CPU-bound instrumented call, threads parked in
+//! instrumented frames, and 1,000 idle tasks that either share a bucket or
+//! each have their own.
 
 #![allow(dead_code)]
 
