@@ -9,6 +9,8 @@ use std::pin::pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+use support::poll::poll_once;
+
 type Log = Arc<Mutex<Vec<&'static str>>>;
 
 struct Noisy(&'static str, Log);
@@ -82,11 +84,10 @@ fn taken(log: &Log) -> Vec<&'static str> {
 /// the log at creation, after the polls, and after the drop.
 fn run<F: Future>(log: &Log, future: F, polls: usize) -> [Vec<&'static str>; 3] {
     let at_call = taken(log);
-    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
     let after_polls = {
         let mut future = pin!(future);
         for _ in 0..polls {
-            if future.as_mut().poll(&mut cx).is_ready() {
+            if poll_once(future.as_mut()).is_ready() {
                 break;
             }
         }

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use pretty_assertions::assert_eq;
+use support::poll::poll_once;
 use support::snapshot::{describe_all, shadow_snapshot};
 
 #[webstack::instrument]
@@ -26,11 +27,7 @@ async fn quick(id: u32) -> u32 {
 /// `name` as a snapshot shows it.
 fn chain_after_one_poll(name: &str, root: impl Future<Output = ()>) -> String {
     let mut root = Box::pin(root);
-    let waker = futures::task::noop_waker();
-    assert!(root
-        .as_mut()
-        .poll(&mut Context::from_waker(&waker))
-        .is_pending());
+    assert!(poll_once(root.as_mut()).is_pending());
     let text = describe_all(&shadow_snapshot(), |n| n == name);
     drop(root);
     text
@@ -205,10 +202,8 @@ async fn later_poll(tag: u32) {
 #[test]
 fn a_sibling_finishing_on_a_later_poll_keeps_the_stuck_branch() {
     let mut root = Box::pin(later_poll(0));
-    let waker = futures::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
-    assert!(root.as_mut().poll(&mut cx).is_pending());
-    assert!(root.as_mut().poll(&mut cx).is_pending());
+    assert!(poll_once(root.as_mut()).is_pending());
+    assert!(poll_once(root.as_mut()).is_pending());
     assert_eq!(
         describe_all(&shadow_snapshot(), |n| n == "later_poll"),
         "Task \"later_poll\" idle\n\

@@ -11,13 +11,12 @@
 //! `docs/screenshot.png`.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpServer};
+use support::server::{get, start_server};
 use webstack::actix::Webstack;
 
 const HOSTILE_NAME: &str = "<script>document.title='pwned'</script>";
@@ -56,47 +55,6 @@ fn start_workload() -> Vec<mpsc::Sender<()>> {
         entered.recv().unwrap();
     }
     releases
-}
-
-/// Serves `/debug/webstack` on 127.0.0.1 from a background thread with one
-/// worker, so that consecutive snapshots see the same threads.
-fn start_server() -> SocketAddr {
-    let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("browser-test-server".into())
-        .spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let server =
-                    HttpServer::new(|| App::new().service(Webstack::new("/debug/webstack")))
-                        .workers(1)
-                        .disable_signals()
-                        .bind("127.0.0.1:0")
-                        .expect("bind 127.0.0.1:0");
-                tx.send(server.addrs()[0]).unwrap();
-                server.run().await
-            })
-        })
-        .unwrap();
-    rx.recv_timeout(Duration::from_secs(30))
-        .expect("server started")
-}
-
-/// A minimal HTTP/1.1 GET; returns the status line and the body.
-fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
-    let status = head.lines().next().unwrap_or_default().to_owned();
-    (status, body.to_owned())
 }
 
 fn find_chromium() -> Option<PathBuf> {
@@ -191,13 +149,14 @@ fn chromium_renders_the_page_safely() {
         return;
     };
     let _releases = start_workload();
-    let addr = start_server();
+    // One worker, so that consecutive snapshots see the same threads.
+    let addr = start_server(1, || Webstack::new("/debug/webstack"));
     let page = format!("http://{addr}/debug/webstack?augment=0");
 
     let dom = chromium(&binary, &["--dump-dom"], &page);
-    let (status, json) = http_get(addr, "/debug/webstack?augment=0&format=json");
-    assert!(status.contains(" 200 "), "{status}: {json}");
-    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let response = get(addr, "/debug/webstack?augment=0&format=json").unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    let json: serde_json::Value = serde_json::from_str(response.text()).unwrap();
 
     // One block per bucket, as many as the JSON form has.
     let buckets = json["buckets"].as_array().unwrap();

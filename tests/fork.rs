@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures::task::noop_waker_ref;
+use support::poll::poll_once;
 use webstack::{Kind, Options, Snapshot, State};
 
 /// Children forked: enough for some forks to land while a lock is held.
@@ -68,10 +68,6 @@ async fn polled_task(round: u64) -> u64 {
 #[webstack::instrument]
 async fn idle_task(id: u32) {
     std::future::pending::<()>().await
-}
-
-fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> Poll<F::Output> {
-    future.poll(&mut Context::from_waker(noop_waker_ref()))
 }
 
 /// Threads that keep registering, polling and capturing until dropped.

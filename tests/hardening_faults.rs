@@ -23,6 +23,7 @@ use std::sync::{mpsc, Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use support::checks::check_json;
+use support::poll::poll_once;
 use support::server::{connect, get, get_within, start_server};
 use support::wait::watchdog;
 use webstack::actix::Webstack;
@@ -59,11 +60,9 @@ async fn faults_idle(id: u64) {
 fn many_tasks() {
     static STARTED: OnceLock<()> = OnceLock::new();
     STARTED.get_or_init(|| {
-        let waker = futures::task::noop_waker();
-        let mut cx = std::task::Context::from_waker(&waker);
         for id in 0..TASKS {
             let task = Box::leak(Box::new(Box::pin(faults_idle(id))));
-            assert!(std::future::Future::poll(task.as_mut(), &mut cx).is_pending());
+            assert!(poll_once(task.as_mut()).is_pending());
         }
     });
 }

@@ -23,6 +23,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use support::checks::{check_html, check_json, check_text};
+use support::poll::poll_once;
 use support::server::{get, start_server};
 use support::wait::watchdog;
 use webstack::actix::Webstack;
@@ -82,9 +83,7 @@ fn hostile_workload() -> &'static [String] {
                 .unwrap();
         }
         let task = Box::leak(Box::new(Box::pin(input_task("<script>x</script>"))));
-        let waker = futures::task::noop_waker();
-        let mut cx = std::task::Context::from_waker(&waker);
-        assert!(std::future::Future::poll(task.as_mut(), &mut cx).is_pending());
+        assert!(poll_once(task.as_mut()).is_pending());
         wait_until_parked(names.len());
         names
     })

@@ -16,12 +16,11 @@
 //! allocations cannot pollute the peak. A watchdog aborts after 120 s.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Context;
 use std::time::{Duration, Instant};
 
 use support::checks::{check_html, check_json, check_text};
+use support::poll::poll_once;
 use support::server::{get, start_server};
 use support::wait::watchdog;
 use webstack::actix::Webstack;
@@ -155,13 +154,11 @@ fn mib(bytes: usize) -> String {
 fn main() {
     let _watchdog = watchdog("hardening_memory", Duration::from_secs(120));
     let started = Instant::now();
-    let waker = futures::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
     let before_tasks = LIVE.load(Ordering::Relaxed);
     let mut tasks = Vec::with_capacity(TASKS);
     for id in 0..TASKS as u64 {
         let mut task = Box::pin(memory_idle(id, (id % 7) as u32));
-        assert!(task.as_mut().poll(&mut cx).is_pending());
+        assert!(poll_once(task.as_mut()).is_pending());
         tasks.push(task);
     }
     println!(

@@ -1,9 +1,7 @@
 //! `maxmem` bounds a snapshot: once its buffers reach the bound, the rest
 //! are counted as left out, never silently dropped.
 
-use std::future::Future;
-use std::task::Context;
-
+use support::poll::poll_once;
 use webstack::{Kind, Options, Snapshot};
 
 #[webstack::instrument]
@@ -18,12 +16,10 @@ async fn level(depth: u32, id: u64) {
 #[test]
 fn a_full_budget_leaves_routines_out_and_counts_them() {
     const TASKS: usize = 5_000;
-    let waker = futures::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
     let mut tasks = Vec::with_capacity(TASKS);
     for id in 0..TASKS as u64 {
         let mut task = Box::pin(level(4, id));
-        assert!(task.as_mut().poll(&mut cx).is_pending());
+        assert!(poll_once(task.as_mut()).is_pending());
         tasks.push(task);
     }
     let full = Snapshot::capture(&Options::default().augment(false));

@@ -28,10 +28,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
-use std::task::Context;
 use std::time::{Duration, Instant};
 
 use support::checks::{check_html, check_json, check_text};
+use support::poll::poll_once;
 use support::rng::Rng;
 use support::server::{get, start_server};
 use support::wait::watchdog;
@@ -178,10 +178,6 @@ struct Counters {
 
 type IdleTask = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-fn poll_once(task: &mut IdleTask, cx: &mut Context<'_>) {
-    assert!(task.as_mut().poll(cx).is_pending());
-}
-
 /// One pool of idle tasks: replaces a few at random each turn, sends some to
 /// the other pool and takes in what the other pool sent.
 fn run_pool(
@@ -192,21 +188,19 @@ fn run_pool(
     inbox: mpsc::Receiver<Vec<IdleTask>>,
 ) {
     be_nice();
-    let waker = futures::task::noop_waker();
-    let mut cx = Context::from_waker(&waker);
     let mut rng = Rng::new(pool as u64 + 77);
     let mut next_id = pool as u64 * 1_000_000_000;
-    let mut new_task = |rng: &mut Rng, cx: &mut Context<'_>| {
+    let mut new_task = |rng: &mut Rng| {
         next_id += 1;
         let mut task: IdleTask = Box::pin(soak_idle(next_id % 16, pool));
         if rng.below(4) == 0 {
-            poll_once(&mut task, cx);
+            assert!(poll_once(task.as_mut()).is_pending());
         }
-        poll_once(&mut task, cx);
+        assert!(poll_once(task.as_mut()).is_pending());
         task
     };
     let size = TASKS / 2;
-    let mut tasks: Vec<IdleTask> = (0..size).map(|_| new_task(&mut rng, &mut cx)).collect();
+    let mut tasks: Vec<IdleTask> = (0..size).map(|_| new_task(&mut rng)).collect();
     counters
         .tasks_created
         .fetch_add(size as u64, Ordering::Relaxed);
@@ -215,7 +209,7 @@ fn run_pool(
         turn += 1;
         for _ in 0..20 {
             let i = rng.below(tasks.len() as u64) as usize;
-            tasks[i] = new_task(&mut rng, &mut cx);
+            tasks[i] = new_task(&mut rng);
         }
         counters.tasks_created.fetch_add(20, Ordering::Relaxed);
         if turn % 10 == 0 {
@@ -236,7 +230,7 @@ fn run_pool(
                 .tasks_moved
                 .fetch_add(batch.len() as u64, Ordering::Relaxed);
             for mut task in batch {
-                poll_once(&mut task, &mut cx);
+                assert!(poll_once(task.as_mut()).is_pending());
                 tasks.push(task);
             }
         }
@@ -245,7 +239,7 @@ fn run_pool(
             drop(tasks.swap_remove(rng.below(tasks.len() as u64) as usize));
         }
         while tasks.len() < size {
-            tasks.push(new_task(&mut rng, &mut cx));
+            tasks.push(new_task(&mut rng));
             counters.tasks_created.fetch_add(1, Ordering::Relaxed);
         }
         std::thread::sleep(Duration::from_millis(1));

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures::task::noop_waker_ref;
 use pretty_assertions::assert_eq;
+use support::poll::poll_once;
 use support::snapshot::{describe_all, routines, shadow_snapshot};
 
 /// Pending `polls` times, then ready.
@@ -26,10 +26,6 @@ impl Future for PendingFor {
         self.0 -= 1;
         Poll::Pending
     }
-}
-
-fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> Poll<F::Output> {
-    future.poll(&mut Context::from_waker(noop_waker_ref()))
 }
 
 #[webstack::instrument]

@@ -7,6 +7,7 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use pretty_assertions::assert_eq;
+use support::poll::poll_once;
 use support::snapshot::{describe, describe_all, routines, shadow_snapshot};
 use support::wait::wait_until;
 use tokio::sync::oneshot;
@@ -239,9 +240,7 @@ fn futures_polled_in_select_then_awaited_elsewhere_are_sound() {
 fn a_root_moved_between_threads_keeps_working() {
     let (tx, rx) = oneshot::channel();
     let mut fut = Box::pin(connection(9, rx));
-    let waker = futures::task::noop_waker();
-    let mut cx = std::task::Context::from_waker(&waker);
-    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    assert!(poll_once(fut.as_mut()).is_pending());
     let id = routines(&shadow_snapshot(), |n| n == "connection")
         .iter()
         .find(|r| r.frames.last().map(|f| f.args[0].value.to_string()) == Some("9".into()))
@@ -253,10 +252,8 @@ fn a_root_moved_between_threads_keeps_working() {
             )
         });
     let fut = std::thread::spawn(move || {
-        let waker = futures::task::noop_waker();
-        let mut cx = std::task::Context::from_waker(&waker);
         let mut fut = fut;
-        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert!(poll_once(fut.as_mut()).is_pending());
         fut
     })
     .join()
@@ -303,9 +300,7 @@ fn creator_fn(
     let (tx, rx) = oneshot::channel();
     let mut fut: std::pin::Pin<Box<dyn Future<Output = u32> + Send>> =
         Box::pin(parked_under(seed, rx));
-    let waker = futures::task::noop_waker();
-    let mut cx = std::task::Context::from_waker(&waker);
-    assert!(fut.as_mut().poll(&mut cx).is_pending());
+    assert!(poll_once(fut.as_mut()).is_pending());
     (tx, fut)
 }
 

@@ -9,6 +9,7 @@ pub mod checks;
 pub mod child;
 pub mod model;
 pub mod normalise;
+pub mod poll;
 pub mod rng;
 pub mod server;
 pub mod slowdown;

@@ -17,7 +17,7 @@ pub fn start_server(
 ) -> SocketAddr {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
-        .name("hardening-server".into())
+        .name("test-server".into())
         .spawn(move || {
             actix_rt::System::new().block_on(async move {
                 let server = HttpServer::new(move || App::new().service(make()))
