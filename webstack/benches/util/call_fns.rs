@@ -1,5 +1,5 @@
 //! The functions whose calls are measured, shared by the `calls` bench
-//! (wall-clock) and `examples/call_probe.rs` (instructions per call), so both
+//! (wall-clock) and `benches/call_probe.rs` (instructions per call), so both
 //! measure the same code.
 
 #![allow(dead_code)]
