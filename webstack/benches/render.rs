@@ -77,7 +77,7 @@ fn synthetic(
     for i in 0..tasks {
         let stage = (i % 3) as u64;
         let mut task = Routine::task((threads + i) as u64 + 1, "connection");
-        task.created_by = Some(creator.clone());
+        task.created_by = Some(creator);
         task.age = Duration::from_secs(30);
         task.waiting = Some(Duration::from_millis(i as u64 % 5000));
         task.polls = Some(3);

@@ -231,6 +231,11 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    /// The members' ids, ascending.
+    pub fn ids(&self) -> impl ExactSizeIterator<Item = u64> + '_ {
+        self.members.iter().map(|m| m.id)
+    }
+
     fn new(routine: &Routine, serving: bool) -> Self {
         let waited = waited(routine);
         Bucket {
@@ -238,7 +243,7 @@ impl Bucket {
             kind: routine.kind,
             state: routine.state.clone(),
             members: vec![Member::of(routine)],
-            created_by: routine.created_by.clone(),
+            created_by: routine.created_by,
             frames: routine.frames.iter().map(BucketFrame::from_frame).collect(),
             waiting: (waited, waited),
             elided: routine.elided,
@@ -530,7 +535,7 @@ fn state_code(state: &State) -> u64 {
 fn same_creator(a: Option<&CreatedBy>, b: Option<&CreatedBy>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => {
-            a.line == b.line && same_str(&a.function, &b.function) && same_str(&a.file, &b.file)
+            a.line == b.line && same_str(a.function, b.function) && same_str(a.file, b.file)
         }
         (None, None) => true,
         _ => false,

@@ -12,7 +12,7 @@ use tera::{Context, Tera};
 
 use super::{
     arg_value, bounded, bytes, crate_docs, duration_range, elapsed, flags, folded_summary,
-    location, members, runs, timestamp, Format, Links, Origin, RenderError, FUNCTION_CHARS,
+    location, members, runs, timestamp, Detail, Format, Links, Origin, RenderError, FUNCTION_CHARS,
     NAME_CHARS,
 };
 use crate::group::{Bucket, BucketFrame, Buckets, Merged, Similarity};
@@ -177,18 +177,19 @@ pub(super) fn render<W: Write>(
     snapshot: &Snapshot,
     buckets: &Buckets,
     links: &Links,
+    detail: Detail,
 ) -> Result<(), RenderError> {
     let tera = TEMPLATES
         .as_ref()
         .map_err(|e| RenderError::new("templates", Message(e.clone())))?;
     let mut w = std::io::BufWriter::with_capacity(64 * 1024, w);
-    let page = page(snapshot, buckets, links);
+    let page = page(snapshot, buckets, links, detail);
     let context = Context::from_serialize(&page).map_err(|e| RenderError::new("html", e))?;
     tera.render_to("head.html", &context, &mut w)
         .map_err(|e| RenderError::new("html", e))?;
     let mut context = Context::new();
     for (i, b) in buckets.buckets.iter().take(MAX_BUCKETS).enumerate() {
-        context.insert("b", &bucket(i + 1, b, snapshot, buckets, links));
+        context.insert("b", &bucket(i + 1, b, snapshot, buckets, links, detail));
         tera.render_to("bucket.html", &context, &mut w)
             .map_err(|e| RenderError::new("html", e))?;
     }
@@ -217,7 +218,9 @@ impl std::error::Error for Message {}
 /// and a few megabytes even when every routine is unique.
 pub(crate) const MAX_BUCKETS: usize = 1000;
 
-fn page<'a>(snapshot: &'a Snapshot, buckets: &Buckets, links: &Links) -> Page<'a> {
+fn page<'a>(snapshot: &'a Snapshot, buckets: &Buckets, links: &Links, detail: Detail) -> Page<'a> {
+    let href =
+        |augment, similarity, format| links.href(augment, similarity, format) + detail.query();
     let process = &snapshot.process;
     Page {
         version: &process.webstack,
@@ -237,7 +240,7 @@ fn page<'a>(snapshot: &'a Snapshot, buckets: &Buckets, links: &Links) -> Page<'a
             .iter()
             .map(|&s| NavLink {
                 label: s.as_str(),
-                href: links.href(links.augment, s, Format::Html),
+                href: href(links.augment, s, Format::Html),
                 current: s == buckets.similarity,
             })
             .collect(),
@@ -247,14 +250,14 @@ fn page<'a>(snapshot: &'a Snapshot, buckets: &Buckets, links: &Links) -> Page<'a
             } else {
                 "with native stacks"
             },
-            href: links.href(!links.augment, links.similarity, Format::Html),
+            href: href(!links.augment, links.similarity, Format::Html),
             current: false,
         },
         format_links: [Format::Json, Format::Text]
             .iter()
             .map(|&f| NavLink {
                 label: f.as_str(),
-                href: links.href(links.augment, links.similarity, f),
+                href: href(links.augment, links.similarity, f),
                 current: false,
             })
             .collect(),
@@ -316,6 +319,7 @@ fn bucket<'a>(
     snapshot: &Snapshot,
     buckets: &Buckets,
     links: &Links,
+    detail: Detail,
 ) -> BucketView<'a> {
     let (groups, more) = members(b);
     let members = groups
@@ -336,7 +340,7 @@ fn bucket<'a>(
         .map(|(i, f)| frame(i, f, b.kind, snapshot, buckets))
         .collect();
     let mut views = views.into_iter();
-    let groups = runs(&b.frames, links.fold)
+    let groups = runs(&b.frames, detail.fold)
         .into_iter()
         .map(|(range, folded)| FrameGroup {
             folded,
@@ -358,7 +362,7 @@ fn bucket<'a>(
         },
         link: (!links.augment).then(|| NavLink {
             label: "show native stacks",
-            href: links.href(true, links.similarity, Format::Html),
+            href: links.href(true, links.similarity, Format::Html) + detail.query(),
             current: false,
         }),
     });
@@ -376,10 +380,10 @@ fn bucket<'a>(
         flags: flags(b),
         serving: b.serving,
         created_by: b.created_by.as_ref().map(|c| CreatedView {
-            function: &c.function,
+            function: c.function,
             origin: c.origin.as_str(),
-            location: location(&c.file, c.line, snapshot),
-            path: full_path(&c.file, snapshot),
+            location: location(c.file, c.line, snapshot),
+            path: full_path(c.file, snapshot),
         }),
         groups,
         empty,

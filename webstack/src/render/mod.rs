@@ -63,7 +63,6 @@ use crate::snapshot::{Origin, Snapshot, DEFAULT_MAXMEM};
 
 /// Output format of [`render`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
 pub enum Format {
     /// A self-contained HTML page. The default.
     #[default]
@@ -130,7 +129,6 @@ impl FromStr for Format {
 /// What the page's links that switch similarity, augment or format point
 /// at: the same path with the current query values, one of them changed.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Links {
     /// Path of the page, e.g. `/debug/webstack`. Default: `""` (links are
     /// bare query strings, relative to the current page).
@@ -141,9 +139,6 @@ pub struct Links {
     pub maxmem: usize,
     /// The current similarity. Default: [`Similarity::AnyPointer`].
     pub similarity: Similarity,
-    /// Whether runs of std, runtime and webstack frames are folded into one
-    /// line (text) or a closed section (HTML). Default: `true`.
-    pub fold: bool,
 }
 
 impl Default for Links {
@@ -153,14 +148,13 @@ impl Default for Links {
             augment: true,
             maxmem: DEFAULT_MAXMEM,
             similarity: Similarity::default(),
-            fold: true,
         }
     }
 }
 
 impl Links {
     /// The link to the page with the given values (the format only when it
-    /// is not HTML, `fold` only when off).
+    /// is not HTML).
     pub fn href(&self, augment: bool, similarity: Similarity, format: Format) -> String {
         let mut href = format!(
             "{}?augment={}&maxmem={}&similarity={}",
@@ -173,10 +167,41 @@ impl Links {
             href.push_str("&format=");
             href.push_str(format.as_str());
         }
-        if !self.fold {
-            href.push_str("&fold=0");
-        }
         href
+    }
+}
+
+/// How much of each stack the HTML and text forms show; JSON always has
+/// every frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Detail {
+    /// Fold two or more std, runtime and webstack frames in a row into one
+    /// line (text) or a closed section (HTML). Default: `true`; the served
+    /// page's `fold=0` turns it off.
+    pub fold: bool,
+}
+
+impl Default for Detail {
+    fn default() -> Self {
+        Detail { fold: true }
+    }
+}
+
+impl Detail {
+    /// Sets [`Detail::fold`].
+    pub fn fold(mut self, fold: bool) -> Self {
+        self.fold = fold;
+        self
+    }
+
+    /// The query suffix that keeps this detail in a link (`&fold=0`).
+    fn query(self) -> &'static str {
+        if self.fold {
+            ""
+        } else {
+            "&fold=0"
+        }
     }
 }
 
@@ -247,8 +272,19 @@ pub fn render_chunks(
     format: Format,
     links: &Links,
 ) -> Result<Vec<Vec<u8>>, RenderError> {
+    render_chunks_with(snapshot, buckets, format, links, Detail::default())
+}
+
+/// [`render_chunks`] with a [`Detail`] other than the default.
+pub fn render_chunks_with(
+    snapshot: &Snapshot,
+    buckets: &Buckets,
+    format: Format,
+    links: &Links,
+    detail: Detail,
+) -> Result<Vec<Vec<u8>>, RenderError> {
     let mut out = Chunks::default();
-    render_to(&mut out, snapshot, buckets, format, links)?;
+    render_to_with(&mut out, snapshot, buckets, format, links, detail)?;
     Ok(out.finish())
 }
 
@@ -303,10 +339,22 @@ pub fn render_to<W: Write>(
     format: Format,
     links: &Links,
 ) -> Result<(), RenderError> {
+    render_to_with(w, snapshot, buckets, format, links, Detail::default())
+}
+
+/// [`render_to`] with a [`Detail`] other than the default.
+pub fn render_to_with<W: Write>(
+    w: W,
+    snapshot: &Snapshot,
+    buckets: &Buckets,
+    format: Format,
+    links: &Links,
+    detail: Detail,
+) -> Result<(), RenderError> {
     match format {
-        Format::Html => html::render(w, snapshot, buckets, links),
+        Format::Html => html::render(w, snapshot, buckets, links, detail),
         Format::Json => json::render(w, snapshot, buckets),
-        Format::Text => text::render(w, snapshot, buckets, links),
+        Format::Text => text::render(w, snapshot, buckets, detail),
     }
 }
 

@@ -20,7 +20,7 @@
 //! in parentheses, `*` where members differ, `#n` for an address seen more
 //! than once. Two or more std, runtime or webstack frames in a row are
 //! folded into one line, `... 5 runtime and std frames`, unless
-//! [`Links::fold`](super::Links::fold) is off (`fold=0`). Paths are shown as
+//! [`Detail::fold`](super::Detail::fold) is off (`fold=0`). Paths are shown as
 //! a person reads them: the program's own relative to its workspace,
 //! `tokio-1.54.1/src/…` for registry crates, `std/src/…` for the standard
 //! library (the JSON keeps them whole). Names are cut at 200 characters and
@@ -30,7 +30,7 @@ use std::io::Write;
 
 use super::{
     arg_value, bounded, bytes, duration_range, elapsed, flags, folded_summary, location, members,
-    runs, timestamp, Links, RenderError, FUNCTION_CHARS,
+    runs, timestamp, Detail, RenderError, FUNCTION_CHARS,
 };
 use crate::group::{Bucket, Buckets};
 use crate::snapshot::{Kind, Snapshot};
@@ -39,7 +39,7 @@ pub(super) fn render<W: Write>(
     w: W,
     snapshot: &Snapshot,
     buckets: &Buckets,
-    links: &Links,
+    detail: Detail,
 ) -> Result<(), RenderError> {
     let mut w = std::io::BufWriter::new(w);
     let left_out = snapshot.left_out.threads + snapshot.left_out.tasks;
@@ -59,7 +59,7 @@ pub(super) fn render<W: Write>(
     )?;
     for b in &buckets.buckets {
         writeln!(w)?;
-        bucket(&mut w, b, snapshot, buckets, links)?;
+        bucket(&mut w, b, snapshot, buckets, detail)?;
     }
     w.flush()?;
     Ok(())
@@ -70,7 +70,7 @@ fn bucket<W: Write>(
     b: &Bucket,
     snapshot: &Snapshot,
     buckets: &Buckets,
-    links: &Links,
+    detail: Detail,
 ) -> Result<(), RenderError> {
     write!(
         w,
@@ -111,7 +111,7 @@ fn bucket<W: Write>(
         // The shadow stack keeps the outermost frames; deeper calls are lost.
         writeln!(w, "    ...{} deeper frames elided", b.elided)?;
     }
-    for (run, folded) in runs(&b.frames, links.fold) {
+    for (run, folded) in runs(&b.frames, detail.fold) {
         if folded {
             writeln!(w, "    ... {}", folded_summary(run.len()))?;
             continue;
@@ -145,7 +145,7 @@ fn bucket<W: Write>(
             w,
             "    created by {} at {}",
             created.function,
-            location(&created.file, created.line, snapshot)
+            location(created.file, created.line, snapshot)
         )?;
     }
     Ok(())

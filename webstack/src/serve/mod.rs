@@ -387,14 +387,20 @@ fn produce(
         map(&mut snapshot);
     }
     let buckets = crate::Buckets::aggregate(&snapshot, params.similarity);
-    let mut links = Links::default();
-    links.base_path = base_path;
-    links.augment = params.augment;
-    links.maxmem = params.maxmem;
-    links.similarity = params.similarity;
-    links.fold = params.fold;
-    render::render_chunks(&snapshot, &buckets, params.format, &links)
-        .map_err(|e| format!("snapshot failed: rendering: {e}"))
+    let links = Links {
+        base_path,
+        augment: params.augment,
+        maxmem: params.maxmem,
+        similarity: params.similarity,
+    };
+    render::render_chunks_with(
+        &snapshot,
+        &buckets,
+        params.format,
+        &links,
+        render::Detail::default().fold(params.fold),
+    )
+    .map_err(|e| format!("snapshot failed: rendering: {e}"))
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {

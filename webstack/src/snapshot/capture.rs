@@ -134,12 +134,18 @@ pub(crate) fn shadow(options: &Options) -> Snapshot {
     snapshot.captured_by_tid = options
         .serving_tid
         .or_else(crate::record::stack::current_tid);
-    snapshot.process = process();
     snapshot
 }
 
-/// The running process, as a snapshot records it.
-fn process() -> Process {
+impl Process {
+    /// The running process: what [`Snapshot::capture`] records, and
+    /// [`Snapshot::new`] starts with.
+    pub fn current() -> Process {
+        current_process()
+    }
+}
+
+fn current_process() -> Process {
     /// What does not change while the process runs.
     struct Fixed {
         exe: String,

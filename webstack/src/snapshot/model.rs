@@ -88,13 +88,13 @@ impl Origin {
 
 /// Where a thread or task was created: the instrumented function that was
 /// running, and the source location of the spawn.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[non_exhaustive]
 pub struct CreatedBy {
     /// Path of the instrumented function that created it.
-    pub function: Cow<'static, str>,
+    pub function: &'static str,
     /// Source file.
-    pub file: Cow<'static, str>,
+    pub file: &'static str,
     /// Source line.
     pub line: u32,
     /// Where the creating function's code comes from.
@@ -103,16 +103,11 @@ pub struct CreatedBy {
 
 impl CreatedBy {
     /// A creation site; its origin is classified from `function`.
-    pub fn new(
-        function: impl Into<Cow<'static, str>>,
-        file: impl Into<Cow<'static, str>>,
-        line: u32,
-    ) -> Self {
-        let function = function.into();
+    pub fn new(function: &'static str, file: &'static str, line: u32) -> Self {
         CreatedBy {
-            origin: Origin::of(&function),
+            origin: Origin::of(function),
             function,
-            file: file.into(),
+            file,
             line,
         }
     }
@@ -540,9 +535,10 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// A snapshot of `routines`, taken now, with an empty [`Process`] and
-    /// `maxmem` at its default: for building snapshots by hand (tests,
-    /// imports); [`Snapshot::capture`] takes real ones.
+    /// A snapshot of `routines`, taken now in this process
+    /// ([`Process::current`]), with `maxmem` at its default: for building
+    /// snapshots by hand; [`Snapshot::capture`] takes real ones. Set
+    /// [`Snapshot::process`] to render one as another process's.
     pub fn new(routines: Vec<Routine>) -> Snapshot {
         Snapshot {
             schema: Schema,
@@ -555,7 +551,7 @@ impl Snapshot {
             left_out: LeftOut::default(),
             captured_by_tid: None,
             native_error: None,
-            process: Process::default(),
+            process: Process::current(),
             routines,
         }
     }
@@ -583,7 +579,8 @@ impl Snapshot {
 }
 
 impl Default for Process {
-    /// Nothing known, but the version of webstack building it.
+    /// Nothing known but the version of webstack building it; see
+    /// [`Process::current`] for the running process.
     fn default() -> Self {
         Process {
             pid: 0,

@@ -89,8 +89,8 @@ impl FrameCache {
     /// The creation site recorded as `site`, its path tidied.
     pub(crate) fn created_by(&mut self, site: Site) -> CreatedBy {
         CreatedBy {
-            function: Cow::Borrowed(site.function),
-            file: Cow::Borrowed(tidy_path(site.file)),
+            function: site.function,
+            file: tidy_path(site.file),
             line: site.line,
             origin: classify(site.function),
         }
@@ -328,7 +328,10 @@ pub(crate) fn short_path<'a>(path: &'a str, root: Option<&str>) -> &'a str {
     const LIBRARY: [&str; 2] = ["/lib/rustlib/src/rust/library/", "/library/"];
     if let Some(rest) = after_marker(path, "/registry/src/") {
         // `index.crates.io-<hash>/tokio-1.54.1/src/…`: skip the index.
-        return rest.split_once('/').map_or(rest, |(_, krate)| krate);
+        return match rest.split_once('/') {
+            Some((index, krate)) if is_index_dir(index) => krate,
+            _ => rest,
+        };
     }
     if let Some(rest) = after_marker(path, "/git/checkouts/") {
         // `<repo>-<hash>/<rev>/…`
@@ -355,6 +358,14 @@ pub(crate) fn short_path<'a>(path: &'a str, root: Option<&str>) -> &'a str {
         return rest;
     }
     path
+}
+
+/// `index.crates.io-1949cf8c6b5b557f`, `github.com-1ecc6299db9ec823`: a
+/// registry's directory, named for its host and a 16-digit hash.
+fn is_index_dir(name: &str) -> bool {
+    name.rsplit_once('-').is_some_and(|(host, hash)| {
+        !host.is_empty() && hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 fn after_marker<'a>(path: &'a str, marker: &str) -> Option<&'a str> {
