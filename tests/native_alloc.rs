@@ -18,7 +18,7 @@ static TOTAL: AtomicUsize = AtomicUsize::new(0);
 
 fn count() {
     TOTAL.fetch_add(1, Ordering::Relaxed);
-    let tid = native::__handler_tid();
+    let tid = webstack::__private::native::handler_tid();
     // SAFETY: `gettid` has no preconditions.
     if tid != 0 && tid == unsafe { libc::gettid() } {
         IN_HANDLER.fetch_add(1, Ordering::Relaxed);
@@ -135,12 +135,12 @@ fn main() {
     for method in [Method::Libgcc, Method::FramePointers] {
         native::set_method(method);
         assert_eq!(native::method(), method);
-        let runs = native::__handler_runs();
+        let runs = webstack::__private::native::handler_runs();
         for _ in 0..200 {
             let snapshot = Snapshot::capture(&Options::default().augment(true));
             assert!(snapshot.augmented, "{:?}", snapshot.native_error);
         }
-        let answered = native::__handler_runs() - runs;
+        let answered = webstack::__private::native::handler_runs() - runs;
         // Six threads (main and five others) per capture; on a loaded
         // machine a thread may miss the timeout now and then.
         assert!(

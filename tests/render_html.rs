@@ -3,7 +3,7 @@
 //! switch similarity and augment, and a page from a real capture.
 
 use pretty_assertions::assert_eq;
-use support::model::{arg, frame, sample, secs, snapshot, task, thread};
+use support::model::{arg, elsewhere, frame, sample, secs, snapshot, task, thread};
 use webstack::render::{render, Format, Links};
 use webstack::{Buckets, Options, Similarity, Snapshot, Value};
 
@@ -265,4 +265,64 @@ fn at_most_a_thousand_buckets_are_shown() {
     let buckets = Buckets::aggregate(&snap, Similarity::AnyPointer);
     let text = render(&snap, &buckets, Format::Text, &Links::default()).unwrap();
     assert_eq!(text.matches("\n1: task idle").count(), 1200);
+}
+
+/// Render is a pure function of the snapshot: one taken elsewhere shows
+/// that machine's process, not the one rendering it.
+#[test]
+fn a_snapshot_from_elsewhere_shows_its_own_process() {
+    let queue = 0u8;
+    let mut snap = sample(&queue);
+    snap.process = elsewhere();
+    let page = html(&snap, Similarity::AnyValue, &Links::default());
+    let meta = &page[page.find("<dl class=\"meta\">").unwrap()..];
+    for (name, value) in [
+        ("pid", "4242"),
+        ("executable", "&#x2F;srv&#x2F;app&#x2F;bin&#x2F;app"),
+        ("host", "web-1"),
+        ("uptime", "3600.0 s"),
+        ("webstack", "0.0.9"),
+        ("platform", "linux aarch64"),
+    ] {
+        assert!(
+            meta.contains(&format!("<dt>{name}</dt><dd>{value}</dd>")),
+            "{name}: {meta}"
+        );
+    }
+    assert!(!meta.contains(&format!("<dd>{}</dd>", std::process::id())));
+}
+
+/// A path shown shortened keeps the whole path in a tooltip; one shown as
+/// it is gets none.
+#[test]
+fn shortened_paths_keep_the_full_path_in_a_title() {
+    let queue = 0u8;
+    let page = html(&sample(&queue), Similarity::AnyValue, &Links::default());
+    let unfolded = page.replace("\n", "");
+    assert!(unfolded.contains(
+        "<td class=\"loc\" title=\"&#x2F;rustc&#x2F;abc&#x2F;library&#x2F;std&#x2F;src&#x2F;thread&#x2F;local.rs\">std&#x2F;src&#x2F;thread&#x2F;local.rs:283</td>"
+    ), "{page}");
+    assert!(page.contains("<td class=\"loc\">src&#x2F;app.rs:12</td>"));
+}
+
+/// With augment=0 a thread that ran nothing instrumented has no frames: its
+/// bucket says so and links to the same page with native stacks, instead
+/// of an empty table.
+#[test]
+fn a_thread_without_frames_says_so_and_links_to_native_stacks() {
+    let snap = snapshot(vec![thread(9, "actix-rt|system:0", 100, secs(5), vec![])]);
+    let links = Links {
+        base_path: "/debug/webstack".into(),
+        augment: false,
+        ..Links::default()
+    };
+    let page = html(&snap, Similarity::AnyPointer, &links);
+    let block = section(&page, 1);
+    assert!(!block.contains("<table>"), "{block}");
+    assert!(
+        block.contains(
+            "<p class=\"empty\">this thread has no instrumented frames: <a href=\"&#x2F;debug&#x2F;webstack?augment=1&amp;maxmem=67108864&amp;similarity=anypointer\">show native stacks</a></p>"
+        ),
+        "{block}"
+    );
 }

@@ -3,7 +3,7 @@
 
 use pretty_assertions::assert_eq;
 use serde_json::{json, Value as Json};
-use support::model::sample;
+use support::model::{elsewhere, sample};
 use webstack::render::{render, Format, Links};
 use webstack::{Buckets, Options, Similarity, Snapshot};
 
@@ -16,10 +16,13 @@ fn json_of(snap: &Snapshot, similarity: Similarity) -> Json {
 #[test]
 fn documented_shape() {
     let queue = 0u8;
-    let snap = sample(&queue);
+    let mut snap = sample(&queue);
+    snap.process = elsewhere();
     let addr = format!("{:#x}", &queue as *const u8 as u64);
-    let creator = json!({"function": "app::main", "file": "src/main.rs", "line": 40});
+    let creator =
+        json!({"function": "app::main", "file": "src/main.rs", "line": 40, "origin": "app"});
     let expected = json!({
+        "schema": "page",
         "version": 1,
         "similarity": "anyvalue",
         "captured_at": 1_764_092_511_123u64,
@@ -29,6 +32,9 @@ fn documented_shape() {
         "augmented": false,
         "totals": {"threads": 2, "tasks": 3, "buckets": 3, "left_out": 0,
                    "left_out_threads": 0, "left_out_tasks": 0},
+        "process": {"pid": 4242, "exe": "/srv/app/bin/app", "host": "web-1",
+                    "uptime_ms": 3_600_000, "webstack": "0.0.9", "platform": "linux aarch64",
+                    "source_root": "/srv/app"},
         "buckets": [
             {
                 "count": 1, "kind": "thread", "state": "alive", "ids": [1], "names": ["main"],

@@ -4,7 +4,7 @@
 use pretty_assertions::assert_eq;
 use support::model;
 use support::normalise::normalise;
-use webstack::render::{render, render_to, Format, Links};
+use webstack::render::{render, render_to, render_to_with, Detail, Format, Links};
 use webstack::{Buckets, Options, Similarity, Snapshot};
 
 #[test]
@@ -20,13 +20,8 @@ fn whole_dump() {
     app::handler(id: u32 = 7)
         src/app.rs:12
     serde_json::de::from_str
-        /home/u/.cargo/registry/src/serde_json-1.0/src/de.rs:2687
-    tokio::runtime::task::raw::poll
-        /home/u/.cargo/registry/src/tokio-1/src/runtime/task/raw.rs:255 0x1234
-    tokio::runtime::scheduler::multi_thread::worker::run
-        /home/u/.cargo/registry/src/tokio-1/src/runtime/scheduler/multi_thread/worker.rs:500
-    std::thread::local::LocalKey<T>::with
-        /rustc/abc/library/std/src/thread/local.rs:283
+        serde_json-1.0/src/de.rs:2687
+    ... 3 runtime and std frames
 
 3: task idle [2~5 s] conn 5, 6, 7
     app::leaf(n: u32 = *, rx: &Receiver<()> = #1)
@@ -53,6 +48,46 @@ fn whole_dump() {
     )
     .unwrap();
     assert_eq!(String::from_utf8(written).unwrap(), expected);
+}
+
+/// `fold=0` shows every frame; paths stay shortened: a registry crate's
+/// from its `name-version/` directory, the standard library's from its
+/// crate, the program's own relative to the workspace.
+#[test]
+fn unfolded_dump_shows_every_frame_with_short_paths() {
+    let queue = 0u8;
+    let mut snap = model::sample(&queue);
+    snap.process = model::elsewhere();
+    snap.routines[0].frames[0].file = "/srv/app/src/app.rs".into();
+    snap.routines[0].frames[2].file = "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.54.1/src/runtime/task/raw.rs".into();
+    let buckets = Buckets::aggregate(&snap, Similarity::AnyValue);
+    let mut text = Vec::new();
+    render_to_with(
+        &mut text,
+        &snap,
+        &buckets,
+        Format::Text,
+        &Links::default(),
+        Detail::default().fold(false),
+    )
+    .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    let first = &text[text.find("1: thread").unwrap()..text.find("\n\n3: task").unwrap()];
+    assert_eq!(
+        first,
+        "1: thread alive [60 s] main 1 (serving this request)
+    app::handler(id: u32 = 7)
+        src/app.rs:12
+    serde_json::de::from_str
+        serde_json-1.0/src/de.rs:2687
+    tokio::runtime::task::raw::poll
+        tokio-1.54.1/src/runtime/task/raw.rs:255 0x1234
+    tokio::runtime::scheduler::multi_thread::worker::run
+        tokio-1/src/runtime/scheduler/multi_thread/worker.rs:500
+    std::thread::local::LocalKey<T>::with
+        std/src/thread/local.rs:283"
+    );
+    assert!(text.starts_with("webstack 0.0.9 at "), "{text}");
 }
 
 #[test]

@@ -1,104 +1,72 @@
 //! Hand-built snapshots for the bucket and render tests: frames, tasks and
 //! threads with fixed values, and a small sample program.
 
-use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
-use webstack::native::Origin;
-use webstack::{Arg, CreatedBy, Frame, Kind, LeftOut, Routine, Snapshot, State, Value};
+use webstack::{Arg, CreatedBy, Frame, Origin, Process, Routine, Snapshot, Value};
 
 pub fn arg(name: &'static str, ty: &'static str, value: Value) -> Arg {
-    Arg { name, ty, value }
+    Arg::new(name, ty, value)
 }
 
 /// An instrumented frame of the application.
 pub fn frame(function: &'static str, line: u32, args: Vec<Arg>) -> Frame {
-    Frame {
-        function: Cow::Borrowed(function),
-        file: Cow::Borrowed("src/app.rs"),
-        line,
-        instrumented: true,
-        args: args.into(),
-        task: None,
-        address: None,
-        source: None,
-        origin: webstack::native::classify(function),
-    }
+    Frame::new(function, "src/app.rs", line).instrumented(args)
 }
 
 /// A native frame (no arguments) with the given origin.
 pub fn native(function: &'static str, file: &'static str, line: u32, origin: Origin) -> Frame {
-    Frame {
-        function: Cow::Borrowed(function),
-        file: Cow::Borrowed(file),
-        line,
-        instrumented: false,
-        args: Default::default(),
-        task: None,
-        address: None,
-        source: None,
-        origin,
-    }
+    let mut frame = Frame::new(function, file, line);
+    frame.origin = origin;
+    frame
 }
 
-pub const CREATOR: CreatedBy = CreatedBy {
-    function: "app::main",
-    file: "src/main.rs",
-    line: 40,
-};
+pub fn creator() -> CreatedBy {
+    CreatedBy::new("app::main", "src/main.rs", 40)
+}
 
 /// An idle task that has waited `waited`.
 pub fn task(id: u64, name: &'static str, waited: Duration, frames: Vec<Frame>) -> Routine {
-    Routine {
-        id,
-        kind: Kind::Task,
-        name: Cow::Borrowed(name),
-        state: State::Idle,
-        created_by: Some(CREATOR),
-        age: waited + Duration::from_secs(1),
-        waiting: Some(waited),
-        polls: Some(1),
-        running_on: None,
-        tid: None,
-        elided: 0,
-        torn: false,
-        frames,
-    }
+    let mut task = Routine::task(id, name);
+    task.created_by = Some(creator());
+    task.age = waited + Duration::from_secs(1);
+    task.waiting = Some(waited);
+    task.polls = Some(1);
+    task.frames = frames;
+    task
 }
 
 /// A live thread of age `age`.
 pub fn thread(id: u64, name: &str, tid: i64, age: Duration, frames: Vec<Frame>) -> Routine {
-    Routine {
-        id,
-        kind: Kind::Thread,
-        name: Cow::Owned(name.to_owned()),
-        state: State::Alive,
-        created_by: None,
-        age,
-        waiting: None,
-        polls: None,
-        running_on: None,
-        tid: Some(tid),
-        elided: 0,
-        torn: false,
-        frames,
-    }
+    let mut thread = Routine::thread(id, name.to_owned());
+    thread.age = age;
+    thread.tid = Some(tid);
+    thread.frames = frames;
+    thread
 }
 
 /// A snapshot taken at a fixed instant by the thread with kernel id 100.
 pub fn snapshot(routines: Vec<Routine>) -> Snapshot {
-    Snapshot {
-        version: webstack::JSON_VERSION,
-        captured_at: SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_092_511_123),
-        capture_time: Duration::from_micros(1234),
-        maxmem: webstack::DEFAULT_MAXMEM,
-        bytes_used: 10 * 1024,
-        augmented: false,
-        left_out: LeftOut::default(),
-        captured_by_tid: Some(100),
-        native_error: None,
-        routines,
-    }
+    let mut snapshot = Snapshot::new(routines);
+    snapshot.captured_at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_092_511_123);
+    snapshot.capture_time = Duration::from_micros(1234);
+    snapshot.bytes_used = 10 * 1024;
+    snapshot.captured_by_tid = Some(100);
+    snapshot
+}
+
+/// Another machine's process, to show that a snapshot renders the process
+/// it was taken in, not the one rendering it.
+pub fn elsewhere() -> Process {
+    let mut process = Process::default();
+    process.pid = 4242;
+    process.exe = "/srv/app/bin/app".to_owned();
+    process.host = "web-1".to_owned();
+    process.uptime = Duration::from_secs(3600);
+    process.webstack = "0.0.9".into();
+    process.platform = "linux aarch64".into();
+    process.source_root = Some("/srv/app".to_owned());
+    process
 }
 
 pub fn secs(n: u64) -> Duration {
