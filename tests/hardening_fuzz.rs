@@ -3,7 +3,7 @@
 //! non-UTF-8 bytes. Every answer is 200 or 400, never a panic or a 500, and a
 //! 400 is one line that names the parameter (or the malformed name).
 //!
-//! The parser itself is fuzzed with 12,000 cases in `actix::query`'s unit
+//! The parser itself is fuzzed with 12,000 cases in `serve::params`' unit
 //! tests; this file sends 600 requests through the real service.
 
 use actix_web::{test, App};
