@@ -23,9 +23,14 @@ pub(crate) struct FrameCache {
     /// few repeat in every task.
     recent: Box<[(usize, usize, Resolved); RECENT]>,
     resolved: HashMap<(usize, usize), Resolved, FxBuild>,
+    /// Creation sites by the address and length of their function and file
+    /// names: the same few sites create every task.
+    sites: HashMap<SiteKey, (&'static str, Origin), FxBuild>,
 }
 
 type Resolved = (&'static str, &'static str, Origin);
+
+type SiteKey = (usize, usize, usize, usize);
 
 const RECENT: usize = 64;
 
@@ -34,6 +39,7 @@ impl Default for FrameCache {
         FrameCache {
             recent: Box::new([(0, 0, ("", "", Origin::Unknown)); RECENT]),
             resolved: HashMap::default(),
+            sites: HashMap::default(),
         }
     }
 }
@@ -88,11 +94,21 @@ impl FrameCache {
 
     /// The creation site recorded as `site`, its path tidied.
     pub(crate) fn created_by(&mut self, site: Site) -> CreatedBy {
+        let key = (
+            site.function.as_ptr() as usize,
+            site.function.len(),
+            site.file.as_ptr() as usize,
+            site.file.len(),
+        );
+        let (file, origin) = *self
+            .sites
+            .entry(key)
+            .or_insert_with(|| (tidy_path(site.file), classify(site.function)));
         CreatedBy {
             function: site.function,
-            file: tidy_path(site.file),
+            file,
             line: site.line,
-            origin: classify(site.function),
+            origin,
         }
     }
 }
