@@ -11,12 +11,12 @@ use serde::Serialize;
 use tera::{Context, Tera};
 
 use super::{
-    arg_value, bounded, bytes, crate_docs, duration_range, elapsed, flags, folded_summary,
-    location, members, runs, timestamp, Detail, Format, Links, Origin, RenderError, FUNCTION_CHARS,
+    arg_value, bounded, bytes, crate_docs, duration_range, elapsed, flags, folded_summary, members,
+    runs, timestamp, Detail, Format, Links, Location, Origin, RenderError, FUNCTION_CHARS,
     NAME_CHARS,
 };
 use crate::group::{Bucket, BucketFrame, Buckets, Merged, Similarity};
-use crate::snapshot::resolve::{crate_name, short_path};
+use crate::snapshot::resolve::crate_name;
 use crate::snapshot::{Kind, Snapshot};
 
 static TEMPLATES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
@@ -379,11 +379,14 @@ fn bucket<'a>(
         more,
         flags: flags(b),
         serving: b.serving,
-        created_by: b.created_by.as_ref().map(|c| CreatedView {
-            function: c.function,
-            origin: c.origin.as_str(),
-            location: location(c.file, c.line, snapshot),
-            path: full_path(c.file, snapshot),
+        created_by: b.created_by.as_ref().map(|c| {
+            let location = Location::new(c.file, c.line, snapshot);
+            CreatedView {
+                function: c.function,
+                origin: c.origin.as_str(),
+                path: location.shortens(c.file).then_some(c.file),
+                location: location.to_string(),
+            }
         }),
         groups,
         empty,
@@ -399,14 +402,15 @@ fn frame<'a>(
 ) -> FrameView<'a> {
     let origin = f.origin;
     let krate = crate_name(&f.function).unwrap_or("");
+    let location = Location::new(&f.file, f.line, snapshot);
     FrameView {
         index,
         krate,
         crate_url: (!krate.is_empty())
             .then(|| crate_docs(krate, origin))
             .flatten(),
-        location: location(&f.file, f.line, snapshot),
-        path: full_path(&f.file, snapshot),
+        path: location.shortens(&f.file).then_some(&*f.file),
+        location: location.to_string(),
         function: bounded(&f.function, FUNCTION_CHARS),
         origin: origin.as_str(),
         marker: marker(origin),
@@ -426,10 +430,4 @@ fn frame<'a>(
         address: f.address.map(|a| format!("{a:#x}")),
         source: f.source.as_deref(),
     }
-}
-
-/// `file` when [`location`] shows it shortened, for a tooltip.
-fn full_path<'a>(file: &'a str, snapshot: &Snapshot) -> Option<&'a str> {
-    let root = snapshot.process.source_root.as_deref();
-    (short_path(file, root).len() != file.len()).then_some(file)
 }

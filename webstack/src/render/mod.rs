@@ -387,18 +387,37 @@ pub(crate) fn folded_summary(n: usize) -> String {
     format!("{n} runtime and std frames")
 }
 
-/// A frame's file as a person reads it (see [`short_path`]), `?` when
-/// unknown, with the line when there is one.
-pub(crate) fn location(file: &str, line: u32, snapshot: &Snapshot) -> String {
-    let file = if file.is_empty() {
-        "?"
-    } else {
-        short_path(file, snapshot.process.source_root.as_deref())
-    };
-    if line > 0 {
-        format!("{file}:{line}")
-    } else {
-        file.to_owned()
+/// A frame's location as a person reads it: its file shortened (see
+/// [`short_path`]; `?` when unknown), with the line when there is one.
+/// Displays without allocating.
+pub(crate) struct Location<'a> {
+    file: &'a str,
+    line: u32,
+}
+
+impl<'a> Location<'a> {
+    pub(crate) fn new(file: &'a str, line: u32, snapshot: &Snapshot) -> Self {
+        let file = if file.is_empty() {
+            "?"
+        } else {
+            short_path(file, snapshot.process.source_root.as_deref())
+        };
+        Location { file, line }
+    }
+
+    /// Whether the file is shown shortened from `file`.
+    pub(crate) fn shortens(&self, file: &str) -> bool {
+        self.file.len() != file.len() && !file.is_empty()
+    }
+}
+
+impl fmt::Display for Location<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+        }
+        Ok(())
     }
 }
 

@@ -29,8 +29,8 @@
 use std::io::Write;
 
 use super::{
-    arg_value, bounded, bytes, duration_range, elapsed, flags, folded_summary, location, members,
-    runs, timestamp, Detail, RenderError, FUNCTION_CHARS,
+    arg_value, bounded, bytes, duration_range, elapsed, flags, folded_summary, members, runs,
+    timestamp, Detail, Location, RenderError, FUNCTION_CHARS,
 };
 use crate::group::{Bucket, Buckets};
 use crate::snapshot::{Kind, Snapshot};
@@ -133,7 +133,11 @@ fn bucket<W: Write>(
                 write!(w, " [task {task}]")?;
             }
             writeln!(w)?;
-            write!(w, "        {}", location(&frame.file, frame.line, snapshot))?;
+            write!(
+                w,
+                "        {}",
+                Location::new(&frame.file, frame.line, snapshot)
+            )?;
             if let Some(address) = frame.address {
                 write!(w, " {address:#x}")?;
             }
@@ -145,7 +149,7 @@ fn bucket<W: Write>(
             w,
             "    created by {} at {}",
             created.function,
-            location(created.file, created.line, snapshot)
+            Location::new(created.file, created.line, snapshot)
         )?;
     }
     Ok(())

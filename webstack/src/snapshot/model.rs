@@ -400,6 +400,30 @@ impl Frame {
         }
     }
 
+    /// An instrumented frame as capture reads it, built in place: the
+    /// capture of a large snapshot builds hundreds of thousands.
+    #[inline]
+    pub(crate) fn recorded(
+        function: &'static str,
+        file: &'static str,
+        line: u32,
+        origin: Origin,
+        args: Args,
+        task: Option<u64>,
+    ) -> Self {
+        Frame {
+            function: Cow::Borrowed(function),
+            file: Cow::Borrowed(file),
+            line,
+            instrumented: true,
+            args,
+            task,
+            address: None,
+            source: None,
+            origin,
+        }
+    }
+
     /// The frame of an instrumented call, with its arguments.
     pub fn instrumented(mut self, args: impl Into<Args>) -> Self {
         self.instrumented = true;

@@ -75,21 +75,18 @@ impl FrameCache {
         // after the slot's sequence check.
         let meta = unsafe { FrameMeta::from_addr(meta) };
         let (function, file, origin) = self.resolve(meta, owner);
-        let mut frame = Frame::classified(
-            Cow::Borrowed(function),
-            Cow::Borrowed(file),
+        Frame::recorded(
+            function,
+            file,
             meta.line,
             origin,
-        )
-        .instrumented(
             meta.args
                 .iter()
                 .zip(values)
                 .map(|(arg, value)| Arg::new(arg.name, arg.ty, *value))
-                .collect::<super::model::Args>(),
-        );
-        frame.task = (task != 0).then_some(task);
-        frame
+                .collect(),
+            (task != 0).then_some(task),
+        )
     }
 
     /// The creation site recorded as `site`, its path tidied.
