@@ -148,6 +148,7 @@ mod imp {
         // done now, so that none is left half done in the child.
         crate::clock::now_ns();
         crate::uptime();
+        crate::snapshot::capture::init_process_facts();
         crate::record::stack::force_detached();
         let gate = GATE.write().unwrap_or_else(PoisonError::into_inner);
         // SAFETY: in *prepare*, with the gate just taken.

@@ -141,44 +141,49 @@ impl Process {
     /// The running process: what [`Snapshot::capture`] records, and
     /// [`Snapshot::new`] starts with.
     pub fn current() -> Process {
-        current_process()
+        let mut process = Process::default();
+        process.pid = std::process::id();
+        process.exe = FIXED.exe.clone();
+        process.host = host_name();
+        process.uptime = crate::uptime();
+        process.webstack = Cow::Borrowed(env!("CARGO_PKG_VERSION"));
+        process.platform = Cow::Owned(FIXED.platform.clone());
+        process.source_root = FIXED.source_root.clone();
+        process
     }
 }
 
-fn current_process() -> Process {
-    /// What does not change while the process runs.
-    struct Fixed {
-        exe: String,
-        platform: String,
-        source_root: Option<String>,
+/// What does not change while the process runs.
+struct Fixed {
+    exe: String,
+    platform: String,
+    source_root: Option<String>,
+}
+
+static FIXED: LazyLock<Fixed> = LazyLock::new(|| {
+    let exe = std::env::current_exe().ok();
+    let source_root = exe
+        .as_deref()
+        .and_then(|exe| exe.to_str())
+        .and_then(|exe| exe.find("/target/").map(|end| exe[..end].to_owned()))
+        .or_else(|| {
+            std::env::current_dir()
+                .ok()
+                .and_then(|dir| dir.to_str().map(str::to_owned))
+        })
+        .filter(|root| root.len() > 1);
+    Fixed {
+        exe: exe.map_or_else(|| "?".to_owned(), |exe| exe.display().to_string()),
+        platform: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        source_root,
     }
-    static FIXED: LazyLock<Fixed> = LazyLock::new(|| {
-        let exe = std::env::current_exe().ok();
-        let source_root = exe
-            .as_deref()
-            .and_then(|exe| exe.to_str())
-            .and_then(|exe| exe.find("/target/").map(|end| exe[..end].to_owned()))
-            .or_else(|| {
-                std::env::current_dir()
-                    .ok()
-                    .and_then(|dir| dir.to_str().map(str::to_owned))
-            })
-            .filter(|root| root.len() > 1);
-        Fixed {
-            exe: exe.map_or_else(|| "?".to_owned(), |exe| exe.display().to_string()),
-            platform: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
-            source_root,
-        }
-    });
-    let mut process = Process::default();
-    process.pid = std::process::id();
-    process.exe = FIXED.exe.clone();
-    process.host = host_name();
-    process.uptime = crate::uptime();
-    process.webstack = Cow::Borrowed(env!("CARGO_PKG_VERSION"));
-    process.platform = Cow::Owned(FIXED.platform.clone());
-    process.source_root = FIXED.source_root.clone();
-    process
+});
+
+/// Forces the one-time reading of [`FIXED`], for the fork handlers: a
+/// `LazyLock` left half initialised by another thread would hang a child
+/// that captures.
+pub(crate) fn init_process_facts() {
+    LazyLock::force(&FIXED);
 }
 
 #[cfg(unix)]
