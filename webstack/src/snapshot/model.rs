@@ -3,8 +3,8 @@
 //! [`Snapshot`] holds [`Routine`]s (threads and tasks), each with its
 //! [`Frame`]s, their [`Arg`]s, where the routine was [`CreatedBy`] and what
 //! [`Origin`] each frame's code has, plus the [`Process`] it was taken from.
-//! Nothing here reads the running program: a snapshot rendered on another
-//! machine shows the machine it was taken on.
+//! Everything a page shows comes from here, so a snapshot rendered on
+//! another machine shows the machine it was taken on.
 //!
 //! The types can grow: they are `#[non_exhaustive]`, so build them with
 //! their constructors ([`Routine::thread`], [`Routine::task`],
