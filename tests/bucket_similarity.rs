@@ -8,6 +8,7 @@ use std::time::Duration;
 use pretty_assertions::assert_eq;
 use support::model::{arg, frame, secs, snapshot, task, thread};
 use support::normalise::normalise;
+use support::snapshot::shadow_snapshot_until;
 use webstack::render::{render, Format, Links};
 use webstack::{Buckets, Kind, Merged, Options, Similarity, Snapshot, Value};
 
@@ -559,19 +560,12 @@ fn real_tasks() {
             .map(|block| block.trim_end().to_owned())
             .collect()
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let snap = loop {
-        let snap = Snapshot::capture(&Options::default().augment(false));
-        let idle = snap
-            .routines
-            .iter()
-            .filter(|r| r.name == "bs-conn" && r.frames.len() == 2)
-            .count();
-        if idle == 4 || std::time::Instant::now() > deadline {
-            break snap;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let snap = shadow_snapshot_until(Duration::from_secs(10), |snap| {
+        let idle = snap.routines.iter();
+        idle.filter(|r| r.name == "bs-conn" && r.frames.len() == 2)
+            .count()
+            == 4
+    });
     let file = file!();
     let block = |count: usize, ids: &str, step: &str, conn: &str| {
         format!(
@@ -654,19 +648,12 @@ fn by_value_arguments_get_no_address_and_shared_objects_a_label() {
         senders.push(tx);
         rt.spawn(bs_transfer(BsPath(i, i + 1), account, ledger.clone(), rx));
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let snap = loop {
-        let snap = Snapshot::capture(&Options::default().augment(false));
-        let idle = snap
-            .routines
-            .iter()
-            .filter(|r| r.name == "bs_transfer" && r.state == webstack::State::Idle)
-            .count();
-        if idle == 3 || std::time::Instant::now() > deadline {
-            break snap;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let snap = shadow_snapshot_until(Duration::from_secs(10), |snap| {
+        let idle = snap.routines.iter();
+        idle.filter(|r| r.name == "bs_transfer" && r.state == webstack::State::Idle)
+            .count()
+            == 3
+    });
     for s in [Similarity::ExactLines, Similarity::AnyPointer] {
         let buckets = Buckets::aggregate(&snap, s);
         let text = render(&snap, &buckets, Format::Text, &Links::default()).unwrap();

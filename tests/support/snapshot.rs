@@ -2,12 +2,27 @@
 //! text form (line numbers and addresses normalised) to compare as a whole.
 
 use std::fmt::Write;
+use std::time::{Duration, Instant};
 
 use webstack::{Options, Routine, Snapshot};
 
 /// A snapshot of shadow stacks only.
 pub fn shadow_snapshot() -> Snapshot {
     Snapshot::capture(&Options::default().augment(false))
+}
+
+/// Shadow snapshots, every 10 ms, until `ready` holds for one or `timeout`
+/// passes; the last one either way (the test's assertions then say what
+/// was missing).
+pub fn shadow_snapshot_until(timeout: Duration, ready: impl Fn(&Snapshot) -> bool) -> Snapshot {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let snapshot = shadow_snapshot();
+        if ready(&snapshot) || Instant::now() > deadline {
+            return snapshot;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The routines whose name satisfies `keep`, in id order.
