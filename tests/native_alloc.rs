@@ -61,7 +61,9 @@ fn allocate_in_a_loop(stop: &AtomicBool) {
 }
 
 /// A loop that calls nothing (even in a debug build), so the interrupted
-/// instruction is always in this function.
+/// instruction is always in this function. Not `support::spin::spin_until`:
+/// its body, inlined here, would be symbolised as its own (inlined) frame,
+/// and the test looks for this function as the innermost one.
 #[inline(never)]
 fn spin_without_calls(stop: &AtomicBool) {
     let flag = stop.as_ptr();

@@ -20,6 +20,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use support::child::run_in_child;
+use support::spin::spin_until;
 use webstack::{Options, Snapshot};
 
 /// The lowest usable address of the calling thread's stack.
@@ -48,28 +49,8 @@ fn descend(low: usize, target: usize, left: &AtomicUsize, stop: &AtomicBool) -> 
         return descend(low, target, left, stop) + u64::from(pad[1]);
     }
     left.store(remaining, Ordering::Release);
-    spin_here(stop);
+    spin_until(stop);
     u64::from(pad[0])
-}
-
-/// Spins until `stop` without calling any function (not even in a debug
-/// build), so that the interrupted instruction is in the caller's frame.
-#[inline(always)]
-fn spin_here(stop: &AtomicBool) {
-    let flag = stop.as_ptr();
-    loop {
-        let value: u8;
-        // SAFETY: reads one byte of a live `AtomicBool`.
-        unsafe {
-            #[cfg(target_arch = "x86_64")]
-            std::arch::asm!("pause", "mov {v}, byte ptr [{p}]", p = in(reg) flag, v = out(reg_byte) value);
-            #[cfg(target_arch = "aarch64")]
-            std::arch::asm!("yield", "ldrb {v:w}, [{p}]", p = in(reg) flag, v = out(reg) value);
-        }
-        if value != 0 {
-            return;
-        }
-    }
 }
 
 /// Removes the calling thread's alternate signal stack.

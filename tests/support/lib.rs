@@ -14,5 +14,6 @@ pub mod rng;
 pub mod server;
 pub mod slowdown;
 pub mod snapshot;
+pub mod spin;
 pub mod thread_cost;
 pub mod wait;
