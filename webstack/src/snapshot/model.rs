@@ -46,16 +46,6 @@ pub enum Origin {
 }
 
 impl Origin {
-    /// Every origin, in the order a page's legend lists them.
-    pub const ALL: [Origin; 6] = [
-        Origin::App,
-        Origin::Dependency,
-        Origin::Std,
-        Origin::Runtime,
-        Origin::Webstack,
-        Origin::Unknown,
-    ];
-
     /// Where the code of `function` comes from, judged from its path:
     /// `std::…`, `core::…` and C-library entry points are [`Origin::Std`];
     /// tokio, mio and actix crates are [`Origin::Runtime`]; `webstack::…` is
