@@ -97,7 +97,7 @@ pub(super) fn augment(snapshot: &mut Snapshot) {
             return;
         }
     };
-    merge_into(snapshot, captured, uptime);
+    merge_into(snapshot, &registered, captured, uptime);
     add_sources(snapshot);
     snapshot.augmented = sig.is_some();
     snapshot.native_error = native_error;
@@ -310,8 +310,14 @@ fn native_frames(ips: &[usize], exact_first: bool) -> Vec<NativeFrame> {
     out
 }
 
-fn merge_into(snapshot: &mut Snapshot, captured: Vec<Captured>, uptime: Option<Duration>) {
-    let registered = registered_tids(snapshot);
+/// Merges the answers into `snapshot`, whose registered threads are at
+/// the indices `registered` gives by tid (routines are only appended here).
+fn merge_into(
+    snapshot: &mut Snapshot,
+    registered: &HashMap<i64, usize>,
+    captured: Vec<Captured>,
+    uptime: Option<Duration>,
+) {
     let mut budget = Budget::of(snapshot);
     let mut buf = String::new();
     for Captured { info, outcome, id } in captured {
