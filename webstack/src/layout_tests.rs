@@ -38,7 +38,7 @@ fn stage_of(name: &str) -> Result<Option<u8>, String> {
         | "Similarity"
         | "ParseSimilarityError" => 4,
         "render" => 5,
-        "serve" => 6,
+        "serve" | "dump" => 6,
         "actix" => 7,
         other => return Err(format!("module or item `crate::{other}` has no stage")),
     }))

@@ -95,6 +95,7 @@
 #[cfg(feature = "actix")]
 pub mod actix;
 mod clock;
+mod dump;
 mod fork;
 #[cfg(target_os = "linux")]
 mod futex;
@@ -119,6 +120,11 @@ mod loom_tests;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use dump::{dump, dump_to_string, DumpOptions};
+#[cfg(target_os = "linux")]
+pub use dump::{dump_on_signal, dump_on_signal_with, DumpSignal, SignalError};
+#[cfg(unix)]
+pub use dump::{panic_hook, panic_hook_with};
 pub use group::{
     Bucket, BucketArg, BucketFrame, Buckets, Member, Merged, ParseSimilarityError, Similarity,
 };

@@ -2,6 +2,8 @@
 //! ([`crate::snapshot`]), then the native pass ([`crate::native`]).
 //! Grouping and rendering are the caller's (the serving core, or the user).
 
+use std::cell::Cell;
+
 use crate::snapshot::{capture, Options, Snapshot};
 
 impl Snapshot {
@@ -17,6 +19,7 @@ impl Snapshot {
     /// costs at most [`native::timeout`](crate::native::timeout).
     pub fn capture(options: &Options) -> Snapshot {
         let _gate = crate::fork::capturing();
+        let _here = Capturing::enter();
         let started = std::time::Instant::now();
         let mut snapshot = capture::shadow(options);
         if options.augment {
@@ -25,4 +28,29 @@ impl Snapshot {
         snapshot.capture_time = started.elapsed();
         snapshot
     }
+}
+
+thread_local! {
+    static CAPTURING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the thread as inside [`Snapshot::capture`] for the length of one.
+struct Capturing(bool);
+
+impl Capturing {
+    fn enter() -> Capturing {
+        Capturing(CAPTURING.try_with(|c| c.replace(true)).unwrap_or(false))
+    }
+}
+
+impl Drop for Capturing {
+    fn drop(&mut self) {
+        let _ = CAPTURING.try_with(|c| c.set(self.0));
+    }
+}
+
+/// Whether the calling thread is inside [`Snapshot::capture`] (a panic hook
+/// asks: the native pass's locks may be held by this thread).
+pub(crate) fn capturing_here() -> bool {
+    CAPTURING.try_with(Cell::get).unwrap_or(false)
 }

@@ -1,0 +1,269 @@
+//! Dumps without a web server: `webstack::dump` to a writer, the dump on a
+//! signal (`kill -QUIT`) and the panic hook. The signal and panic cases run
+//! in a child process (this test binary, filtered to one test) that the
+//! test talks to.
+
+use std::io::BufRead;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use support::child::{is_child, run_in_child, Interactive};
+use webstack::{DumpOptions, DumpSignal, SignalError};
+
+#[webstack::instrument]
+fn hold_order(order: u32, customer: &str, release: &mpsc::Receiver<()>) {
+    let _ = release.recv();
+}
+
+#[webstack::instrument]
+async fn parked_on(order: u32, wake: tokio::sync::oneshot::Receiver<()>) {
+    let _ = wake.await;
+}
+
+#[webstack::instrument]
+fn explode(order: u32, customer: &str) {
+    panic!("boom in order {order} for {customer}");
+}
+
+#[test]
+fn dump_writes_the_grouped_text_form_to_any_writer() {
+    let (tx, rx) = mpsc::channel();
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let holder = std::thread::Builder::new()
+        .name("order-holder".into())
+        .spawn(move || {
+            webstack::init();
+            ready_tx.send(()).unwrap();
+            hold_order(31337, "zoe", &rx);
+        })
+        .unwrap();
+    ready_rx.recv().unwrap();
+    let options = DumpOptions::default().augment(false);
+    let found = support::wait::wait_until(Duration::from_secs(10), || {
+        webstack::dump_to_string(&options).contains("order: u32 = 31337")
+    });
+    let mut out = Vec::new();
+    webstack::dump(&mut out, &options).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert!(found, "{text}");
+    assert!(text.starts_with("webstack "), "{text}");
+    assert!(
+        text.contains("hold_order(order: u32 = 31337, customer: &str = \"zoe\""),
+        "{text}"
+    );
+    assert!(text.contains("order-holder"), "{text}");
+}
+
+#[test]
+fn sigquit_prints_a_dump_and_the_process_keeps_running() {
+    const TEST: &str = "sigquit_prints_a_dump_and_the_process_keeps_running";
+    if is_child(TEST) {
+        webstack::dump_on_signal(DumpSignal::Quit).expect("arm SIGQUIT");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (wake, parked) = tokio::sync::oneshot::channel();
+        let task = runtime.spawn(parked_on(4242, parked));
+        println!("ready");
+        for line in std::io::stdin().lock().lines() {
+            if line.unwrap() == "exit" {
+                break;
+            }
+        }
+        wake.send(()).unwrap();
+        runtime.block_on(task).unwrap();
+        println!("exiting normally");
+        return;
+    }
+    let mut child = Interactive::start(TEST);
+    assert!(
+        child.wait_for(Duration::from_secs(30), |out, _| out.contains("ready")),
+        "the child did not start\n{}",
+        child.output()
+    );
+    let dumps = |text: &str| text.matches("webstack: end of dump").count();
+    for round in 1..=2 {
+        // SAFETY: `kill` with a valid pid and signal number.
+        assert_eq!(unsafe { libc::kill(child.pid() as i32, libc::SIGQUIT) }, 0);
+        assert!(
+            child.wait_for(Duration::from_secs(30), |_, err| dumps(err) >= round),
+            "dump {round} did not come\n{}",
+            child.output()
+        );
+    }
+    let err = child.stderr();
+    assert!(
+        err.contains("webstack: dump on SIGQUIT; the process keeps running"),
+        "{err}"
+    );
+    assert!(err.contains("parked_on(order: u32 = 4242"), "{err}");
+    assert!(err.contains("task idle"), "{err}");
+    child.send("exit");
+    let status = child.exit_status(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the child did not exit normally: {status:?}\n{}",
+        child.output()
+    );
+    assert!(
+        child.stdout().contains("exiting normally"),
+        "{}",
+        child.output()
+    );
+}
+
+#[test]
+fn dump_on_signal_keeps_a_handler_the_application_installed() {
+    run_in_child(
+        "dump_on_signal_keeps_a_handler_the_application_installed",
+        Duration::from_secs(60),
+        || {
+            extern "C" fn application(_: libc::c_int) {}
+            // SAFETY: zeroed `sigaction`s are valid; `application` has the
+            // one-argument handler signature; `old` is writable.
+            let current = unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = application as extern "C" fn(libc::c_int) as usize;
+                libc::sigemptyset(&mut action.sa_mask);
+                assert_eq!(
+                    libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
+                    0
+                );
+                let error = webstack::dump_on_signal(DumpSignal::User1).unwrap_err();
+                assert!(matches!(
+                    error,
+                    SignalError::AlreadyHandled(DumpSignal::User1)
+                ));
+                assert!(error.to_string().contains("SIGUSR1 already has a handler"));
+                let mut old: libc::sigaction = std::mem::zeroed();
+                libc::sigaction(libc::SIGUSR1, std::ptr::null(), &mut old);
+                old.sa_sigaction
+            };
+            assert_eq!(
+                current, application as extern "C" fn(libc::c_int) as usize,
+                "the application's handler was replaced"
+            );
+            // A signal still at its default action is taken, and again.
+            webstack::dump_on_signal(DumpSignal::User2).unwrap();
+            webstack::dump_on_signal(DumpSignal::User2).unwrap();
+        },
+    );
+}
+
+/// Runs `body` in a child that installs the panic hook first, and returns
+/// the child's stderr once it exited successfully.
+fn panicking_child(test: &str, body: fn()) -> String {
+    if is_child(test) {
+        // The first dump with native stacks loads the test binary's debug
+        // info (seconds, unoptimised): wait for it longer than the default.
+        webstack::panic_hook_with(DumpOptions::default().timeout(Duration::from_secs(60)));
+        body();
+        println!("survived");
+        return String::new();
+    }
+    let mut child = Interactive::start(test);
+    let status = child.exit_status(Duration::from_secs(120));
+    assert!(
+        status.is_some_and(|s| s.success()) && child.stdout().contains("survived"),
+        "the child did not finish normally: {status:?}\n{}",
+        child.output()
+    );
+    child.stderr()
+}
+
+#[test]
+fn a_panic_prints_the_panicking_threads_frames_with_their_arguments() {
+    let err = panicking_child(
+        "a_panic_prints_the_panicking_threads_frames_with_their_arguments",
+        || {
+            let thread = std::thread::Builder::new()
+                .name("exploder".into())
+                .spawn(|| explode(7, "alice"))
+                .unwrap();
+            assert!(thread.join().is_err());
+        },
+    );
+    if err.is_empty() {
+        return;
+    }
+    let message = err.find("boom in order 7 for alice").expect(&err);
+    let header = err
+        .find("webstack: every thread and task at the panic in thread 'exploder'")
+        .expect(&err);
+    assert!(
+        message < header,
+        "the dump comes after the panic's message\n{err}"
+    );
+    let dump = &err[header..];
+    assert!(
+        dump.contains("explode(order: u32 = 7, customer: &str = \"alice\")"),
+        "{err}"
+    );
+    assert!(dump.contains("webstack: end of dump"), "{err}");
+}
+
+#[test]
+fn panics_inside_webstack_or_at_once_neither_hang_nor_repeat() {
+    let err = panicking_child(
+        "panics_inside_webstack_or_at_once_neither_hang_nor_repeat",
+        || {
+            // A writer that panics makes the panic happen inside webstack's
+            // rendering, on a thread that is taking a dump itself.
+            struct Panicking;
+            impl std::io::Write for Panicking {
+                fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                    panic!("writer gave up");
+                }
+                fn flush(&mut self) -> std::io::Result<()> {
+                    Ok(())
+                }
+            }
+            let inside = std::thread::spawn(|| {
+                let options = DumpOptions::default().augment(false);
+                webstack::dump(&mut Panicking, &options)
+            });
+            assert!(inside.join().is_err());
+            // Eight threads panic at once while another takes snapshots in a
+            // loop: the panics share one dump (or are told one was just
+            // printed), and the process goes on.
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let busy = {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let _ = webstack::dump_to_string(&DumpOptions::default());
+                    }
+                })
+            };
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let threads: Vec<_> = (0..8)
+                .map(|i| {
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        explode(i, "many");
+                    })
+                })
+                .collect();
+            for thread in threads {
+                assert!(thread.join().is_err());
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            busy.join().unwrap();
+        },
+    );
+    if err.is_empty() {
+        return;
+    }
+    assert!(err.contains("writer gave up"), "{err}");
+    assert_eq!(err.matches("boom in order").count(), 8, "{err}");
+    let dumps = err.matches("webstack: end of dump").count();
+    // One for the writer's panic, one shared by the eight (which come
+    // more than a second later only if the first dump was slow).
+    assert!((1..=3).contains(&dumps), "{dumps} dumps\n{err}");
+    assert!(!err.contains("did not finish within"), "{err}");
+}
