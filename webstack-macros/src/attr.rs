@@ -21,6 +21,8 @@ pub(crate) struct InstrumentArgs {
     pub(crate) skips: Vec<Ident>,
     pub(crate) skip_all: bool,
     pub(crate) name: Option<LitStr>,
+    /// For `#[webstack::main]`: what it sets up after `init_main`.
+    pub(crate) main_setup: TokenStream,
 }
 
 impl Parse for InstrumentArgs {
@@ -125,19 +127,53 @@ fn parse_param_name(input: ParseStream<'_>) -> syn::Result<Ident> {
     Ident::parse_any(input)
 }
 
-/// `#[webstack::main]` takes no arguments.
-pub(crate) struct MainArgs;
+/// The parsed arguments of `#[webstack::main]`: what to set up besides
+/// the main thread's frame.
+#[derive(Default)]
+pub(crate) struct MainArgs {
+    /// `panic_hook`: print the dump after a panic's message.
+    pub(crate) panic_hook: bool,
+    /// `dump_on_signal`: print the dump on `SIGQUIT`.
+    pub(crate) dump_on_signal: bool,
+}
+
+const MAIN_EXPECTED: &str = "expected `panic_hook` and/or `dump_on_signal`, e.g. \
+     `#[webstack::main(panic_hook, dump_on_signal)]` (runtime options go on the runtime's \
+     attribute, e.g. `#[tokio::main(...)]`)";
 
 impl Parse for MainArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        if input.is_empty() {
-            return Ok(MainArgs);
+        let mut args = MainArgs::default();
+        while !input.is_empty() {
+            if !input.peek(Ident::peek_any) {
+                return Err(syn::Error::new(input.span(), MAIN_EXPECTED));
+            }
+            let ident = Ident::parse_any(input)?;
+            let seen = match ident.to_string().as_str() {
+                "panic_hook" => &mut args.panic_hook,
+                "dump_on_signal" => &mut args.dump_on_signal,
+                _ => {
+                    let rest: TokenStream = input.parse()?;
+                    return Err(syn::Error::new_spanned(
+                        quote::quote!(#ident #rest),
+                        format!(
+                            "unknown argument `{ident}` of `#[webstack::main]`; {MAIN_EXPECTED}"
+                        ),
+                    ));
+                }
+            };
+            if *seen {
+                return Err(syn::Error::new_spanned(
+                    &ident,
+                    format!("duplicate `{ident}` argument; give it once"),
+                ));
+            }
+            *seen = true;
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
         }
-        let args: TokenStream = input.parse()?;
-        Err(syn::Error::new_spanned(
-            args,
-            "`#[webstack::main]` takes no arguments; write `#[webstack::main]` \
-             (runtime options go on the runtime's attribute, e.g. `#[tokio::main(...)]`)",
-        ))
+        Ok(args)
     }
 }

@@ -42,12 +42,20 @@ pub(crate) fn instrument(args: TokenStream, item: TokenStream) -> TokenStream {
 pub(crate) fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     let function = parse_function(item.clone(), Attr::Main);
     let args = syn::parse2::<MainArgs>(args);
-    let function = match (function, args) {
-        (Ok(function), Ok(MainArgs)) => function,
+    let (function, main_args) = match (function, args) {
+        (Ok(function), Ok(args)) => (function, args),
         (function, args) => return token_stream_with_errors(item, [function.err(), args.err()]),
     };
+    let mut setup = TokenStream::new();
+    if main_args.panic_hook {
+        setup.extend(quote!(::webstack::panic_hook();));
+    }
+    if main_args.dump_on_signal {
+        setup.extend(quote!(::webstack::__private::dump_on_sigquit();));
+    }
     let args = InstrumentArgs {
         skip_all: true,
+        main_setup: setup,
         ..InstrumentArgs::default()
     };
     gen_function(function, &args, Attr::Main)
@@ -234,7 +242,8 @@ impl Frame {
         let meta = Ident::new("__webstack_meta", Span::mixed_site());
         let values = Ident::new("__webstack_args", Span::mixed_site());
         let init = if attr == Attr::Main {
-            quote!(::webstack::__private::init_main();)
+            let setup = &args.main_setup;
+            quote!(::webstack::__private::init_main(); #setup)
         } else {
             TokenStream::new()
         };

@@ -232,3 +232,14 @@ impl<T: ?Sized> ViaValue for Probe<'_, T> {
         Fixed::new(Value::by_value())
     }
 }
+
+/// `#[webstack::main(dump_on_signal)]`: dumps on `SIGQUIT`, or says on
+/// stderr why it cannot.
+pub fn dump_on_sigquit() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = crate::dump_on_signal(crate::DumpSignal::Quit) {
+        eprintln!("webstack: no dump on SIGQUIT: {e}");
+    }
+    #[cfg(not(target_os = "linux"))]
+    eprintln!("webstack: no dump on SIGQUIT: signals are supported on Linux only");
+}

@@ -1,0 +1,2 @@
+#[webstack::main(panic_hook, panic_hook)]
+fn main() {}

@@ -1,0 +1,2 @@
+#[webstack::main(panic_hook, dump_on_signal)]
+fn main() {}
