@@ -36,6 +36,10 @@
 //! - [`Format::Text`]: one block per bucket in the spirit of Go's
 //!   `debug=2` goroutine dump, for `curl` and `grep`; see [`text`].
 //!
+//! Besides these, [`pprof`] (feature `pprof`, on by default) encodes the
+//! buckets as Go's goroutine profile for fleet profilers; it is not a
+//! [`Format`] (its output is binary, and [`render`] returns a `String`).
+//!
 //! # Where a frame comes from
 //!
 //! Frames are coloured and folded by [`Frame::origin`](crate::Frame::origin)
@@ -45,6 +49,8 @@
 //! docs.rs, std/core/alloc to doc.rust-lang.org.
 
 pub mod json;
+#[cfg(feature = "pprof")]
+pub mod pprof;
 pub mod text;
 
 mod html;
