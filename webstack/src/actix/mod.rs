@@ -100,12 +100,39 @@ pub async fn snapshot_handler(req: HttpRequest) -> HttpResponse {
 /// It serves the exact path given to [`Webstack::new`] and answers as
 /// [`snapshot_handler`] does, plus `403`, `429` and `503` as the
 /// [`serve`] docs describe.
+///
+/// With [`goroutine_profile`](Service::goroutine_profile) (feature `pprof`,
+/// on by default) it also serves Go's goroutine profile at
+/// `/debug/pprof/goroutine`, for fleet profilers, with the same access
+/// control and the same one-snapshot-at-a-time turn:
+///
+/// ```no_run
+/// # use actix_web::App;
+/// # use webstack::actix::Webstack;
+/// let app = App::new().service(
+///     Webstack::new("/debug/webstack")
+///         .allow("10.0.0.0/8".parse().unwrap()) // the scraper's network
+///         .goroutine_profile(),
+/// );
+/// # let _ = app;
+/// ```
 pub type Webstack = Service;
 
 impl HttpServiceFactory for Service {
     fn register(self, config: &mut AppService) {
         let path = self.path().to_owned();
+        #[cfg(feature = "pprof")]
+        let goroutine_path = self.goroutine_path().map(str::to_owned);
         let service = Arc::new(self);
+        #[cfg(feature = "pprof")]
+        if let Some(goroutine_path) = goroutine_path {
+            let service = service.clone();
+            let route = web::route().to(move |req: HttpRequest| {
+                let service = service.clone();
+                async move { send(service.respond_goroutine(request(&req), &Tokio).await) }
+            });
+            web::resource(goroutine_path).route(route).register(config);
+        }
         let route = web::route().to(move |req: HttpRequest| {
             let service = service.clone();
             async move { respond(&service, &req).await }
@@ -115,14 +142,22 @@ impl HttpServiceFactory for Service {
 }
 
 async fn respond(service: &Service, req: &HttpRequest) -> HttpResponse {
-    let request = serve::Request::new(req.method().as_str(), req.path(), req.query_string())
+    send(service.respond(request(req), &Tokio).await)
+}
+
+/// The core's view of `req`.
+fn request(req: &HttpRequest) -> serve::Request<'_> {
+    serve::Request::new(req.method().as_str(), req.path(), req.query_string())
         .peer(req.peer_addr().map(|addr| addr.ip()))
         .headers(
             req.headers()
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.as_bytes())),
-        );
-    let response = service.respond(request, &Tokio).await;
+        )
+}
+
+/// `response` as actix sends it.
+fn send(response: serve::Response) -> HttpResponse {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut builder = HttpResponse::build(status);
     for (name, value) in &response.headers {

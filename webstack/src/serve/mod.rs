@@ -30,10 +30,17 @@
 //! | `augment` | `0` or `1`: also capture native stacks | `1` |
 //! | `maxmem` | bytes the snapshot may use; below 1048576 raised to it | `67108864` |
 //! | `similarity` | `exactflags`, `exactlines`, `anypointer`, `anyvalue` | `anypointer` |
-//! | `format` | `html`, `json`, `text` | `html` |
+//! | `format` | `html`, `json`, `text`; `pprof` with feature `pprof` | `html` |
 //! | `fold` | `0` or `1`: fold runs of std and runtime frames (HTML, text) | `1` |
 //!
 //! A [`Service`] can change each default, and cap `maxmem`.
+//!
+//! `format=pprof` answers Go's goroutine profile, a gzip-compressed pprof
+//! protobuf (see [`render::pprof`](crate::render::pprof)), as
+//! `application/octet-stream`. The `400` for a bad `format` value lists the
+//! three page formats only, as it always has: clients match on its text.
+//! [`Service::goroutine_profile`] also serves it where fleet profilers look
+//! for it, `/debug/pprof/goroutine`.
 //!
 //! Anything else — an unknown or repeated parameter, an empty or malformed
 //! value, a broken `%` escape, bytes that are not UTF-8, a negative or
@@ -75,6 +82,8 @@
 
 mod access;
 mod params;
+#[cfg(feature = "pprof")]
+mod pprof;
 mod request;
 mod response;
 mod throttle;
@@ -86,13 +95,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use access::{Cidr, CidrError};
+#[cfg(feature = "pprof")]
+pub use pprof::GOROUTINE_PATH;
 pub use request::Request;
 pub use response::{Body, Response, CONTENT_SECURITY_POLICY};
 
 use crate::render::{self, Format, Links};
 use crate::{Options, Similarity, Snapshot};
 use access::Access;
-use params::{Defaults, Params};
+use params::{Defaults, Output, Params};
 use throttle::Throttle;
 
 /// What [`Service::respond`] needs from the async runtime it runs on.
@@ -161,17 +172,22 @@ pub struct Service {
     defaults: Defaults,
     throttle: Throttle,
     map_snapshot: Option<MapSnapshot>,
+    /// Where adapters mount [`Service::respond_goroutine`], if anywhere.
+    #[cfg(feature = "pprof")]
+    goroutine_path: Option<String>,
 }
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service")
-            .field("path", &self.path)
+        let mut d = f.debug_struct("Service");
+        d.field("path", &self.path)
             .field("access", &self.access)
             .field("defaults", &self.defaults)
             .field("throttle", &self.throttle)
-            .field("map_snapshot", &self.map_snapshot.as_ref().map(|_| "Fn"))
-            .finish()
+            .field("map_snapshot", &self.map_snapshot.as_ref().map(|_| "Fn"));
+        #[cfg(feature = "pprof")]
+        d.field("goroutine_path", &self.goroutine_path);
+        d.finish()
     }
 }
 
@@ -185,6 +201,8 @@ impl Service {
             access: Access::loopback(),
             defaults: Defaults::default(),
             map_snapshot: None,
+            #[cfg(feature = "pprof")]
+            goroutine_path: None,
         }
     }
 
@@ -301,6 +319,16 @@ impl Service {
     /// rendered even if this future is dropped. Poll it on the thread that
     /// received the request: that thread's bucket is listed first.
     pub async fn respond(&self, request: Request<'_>, runtime: &impl Runtime) -> Response {
+        self.respond_with(request, runtime, params::parse).await
+    }
+
+    /// [`respond`](Service::respond) with the query read by `parse`.
+    async fn respond_with(
+        &self,
+        request: Request<'_>,
+        runtime: &impl Runtime,
+        parse: fn(&str, &Defaults) -> Result<Params, String>,
+    ) -> Response {
         let head = match request.method {
             "GET" => false,
             "HEAD" => true,
@@ -309,12 +337,12 @@ impl Service {
         if !self.access.allows(&request) {
             return Response::error(403, "forbidden: client address not allowed");
         }
-        let params = match params::parse(request.query, &self.defaults) {
+        let params = match parse(request.query, &self.defaults) {
             Ok(params) => params,
             Err(message) => return Response::error(400, &message),
         };
         if head {
-            return Response::head(params.format);
+            return answer(&params, Body::None);
         }
         if let Some(wait) = self.throttle.too_soon() {
             return Response::too_many(wait);
@@ -338,12 +366,21 @@ impl Service {
         );
         let produced = runtime.spawn_blocking(job).await;
         match produced {
-            Some(Ok(chunks)) => {
-                Response::new(200, params.format.content_type(), Body::Chunks(chunks))
-            }
+            Some(Ok(chunks)) => answer(&params, Body::Chunks(chunks)),
             Some(Err(message)) => Response::error(500, &message),
             None => Response::error(500, "snapshot failed: the blocking thread pool is gone"),
         }
+    }
+}
+
+/// The `200` answer to `params`, with `body`.
+fn answer(params: &Params, body: Body) -> Response {
+    match params.output {
+        Output::Page => Response::new(200, params.format.content_type(), body),
+        #[cfg(feature = "pprof")]
+        Output::Pprof => pprof::profile_answer(body),
+        #[cfg(feature = "pprof")]
+        Output::Counts => Response::new(200, Format::Text.content_type(), body),
     }
 }
 
@@ -387,6 +424,13 @@ fn produce(
         map(&mut snapshot);
     }
     let buckets = crate::Buckets::aggregate(&snapshot, params.similarity);
+    match params.output {
+        Output::Page => {}
+        #[cfg(feature = "pprof")]
+        Output::Pprof => return Ok(vec![render::pprof::encode(&snapshot, &buckets)]),
+        #[cfg(feature = "pprof")]
+        Output::Counts => return pprof::counts(&buckets),
+    }
     let links = Links {
         base_path,
         augment: params.augment,

@@ -19,6 +19,23 @@ pub(crate) struct Params {
     pub(crate) format: Format,
     /// Fold runs of std and runtime frames (HTML and text).
     pub(crate) fold: bool,
+    /// What the answer is: the page in `format`, or a form of Go's
+    /// goroutine profile.
+    pub(crate) output: Output,
+}
+
+/// What a request is answered with. `format=pprof` is not a
+/// [`Format`]: a `Format` renders to text, and its list is fixed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// The page, rendered in [`Params::format`].
+    Page,
+    /// Go's goroutine profile: gzip-compressed pprof protobuf (`debug=0`).
+    #[cfg(feature = "pprof")]
+    Pprof,
+    /// Go's goroutine profile as counts text (`debug=1`).
+    #[cfg(feature = "pprof")]
+    Counts,
 }
 
 /// Values used when a request does not name a parameter, and the bound on
@@ -39,6 +56,7 @@ impl Default for Defaults {
                 similarity: Similarity::default(),
                 format: Format::default(),
                 fold: true,
+                output: Output::Page,
             },
             maxmem_cap: usize::MAX,
         }
@@ -155,6 +173,8 @@ pub(crate) fn parse(query: &str, defaults: &Defaults) -> Result<Params, String> 
                 params.maxmem = defaults.bound_maxmem(bytes);
             }
             Key::Similarity => params.similarity = value.parse().map_err(|_| key.rule())?,
+            #[cfg(feature = "pprof")]
+            Key::Format if value == "pprof" => params.output = Output::Pprof,
             Key::Format => params.format = value.parse().map_err(|_| key.rule())?,
         }
     }
@@ -163,7 +183,7 @@ pub(crate) fn parse(query: &str, defaults: &Defaults) -> Result<Params, String> 
 
 /// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a
 /// byte. `None` for a broken escape or bytes that are not UTF-8.
-fn decode(raw: &str) -> Option<String> {
+pub(crate) fn decode(raw: &str) -> Option<String> {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -190,7 +210,7 @@ fn decode(raw: &str) -> Option<String> {
 }
 
 /// Keeps an echoed unknown name short.
-fn shorten(name: &str) -> String {
+pub(crate) fn shorten(name: &str) -> String {
     const MAX: usize = 40;
     match name.char_indices().nth(MAX) {
         Some((end, _)) => format!("{}…", &name[..end]),

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use crate::render::Format;
-
 /// The `Content-Security-Policy` of every response: the page is inline CSS
 /// and data-URL images only, and may not be framed.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; \
@@ -17,8 +15,9 @@ pub struct Response {
     /// The HTTP status code: 200, 400, 403, 405, 429, 500 or 503.
     pub status: u16,
     /// The headers, names in lower case: `content-type`, `cache-control`,
-    /// `x-content-type-options`, `content-security-policy`, and `allow` or
-    /// `retry-after` where the status calls for them.
+    /// `x-content-type-options`, `content-security-policy`, and `allow`,
+    /// `retry-after` or `content-disposition` where the answer calls for
+    /// them.
     pub headers: Vec<(&'static str, String)>,
     /// The body.
     pub body: Body,
@@ -66,11 +65,6 @@ impl Response {
         Response::new(status, "text/plain; charset=utf-8", body)
     }
 
-    /// The headers a `GET` in `format` would get, without a body.
-    pub(crate) fn head(format: Format) -> Response {
-        Response::new(200, format.content_type(), Body::None)
-    }
-
     pub(crate) fn method_not_allowed() -> Response {
         Response::error(405, "method not allowed; allowed: GET, HEAD").with("allow", "GET, HEAD")
     }
@@ -90,7 +84,7 @@ impl Response {
             .with("retry-after", "1")
     }
 
-    fn with(mut self, name: &'static str, value: &str) -> Response {
+    pub(crate) fn with(mut self, name: &'static str, value: &str) -> Response {
         self.headers.push((name, value.to_owned()));
         self
     }
