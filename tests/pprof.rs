@@ -509,7 +509,11 @@ fn debug_1_and_2_answer_text_over_http() {
     );
     let dump = dump.text();
     assert!(dump.starts_with("webstack "), "{dump}");
-    assert!(dump.contains(&format!("1: thread alive [")), "{dump}");
+    assert!(
+        dump.lines()
+            .any(|l| l.starts_with("1: thread alive [") && l.contains(WORKER)),
+        "{dump}"
+    );
     assert!(
         dump.contains("pprof::pprof_inner(job: u32 = 4243)"),
         "{dump}"
