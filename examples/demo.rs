@@ -12,7 +12,9 @@
 //! ```
 //!
 //! and serves, to loopback clients only, the snapshot page at
-//! `/debug/webstack` (`/` redirects there). Set `WEBSTACK_DEMO_ADDR` to
+//! `/debug/webstack` (`/` redirects there), and Go's goroutine profile at
+//! `/debug/pprof/goroutine` (try `go tool pprof -traces
+//! http://127.0.0.1:6060/debug/pprof/goroutine`, or `?debug=1`). Set `WEBSTACK_DEMO_ADDR` to
 //! `host:port` (or just a port) to listen elsewhere.
 //!
 //! What the page shows:
@@ -256,7 +258,7 @@ async fn main() -> std::io::Result<()> {
     spawn_tasks(200, 60, 12);
     let server = HttpServer::new(|| {
         App::new()
-            .service(Webstack::new(PATH))
+            .service(Webstack::new(PATH).goroutine_profile())
             .route("/", web::get().to(index))
     })
     .workers(2)
