@@ -26,10 +26,11 @@
 //!   not in the profile.
 //! - [`write_counts`] (Go's `debug=1`): the same samples as text, `goroutine
 //!   profile: total N`, then per sample `count @ addresses`, a `# labels:`
-//!   line and one `#` line per frame, `#\t0x…\tfunction\tfile:line`. Frames
-//!   without an address (instrumented frames) show `0x0`, and no
-//!   `+offset` follows the function, since the model keeps no symbol start
-//!   addresses.
+//!   line and one `#` line per frame, `#\t0x…\tfunction\tfile:line`. A
+//!   frame without one known address (an instrumented frame without native
+//!   stacks, or one whose address differs between the bucket's members)
+//!   shows `0x0`, and no `+offset` follows the function, since the model
+//!   keeps no symbol start addresses.
 //!
 //! ```
 //! use prost::Message;

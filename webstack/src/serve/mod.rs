@@ -36,7 +36,7 @@
 //! A [`Service`] can change each default, and cap `maxmem`.
 //!
 //! `format=pprof` answers Go's goroutine profile, a gzip-compressed pprof
-//! protobuf (see [`render::pprof`](crate::render::pprof)), as
+//! protobuf (see [`render::pprof`]), as
 //! `application/octet-stream`. The `400` for a bad `format` value lists the
 //! three page formats only, as it always has: clients match on its text.
 //! [`Service::goroutine_profile`] also serves it where fleet profilers look
