@@ -12,8 +12,8 @@ use tera::{Context, Tera};
 
 use super::{
     arg_value, bounded, bytes, crate_docs, duration_range, elapsed, flags, folded_summary, members,
-    runs, timestamp, Detail, Format, Links, Location, Origin, RenderError, FUNCTION_CHARS,
-    NAME_CHARS,
+    recursion_location, recursion_summary, runs, timestamp, Detail, Format, Links, Location,
+    Origin, RenderError, Run, FUNCTION_CHARS, NAME_CHARS,
 };
 use crate::group::{Bucket, BucketFrame, Buckets, Merged, Similarity};
 use crate::snapshot::resolve::crate_name;
@@ -116,10 +116,15 @@ struct CreatedView<'a> {
     path: Option<&'a str>,
 }
 
+/// Frames shown one per row, or folded into a closed section whose summary
+/// says what they are: std and runtime frames, or a recursion (then with
+/// its location).
 #[derive(Serialize)]
 struct FrameGroup<'a> {
     folded: bool,
+    recursion: bool,
     summary: String,
+    location: String,
     frames: Vec<FrameView<'a>>,
 }
 
@@ -342,14 +347,23 @@ fn bucket<'a>(
     let mut views = views.into_iter();
     let groups = runs(&b.frames, detail.fold)
         .into_iter()
-        .map(|(range, folded)| FrameGroup {
-            folded,
-            summary: if folded {
-                folded_summary(range.len())
-            } else {
-                String::new()
-            },
-            frames: views.by_ref().take(range.len()).collect(),
+        .map(|(range, run)| {
+            let frames = &b.frames[range.clone()];
+            let (summary, location) = match run {
+                Run::Shown => (String::new(), String::new()),
+                Run::Folded => (folded_summary(range.len()), String::new()),
+                Run::Recursion { period } => (
+                    recursion_summary(frames, period, buckets),
+                    recursion_location(frames, period, snapshot),
+                ),
+            };
+            FrameGroup {
+                folded: run != Run::Shown,
+                recursion: matches!(run, Run::Recursion { .. }),
+                summary,
+                location,
+                frames: views.by_ref().take(range.len()).collect(),
+            }
         })
         .collect();
     // A thread without frames: with augment=0, one that ran nothing

@@ -18,9 +18,20 @@
 //! ids, then `(+N more)`). The bucket holding the thread that captured is
 //! marked `(serving this request)`. Instrumented frames show their arguments
 //! in parentheses, `*` where members differ, `#n` for an address seen more
-//! than once. Two or more std, runtime or webstack frames in a row are
-//! folded into one line, `... 5 runtime and std frames`, unless
-//! [`Detail::fold`](super::Detail::fold) is off (`fold=0`). Paths are shown as
+//! than once. Recursion, three or more levels of the same function in a
+//! row, is folded into one line naming it, how many levels there are and,
+//! per argument, its one value or its values at the innermost → outermost
+//! level shown, then the location of its levels:
+//!
+//! ```text
+//!     ... demo::descend × 256 (level = 255 → 0, limit = 300)
+//!         examples/demo.rs:125
+//! ```
+//!
+//! Two or more std, runtime or webstack frames in a row (outside a folded
+//! recursion) are folded into one line, `... 5 runtime and std frames`.
+//! [`Detail::fold`](super::Detail::fold) off (`fold=0`) shows every frame
+//! instead. Paths are shown as
 //! a person reads them: the program's own relative to its workspace,
 //! `tokio-1.54.1/src/…` for registry crates, `std/src/…` for the standard
 //! library (the JSON keeps them whole). Names are cut at 200 characters and
@@ -29,8 +40,9 @@
 use std::io::Write;
 
 use super::{
-    arg_value, bounded, bytes, duration_range, elapsed, flags, folded_summary, members, runs,
-    timestamp, Detail, Location, RenderError, FUNCTION_CHARS,
+    arg_value, bounded, bytes, duration_range, elapsed, flags, folded_summary, members,
+    recursion_location, recursion_summary, runs, timestamp, Detail, Location, RenderError, Run,
+    FUNCTION_CHARS,
 };
 use crate::group::{Bucket, Buckets};
 use crate::snapshot::{Kind, Snapshot};
@@ -111,10 +123,23 @@ fn bucket<W: Write>(
         // The shadow stack keeps the outermost frames; deeper calls are lost.
         writeln!(w, "    ...{} deeper frames elided", b.elided)?;
     }
-    for (run, folded) in runs(&b.frames, detail.fold) {
-        if folded {
-            writeln!(w, "    ... {}", folded_summary(run.len()))?;
-            continue;
+    for (run, kind) in runs(&b.frames, detail.fold) {
+        match kind {
+            Run::Folded => {
+                writeln!(w, "    ... {}", folded_summary(run.len()))?;
+                continue;
+            }
+            Run::Recursion { period } => {
+                let frames = &b.frames[run];
+                writeln!(
+                    w,
+                    "    ... {}\n        {}",
+                    recursion_summary(frames, period, buckets),
+                    recursion_location(frames, period, snapshot)
+                )?;
+                continue;
+            }
+            Run::Shown => {}
         }
         for frame in &b.frames[run] {
             write!(w, "    {}", bounded(&frame.function, FUNCTION_CHARS))?;
