@@ -8,6 +8,9 @@
 //!   aggregate + render for each format, at 1,000 / 10,000 / 100,000 tasks
 //!   to show the cost is linear in tasks.
 //! - `synthetic-unique/10000`: the worst case, every task a bucket of its own.
+//! - `recursion/<format>-<fold|nofold>`: 64 threads, each its own bucket,
+//!   256 levels deep in one recursive function: what folding the recursion
+//!   into one line costs or saves beside showing every frame (`fold=0`).
 //! - `real/10000`: 10,000 registered idle tasks and 64 blocked threads (the
 //!   workload of `benches/util/workload.rs`); capture (augment=0) +
 //!   aggregate + render, the work of one page request.
@@ -20,7 +23,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use webstack::render::{render, Format, Links};
+use webstack::render::{render, render_to_with, Detail, Format, Links};
 use webstack::{Arg, Buckets, CreatedBy, Frame, Options, Routine, Similarity, Snapshot, Value};
 
 struct Buffer([u8; 16]);
@@ -184,6 +187,66 @@ fn bench_synthetic(c: &mut Criterion) {
     group.finish();
 }
 
+/// `threads` threads, each `depth` levels deep in `server::descend`; the
+/// `limit` argument differs per thread, so each is a bucket of its own.
+fn recursion(threads: usize, depth: u64) -> Snapshot {
+    let routines = (0..threads)
+        .map(|id| {
+            let mut thread = Routine::thread(id as u64 + 1, format!("walker-{id}"));
+            thread.age = Duration::from_secs(60);
+            let limit = Value::u64(depth + id as u64);
+            thread.frames = (0..depth)
+                .rev()
+                .map(|level| {
+                    frame(
+                        "server::descend",
+                        90,
+                        vec![
+                            arg("level", "u64", Value::u64(level)),
+                            arg("limit", "u64", limit),
+                        ],
+                    )
+                })
+                .chain([frame("server::walk", 100, Vec::new())])
+                .collect();
+            thread
+        })
+        .collect();
+    let mut snapshot = Snapshot::new(routines);
+    snapshot.capture_time = Duration::from_millis(1);
+    snapshot
+}
+
+fn bench_recursion(c: &mut Criterion) {
+    let snapshot = recursion(64, 256);
+    let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
+    let mut group = c.benchmark_group("recursion");
+    group.sample_size(20);
+    group.throughput(Throughput::Elements(64));
+    for format in [Format::Html, Format::Text] {
+        for fold in [true, false] {
+            let name = format!("{format}-{}", if fold { "fold" } else { "nofold" });
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    let mut out = Vec::with_capacity(1 << 20);
+                    let detail = Detail::default().fold(fold);
+                    render_to_with(
+                        &mut out,
+                        &snapshot,
+                        &buckets,
+                        format,
+                        &Links::default(),
+                        detail,
+                    )
+                    .expect("render");
+                    out
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
 fn bench_real(c: &mut Criterion) {
     let tasks = if util::quick() { 1000 } else { 10_000 };
     let mut workload = util::workload::Tasks::new();
@@ -210,5 +273,5 @@ fn bench_real(c: &mut Criterion) {
     drop(workload);
 }
 
-criterion_group!(benches, bench_synthetic, bench_real);
+criterion_group!(benches, bench_synthetic, bench_recursion, bench_real);
 criterion_main!(benches);
