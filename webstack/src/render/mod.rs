@@ -848,6 +848,62 @@ mod tests {
         assert!(matches!(bounded("main", 200), Cow::Borrowed(_)));
     }
 
+    /// Every stack of up to seven frames over two application functions
+    /// and a std one: the runs cover the frames once, in order; a folded
+    /// recursion has at least three levels; its summary names a function.
+    #[test]
+    fn runs_partition_every_small_stack() {
+        use crate::Value;
+        let frame = |c: u32, level: u64| BucketFrame {
+            function: Cow::Borrowed(["app::a", "app::b", "std::s"][c as usize]),
+            file: Cow::Borrowed("src/app.rs"),
+            line: 10 + c,
+            instrumented: c < 2,
+            args: if c < 2 {
+                vec![BucketArg {
+                    name: "n",
+                    ty: "u64",
+                    value: Merged::Same(Value::u64(level)),
+                }]
+            } else {
+                Vec::new()
+            },
+            task: None,
+            address: None,
+            source: None,
+            origin: if c < 2 { Origin::App } else { Origin::Std },
+        };
+        let snapshot = Snapshot::new(Vec::new());
+        let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
+        let mut recursions = 0;
+        for len in 0..=7u32 {
+            for code in 0..3u32.pow(len) {
+                let frames: Vec<BucketFrame> = (0..len)
+                    .map(|i| frame(code / 3u32.pow(i) % 3, u64::from(i)))
+                    .collect();
+                for fold in [true, false] {
+                    let runs = runs(&frames, fold);
+                    let mut next = 0;
+                    for (range, run) in &runs {
+                        assert_eq!(range.start, next, "{runs:?}");
+                        assert!(range.end > range.start, "{runs:?}");
+                        next = range.end;
+                        if let Run::Recursion { period } = *run {
+                            assert!(fold);
+                            assert!(range.len() > period * (RECURSION_LEVELS - 1));
+                            let summary =
+                                recursion_summary(&frames[range.clone()], period, &buckets);
+                            assert!(summary.starts_with("app::"), "{summary}");
+                            recursions += 1;
+                        }
+                    }
+                    assert_eq!(next, frames.len());
+                }
+            }
+        }
+        assert!(recursions > 0);
+    }
+
     #[test]
     fn formats_parse() {
         assert_eq!("json".parse(), Ok(Format::Json));
