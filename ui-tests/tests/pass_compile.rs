@@ -24,6 +24,7 @@ pass_cases! {
     async_method_borrowed_return => "ui/pass/async-method-borrowed-return.rs",
     async_trait_method => "ui/pass/async-trait-method.rs",
     cfg_param => "ui/pass/cfg-param.rs",
+    derive_capture => "ui/pass/derive-capture.rs",
     destructured_params => "ui/pass/destructured-params.rs",
     free_function => "ui/pass/free-function.rs",
     generic_fn => "ui/pass/generic-fn.rs",

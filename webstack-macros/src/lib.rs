@@ -1,11 +1,12 @@
 //! Procedural macros for [webstack](https://docs.rs/webstack). Use them
-//! through the `webstack` crate: `#[webstack::instrument]` and
-//! `#[webstack::main]`.
+//! through the `webstack` crate: `#[webstack::instrument]`,
+//! `#[webstack::main]` and `#[derive(webstack::Capture)]`.
 #![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
 
 use proc_macro::TokenStream;
 
 mod attr;
+mod derive;
 mod expand;
 mod type_text;
 
@@ -66,4 +67,18 @@ pub fn instrument(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::main(args.into(), item.into()).into()
+}
+
+/// Implements `webstack::Capture` for a struct or enum: records the variant
+/// (`ConnState::Idle`) and the value of the field marked `#[capture]`
+/// (`ConnState::Draining(3)`, `Order { id: 42, .. }`); a struct's only field
+/// is recorded without the mark (`UserId(7)`).
+///
+/// Type parameters named by the marked field's type get a `Capture` bound.
+/// A misplaced, repeated or argument-taking `#[capture]`, a struct with
+/// several fields and none marked, and a union are compile errors on the
+/// offending token. See `webstack::Capture` for the rendering and the cost.
+#[proc_macro_derive(Capture, attributes(capture))]
+pub fn derive_capture(input: TokenStream) -> TokenStream {
+    derive::capture(input.into()).into()
 }

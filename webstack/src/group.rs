@@ -31,7 +31,8 @@ pub enum Similarity {
     /// Every argument value equal (addresses included); flags may differ.
     ExactLines,
     /// Addresses ([`Value::is_pointer`]) may differ; all other values must be
-    /// equal. The default.
+    /// equal, and so must what wraps an address (`Some(..)`, a variant of a
+    /// user's type). The default.
     #[default]
     AnyPointer,
     /// Argument values are ignored.
@@ -61,7 +62,12 @@ impl Similarity {
     fn values_match(self, a: &Value, b: &Value) -> bool {
         match self {
             Similarity::ExactFlags | Similarity::ExactLines => a == b,
-            Similarity::AnyPointer => (a.is_pointer() && b.is_pointer()) || a == b,
+            Similarity::AnyPointer => {
+                a == b
+                    || (a.is_pointer()
+                        && b.is_pointer()
+                        && a.without_address() == b.without_address())
+            }
             Similarity::AnyValue => true,
         }
     }
@@ -472,7 +478,9 @@ fn signature(routine: &Routine, similarity: Similarity) -> u64 {
             h.add(arg.name.len() as u64);
             match similarity {
                 Similarity::ExactFlags | Similarity::ExactLines => h.add(value_hash(&arg.value)),
-                Similarity::AnyPointer if arg.value.is_pointer() => h.add(1),
+                Similarity::AnyPointer if arg.value.is_pointer() => {
+                    h.add(value_hash(&arg.value.without_address()))
+                }
                 Similarity::AnyPointer => h.add(value_hash(&arg.value)),
                 Similarity::AnyValue => {}
             }

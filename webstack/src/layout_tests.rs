@@ -21,8 +21,8 @@ fn stage_of(name: &str) -> Result<Option<u8>, String> {
             return Ok(None)
         }
         // `__private` re-exports the record side for the macros.
-        "record" | "__private" | "Capture" | "Value" | "Collection" | "MAX_ARGS" | "MAX_DEPTH"
-        | "thread" => 0,
+        "record" | "__private" | "Capture" | "Value" | "Shape" | "Collection" | "MAX_ARGS"
+        | "MAX_DEPTH" | "thread" => 0,
         "snapshot" | "Snapshot" | "Options" | "Routine" | "Frame" | "Arg" | "Args" | "Kind"
         | "State" | "Origin" | "CreatedBy" | "Process" | "LeftOut" | "DEFAULT_MAXMEM"
         | "MIN_MAXMEM" | "JSON_VERSION" => 1,

@@ -131,12 +131,12 @@ pub use group::{
 pub use record::slot::MAX_ARGS;
 pub use record::stack::MAX_DEPTH;
 pub use record::thread;
-pub use record::value::{Capture, Collection, Value, STR_BYTES};
+pub use record::value::{Capture, Collection, Shape, Value, STR_BYTES};
 pub use snapshot::{
     Arg, Args, CreatedBy, Frame, Kind, LeftOut, Options, Origin, Process, Routine, Snapshot, State,
     DEFAULT_MAXMEM, JSON_VERSION, MIN_MAXMEM,
 };
-pub use webstack_macros::{instrument, main};
+pub use webstack_macros::{instrument, main, Capture};
 
 use std::sync::OnceLock;
 use std::time::Instant;

@@ -3,9 +3,11 @@
 //!
 //! A [`Value`] is six machine words of plain data. Recording one never
 //! allocates, never runs `Debug`, and never keeps a pointer that a reader would
-//! follow: strings are copied (their first [`STR_BYTES`] bytes), collections
-//! record their length, a reference or smart pointer to a type without a
-//! [`Capture`] impl records the address and type name of what it points at,
+//! follow, except to `'static` data (a type-name function, a [`Shape`]):
+//! strings are copied (their first [`STR_BYTES`] bytes), collections record
+//! their length, a reference or smart pointer to a type without a [`Capture`]
+//! impl records the address and type name of what it points at, a user's type
+//! with `#[derive(Capture)]` records its variant and the value of one field,
 //! and any other value without one records nothing but that it was there.
 //! Turning a value into text happens when a snapshot is rendered, on the
 //! thread that asked for it.
@@ -51,26 +53,86 @@ pub(crate) const VALUE_WORDS: usize = 2 + EXTRA_WORDS;
 /// address would be that of the call's own copy, which another call may reuse
 /// once this one has moved it into its future.
 ///
-/// # Example: an id newtype
+/// # Your own types: `#[derive(Capture)]`
+///
+/// The derive records a struct or enum as a Rust pattern that matches it:
+///
+/// - an enum: its variant (`ConnState::Idle`), and the value of the
+///   variant's field marked `#[capture]`, if one is
+///   (`ConnState::Draining(3)`, `ConnState::Closed { code: 1006, .. }`);
+/// - a struct: the value of its field marked `#[capture]`
+///   (`Order { id: 42, .. }`); a struct with a single field records it
+///   without the mark (`UserId(7)`), one without fields records its name.
+///   A struct with several fields and none marked is a compile error that
+///   asks for the mark.
+///
+/// ```
+/// #[derive(webstack::Capture)]
+/// pub struct UserId(u64);
+///
+/// #[derive(webstack::Capture)]
+/// pub enum ConnState {
+///     Idle,
+///     Draining(#[capture] u32),
+///     Closed { #[capture] code: u16, reason: String },
+/// }
+///
+/// #[derive(webstack::Capture)]
+/// pub struct Order {
+///     #[capture]
+///     id: u64,
+///     lines: Vec<String>,
+/// }
+///
+/// #[webstack::instrument]
+/// fn load_profile(user: &UserId, state: &ConnState, order: &Order) -> u64 {
+///     user.0 * 2
+/// }
+///
+/// use webstack::Capture;
+/// assert_eq!(load_profile(&UserId(21), &ConnState::Idle, &Order { id: 1, lines: vec![] }), 42);
+/// assert_eq!(UserId(7).capture().to_string(), "UserId(7)");
+/// assert_eq!(ConnState::Idle.capture().to_string(), "ConnState::Idle");
+/// assert_eq!(ConnState::Draining(3).capture().to_string(), "ConnState::Draining(3)");
+/// let closed = ConnState::Closed { code: 1006, reason: "gone".into() };
+/// assert_eq!(closed.capture().to_string(), "ConnState::Closed { code: 1006, .. }");
+/// let order = Order { id: 42, lines: vec![] };
+/// assert_eq!(order.capture().to_string(), "Order { id: 42, .. }");
+/// ```
+///
+/// It costs what capturing the field costs, plus one word: the variant and
+/// field names are a `&'static` [`Shape`] recorded by address
+/// ([`Value::field`], [`Value::named`]), and turned into text only when a
+/// snapshot is rendered. The field's own value stays typed: an address
+/// inside still gets its `#n` label, and the similarity levels compare it as
+/// they compare a bare one. Type parameters that appear in the marked field's
+/// type get a `Capture` bound. A type with a `Capture` impl records its value
+/// instead of its address: leave the derive off a type shared by many tasks
+/// (`&AppState`) to see that they hold the same object.
+///
+/// # Example: a hand-written impl
+///
+/// For anything the derive does not express (two fields, a computed value),
+/// implement the trait with [`Value`]'s constructors:
 ///
 /// ```
 /// use webstack::{Capture, Value};
 ///
-/// pub struct UserId(u64);
+/// pub struct Span { start: u64, end: u64 }
 ///
-/// impl Capture for UserId {
+/// impl Capture for Span {
 ///     fn capture(&self) -> Value {
-///         Value::u64(self.0)
+///         Value::u64(self.end - self.start)
 ///     }
 /// }
 ///
 /// #[webstack::instrument]
-/// fn load_profile(user: &UserId) -> u64 {
-///     user.0 * 2
+/// fn read(span: &Span) -> u64 {
+///     span.start
 /// }
 ///
-/// assert_eq!(load_profile(&UserId(21)), 42);
-/// assert_eq!(UserId(7).capture().to_string(), "7");
+/// assert_eq!(read(&Span { start: 2, end: 9 }), 2);
+/// assert_eq!(Span { start: 2, end: 9 }.capture().to_string(), "7");
 /// ```
 pub trait Capture {
     /// Returns the value to record for `self`.
@@ -92,6 +154,13 @@ pub struct Value {
 // Header layout: bits 0..8 tag, 8..16 number of wrappers, 16..24 wrapper kinds
 // (2 bits each, innermost first), 24..32 sub-kind (collection kind, or bytes
 // of a string kept), 32..40 number of extra words in use.
+//
+// A `WRAP_FIELD` wrapper (a user's type around the value, from
+// `Value::field`) keeps the address of its `&'static Shape` in an extra word:
+// the value's own extra words come first, then one word per field wrapper,
+// innermost first, and the count covers them all. `TAG_NAME` (a variant or
+// type name alone, from `Value::named`) keeps its `&'static Shape` in its
+// first extra word. Only those two constructors write these words.
 const TAG_UNIT: u64 = 0;
 const TAG_NONE: u64 = 1;
 const TAG_BOOL: u64 = 2;
@@ -108,6 +177,7 @@ const TAG_DURATION: u64 = 12;
 const TAG_POINTER: u64 = 13;
 const TAG_OPAQUE: u64 = 14;
 const TAG_BY_VALUE: u64 = 15;
+const TAG_NAME: u64 = 16;
 
 /// Headers of the values whose header depends only on their type, for
 /// arguments recorded as a payload word alone
@@ -133,7 +203,150 @@ pub(crate) mod fixed_header {
 const WRAP_SOME: u64 = 0;
 const WRAP_OK: u64 = 1;
 const WRAP_ERR: u64 = 2;
+const WRAP_FIELD: u64 = 3;
 const MAX_WRAPPERS: u64 = 4;
+
+/// Where a recorded value sits in a user's type: the type's name, the
+/// variant's, and which field the value is. What `#[derive(Capture)]`
+/// records beside a field's value ([`Value::field`]), or alone for a variant
+/// without a recorded field ([`Value::named`]).
+///
+/// A value shows as a Rust pattern that matches it: `ConnState::Idle`,
+/// `ConnState::Draining(3)`, `Pair(_, 3, ..)`, `Order { id: 42 }`,
+/// `Order { id: 42, .. }`. Values compare their shapes by address: the
+/// derive makes one `static` per variant.
+///
+/// ```
+/// use webstack::{Capture, Shape, Value};
+///
+/// struct Job { id: u64, retries: u8 }
+///
+/// impl Capture for Job {
+///     fn capture(&self) -> Value {
+///         static SHAPE: Shape = Shape::new("Job").named_field("id", 2);
+///         Value::field(&SHAPE, self.id.capture())
+///     }
+/// }
+///
+/// assert_eq!(Job { id: 4, retries: 0 }.capture().to_string(), "Job { id: 4, .. }");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Shape {
+    ty: &'static str,
+    variant: Option<&'static str>,
+    field: ShapeField,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum ShapeField {
+    None,
+    Named { name: &'static str, fields: usize },
+    Tuple { index: usize, fields: usize },
+}
+
+impl Shape {
+    /// A struct or enum named `ty` (without its module path or generic
+    /// arguments), with no variant and no field yet.
+    pub const fn new(ty: &'static str) -> Self {
+        Shape {
+            ty,
+            variant: None,
+            field: ShapeField::None,
+        }
+    }
+
+    /// The variant `variant` of the enum.
+    pub const fn variant(self, variant: &'static str) -> Self {
+        Shape {
+            variant: Some(variant),
+            ..self
+        }
+    }
+
+    /// The value is the field `name`, one of `fields` named fields (more than
+    /// one shows as `{ name: value, .. }`).
+    pub const fn named_field(self, name: &'static str, fields: usize) -> Self {
+        Shape {
+            field: ShapeField::Named { name, fields },
+            ..self
+        }
+    }
+
+    /// The value is the tuple field `index`, one of `fields` (the others show
+    /// as `_` before it and `..` after it).
+    pub const fn tuple_field(self, index: usize, fields: usize) -> Self {
+        Shape {
+            field: ShapeField::Tuple { index, fields },
+            ..self
+        }
+    }
+
+    /// The type's name.
+    pub const fn type_name(&self) -> &'static str {
+        self.ty
+    }
+
+    /// The variant's name, for an enum.
+    pub const fn variant_name(&self) -> Option<&'static str> {
+        self.variant
+    }
+
+    /// The field's name, for a named field.
+    pub const fn field_name(&self) -> Option<&'static str> {
+        match self.field {
+            ShapeField::Named { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// The field's position among the struct's or variant's fields, for a
+    /// tuple field.
+    pub const fn field_index(&self) -> Option<usize> {
+        match self.field {
+            ShapeField::Tuple { index, .. } => Some(index),
+            _ => None,
+        }
+    }
+
+    fn fmt_path(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.ty)?;
+        if let Some(variant) = self.variant {
+            write!(f, "::{variant}")?;
+        }
+        Ok(())
+    }
+
+    fn fmt_open(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_path(f)?;
+        match self.field {
+            ShapeField::Named { name, .. } => write!(f, " {{ {name}: "),
+            ShapeField::Tuple { index, .. } => {
+                f.write_str("(")?;
+                for _ in 0..index {
+                    f.write_str("_, ")?;
+                }
+                Ok(())
+            }
+            ShapeField::None => f.write_str("("),
+        }
+    }
+
+    fn fmt_close(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.field {
+            ShapeField::Named { fields, .. } if fields > 1 => f.write_str(", .. }"),
+            ShapeField::Named { .. } => f.write_str(" }"),
+            ShapeField::Tuple { index, fields } if index + 1 < fields => f.write_str(", ..)"),
+            ShapeField::Tuple { .. } | ShapeField::None => f.write_str(")"),
+        }
+    }
+}
+
+/// The path of the type or variant: `ConnState::Draining`.
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_path(f)
+    }
+}
 
 /// The kind of collection a [`Value::len`] describes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -368,6 +581,132 @@ impl Value {
         Self::simple(TAG_BY_VALUE, 0)
     }
 
+    /// A type or variant recorded by its name alone (a unit variant, or one
+    /// whose fields are not recorded): shown as `ConnState::Idle`. The shape
+    /// takes one extra word, as in [`Value::field`] around a one-word value,
+    /// so that every variant of an enum whose recorded fields are integers
+    /// stores the same words, with no branch on which variant it is.
+    #[inline(always)]
+    pub fn named(shape: &'static Shape) -> Self {
+        let mut value = Self::simple(TAG_NAME | (1 << 32), 0);
+        value.extra[0] = shape as *const Shape as usize as u64;
+        value
+    }
+
+    /// `inner`, the value of one field of a user's type, inside that type:
+    /// shown as `ConnState::Draining(3)` or `Order { id: 42 }`. Takes one
+    /// extra word for the shape's address; `inner` keeps its kind (an address
+    /// inside is still [`is_pointer`](Value::is_pointer)). Up to four
+    /// wrappers (`Some`, `Ok`, `Err`, fields) nest; a further one is not
+    /// recorded. A string inside keeps 8 bytes fewer per field around it
+    /// when it used all [`STR_BYTES`].
+    #[inline(always)]
+    pub fn field(shape: &'static Shape, inner: Value) -> Self {
+        inner.add_field(shape as *const Shape as usize as u64)
+    }
+
+    #[inline(always)]
+    fn add_field(mut self, shape: u64) -> Self {
+        let depth = (self.header >> 8) & 0xff;
+        if depth >= MAX_WRAPPERS {
+            return self;
+        }
+        let mut count = self.extra_words();
+        if count >= EXTRA_WORDS {
+            if !self.drop_string_word() {
+                return self;
+            }
+            count -= 1;
+        }
+        self.extra[count] = shape;
+        self.header &= !(0xff << 8) & !Self::EXTRA_COUNT_MASK;
+        self.header |= ((depth + 1) << 8) | (WRAP_FIELD << (16 + 2 * depth));
+        self.header |= (count as u64 + 1) << 32;
+        self
+    }
+
+    /// Makes room for one more field wrapper in a string whose words fill
+    /// every extra word: drops its last word, cutting the kept bytes back to
+    /// a `char` boundary, and moves the shapes of the fields around it down.
+    #[cold]
+    fn drop_string_word(&mut self) -> bool {
+        let count = self.extra_words();
+        let Some(own) = count.checked_sub(self.field_levels()) else {
+            return false;
+        };
+        if self.tag() != TAG_STR || own == 0 {
+            return false;
+        }
+        let (bytes, old_kept) = self.str_bytes();
+        let mut kept = old_kept.min((own - 1) * 8);
+        while kept > 0 && kept < old_kept && bytes[kept] & 0xc0 == 0x80 {
+            kept -= 1;
+        }
+        let mut words = [0u64; EXTRA_WORDS];
+        for (i, word) in words.iter_mut().enumerate().take(kept.div_ceil(8)) {
+            let mut chunk = [0u8; 8];
+            let end = ((i + 1) * 8).min(kept);
+            chunk[..end - i * 8].copy_from_slice(&bytes[i * 8..end]);
+            *word = u64::from_le_bytes(chunk);
+        }
+        words[own - 1..count - 1].copy_from_slice(&self.extra[own..count]);
+        self.extra = words;
+        self.header &= !(0xff << 24) & !Self::EXTRA_COUNT_MASK;
+        self.header |= ((kept as u64) << 24) | ((count as u64 - 1) << 32);
+        true
+    }
+
+    /// Number of field wrappers (levels of kind `WRAP_FIELD`).
+    fn field_levels(&self) -> usize {
+        (0..self.depth())
+            .filter(|level| self.wrapper(*level) == WRAP_FIELD)
+            .count()
+    }
+
+    fn depth(&self) -> u64 {
+        ((self.header >> 8) & 0xff).min(MAX_WRAPPERS)
+    }
+
+    /// The kind of wrapper `level` (0 innermost).
+    fn wrapper(&self, level: u64) -> u64 {
+        (self.header >> (16 + 2 * level)) & 0b11
+    }
+
+    /// The shapes of the field wrappers, by level (0 innermost); `None` for
+    /// the other levels, and for a shape word a reader did not get.
+    fn field_shapes(&self) -> [Option<&'static Shape>; MAX_WRAPPERS as usize] {
+        let mut shapes = [None; MAX_WRAPPERS as usize];
+        let count = self.extra_words();
+        let Some(mut next) = count.checked_sub(self.field_levels()) else {
+            return shapes;
+        };
+        for level in 0..self.depth() {
+            if self.wrapper(level) == WRAP_FIELD {
+                shapes[level as usize] = Self::shape_at(self.extra[next]);
+                next += 1;
+            }
+        }
+        shapes
+    }
+
+    /// The shape whose address `word` is, or `None` for 0.
+    fn shape_at(word: u64) -> Option<&'static Shape> {
+        if word == 0 {
+            return None;
+        }
+        // SAFETY: `word` is a shape word: the first extra word of a
+        // `TAG_NAME` value or that of a field wrapper, as `field_shapes` locates it
+        // from the header. Only `Value::named` and `Value::field` (and
+        // `drop_string_word`, which moves them) write such words, each from a
+        // `&'static Shape`, together with the header bits that mark them
+        // (the fields are private). A value read out of a frame slot keeps
+        // them only if the slot's sequence number validated the whole value
+        // (no torn mix of two writes), and `from_words` zeroes the extra
+        // words its header does not count, so a word that did not come with
+        // this header reads as 0. Shapes are never freed.
+        Some(unsafe { &*(word as usize as *const Shape) })
+    }
+
     #[inline(always)]
     fn wrap(mut self, kind: u64) -> Self {
         let depth = (self.header >> 8) & 0xff;
@@ -402,10 +741,21 @@ impl Value {
     }
 
     /// Whether this value is an address (of a parameter without a `Capture`
-    /// impl). Addresses may differ inside one bucket at the `anypointer`
-    /// similarity level.
+    /// impl), also inside `Some`, `Ok`, `Err` or a field of a user's type
+    /// ([`Value::field`]). Addresses may differ inside one bucket at the
+    /// `anypointer` similarity level, where what wraps them may not.
     pub fn is_pointer(&self) -> bool {
         self.tag() == TAG_POINTER
+    }
+
+    /// This value with its address and pointee type cleared, if it is an
+    /// address: what the `anypointer` similarity level compares.
+    pub(crate) fn without_address(mut self) -> Value {
+        if self.is_pointer() {
+            self.payload = 0;
+            self.extra[0] = 0;
+        }
+        self
     }
 
     /// The address, if this value is one.
@@ -510,6 +860,10 @@ impl Value {
             ),
             TAG_POINTER => write!(f, "{:#x}", self.payload),
             TAG_BY_VALUE => f.write_str("<by value>"),
+            TAG_NAME => match Self::shape_at(self.extra[0]) {
+                Some(shape) => shape.fmt_path(f),
+                None => f.write_str("?"),
+            },
             _ => f.write_str("?"),
         }
     }
@@ -522,17 +876,42 @@ impl Value {
 
 impl fmt::Display for Value {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let depth = ((self.header >> 8) & 0xff).min(MAX_WRAPPERS);
+        self.fmt_labelled(f, None)
+    }
+}
+
+/// A value as a page shows it: an address with a label as `#n`, inside
+/// whatever wraps it (`Order { conn: #2 }`).
+pub(crate) struct Labelled(pub(crate) Value, pub(crate) Option<usize>);
+
+impl fmt::Display for Labelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt_labelled(f, self.1)
+    }
+}
+
+impl Value {
+    fn fmt_labelled(&self, f: &mut fmt::Formatter<'_>, label: Option<usize>) -> fmt::Result {
+        let depth = self.depth();
+        let shapes = self.field_shapes();
         for level in (0..depth).rev() {
-            match (self.header >> (16 + 2 * level)) & 0b11 {
-                WRAP_OK => f.write_str("Ok(")?,
-                WRAP_ERR => f.write_str("Err(")?,
+            match (self.wrapper(level), shapes[level as usize]) {
+                (WRAP_OK, _) => f.write_str("Ok(")?,
+                (WRAP_ERR, _) => f.write_str("Err(")?,
+                (WRAP_FIELD, Some(shape)) => shape.fmt_open(f)?,
+                (WRAP_FIELD, None) => f.write_str("?(")?,
                 _ => f.write_str("Some(")?,
             }
         }
-        self.fmt_inner(f)?;
-        for _ in 0..depth {
-            f.write_str(")")?;
+        match label {
+            Some(n) if self.is_pointer() => write!(f, "#{n}")?,
+            _ => self.fmt_inner(f)?,
+        }
+        for level in 0..depth {
+            match (self.wrapper(level), shapes[level as usize]) {
+                (WRAP_FIELD, Some(shape)) => shape.fmt_close(f)?,
+                _ => f.write_str(")")?,
+            }
         }
         Ok(())
     }
@@ -780,6 +1159,121 @@ mod tests {
         let (h, p, e) = v.to_words();
         assert_eq!(h, fixed_header::BY_VALUE);
         assert_eq!(Value::from_words(h, p, e), v);
+    }
+
+    static DRAINING: Shape = Shape::new("ConnState")
+        .variant("Draining")
+        .tuple_field(0, 1);
+    static ORDER: Shape = Shape::new("Order").named_field("id", 2);
+    static PAIR: Shape = Shape::new("Pair").tuple_field(1, 3);
+    static IDLE: Shape = Shape::new("ConnState").variant("Idle");
+
+    fn round_trip(v: Value) -> Value {
+        let (h, p, e) = v.to_words();
+        Value::from_words(h, p, e)
+    }
+
+    #[test]
+    fn fields_show_as_patterns_and_keep_their_inner_kind() {
+        assert_eq!(Value::named(&IDLE).to_string(), "ConnState::Idle");
+        let draining = Value::field(&DRAINING, Value::u64(3));
+        assert_eq!(draining.to_string(), "ConnState::Draining(3)");
+        assert_eq!(draining.extra_words(), 1);
+        let order = Value::field(&ORDER, Value::u128(u128::MAX));
+        assert_eq!(
+            order.to_string(),
+            format!("Order {{ id: {}, .. }}", u128::MAX)
+        );
+        let pair = Value::field(&PAIR, Value::str("x"));
+        assert_eq!(pair.to_string(), "Pair(_, \"x\", ..)");
+        let x = 5u8;
+        let at = Value::field(&DRAINING, Value::pointer(&x));
+        assert!(at.is_pointer());
+        assert_eq!(at.address(), Some(&x as *const u8 as u64));
+        assert_eq!(at.pointee_type(), Some("u8"));
+        assert_eq!(Labelled(at, Some(2)).to_string(), "ConnState::Draining(#2)");
+        for v in [Value::named(&IDLE), draining, order, pair, at] {
+            assert_eq!(round_trip(v), v, "{v}");
+            assert_eq!(round_trip(v).to_string(), v.to_string());
+        }
+    }
+
+    #[test]
+    fn wrappers_and_fields_nest_in_order() {
+        let inner = Value::field(&DRAINING, Value::some(Value::u64(1)));
+        let v = Value::some(Value::field(&ORDER, inner));
+        assert_eq!(
+            v.to_string(),
+            "Some(Order { id: ConnState::Draining(Some(1)), .. })"
+        );
+        assert_eq!(round_trip(v), v);
+        assert_eq!(
+            Value::field(&ORDER, Value::named(&IDLE)).to_string(),
+            "Order { id: ConnState::Idle, .. }"
+        );
+        // A fifth wrapper is not recorded; the four kept still show.
+        let mut deep = Value::u64(7);
+        for _ in 0..5 {
+            deep = Value::field(&DRAINING, deep);
+        }
+        assert_eq!(
+            deep.to_string(),
+            "ConnState::Draining(ConnState::Draining(ConnState::Draining(ConnState::Draining(7))))"
+        );
+    }
+
+    #[test]
+    fn a_full_string_gives_a_word_per_field_on_char_boundaries() {
+        let text = format!("{}{}", "a".repeat(23), "é".repeat(10)); // 43 bytes
+        let one = Value::field(&DRAINING, Value::str(&text));
+        assert_eq!(
+            one.to_string(),
+            format!("ConnState::Draining(\"{}…\" (len 43))", "a".repeat(23))
+        );
+        let two = Value::field(&ORDER, one);
+        assert_eq!(
+            two.to_string(),
+            format!(
+                "Order {{ id: ConnState::Draining(\"{}…\" (len 43)), .. }}",
+                "a".repeat(16)
+            )
+        );
+        let (bytes, kept) = two.str_bytes();
+        assert_eq!(kept, 16);
+        assert!(bytes[kept..16].iter().all(|b| *b == 0));
+        assert_eq!(two.extra_words(), EXTRA_WORDS);
+        assert_eq!(round_trip(two), two);
+    }
+
+    #[test]
+    fn a_shape_word_without_its_count_is_never_followed() {
+        // What a reader gets when the count of extra words was cleared (a
+        // `Narrow`) or the words were not copied: the shape reads as missing.
+        let (h, p, _) = Value::field(&DRAINING, Value::u64(3)).to_words();
+        let missing = Value::from_words(h & !Value::EXTRA_COUNT_MASK, p, [0x10; EXTRA_WORDS]);
+        assert_eq!(missing.to_string(), "?(3)");
+        let (h, p, _) = Value::named(&IDLE).to_words();
+        let missing = Value::from_words(h & !Value::EXTRA_COUNT_MASK, p, [0x10; EXTRA_WORDS]);
+        assert_eq!(missing.to_string(), "?");
+    }
+
+    #[test]
+    fn anypointer_compares_what_wraps_an_address() {
+        let (a, b) = (1u8, 2u8);
+        let at = |v: &u8| Value::field(&DRAINING, Value::pointer(v));
+        assert_eq!(at(&a).without_address(), at(&b).without_address());
+        assert_ne!(
+            at(&a).without_address(),
+            Value::field(&ORDER, Value::pointer(&a)).without_address()
+        );
+        assert_ne!(
+            Value::some(Value::pointer(&a)).without_address(),
+            Value::err(Value::pointer(&a)).without_address()
+        );
+        assert_eq!(
+            Value::pointer(&a).without_address(),
+            Value::pointer(&0u16).without_address()
+        );
     }
 
     #[test]

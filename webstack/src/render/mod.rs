@@ -80,6 +80,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
 use crate::group::{Bucket, BucketArg, BucketFrame, Buckets, Merged, Similarity};
+use crate::record::value::Labelled;
 use crate::snapshot::resolve::short_path;
 use crate::snapshot::{Origin, Snapshot, DEFAULT_MAXMEM};
 
@@ -662,10 +663,9 @@ pub(crate) fn crate_docs(name: &str, origin: Origin) -> Option<String> {
 pub(crate) fn arg_value(arg: &BucketArg, buckets: &Buckets) -> String {
     match arg.value {
         Merged::Differs => "*".to_owned(),
-        Merged::Same(value) => match value.address().and_then(|a| buckets.label(a)) {
-            Some(label) => format!("#{label}"),
-            None => value.to_string(),
-        },
+        Merged::Same(value) => {
+            Labelled(value, value.address().and_then(|a| buckets.label(a))).to_string()
+        }
     }
 }
 
