@@ -56,6 +56,30 @@ fn main() {
         "sync-webstack-str" => {
             calls.fold(0, |acc, _| acc ^ ws_str(black_box("connection-42")) as u64)
         }
+        "sync-plain-u64" => calls.fold(0, |acc, i| acc ^ plain_u64(black_box(i))),
+        "sync-webstack-u64" => calls.fold(0, |acc, i| acc ^ ws_u64(black_box(i))),
+        "sync-webstack-newtype-hand" => {
+            calls.fold(0, |acc, i| acc ^ ws_newtype_hand(UserIdHand(black_box(i))))
+        }
+        "sync-webstack-newtype-derive" => {
+            calls.fold(0, |acc, i| acc ^ ws_newtype_derive(UserId(black_box(i))))
+        }
+        "sync-plain-enum" => calls.fold(0, |acc, i| {
+            acc ^ plain_enum(ConnState::Draining(black_box(i)))
+        }),
+        "sync-plain-unit" => calls.fold(0, |acc, _| acc ^ plain_enum(black_box(ConnState::Idle))),
+        "sync-webstack-enum-hand" => calls.fold(0, |acc, i| {
+            acc ^ ws_enum_hand(ConnStateHand::Draining(black_box(i)))
+        }),
+        "sync-webstack-unit-hand" => calls.fold(0, |acc, _| {
+            acc ^ ws_enum_hand(black_box(ConnStateHand::Idle))
+        }),
+        "sync-webstack-enum-derive" => calls.fold(0, |acc, i| {
+            acc ^ ws_enum_derive(ConnState::Draining(black_box(i)))
+        }),
+        "sync-webstack-unit-derive" => {
+            calls.fold(0, |acc, _| acc ^ ws_enum_derive(black_box(ConnState::Idle)))
+        }
         "sync-tracing-registry" => {
             tracing::subscriber::with_default(tracing_subscriber::registry(), || {
                 calls.fold(0, |acc, i| acc ^ tracing2(black_box(i), 2))

@@ -4,6 +4,10 @@
 //! - `sync`: a plain `#[inline(never)]` call against `#[webstack::instrument]`
 //!   (0, 2 and 4 integer arguments, a `&str`) and `#[tracing::instrument]`
 //!   without a subscriber and with a `tracing_subscriber::registry()`.
+//! - `sync_user_types`: one argument, a `u64` against a user's type holding
+//!   one: a newtype and an enum with hand-written `Capture` impls recording
+//!   the field alone, the same two with `#[derive(Capture)]`, and a unit
+//!   variant.
 //! - `sync_added`: the added cost of the two-argument call alone, plain and
 //!   instrumented batches alternating (see [`sync_added`]).
 //! - `async_nested`: create + poll to ready + drop of an async fn called
@@ -56,6 +60,29 @@ fn sync_calls(c: &mut Criterion) {
     let subscriber = tracing_subscriber::registry();
     tracing::subscriber::with_default(subscriber, || {
         group.bench_function("tracing/2/registry", |bench| bench.iter(|| tracing2(a, b)));
+    });
+    group.finish();
+}
+
+fn sync_user_types(c: &mut Criterion) {
+    let mut group = c.benchmark_group("sync_user_types");
+    let id = black_box(7u64);
+    group.bench_function("plain/u64", |bench| bench.iter(|| plain_u64(id)));
+    group.bench_function("webstack/u64", |bench| bench.iter(|| ws_u64(id)));
+    group.bench_function("webstack/newtype-hand", |bench| {
+        bench.iter(|| ws_newtype_hand(UserIdHand(id)))
+    });
+    group.bench_function("webstack/newtype-derive", |bench| {
+        bench.iter(|| ws_newtype_derive(UserId(id)))
+    });
+    group.bench_function("webstack/enum-hand", |bench| {
+        bench.iter(|| ws_enum_hand(ConnStateHand::Draining(id)))
+    });
+    group.bench_function("webstack/enum-derive", |bench| {
+        bench.iter(|| ws_enum_derive(ConnState::Draining(id)))
+    });
+    group.bench_function("webstack/unit-variant-derive", |bench| {
+        bench.iter(|| ws_enum_derive(black_box(ConnState::Idle)))
     });
     group.finish();
 }
@@ -245,6 +272,7 @@ criterion_group!(
     benches,
     sync_calls,
     sync_added,
+    sync_user_types,
     async_nested,
     async_root,
     register_2threads

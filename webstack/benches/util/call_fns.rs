@@ -50,6 +50,104 @@ pub fn ws_str(s: &str) -> usize {
     black_box(s).len()
 }
 
+/// A user's id type with the hand-written impl README showed before the
+/// derive: the baseline for the derived types below.
+pub struct UserIdHand(pub u64);
+
+impl webstack::Capture for UserIdHand {
+    #[inline(always)]
+    fn capture(&self) -> webstack::Value {
+        webstack::Value::u64(self.0)
+    }
+}
+
+/// The same newtype with the derive: records `UserId(7)`.
+#[derive(webstack::Capture)]
+pub struct UserId(pub u64);
+
+/// An enum with the derive: `ConnState::Draining(3)`, `ConnState::Idle`.
+#[derive(webstack::Capture)]
+pub enum ConnState {
+    Idle,
+    Draining(#[capture] u64),
+    Closed {
+        #[capture]
+        code: u64,
+        reason: u64,
+    },
+}
+
+/// The enum with a hand-written impl that records the field alone (no
+/// variant name): the baseline for the derived enum.
+pub enum ConnStateHand {
+    Idle,
+    Draining(u64),
+    Closed { code: u64, reason: u64 },
+}
+
+impl webstack::Capture for ConnStateHand {
+    #[inline(always)]
+    fn capture(&self) -> webstack::Value {
+        match self {
+            ConnStateHand::Idle => webstack::Value::unit(),
+            ConnStateHand::Draining(n) => webstack::Value::u64(*n),
+            ConnStateHand::Closed { code, .. } => webstack::Value::u64(*code),
+        }
+    }
+}
+
+#[inline(never)]
+pub fn plain_u64(id: u64) -> u64 {
+    black_box(id)
+}
+
+#[inline(never)]
+pub fn plain_enum(state: ConnState) -> u64 {
+    match black_box(state) {
+        ConnState::Idle => 0,
+        ConnState::Draining(n) => n,
+        ConnState::Closed { code, reason } => code ^ reason,
+    }
+}
+
+#[webstack::instrument]
+#[inline(never)]
+pub fn ws_u64(id: u64) -> u64 {
+    black_box(id)
+}
+
+#[webstack::instrument]
+#[inline(never)]
+pub fn ws_newtype_hand(id: UserIdHand) -> u64 {
+    black_box(id.0)
+}
+
+#[webstack::instrument]
+#[inline(never)]
+pub fn ws_newtype_derive(id: UserId) -> u64 {
+    black_box(id.0)
+}
+
+#[webstack::instrument]
+#[inline(never)]
+pub fn ws_enum_hand(state: ConnStateHand) -> u64 {
+    match black_box(state) {
+        ConnStateHand::Idle => 0,
+        ConnStateHand::Draining(n) => n,
+        ConnStateHand::Closed { code, reason } => code ^ reason,
+    }
+}
+
+#[webstack::instrument]
+#[inline(never)]
+pub fn ws_enum_derive(state: ConnState) -> u64 {
+    match black_box(state) {
+        ConnState::Idle => 0,
+        ConnState::Draining(n) => n,
+        ConnState::Closed { code, reason } => code ^ reason,
+    }
+}
+
 #[tracing::instrument]
 #[inline(never)]
 pub fn tracing2(a: u64, b: u64) -> u64 {
