@@ -27,7 +27,8 @@
 //! - a thread named `<script>alert(1)</script>`, the escaping demo: the page
 //!   shows the name as text and runs no script;
 //! - 272 idle tasks waiting at four different await points with different
-//!   arguments (shards, attempts, file names, user ids) — try
+//!   arguments (shards, attempts, file names, user ids — a `UserId` with
+//!   `#[derive(webstack::Capture)]`, shown as `UserId(1003)`) — try
 //!   `similarity=anyvalue` to fold the per-user sessions into one bucket;
 //! - the actix worker serving the request, first.
 //!
@@ -71,6 +72,11 @@ static QUEUE: LazyLock<Queue> = LazyLock::new(|| Queue {
     readable: Notify::new(),
     slots: Semaphore::new(0),
 });
+
+/// A user's id: the derive records it as `UserId(1003)`, its field's value,
+/// where a type without `Capture` would show as `<by value>`.
+#[derive(Clone, Copy, webstack::Capture)]
+struct UserId(u64);
 
 /// Account balances, held for good by the auditor.
 struct Ledger {
@@ -200,12 +206,12 @@ async fn backoff(attempt: u32, delay_ms: u64) {
 }
 
 #[webstack::instrument]
-async fn session(user_id: u64, name: String, queue: &'static Queue) {
-    let _slot = wait_for_slot(user_id, queue).await;
+async fn session(user: UserId, name: String, queue: &'static Queue) {
+    let _slot = wait_for_slot(user, queue).await;
 }
 
 #[webstack::instrument]
-async fn wait_for_slot(user_id: u64, queue: &'static Queue) -> bool {
+async fn wait_for_slot(user: UserId, queue: &'static Queue) -> bool {
     queue.slots.acquire().await.is_ok()
 }
 
@@ -221,7 +227,7 @@ fn spawn_tasks(connections: u32, uploads: u32, sessions: u64) {
     let names = ["ada", "grace", "linus", "barbara", "ken", "margaret"];
     for user in 0..sessions {
         let name = names[user as usize % names.len()].to_owned();
-        actix_web::rt::spawn(session(1000 + user, name, &QUEUE));
+        actix_web::rt::spawn(session(UserId(1000 + user), name, &QUEUE));
     }
 }
 
