@@ -33,7 +33,7 @@
 //! | `format` | `html`, `json`, `text`; `pprof` with feature `pprof` | `html` |
 //! | `fold` | `0` or `1`: fold runs of std and runtime frames (HTML, text) | `1` |
 //!
-//! A [`Service`] can change each default, and cap `maxmem`.
+//! A [`Service`] can change each default, and cap or force `maxmem`.
 //!
 //! `format=pprof` answers Go's goroutine profile, a gzip-compressed pprof
 //! protobuf (see [`render::pprof`]), as
@@ -58,7 +58,8 @@
 //!   ([`Service::allow`]; loopback by default);
 //! - `400 Bad Request` for a malformed query, as above;
 //! - `429 Too Many Requests` with `Retry-After` (whole seconds, rounded up)
-//!   when the last snapshot started less than [`Service::min_interval`] ago;
+//!   when the last snapshot started less than [`Service::min_interval`] ago
+//!   (or ended less than [`Service::min_interval_from_end`] ago);
 //! - `503 Service Unavailable` with `Retry-After: 1` when a request waited
 //!   [`Service::queue_timeout`] for the snapshot in progress to finish
 //!   (snapshots are taken one at a time, process-wide, per path);
@@ -253,9 +254,24 @@ impl Service {
 
     /// Answers `429` with `Retry-After` to a snapshot request that comes
     /// less than `interval` after the start of the previous snapshot.
+    /// Replaces [`min_interval_from_end`](Service::min_interval_from_end).
     /// Default: zero (no limit).
     pub fn min_interval(mut self, interval: Duration) -> Self {
         self.throttle.min_interval = interval;
+        self.throttle.from_end = false;
+        self
+    }
+
+    /// Answers `429` with `Retry-After` to a snapshot request that comes
+    /// less than `interval` after the end of the previous snapshot (once it
+    /// is rendered), as panicparse's complex example measures: however long
+    /// snapshots take, `interval` passes between two of them, and a request
+    /// that waited for the snapshot in progress is answered `429`.
+    /// Replaces [`min_interval`](Service::min_interval). Default: the
+    /// interval is measured from the start, and is zero (no limit).
+    pub fn min_interval_from_end(mut self, interval: Duration) -> Self {
+        self.throttle.min_interval = interval;
+        self.throttle.from_end = true;
         self
     }
 
@@ -286,6 +302,17 @@ impl Service {
     /// [`MIN_MAXMEM`](crate::MIN_MAXMEM). Default: none.
     pub fn maxmem_cap(mut self, bytes: usize) -> Self {
         self.defaults.maxmem_cap = bytes;
+        self
+    }
+
+    /// Takes every snapshot with `maxmem` = `bytes` (raised to
+    /// [`MIN_MAXMEM`](crate::MIN_MAXMEM)), whatever the request asks and
+    /// whatever [`maxmem_default`](Service::maxmem_default) and
+    /// [`maxmem_cap`](Service::maxmem_cap) say. A malformed `maxmem` is
+    /// still answered `400`, as every malformed parameter is. Default: not
+    /// forced.
+    pub fn force_maxmem(mut self, bytes: usize) -> Self {
+        self.defaults.maxmem_forced = Some(bytes);
         self
     }
 
@@ -347,10 +374,10 @@ impl Service {
         if let Some(wait) = self.throttle.too_soon() {
             return Response::too_many(wait);
         }
-        let Some(turn) = self.throttle.turn(runtime).await else {
+        let Some(mut turn) = self.throttle.turn(runtime).await else {
             return Response::busy();
         };
-        if let Err(wait) = self.throttle.start() {
+        if let Err(wait) = self.throttle.start(&mut turn) {
             return Response::too_many(wait);
         }
         let options = Options::default()

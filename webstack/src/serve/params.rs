@@ -38,13 +38,15 @@ pub(crate) enum Output {
     Counts,
 }
 
-/// Values used when a request does not name a parameter, and the bound on
+/// Values used when a request does not name a parameter, and the bounds on
 /// `maxmem`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Defaults {
     pub(crate) params: Params,
     /// At least [`MIN_MAXMEM`].
     pub(crate) maxmem_cap: usize,
+    /// The `maxmem` of every request, whatever it asks, when set.
+    pub(crate) maxmem_forced: Option<usize>,
 }
 
 impl Default for Defaults {
@@ -59,6 +61,7 @@ impl Default for Defaults {
                 output: Output::Page,
             },
             maxmem_cap: usize::MAX,
+            maxmem_forced: None,
         }
     }
 }
@@ -73,7 +76,10 @@ impl Defaults {
     }
 
     fn bound_maxmem(&self, bytes: usize) -> usize {
-        bytes.max(MIN_MAXMEM).min(self.maxmem_cap.max(MIN_MAXMEM))
+        match self.maxmem_forced {
+            Some(forced) => forced.max(MIN_MAXMEM),
+            None => bytes.max(MIN_MAXMEM).min(self.maxmem_cap.max(MIN_MAXMEM)),
+        }
     }
 }
 
@@ -261,6 +267,33 @@ mod tests {
             ..Defaults::default()
         };
         assert_eq!(parse("", &tiny_cap).unwrap().maxmem, MIN_MAXMEM);
+    }
+
+    #[test]
+    fn a_forced_maxmem_wins_over_the_request_default_and_cap() {
+        let forced = Defaults {
+            maxmem_forced: Some(32 << 20),
+            maxmem_cap: 2 << 20,
+            ..Defaults::default()
+        };
+        for query in [
+            "",
+            "maxmem=0",
+            "maxmem=1048576",
+            "maxmem=999999999999",
+            "format=json",
+        ] {
+            assert_eq!(parse(query, &forced).unwrap().maxmem, 32 << 20, "{query}");
+        }
+        // The value is still checked, as every parameter is.
+        assert!(parse("maxmem=lots", &forced)
+            .unwrap_err()
+            .starts_with("maxmem must be a number of bytes"));
+        let tiny = Defaults {
+            maxmem_forced: Some(10),
+            ..Defaults::default()
+        };
+        assert_eq!(parse("maxmem=99999999", &tiny).unwrap().maxmem, MIN_MAXMEM);
     }
 
     #[test]
