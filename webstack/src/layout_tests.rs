@@ -3,9 +3,9 @@
 //! Stages, in order: `record` (what an instrumented call writes) →
 //! `snapshot` (capture into the model) → `native` (the optional pass adding
 //! native frames) → `pipeline` (`Snapshot::capture`, running the two) →
-//! `group` → `render` → `serve` → adapters (`actix`). Shared helpers below
-//! every stage (`clock`, `hash`, `lock`, `futex`, `sync`, `sealed`) import
-//! nothing from the stages. Two modules see every stage by their nature and
+//! `group` → `render` → `serve` → adapters (`actix`, `axum`). Shared
+//! helpers below every stage (`clock`, `hash`, `lock`, `futex`, `sync`,
+//! `sealed`) import nothing from the stages. Two modules see every stage by their nature and
 //! are left out: `fork` (the fork handlers take every lock the process may
 //! hold) and `__private` (the macros' door, which re-exports the record
 //! side). Each source file's `crate::` paths outside comments are read, and
@@ -39,7 +39,7 @@ fn stage_of(name: &str) -> Result<Option<u8>, String> {
         | "ParseSimilarityError" => 4,
         "render" => 5,
         "serve" | "dump" => 6,
-        "actix" => 7,
+        "actix" | "axum" => 7,
         other => return Err(format!("module or item `crate::{other}` has no stage")),
     }))
 }

@@ -94,6 +94,8 @@
 
 #[cfg(feature = "actix")]
 pub mod actix;
+#[cfg(feature = "axum")]
+pub mod axum;
 mod clock;
 mod dump;
 mod fork;
