@@ -5,6 +5,7 @@
 //! `slowdown` and `thread_cost` are also included by path into benches of
 //! the `webstack` crate, so they use nothing else of this crate.
 
+pub mod agreement;
 pub mod checks;
 pub mod child;
 pub mod model;

@@ -1,5 +1,5 @@
-//! A real actix server on 127.0.0.1:0 and a tiny HTTP/1.1 client over
-//! `TcpStream`, for the tests that go through the network.
+//! Real actix and axum servers on 127.0.0.1:0 and a tiny HTTP/1.1 client
+//! over `TcpStream`, for the tests that go through the network.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,18 +15,57 @@ pub fn start_server(
     workers: usize,
     make: impl Fn() -> Webstack + Send + Clone + 'static,
 ) -> SocketAddr {
+    start_server_with(workers, move || vec![make()])
+}
+
+/// Serves every service of `make()` as [`start_server`] does; actix calls
+/// `make` once per worker.
+pub fn start_server_with(
+    workers: usize,
+    make: impl Fn() -> Vec<Webstack> + Send + Clone + 'static,
+) -> SocketAddr {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("test-server".into())
         .spawn(move || {
             actix_rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || App::new().service(make()))
-                    .workers(workers)
-                    .disable_signals()
-                    .bind("127.0.0.1:0")
-                    .expect("bind 127.0.0.1:0");
+                let server = HttpServer::new(move || {
+                    make()
+                        .into_iter()
+                        .fold(App::new(), |app, service| app.service(service))
+                })
+                .workers(workers)
+                .disable_signals()
+                .bind("127.0.0.1:0")
+                .expect("bind 127.0.0.1:0");
                 tx.send(server.addrs()[0]).unwrap();
                 server.run().await
+            })
+        })
+        .expect("spawn server thread");
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("server started")
+}
+
+/// Serves `router` on 127.0.0.1 (port chosen by the OS) from a background
+/// thread running a one-thread tokio runtime, with the peer address as
+/// `ConnectInfo`, as an application must for the allow-list to see it.
+pub fn start_axum_server(router: impl FnOnce() -> axum::Router + Send + 'static) -> SocketAddr {
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("test-axum-server".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind 127.0.0.1:0");
+                tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = router().into_make_service_with_connect_info::<SocketAddr>();
+                axum::serve(listener, app).await
             })
         })
         .expect("spawn server thread");
@@ -58,16 +97,30 @@ impl Response {
 /// `GET path` over a fresh connection (`Connection: close`), with a read
 /// timeout so that a server that never answers fails the test.
 pub fn get(addr: SocketAddr, path: &str) -> std::io::Result<Response> {
+    request(addr, "GET", path, &[])
+}
+
+/// `method path` with `headers` (each `name: value` line sent as is) over
+/// a fresh connection, as [`get`] does. The answer to `HEAD` has no body,
+/// whatever its `Content-Length` says.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
     let mut stream = connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(60)))?;
     stream.set_write_timeout(Some(Duration::from_secs(60)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
-    parse_response(&raw)
+    parse_response(&raw, method == "HEAD")
 }
 
 /// Snapshots with `augment=1` signal every thread of the process, client
@@ -90,7 +143,7 @@ fn invalid(message: String) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, message)
 }
 
-fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
+fn parse_response(raw: &[u8], head_request: bool) -> std::io::Result<Response> {
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -113,7 +166,12 @@ fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
         headers,
         body: Vec::new(),
     };
-    response.body = if response
+    response.body = if head_request {
+        if !rest.is_empty() {
+            return Err(invalid(format!("{} bytes after a HEAD answer", rest.len())));
+        }
+        Vec::new()
+    } else if response
         .header("transfer-encoding")
         .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
     {
