@@ -53,7 +53,7 @@
 //! carries: serve the app with
 //! [`into_make_service_with_connect_info::<SocketAddr>()`](::axum::Router::into_make_service_with_connect_info)
 //! (or add the extension yourself, e.g. with
-//! [`MockConnectInfo`](::axum::extract::connect_info::MockConnectInfo) in
+//! [`MockConnectInfo`] in
 //! tests). Without it the peer is unknown, and an unknown peer is denied
 //! (`403 Forbidden`) by every allow-list: the service fails closed. Only
 //! [`Service::allow_any`] serves such requests.

@@ -1,7 +1,8 @@
 //! Serving snapshots over HTTP, with no framework: the query parameters,
 //! access control, one snapshot at a time, and the answers, errors
-//! included. A framework adapter such as [`actix`](crate::actix) only
-//! translates its request into a [`Request`] and the [`Response`] back.
+//! included. A framework adapter (`webstack::actix`, `webstack::axum`)
+//! only translates its request into a [`Request`] and the [`Response`]
+//! back.
 //!
 //! ```
 //! use webstack::serve::{Body, Request, Service, Tokio};
@@ -79,7 +80,8 @@
 //! Build a [`Service`] once; per request, build a [`Request`] from the
 //! framework's, await [`Service::respond`] with a [`Runtime`] ([`Tokio`]
 //! for any tokio-based framework), and send the [`Response`]'s status,
-//! headers and body pieces as they are. See `webstack/src/actix/mod.rs`.
+//! headers and body pieces as they are. See `webstack/src/actix/mod.rs`
+//! and `webstack/src/axum/mod.rs`.
 
 mod access;
 mod params;
@@ -134,7 +136,7 @@ pub trait Runtime: Sync {
 /// The [`Runtime`] of tokio and of the frameworks built on it (actix-web,
 /// axum): `tokio::task::spawn_blocking` and `tokio::time::timeout`; must be
 /// used inside a tokio runtime with its timer enabled. Feature `tokio`
-/// (on with `actix`).
+/// (on with `actix` and with `axum`).
 #[cfg(any(feature = "tokio", test))]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Tokio;
