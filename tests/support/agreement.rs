@@ -41,7 +41,8 @@ const CLIENTS: &str = "192.0.2.0/24";
 
 /// The services every adapter serves under `prefix` (e.g. `/actix`):
 ///
-/// - `/ws`: every default (loopback only);
+/// - `/ws`: every default (loopback only), with Go's goroutine profile at
+///   `/goroutine`;
 /// - `/denied`: only [`CLIENTS`] allowed, no proxy trusted;
 /// - `/proxied`: only [`CLIENTS`], and 127.0.0.1 trusted as a proxy;
 /// - `/throttled`: one snapshot an hour, measured from the start;
@@ -54,7 +55,7 @@ pub fn services(prefix: &str, hold: &Arc<Hold>) -> Vec<Service> {
     let hour = Duration::from_secs(3600);
     let hold = hold.clone();
     vec![
-        Service::new(format!("{prefix}/ws")),
+        Service::new(format!("{prefix}/ws")).goroutine_profile_at(format!("{prefix}/goroutine")),
         Service::new(format!("{prefix}/denied")).allow_only([clients]),
         Service::new(format!("{prefix}/proxied"))
             .allow_only([clients])
@@ -401,6 +402,29 @@ pub const TABLE: &[Step] = &[
     ]),
     // Only the exact path.
     get("/ws/", 404, &[]),
+    get(
+        "/goroutine?augment=0",
+        400,
+        &[Body("unknown parameter \"augment\"; allowed: debug\n")],
+    ),
+    get(
+        "/goroutine?debug=1",
+        200,
+        &[
+            Header("content-type", TEXT),
+            Starts("goroutine profile: total "),
+        ],
+    ),
+    get(
+        "/goroutine?debug=2",
+        200,
+        &[Header("content-type", TEXT), Starts("webstack ")],
+    ),
+    get(
+        "/goroutine",
+        200,
+        &[Header("content-type", "application/octet-stream")],
+    ),
 ];
 
 /// What one request got, for comparing adapters.

@@ -100,12 +100,20 @@ impl From<Service> for Router {
     /// A router serving `service` at its path (any method: `GET` and `HEAD`
     /// are served, the others answered `405`).
     fn from(service: Service) -> Router {
-        let route = literal_route(service.path());
-        let router = Router::new().without_v07_checks();
-        match route {
-            Some(route) => router.route_service(&route, SnapshotService::from(service)),
-            None => router,
+        let mut router = Router::new().without_v07_checks();
+        let page = SnapshotService::from(service);
+        #[cfg(feature = "pprof")]
+        if let Some(route) = page.service.goroutine_path().and_then(literal_route) {
+            let profile = SnapshotService {
+                goroutine: true,
+                ..page.clone()
+            };
+            router = router.route_service(&route, profile);
         }
+        if let Some(route) = literal_route(page.service.path()) {
+            router = router.route_service(&route, page);
+        }
+        router
     }
 }
 
@@ -118,7 +126,9 @@ fn literal_route(path: &str) -> Option<String> {
 
 /// A [`Service`] as a tower service, answering every request it is given
 /// (whatever its path) as [`Service::respond`] does. Cheap to clone: the
-/// clones share the service.
+/// clones share the service. (The [`Router`] made from a service with a
+/// [goroutine profile](Service::goroutine_profile) also routes that path to
+/// [`Service::respond_goroutine`].)
 ///
 /// ```
 /// use axum::routing::get;
@@ -135,12 +145,15 @@ fn literal_route(path: &str) -> Option<String> {
 #[derive(Clone, Debug)]
 pub struct SnapshotService {
     service: Arc<Service>,
+    /// Answers as [`Service::respond_goroutine`] rather than the page.
+    goroutine: bool,
 }
 
 impl From<Service> for SnapshotService {
     fn from(service: Service) -> SnapshotService {
         SnapshotService {
             service: Arc::new(service),
+            goroutine: false,
         }
     }
 }
@@ -158,13 +171,15 @@ impl<B> tower_service::Service<http::Request<B>> for SnapshotService {
         // The body is never read; the future keeps only the head.
         let (parts, _) = request.into_parts();
         let service = self.service.clone();
-        Box::pin(async move { Ok(respond(&service, &parts).await) })
+        let goroutine = self.goroutine;
+        Box::pin(async move { Ok(respond(&service, &parts, goroutine).await) })
     }
 }
 
 async fn respond(
     service: &Service,
     parts: &http::request::Parts,
+    goroutine: bool,
 ) -> http::Response<::axum::body::Body> {
     // As axum's `ConnectInfo` extractor reads it: the real one, else a mock.
     let extensions = &parts.extensions;
@@ -187,7 +202,17 @@ async fn respond(
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_bytes())),
     );
-    let response = service.respond(request, &Tokio).await;
+    #[cfg(feature = "pprof")]
+    let response = if goroutine {
+        service.respond_goroutine(request, &Tokio).await
+    } else {
+        service.respond(request, &Tokio).await
+    };
+    #[cfg(not(feature = "pprof"))]
+    let response = {
+        let _ = goroutine;
+        service.respond(request, &Tokio).await
+    };
     let body = match response.body {
         Body::None => ::axum::body::Body::empty(),
         Body::Chunks(chunks) => ::axum::body::Body::new(Chunked::new(chunks)),
