@@ -37,11 +37,11 @@
 //! A [`Service`] can change each default, and cap or force `maxmem`.
 //!
 //! `format=pprof` answers Go's goroutine profile, a gzip-compressed pprof
-//! protobuf (see [`render::pprof`]), as
-//! `application/octet-stream`. The `400` for a bad `format` value lists the
-//! three page formats only, as it always has: clients match on its text.
-//! [`Service::goroutine_profile`] also serves it where fleet profilers look
-//! for it, `/debug/pprof/goroutine`.
+//! protobuf (see [`render::pprof`]), as `application/octet-stream`. The
+//! `400` for a bad `format` value lists the three page formats only, as it
+//! always has: clients match on its text. [`Service::goroutine_profile`]
+//! also serves the profile where fleet profilers look for it,
+//! `/debug/pprof/goroutine`.
 //!
 //! Anything else — an unknown or repeated parameter, an empty or malformed
 //! value, a broken `%` escape, bytes that are not UTF-8, a negative or

@@ -126,6 +126,7 @@ pub(super) fn counts(buckets: &Buckets) -> Result<Vec<Vec<u8>>, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Tokio;
     use super::*;
 
     fn ok(query: &str) -> Params {
@@ -166,5 +167,41 @@ mod tests {
         );
         assert_eq!(err("%ff=1"), "malformed parameter name; allowed: debug");
         assert!(err(&"x".repeat(10_000)).len() < 200);
+    }
+
+    /// As axum requires of a handler's future.
+    #[test]
+    fn an_async_block_awaiting_the_goroutine_answer_is_send() {
+        fn send<T: Send>(_: T) {}
+        let service = Service::new("/serve-send-goroutine").goroutine_profile();
+        send(async move {
+            let request = Request::new("GET", GOROUTINE_PATH, "");
+            service.respond_goroutine(request, &Tokio).await
+        });
+    }
+
+    #[tokio::test]
+    async fn head_answers_the_profile_headers_without_a_body() {
+        let service = Service::new("/serve-head-goroutine");
+        for (query, content_type) in [
+            ("", "application/octet-stream"),
+            ("debug=1", "text/plain; charset=utf-8"),
+            ("debug=2", "text/plain; charset=utf-8"),
+        ] {
+            let request = Request::new("HEAD", GOROUTINE_PATH, query)
+                .peer(Some("127.0.0.1".parse().unwrap()));
+            let response = service.respond_goroutine(request, &Tokio).await;
+            assert_eq!((response.status, &response.body), (200, &Body::None));
+            assert_eq!(
+                response.header("content-type"),
+                Some(content_type),
+                "{query}"
+            );
+            assert_eq!(
+                response.header("content-disposition").is_some(),
+                query.is_empty(),
+                "{query}"
+            );
+        }
     }
 }
