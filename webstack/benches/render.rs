@@ -11,6 +11,11 @@
 //! - `recursion/<format>-<fold|nofold>`: 64 threads, each its own bucket,
 //!   256 levels deep in one recursive function: what folding the recursion
 //!   into one line costs or saves beside showing every frame (`fold=0`).
+//! - `…/aggregate+pprof`: Go's goroutine profile (`render::pprof::encode`,
+//!   protobuf + gzip) of the same snapshots; in `synthetic` grouped at
+//!   `anyvalue` as `/debug/pprof/goroutine` groups, in `synthetic-unique` at
+//!   `anypointer` (`format=pprof` with the default similarity: one sample
+//!   per task).
 //! - `real/10000`: 10,000 registered idle tasks and 64 blocked threads (the
 //!   workload of `benches/util/workload.rs`); capture (augment=0) +
 //!   aggregate + render, the work of one page request.
@@ -163,6 +168,16 @@ fn bench_synthetic(c: &mut Criterion) {
                 },
             );
         }
+        group.bench_with_input(
+            BenchmarkId::new("aggregate+pprof", tasks),
+            &snapshot,
+            |b, s| {
+                b.iter(|| {
+                    let buckets = Buckets::aggregate(s, Similarity::AnyValue);
+                    webstack::render::pprof::encode(s, &buckets)
+                })
+            },
+        );
     }
     group.finish();
 
@@ -184,6 +199,16 @@ fn bench_synthetic(c: &mut Criterion) {
             },
         );
     }
+    group.bench_with_input(
+        BenchmarkId::new("aggregate+pprof", tasks),
+        &snapshot,
+        |b, s| {
+            b.iter(|| {
+                let buckets = Buckets::aggregate(s, Similarity::AnyPointer);
+                webstack::render::pprof::encode(s, &buckets)
+            })
+        },
+    );
     group.finish();
 }
 
