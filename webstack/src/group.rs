@@ -133,8 +133,14 @@ pub struct BucketFrame {
     pub function: Cow<'static, str>,
     /// Source file.
     pub file: Cow<'static, str>,
-    /// Source line.
+    /// Source line ([`Frame::line`]).
     pub line: u32,
+    /// Whether `line` is the `.await` the frame is suspended at
+    /// ([`Frame::awaiting`]).
+    pub awaiting: bool,
+    /// The line of the function's definition when `line` shows an `.await`
+    /// ([`Frame::definition_line`]).
+    pub definition_line: Option<u32>,
     /// Whether the frame comes from `#[webstack::instrument]`.
     pub instrumented: bool,
     /// Arguments, values merged across members.
@@ -155,6 +161,8 @@ impl BucketFrame {
             function: frame.function.clone(),
             file: frame.file.clone(),
             line: frame.line,
+            awaiting: frame.awaiting,
+            definition_line: frame.definition_line,
             instrumented: frame.instrumented,
             args: frame
                 .args
@@ -313,6 +321,7 @@ fn waited(routine: &Routine) -> Duration {
 
 fn frames_match(a: &Frame, b: &Frame, similarity: Similarity) -> bool {
     a.line == b.line
+        && a.awaiting == b.awaiting
         && a.instrumented == b.instrumented
         && same_str(&a.function, &b.function)
         && same_str(&a.file, &b.file)
@@ -472,7 +481,11 @@ fn signature(routine: &Routine, similarity: Similarity) -> u64 {
     for frame in &routine.frames {
         h.add(frame.function.len() as u64);
         h.add(frame.file.len() as u64);
-        h.add((u64::from(frame.line) << 1) | u64::from(frame.instrumented));
+        h.add(
+            (u64::from(frame.line) << 2)
+                | (u64::from(frame.awaiting) << 1)
+                | u64::from(frame.instrumented),
+        );
         h.add(frame.args.len() as u64);
         for arg in frame.args.iter() {
             h.add(arg.name.len() as u64);

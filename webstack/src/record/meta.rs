@@ -56,6 +56,12 @@ impl FrameMeta {
 /// a constant.
 #[doc(hidden)]
 pub trait StaticMeta {
+    /// The line an idle frame of the function shows when it is suspended at
+    /// an `.await` the macro could not rewrite: the line of the one macro
+    /// call in its body that may await (`select!`, `join!`, ...), or 0 (the
+    /// definition line) when there are none or several.
+    const AWAIT_FALLBACK: u32 = 0;
+
     /// The function's metadata.
     fn meta(&self) -> &'static FrameMeta;
 }

@@ -12,9 +12,11 @@
 //! - [`frame_args`], [`slot`]: the words of one frame; one seqlock slot.
 //! - [`stack`]: a thread's shadow stack and the thread-local pointer to it.
 //! - [`task`]: instrumented futures, task roots, saved await chains.
+//! - [`await_point`]: the line of the `.await` an idle frame is suspended at.
 //! - [`registry`]: the global sharded registry of live stacks and tasks.
 //! - [`thread`]: spawn wrappers that record their creator.
 
+pub(crate) mod await_point;
 pub(crate) mod frame_args;
 pub(crate) mod meta;
 pub(crate) mod registry;

@@ -43,6 +43,7 @@ use std::task::{Context, Poll};
 use parking_lot::Mutex;
 
 use crate::clock;
+use crate::record::await_point;
 use crate::record::frame_args::FrameArgs;
 use crate::record::meta::{FrameMeta, NoOwner, Owner, StaticMeta};
 use crate::record::registry;
@@ -86,8 +87,10 @@ pub(crate) struct TaskState {
 /// or two. Both vectors are reused from one `Pending` to the next.
 #[derive(Default)]
 pub(crate) struct SavedChain {
-    /// `(meta, owner, task, first argument, argument count)`, outermost first.
-    frames: Vec<(usize, usize, u64, u32, u32)>,
+    /// `(meta, owner, task, first argument, argument count, await line)`,
+    /// outermost first; the await line is 0 until the frame's own `Pending`
+    /// path sets it (see [`await_point`]), and stays 0 when unknown.
+    frames: Vec<(usize, usize, u64, u32, u32, u32)>,
     args: Vec<Value>,
 }
 
@@ -106,7 +109,22 @@ impl SavedChain {
             words.task,
             first,
             words.nargs as u32,
+            0,
         ));
+    }
+
+    /// Records the line of the `.await` the chain's frame `index` (from the
+    /// outermost) is suspended at, if that frame is `meta`'s.
+    fn set_await_line(&mut self, index: usize, meta: usize, line: u32) {
+        if let Some(frame) = self.frames.get_mut(index).filter(|f| f.0 == meta) {
+            frame.5 = line;
+        }
+    }
+
+    /// The line of the `.await` each frame is suspended at (0: unknown),
+    /// outermost first, in the order of [`SavedChain::frames`].
+    pub(crate) fn await_lines(&self) -> impl DoubleEndedIterator<Item = u32> + '_ {
+        self.frames.iter().map(|f| f.5)
     }
 
     /// Copies the chain into `out`, reusing its buffers: a snapshot copies
@@ -120,7 +138,7 @@ impl SavedChain {
     pub(crate) fn frames(&self) -> impl DoubleEndedIterator<Item = (usize, usize, u64, &[Value])> {
         self.frames
             .iter()
-            .map(|&(meta, owner, task, first, nargs)| {
+            .map(|&(meta, owner, task, first, nargs, _)| {
                 let first = first as usize;
                 (meta, owner, task, &self.args[first..first + nargs as usize])
             })
@@ -451,15 +469,16 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Future
         let guard = PollFrame::new(thread, depth);
         let saves = ctx.saves.get();
         let result = inner.poll(cx);
-        if ctx.saves.get() != saves {
-            // Something below saved a chain through this frame.
-            if result.is_ready() {
-                SAVED_LEAF.with(|leaf| leaf.set(0));
-            } else if SAVED_LEAF.with(Cell::get) == 0 {
+        if result.is_pending() {
+            // Unless something below saved a chain through this frame that
+            // still stands, the chain ends here.
+            if ctx.saves.get() == saves || SAVED_LEAF.with(Cell::get) == 0 {
                 save_chain(thread, ctx, depth, leaf_addr(this));
             }
-        } else if result.is_pending() {
-            save_chain(thread, ctx, depth, leaf_addr(this));
+            note_await_line(ctx, depth, this.meta.meta(), M::AWAIT_FALLBACK);
+        } else if ctx.saves.get() != saves {
+            // The chain saved below ended in this frame's poll.
+            SAVED_LEAF.with(|leaf| leaf.set(0));
         }
         drop(guard);
         result
@@ -521,9 +540,13 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Instrumented<
         // overwrites it, so it needs no reset here.
         POLL_CTX.with(|c| c.set(&ctx));
         let reset = RootPollGuard;
+        await_point::reset();
         let result = inner.poll(cx);
-        if result.is_pending() && (ctx.saves.get() == 0 || SAVED_LEAF.with(Cell::get) == 0) {
-            save_chain(thread, &ctx, depth, 0);
+        if result.is_pending() {
+            if ctx.saves.get() == 0 || SAVED_LEAF.with(Cell::get) == 0 {
+                save_chain(thread, &ctx, depth, 0);
+            }
+            note_await_line(&ctx, depth, meta, M::AWAIT_FALLBACK);
         }
         drop(reset);
         drop(frame);
@@ -565,6 +588,23 @@ fn save_chain(thread: &stack::ThreadStack, ctx: &PollCtx, top: usize, leaf: usiz
         }
     }
     state.elided = top.saturating_sub(last);
+}
+
+/// On a frame's `Pending` path, after the chain through it was saved:
+/// records in the frame's entry the line of the `.await` its body is
+/// suspended at (see [`await_point`]).
+#[inline(never)]
+fn note_await_line(ctx: &PollCtx, depth: usize, meta: &'static FrameMeta, fallback: u32) {
+    let line = await_point::take_line(meta, fallback);
+    if line == 0 {
+        return;
+    }
+    // SAFETY: as in `save_chain`: `ctx.state` points into the `MutexGuard`
+    // held by the root poll further up this call stack.
+    let state = unsafe { &mut *ctx.state };
+    state
+        .chain
+        .set_await_line(depth.wrapping_sub(ctx.base), meta.addr(), line);
 }
 
 impl<F, A, M, O, C> Drop for Instrumented<F, A, M, O, C> {

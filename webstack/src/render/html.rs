@@ -140,6 +140,9 @@ struct FrameView<'a> {
     origin: &'static str,
     marker: &'static str,
     instrumented: bool,
+    /// The location is the `.await` the frame is suspended at.
+    awaiting: bool,
+    definition_line: Option<u32>,
     args: Vec<ArgView>,
     task: Option<u64>,
     address: Option<String>,
@@ -429,6 +432,8 @@ fn frame<'a>(
         origin: origin.as_str(),
         marker: marker(origin),
         instrumented: f.instrumented,
+        awaiting: f.awaiting,
+        definition_line: f.definition_line,
         args: f
             .args
             .iter()

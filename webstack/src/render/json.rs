@@ -112,6 +112,10 @@ struct JsonFrame<'a> {
     function: &'a str,
     file: &'a str,
     line: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    awaiting: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    definition_line: Option<u32>,
     instrumented: bool,
     origin: &'static str,
     #[serde(rename = "crate")]
@@ -191,6 +195,8 @@ fn frame<'a>(f: &'a BucketFrame, buckets: &Buckets) -> JsonFrame<'a> {
         function: &f.function,
         file: &f.file,
         line: f.line,
+        awaiting: f.awaiting,
+        definition_line: f.definition_line,
         instrumented: f.instrumented,
         origin: f.origin.as_str(),
         krate: crate_name(&f.function),

@@ -160,7 +160,8 @@ fn bucket<W: Write>(
             writeln!(w)?;
             write!(
                 w,
-                "        {}",
+                "        {}{}",
+                if frame.awaiting { "awaiting at " } else { "" },
                 Location::new(&frame.file, frame.line, snapshot)
             )?;
             if let Some(address) = frame.address {

@@ -316,7 +316,15 @@ fn read_task(
     routine.frames = chain
         .frames()
         .rev()
-        .map(|(meta, owner, task, args)| cache.frame(meta, owner, task, args))
+        .zip(chain.await_lines().rev())
+        .map(|((meta, owner, task, args), line)| {
+            let frame = cache.frame(meta, owner, task, args);
+            if line == 0 {
+                frame
+            } else {
+                frame.awaiting_at(line)
+            }
+        })
         .collect();
     Ok(Some(routine))
 }

@@ -336,8 +336,20 @@ pub struct Frame {
     pub function: Cow<'static, str>,
     /// Source file.
     pub file: Cow<'static, str>,
-    /// Source line (the function's definition for instrumented frames).
+    /// Source line: for a frame of an idle task, the `.await` it is
+    /// suspended at when known ([`Frame::awaiting`]); for other instrumented
+    /// frames the function's definition, or the call when native stacks
+    /// were merged in; for native frames the call.
     pub line: u32,
+    /// Whether [`Frame::line`] is the line of the `.await` this frame of an
+    /// idle task is suspended at. Serialised only when `true`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub awaiting: bool,
+    /// When [`Frame::line`] shows the `.await` the frame is suspended at
+    /// ([`Frame::awaiting`]): the line of the function's definition, which
+    /// `line` shows otherwise. `None` for every other frame.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub definition_line: Option<u32>,
     /// Whether the frame comes from `#[webstack::instrument]` (it has
     /// arguments); `false` for native-only frames.
     pub instrumented: bool,
@@ -382,6 +394,8 @@ impl Frame {
             function,
             file,
             line,
+            awaiting: false,
+            definition_line: None,
             instrumented: false,
             args: Args::new(),
             task: None,
@@ -405,6 +419,8 @@ impl Frame {
             function: Cow::Borrowed(function),
             file: Cow::Borrowed(file),
             line,
+            awaiting: false,
+            definition_line: None,
             instrumented: true,
             args,
             task,
@@ -418,6 +434,18 @@ impl Frame {
     pub fn instrumented(mut self, args: impl Into<Args>) -> Self {
         self.instrumented = true;
         self.args = args.into();
+        self
+    }
+
+    /// The frame suspended at the `.await` on `line`: sets [`Frame::line`]
+    /// and [`Frame::awaiting`], and keeps the line it had (the function's
+    /// definition) as [`Frame::definition_line`].
+    pub fn awaiting_at(mut self, line: u32) -> Self {
+        if !self.awaiting {
+            self.definition_line = Some(self.line);
+        }
+        self.line = line;
+        self.awaiting = true;
         self
     }
 }
