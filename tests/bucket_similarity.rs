@@ -571,9 +571,9 @@ fn real_tasks() {
         format!(
             "{count}: task idle [DURATION] bs-conn {ids}\
              \n    bucket_similarity::bs_wait(step: u32 = {step})\
-             \n        {file}:LINE\
+             \n        awaiting at {file}:LINE\
              \n    bucket_similarity::bs_conn(conn: u32 = {conn})\
-             \n        {file}:LINE"
+             \n        awaiting at {file}:LINE"
         )
     };
     let ids: Vec<u64> = snap

@@ -7,6 +7,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, LitStr, Pat, ReturnType, Signature, Type};
 
 use crate::attr::{InstrumentArgs, MainArgs};
+use crate::awaits;
 use crate::type_text::{tokens_text, type_text};
 
 /// Most parameters recorded per frame (the runtime's `MAX_ARGS`).
@@ -149,7 +150,7 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
         attrs,
         vis,
         mut sig,
-        block,
+        mut block,
     } = function;
     if let Some(constness) = &sig.constness {
         return Err(syn::Error::new_spanned(
@@ -160,10 +161,18 @@ fn gen_function(function: ItemFn, args: &InstrumentArgs, attr: Attr) -> syn::Res
             ),
         ));
     }
-    let shape = Shape::of(&attrs, &sig, &block, attr);
+    let mut shape = Shape::of(&attrs, &sig, &block, attr);
     let params = params(&sig, matches!(shape, Shape::BoxedAsync(_)));
     check_skips(&sig, &params, args)?;
-    let frame = Frame::new(&sig, args, attr, params);
+    let meta_type = Ident::new("__WebstackMeta", Span::mixed_site());
+    let await_fallback = match &mut shape {
+        Shape::BoxedAsync(boxed) => awaits::rewrite(&mut boxed.future.block, &meta_type),
+        Shape::DesugaredAsync | Shape::AsyncFn | Shape::ImplFuture => {
+            awaits::rewrite(&mut block, &meta_type)
+        }
+        Shape::Sync => None,
+    };
+    let frame = Frame::new(&sig, args, attr, params, &meta_type, await_fallback);
     let body = match shape {
         Shape::BoxedAsync(boxed) => boxed_async_body(&frame, *boxed),
         Shape::DesugaredAsync => desugared_async_body(&frame, &mut sig, &block),
@@ -228,7 +237,14 @@ struct Frame {
 }
 
 impl Frame {
-    fn new(sig: &Signature, args: &InstrumentArgs, attr: Attr, params: Vec<Param>) -> Frame {
+    fn new(
+        sig: &Signature,
+        args: &InstrumentArgs,
+        attr: Attr,
+        params: Vec<Param>,
+        meta_type: &Ident,
+        await_fallback: Option<TokenStream>,
+    ) -> Frame {
         let recorded: Vec<Param> = if args.skip_all {
             Vec::new()
         } else {
@@ -247,7 +263,7 @@ impl Frame {
         } else {
             TokenStream::new()
         };
-        let meta_static = meta_static(&meta, sig, args, &recorded);
+        let meta_static = meta_static(&meta, meta_type, sig, args, &recorded, await_fallback);
         let capture_values = capture_values(&values, &recorded);
         // Frames of methods are named `Type::method`. Without a receiver, a
         // signature that names `Self` is also inside an `impl` or a trait.
@@ -269,15 +285,19 @@ impl Frame {
     }
 }
 
-/// `let meta = ..;`, a value naming the frame's static metadata. The static
-/// and the zero-sized type naming it live in their own block, so no name of
-/// them can reach the user's body. An async frame's future holds the type,
-/// not the address.
+/// The zero-sized type `meta_type` naming the frame's static metadata, and
+/// `let meta = ..;`, a value of that type. An async frame's future holds the
+/// type, not the address. The type is an item of the function's body, so
+/// that the rewritten `.await`s of the body (see [`awaits`]) can name it
+/// wherever they are without borrowing a local; the static lives inside its
+/// `meta` method, where no name of the user's can clash with it.
 fn meta_static(
     meta: &Ident,
+    meta_type: &Ident,
     sig: &Signature,
     args: &InstrumentArgs,
     recorded: &[Param],
+    await_fallback: Option<TokenStream>,
 ) -> TokenStream {
     let fn_name = sig.ident.to_string();
     let task_name = args
@@ -291,25 +311,25 @@ fn meta_static(
         let (name, ty) = (&p.name, &p.ty);
         quote!(::webstack::__private::ArgMeta { name: #name, ty: #ty })
     });
+    let fallback = await_fallback.unwrap_or_else(|| quote!(0));
     quote! {
-        let #meta = {
-            static __WEBSTACK_META: ::webstack::__private::FrameMeta = ::webstack::__private::FrameMeta {
-                name: #fn_name,
-                function: ::core::concat!(::core::module_path!(), "::", #fn_name),
-                task_name: #task_name,
-                file: ::core::file!(),
-                line: #line,
-                args: &[#(#arg_metas),*],
-            };
-            struct __WebstackMeta;
-            impl ::webstack::__private::StaticMeta for __WebstackMeta {
-                #[inline(always)]
-                fn meta(&self) -> &'static ::webstack::__private::FrameMeta {
-                    &__WEBSTACK_META
-                }
+        struct #meta_type;
+        impl ::webstack::__private::StaticMeta for #meta_type {
+            const AWAIT_FALLBACK: u32 = #fallback;
+            #[inline(always)]
+            fn meta(&self) -> &'static ::webstack::__private::FrameMeta {
+                static __WEBSTACK_META: ::webstack::__private::FrameMeta = ::webstack::__private::FrameMeta {
+                    name: #fn_name,
+                    function: ::core::concat!(::core::module_path!(), "::", #fn_name),
+                    task_name: #task_name,
+                    file: ::core::file!(),
+                    line: #line,
+                    args: &[#(#arg_metas),*],
+                };
+                &__WEBSTACK_META
             }
-            __WebstackMeta
-        };
+        }
+        let #meta = #meta_type;
     }
 }
 

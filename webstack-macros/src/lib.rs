@@ -6,6 +6,7 @@
 use proc_macro::TokenStream;
 
 mod attr;
+mod awaits;
 mod derive;
 mod expand;
 mod type_text;
@@ -43,6 +44,21 @@ mod type_text;
 /// (so that it still applies to the awaited output), another attribute that
 /// may be a macro (`#[tokio::test]`), `unsafe`, or an `impl Trait` or `!`
 /// return type.
+///
+/// In an async body (an `async fn`, a `fn` returning `impl Future`, an
+/// `#[async_trait]` method), every `expr.await` the parser can see, also in
+/// `async` blocks and closures inside the body but not in nested items, is
+/// rewritten so that an idle task's frame shows the line of the `.await` it
+/// is suspended at: `at_line::<LINE, _, _>(IntoFuture::into_future(expr),
+/// Meta).await`, which records the line only when the future is pending.
+/// The `.await` keeps its span, so errors still point at the user's code.
+/// For an `async` block awaited in the body, the line shown is that of the
+/// body's `.await` of the block. A macro call's tokens are not rewritten
+/// (the parser cannot see into them): a body with exactly one call of
+/// `select!`, `select_biased!`, `join!`, `try_join!`, `pending!` or of any
+/// macro whose tokens contain `await` shows that call's line when it is
+/// suspended inside it; with several such calls, the function's definition
+/// line (not marked as an await).
 ///
 /// See the `webstack` crate docs for what it expands to.
 #[proc_macro_attribute]

@@ -66,6 +66,23 @@
 //! root and is registered as a task, with its await chain recorded at every
 //! `Pending`.
 //!
+//! Each `.await` of an async body is rewritten to record its line when it is
+//! pending, so an idle task shows every instrumented frame at the `.await`
+//! it is suspended at:
+//!
+//! ```ignore
+//! let reply = conn.read_frame().await;
+//! // becomes
+//! let reply = at_line::<{ line!() }, _, _>(IntoFuture::into_future(conn.read_frame()), Meta).await;
+//! ```
+//!
+//! [`__private::AtLine`] only forwards the poll when the future is ready;
+//! when it is pending it leaves its line in a thread-local, which the
+//! frame's `Instrumented` future takes on its own `Pending` path. An
+//! `.await` inside a macro call (`select!`, `join!`) cannot be rewritten:
+//! the frame then shows the line of that call when its body has one such
+//! call, else its definition line.
+//!
 //! Argument values are recorded through [`Capture`], never through `Debug`.
 //! A parameter whose type has no `Capture` impl is recorded as the address
 //! and type name of what it points at when it is a reference (`&T`, `&mut
