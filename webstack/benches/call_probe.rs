@@ -45,6 +45,12 @@ async fn ws_root(n: u64) -> u64 {
     (0..n).fold(0, |acc, i| acc ^ run_ready(ws_leaf(black_box(i), 2)))
 }
 
+/// `n` nested calls of `leaf` inside a webstack task root.
+#[webstack::instrument(skip_all)]
+async fn ws_root_with(n: u64, leaf: fn(u64, u64) -> u64) -> u64 {
+    (0..n).fold(0, |acc, i| acc ^ leaf(black_box(i), 2))
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mode = args.next().unwrap_or_default();
@@ -89,6 +95,10 @@ fn main() {
             calls.fold(0, |acc, i| acc ^ run_ready(plain_leaf(black_box(i), 2)))
         }),
         "nested-webstack" => run_ready(ws_root(n)),
+        "awaits-webstack" => run_ready(ws_root_with(n, |a, b| run_ready(ws_awaits(a, b)))),
+        "awaits-webstack-unrewritten" => run_ready(ws_root_with(n, |a, b| {
+            run_ready(ws_awaits_unrewritten(a, b))
+        })),
         "nested-async-backtrace" => run_ready(
             async_backtrace::location!()
                 .frame(async { calls.fold(0, |acc, i| acc ^ run_ready(ab_leaf(black_box(i), 2))) }),

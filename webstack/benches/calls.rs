@@ -14,6 +14,12 @@
 //!   inside an already-running instrumented task (how real code calls them):
 //!   plain, webstack, async-backtrace `#[framed]`, await-tree
 //!   `instrument_await`.
+//! - `async_awaits`: the same, for an instrumented async fn whose body
+//!   awaits two futures that are ready at once: `.await`s rewritten to record
+//!   their line when pending (what `#[webstack::instrument]` generates)
+//!   against the same `.await`s hidden from the rewrite in a macro (what it
+//!   generated before await lines). Their difference is the ready-path cost
+//!   of two await-point lines.
 //! - `async_root`: the same future polled at top level, so each call is a new
 //!   task root (registration and removal included), on one thread.
 //! - `register_2threads`: two threads creating, first-polling and dropping
@@ -182,6 +188,24 @@ fn async_nested(c: &mut Criterion) {
     group.finish();
 }
 
+fn async_awaits(c: &mut Criterion) {
+    let mut group = c.benchmark_group("async_awaits");
+    let (a, b) = (black_box(1u64), black_box(2u64));
+    group.bench_function("webstack/rewritten", |bench| {
+        run_ready(ws_root(&mut || {
+            assert!(ws_inside_task(), "the webstack root is not active");
+            bench.iter(|| run_ready(ws_awaits(a, b)))
+        }))
+    });
+    group.bench_function("webstack/unrewritten", |bench| {
+        run_ready(ws_root(&mut || {
+            assert!(ws_inside_task(), "the webstack root is not active");
+            bench.iter(|| run_ready(ws_awaits_unrewritten(a, b)))
+        }))
+    });
+    group.finish();
+}
+
 fn async_root(c: &mut Criterion) {
     let mut group = c.benchmark_group("async_root");
     let (a, b) = (black_box(1u64), black_box(2u64));
@@ -274,6 +298,7 @@ criterion_group!(
     sync_added,
     sync_user_types,
     async_nested,
+    async_awaits,
     async_root,
     register_2threads
 );

@@ -167,3 +167,42 @@ pub async fn ws_leaf(a: u64, b: u64) -> u64 {
 pub async fn ab_leaf(a: u64, b: u64) -> u64 {
     black_box(a) ^ b
 }
+
+/// A future ready at its first poll, whose poll the optimiser cannot see
+/// through (as a channel or lock that happens to be ready): the `Pending`
+/// branch after it stays in the caller's code.
+pub struct ReadyOpaque(pub u64);
+
+impl std::future::Future for ReadyOpaque {
+    type Output = u64;
+
+    #[inline(never)]
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<u64> {
+        std::task::Poll::Ready(black_box(self.0))
+    }
+}
+
+/// `.await` written inside a macro: `#[webstack::instrument]` sees this
+/// call's tokens, not the `.await`, so it is left as written (what every
+/// `.await` cost before await lines).
+macro_rules! await_unrewritten {
+    ($future:expr) => {
+        $future.await
+    };
+}
+
+/// Two `.await`s that complete immediately, each rewritten to record its
+/// line if it were pending.
+#[webstack::instrument]
+pub async fn ws_awaits(a: u64, b: u64) -> u64 {
+    ReadyOpaque(a).await ^ ReadyOpaque(b).await
+}
+
+/// The same body with its `.await`s hidden from the rewrite.
+#[webstack::instrument]
+pub async fn ws_awaits_unrewritten(a: u64, b: u64) -> u64 {
+    await_unrewritten!(ReadyOpaque(a)) ^ await_unrewritten!(ReadyOpaque(b))
+}
