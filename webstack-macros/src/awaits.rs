@@ -14,10 +14,11 @@ const AWAITING_MACROS: &[&str] = &["select", "select_biased", "join", "try_join"
 
 /// Rewrites each `expr.await` in `body` (in `async` blocks and closures
 /// inside it too, not in nested items, which are functions of their own)
-/// into `at_line::<LINE, _, _>(IntoFuture::into_future(expr), Meta).await`,
-/// where `meta` names the function's `StaticMeta` type. The `.await` keeps
-/// its span, and `into_future` takes the span of `expr`, so a type error
-/// still points at the user's tokens.
+/// into `at_line::<LINE, _, _>(expr, Meta).await`, where `meta` names the
+/// function's `StaticMeta` type and `at_line` converts `expr` with
+/// `IntoFuture` as `.await` does. The `.await` keeps its span, and the call
+/// takes the span of `expr`, so a type error still points at the user's
+/// tokens.
 ///
 /// Returns the fallback line expression for `StaticMeta::AWAIT_FALLBACK`:
 /// the line of the one macro call in the body that may await where the
@@ -48,12 +49,14 @@ impl VisitMut for Rewriter<'_> {
         };
         let base = &awaited.base;
         let line = quote_spanned!(awaited.await_token.span=> ::core::line!());
-        let into_future = quote_spanned!(base.span()=> ::core::future::IntoFuture::into_future);
+        // The braces of the const argument keep the macro's span: on the
+        // user's span, rustc would lint them as unnecessary in user code.
+        let line = quote!({ #line });
         let meta = self.meta;
-        let wrapped = quote! {
-            ::webstack::__private::at_line::<{ #line }, _, _>(#into_future(#base), #meta)
+        let wrapped = quote_spanned! {base.span()=>
+            ::webstack::__private::at_line::<#line, _, _>(#base, #meta)
         };
-        awaited.base = Box::new(Expr::Verbatim(wrapped));
+        *awaited.base = Expr::Verbatim(wrapped);
     }
 
     fn visit_item_mut(&mut self, _: &mut syn::Item) {}

@@ -3,7 +3,7 @@
 //!
 //! `#[webstack::instrument]` rewrites every `.await` it can see in an async
 //! body (and in the `async` blocks and closures inside it) into
-//! `at_line::<LINE, _, _>(IntoFuture::into_future(expr), Meta).await`. The
+//! `at_line::<LINE, _, _>(expr, Meta).await`. The
 //! [`AtLine`] wrapper forwards the poll and does nothing more when the inner
 //! future is ready; only when it returns `Pending` does it leave
 //! `(function, line)` in a thread-local. The frame's [`Instrumented`] future,
@@ -37,7 +37,7 @@
 //! [`Instrumented`]: crate::record::task::Instrumented
 
 use std::cell::Cell;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -64,12 +64,18 @@ pub struct AtLine<F, M, const LINE: u32> {
     meta: M,
 }
 
-/// Wraps the future of an `.await` on line `LINE` of the function `meta`
-/// describes.
+/// Wraps what an `.await` on line `LINE` of the function `meta` describes
+/// awaits (converted as `.await` does, with `IntoFuture`).
 #[doc(hidden)]
 #[inline(always)]
-pub fn at_line<const LINE: u32, F: Future, M: StaticMeta>(inner: F, meta: M) -> AtLine<F, M, LINE> {
-    AtLine { inner, meta }
+pub fn at_line<const LINE: u32, F: IntoFuture, M: StaticMeta>(
+    awaited: F,
+    meta: M,
+) -> AtLine<F::IntoFuture, M, LINE> {
+    AtLine {
+        inner: awaited.into_future(),
+        meta,
+    }
 }
 
 impl<F: Future, M: StaticMeta, const LINE: u32> Future for AtLine<F, M, LINE> {
