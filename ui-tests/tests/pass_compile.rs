@@ -23,6 +23,7 @@ pass_cases! {
     async_fn_signatures => "ui/pass/async-fn-signatures.rs",
     async_method_borrowed_return => "ui/pass/async-method-borrowed-return.rs",
     async_trait_method => "ui/pass/async-trait-method.rs",
+    await_forms => "ui/pass/await-forms.rs",
     cfg_param => "ui/pass/cfg-param.rs",
     derive_capture => "ui/pass/derive-capture.rs",
     destructured_params => "ui/pass/destructured-params.rs",

@@ -9,6 +9,7 @@ const PASS: &[&str] = &[
     "async-fn-signatures",
     "async-method-borrowed-return",
     "async-trait-method",
+    "await-forms",
     "cfg-param",
     "derive-capture",
     "destructured-params",
@@ -33,6 +34,7 @@ const PASS: &[&str] = &[
 
 const FAIL: &[&str] = &[
     "arg-words-impl-is-sealed",
+    "await-non-future",
     "conflicting-skip-arguments",
     "const-fn",
     "derive-capture-duplicate-mark",
