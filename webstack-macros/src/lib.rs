@@ -49,8 +49,9 @@ mod type_text;
 /// `#[async_trait]` method), every `expr.await` the parser can see, also in
 /// `async` blocks and closures inside the body but not in nested items, is
 /// rewritten so that an idle task's frame shows the line of the `.await` it
-/// is suspended at: `at_line::<LINE, _, _>(IntoFuture::into_future(expr),
-/// Meta).await`, which records the line only when the future is pending.
+/// is suspended at: `at_line::<LINE, _, _>(expr, Meta).await`, which
+/// converts `expr` with `IntoFuture` as `.await` does and records the line
+/// only when the future is pending.
 /// The `.await` keeps its span, so errors still point at the user's code.
 /// For an `async` block awaited in the body, the line shown is that of the
 /// body's `.await` of the block. A macro call's tokens are not rewritten

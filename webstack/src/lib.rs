@@ -73,7 +73,7 @@
 //! ```ignore
 //! let reply = conn.read_frame().await;
 //! // becomes
-//! let reply = at_line::<{ line!() }, _, _>(IntoFuture::into_future(conn.read_frame()), Meta).await;
+//! let reply = at_line::<{ line!() }, _, _>(conn.read_frame(), Meta).await; // IntoFuture inside
 //! ```
 //!
 //! [`__private::AtLine`] only forwards the poll when the future is ready;
