@@ -22,7 +22,7 @@ fn stage_of(name: &str) -> Result<Option<u8>, String> {
         }
         // `__private` re-exports the record side for the macros.
         "record" | "__private" | "Capture" | "Value" | "Shape" | "Collection" | "MAX_ARGS"
-        | "MAX_DEPTH" | "thread" => 0,
+        | "MAX_DEPTH" | "thread" | "task" | "tokio" => 0,
         "snapshot" | "Snapshot" | "Options" | "Routine" | "Frame" | "Arg" | "Args" | "Kind"
         | "State" | "Origin" | "CreatedBy" | "Process" | "LeftOut" | "DEFAULT_MAXMEM"
         | "MIN_MAXMEM" | "JSON_VERSION" => 1,

@@ -15,12 +15,19 @@
 //! - [`await_point`]: the line of the `.await` an idle frame is suspended at.
 //! - [`registry`]: the global sharded registry of live stacks and tasks.
 //! - [`thread`]: spawn wrappers that record their creator.
+//! - `spawn` (`tokio` feature): tokio's spawn functions, registering the
+//!   task at spawn; `hooks` (also `--cfg tokio_unstable`): every task of a
+//!   runtime, through tokio's task hooks.
 
 pub(crate) mod await_point;
 pub(crate) mod frame_args;
+#[cfg(all(feature = "tokio", tokio_unstable))]
+pub mod hooks;
 pub(crate) mod meta;
 pub(crate) mod registry;
 pub(crate) mod slot;
+#[cfg(feature = "tokio")]
+pub mod spawn;
 pub(crate) mod stack;
 pub(crate) mod task;
 pub mod thread;

@@ -52,6 +52,8 @@ use crate::record::slot::FrameWords;
 use crate::record::stack::{self, PollFrame, Site, MAX_DEPTH};
 use crate::record::value::Value;
 
+pub(crate) mod spawned;
+
 /// The registry's record of a task root.
 ///
 /// Aligned to a cache line: records of tasks polled on different threads
@@ -69,6 +71,8 @@ pub(crate) struct TaskShared {
     pub(crate) running_on: AtomicU64,
     pub(crate) state: Mutex<TaskState>,
     key: KeyCell,
+    /// What a spawn wrapper or the tokio hooks add (see [`spawned`]).
+    pub(crate) spawn: spawned::SpawnInfo,
 }
 
 /// What a snapshot reads of an idle task, written under the task's lock.
@@ -241,6 +245,7 @@ impl TaskShared {
                 let state = record.state.get_mut();
                 state.polls = 0;
                 state.last_poll_end_ns = now;
+                record.spawn = spawned::SpawnInfo::root();
                 task
             }
             None => Arc::new(TaskShared {
@@ -256,6 +261,7 @@ impl TaskShared {
                     last_poll_end_ns: now,
                 }),
                 key: KeyCell::default(),
+                spawn: spawned::SpawnInfo::root(),
             }),
         };
         task
