@@ -567,9 +567,18 @@ fn real_tasks() {
             == 4
     });
     let file = file!();
+    // Each task's tokio id, in the order of its webstack id.
+    let tokio_ids: std::collections::HashMap<String, String> = snap
+        .routines
+        .iter()
+        .filter(|r| r.name == "bs-conn")
+        .map(|r| (r.id.to_string(), r.tokio_id.unwrap().to_string()))
+        .collect();
     let block = |count: usize, ids: &str, step: &str, conn: &str| {
+        let tokio: Vec<&str> = ids.split(", ").map(|id| tokio_ids[id].as_str()).collect();
+        let tokio = tokio.join(", ");
         format!(
-            "{count}: task idle [DURATION] bs-conn {ids}\
+            "{count}: task idle [DURATION] bs-conn {ids} (tokio id {tokio}; polls 1)\
              \n    bucket_similarity::bs_wait(step: u32 = {step})\
              \n        awaiting at {file}:LINE\
              \n    bucket_similarity::bs_conn(conn: u32 = {conn})\

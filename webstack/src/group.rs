@@ -205,6 +205,13 @@ pub struct Member {
     pub id: u64,
     /// The routine's name ([`Routine::name`]).
     pub name: Cow<'static, str>,
+    /// A task's tokio id ([`Routine::tokio_id`]).
+    pub tokio_id: Option<u64>,
+    /// A task's poll count ([`Routine::polls`]).
+    pub polls: Option<u64>,
+    /// For a running task, the id of the thread polling it
+    /// ([`Routine::running_on`]).
+    pub running_on: Option<u64>,
 }
 
 impl Member {
@@ -212,6 +219,9 @@ impl Member {
         Member {
             id: routine.id,
             name: routine.name.clone(),
+            tokio_id: routine.tokio_id,
+            polls: routine.polls,
+            running_on: routine.running_on,
         }
     }
 }

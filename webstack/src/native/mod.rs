@@ -233,6 +233,44 @@ pub fn method() -> Method {
 /// this module from the capture.
 pub(crate) fn augment(snapshot: &mut Snapshot) {
     sys::augment(snapshot);
+    if snapshot.augmented {
+        show_workers(snapshot);
+    }
+}
+
+/// Gives a running task that shows no frame of its own (its instrumented
+/// frames, if any, are on its worker's stack) a copy of the stack of the
+/// thread polling it, charged to the snapshot's budget: what it is running
+/// now, at native depth.
+fn show_workers(snapshot: &mut Snapshot) {
+    use crate::snapshot::budget::{self, Budget};
+    use crate::snapshot::{Kind, State};
+
+    let workers: std::collections::HashMap<u64, usize> = snapshot
+        .routines
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.kind == Kind::Thread)
+        .map(|(index, r)| (r.id, index))
+        .collect();
+    let mut budget = Budget::of(snapshot);
+    for index in 0..snapshot.routines.len() {
+        let routine = &snapshot.routines[index];
+        if routine.kind != Kind::Task || routine.state != State::Running || !routine.frames.is_empty()
+        {
+            continue;
+        }
+        let Some(&worker) = routine.running_on.and_then(|id| workers.get(&id)) else {
+            continue;
+        };
+        let frames = &snapshot.routines[worker].frames;
+        if !budget.take(budget::frames_cost(frames)) {
+            break;
+        }
+        let frames = frames.clone();
+        snapshot.routines[index].frames = frames;
+    }
+    budget.store(snapshot);
 }
 
 /// Hooks for tests and benchmarks, reached through `webstack::__private`.

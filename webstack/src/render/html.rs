@@ -12,12 +12,12 @@ use tera::{Context, Tera};
 
 use super::{
     arg_value, bounded, bytes, crate_docs, duration_range, elapsed, flags, folded_summary, members,
-    recursion_location, recursion_summary, runs, timestamp, Detail, Format, Links, Location,
-    Origin, RenderError, Run, FUNCTION_CHARS, NAME_CHARS,
+    recursion_location, recursion_summary, runs, task_line, timestamp, Detail, Format, Links,
+    Location, Origin, RenderError, Run, FUNCTION_CHARS, NAME_CHARS,
 };
 use crate::group::{Bucket, BucketFrame, Buckets, Merged, Similarity};
 use crate::snapshot::resolve::crate_name;
-use crate::snapshot::{Kind, Snapshot};
+use crate::snapshot::{Kind, Snapshot, State};
 
 static TEMPLATES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
     let mut tera = Tera::default();
@@ -88,6 +88,8 @@ struct BucketView<'a> {
     members: Vec<MemberGroup<'a>>,
     more: usize,
     flags: String,
+    /// Tokio ids, poll counts and worker threads of task members.
+    task: Option<String>,
     serving: bool,
     created_by: Option<CreatedView<'a>>,
     groups: Vec<FrameGroup<'a>>,
@@ -371,11 +373,14 @@ fn bucket<'a>(
         .collect();
     // A thread without frames: with augment=0, one that ran nothing
     // instrumented yet (the serving thread, a runtime's workers).
-    let empty = (b.frames.is_empty() && b.kind == Kind::Thread).then(|| EmptyView {
-        text: if links.augment {
-            "no frames were captured for this thread"
-        } else {
-            "this thread has no instrumented frames"
+    let empty = b.frames.is_empty().then(|| EmptyView {
+        text: match (b.kind, &b.state, links.augment) {
+            (Kind::Thread, _, true) => "no frames were captured for this thread",
+            (Kind::Thread, _, false) => "this thread has no instrumented frames",
+            (Kind::Task, State::Running, _) => {
+                "running; its frames are on the stack of the thread polling it"
+            }
+            (Kind::Task, _, _) => "no instrumented frame is pending in this task",
         },
         link: (!links.augment).then(|| NavLink {
             label: "show native stacks",
@@ -395,6 +400,7 @@ fn bucket<'a>(
         members,
         more,
         flags: flags(b),
+        task: task_line(b),
         serving: b.serving,
         created_by: b.created_by.as_ref().map(|c| {
             let location = Location::new(c.file, c.line, snapshot);

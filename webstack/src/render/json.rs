@@ -73,6 +73,17 @@ struct JsonBucket<'a> {
     state: &'a State,
     ids: Ids<'a>,
     names: Names<'a>,
+    /// Tokio ids of task members, parallel to `ids` (`null` where unknown);
+    /// left out when no member has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokio_ids: Option<Field<'a>>,
+    /// Poll counts of task members, parallel to `ids`; left out for threads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    polls: Option<Field<'a>>,
+    /// For running task members, the id of the thread polling each,
+    /// parallel to `ids`; left out when no member is running on a thread.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    running_on: Option<Field<'a>>,
     waiting_ms: Range,
     elided: usize,
     torn: bool,
@@ -98,6 +109,25 @@ struct Names<'a>(&'a [Member]);
 impl Serialize for Names<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_seq(self.0.iter().map(|m| truncated(&m.name, NAME_CHARS)))
+    }
+}
+
+/// One optional number per member, parallel to the ids.
+struct Field<'a>(&'a [Member], fn(&Member) -> Option<u64>);
+
+impl<'a> Field<'a> {
+    /// The field, if any member has a value.
+    fn of(members: &'a [Member], get: fn(&Member) -> Option<u64>) -> Option<Self> {
+        members
+            .iter()
+            .any(|m| get(m).is_some())
+            .then_some(Field(members, get))
+    }
+}
+
+impl Serialize for Field<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(self.1))
     }
 }
 
@@ -178,6 +208,9 @@ fn bucket<'a>(b: &'a Bucket, buckets: &Buckets) -> JsonBucket<'a> {
         state: &b.state,
         ids: Ids(&b.members),
         names: Names(&b.members),
+        tokio_ids: Field::of(&b.members, |m| m.tokio_id),
+        polls: Field::of(&b.members, |m| m.polls),
+        running_on: Field::of(&b.members, |m| m.running_on),
         waiting_ms: Range {
             min: b.waiting.0.as_millis() as u64,
             max: b.waiting.1.as_millis() as u64,

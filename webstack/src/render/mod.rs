@@ -806,6 +806,41 @@ pub(crate) fn members(bucket: &Bucket) -> (Vec<NameGroup<'_>>, usize) {
     (groups, bucket.members.len() - shown)
 }
 
+/// What the page says of a task bucket's members beyond their ids, when
+/// tokio or a worker thread knows them: `tokio id 5, 7; polls 1~12; running
+/// on thread 3`. `None` for threads and tasks without a tokio id or a
+/// worker.
+pub(crate) fn task_line(bucket: &Bucket) -> Option<String> {
+    let shown = || bucket.members.iter().take(SHOWN_IDS);
+    let tokio: Vec<String> = shown()
+        .filter_map(|m| m.tokio_id)
+        .map(|id| id.to_string())
+        .collect();
+    let mut workers: Vec<u64> = shown().filter_map(|m| m.running_on).collect();
+    workers.sort_unstable();
+    workers.dedup();
+    if tokio.is_empty() && workers.is_empty() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if !tokio.is_empty() {
+        parts.push(format!("tokio id {}", tokio.join(", ")));
+    }
+    let polls = bucket.members.iter().filter_map(|m| m.polls);
+    if let (Some(min), Some(max)) = (polls.clone().min(), polls.max()) {
+        parts.push(if min == max {
+            format!("polls {min}")
+        } else {
+            format!("polls {min}~{max}")
+        });
+    }
+    if !workers.is_empty() {
+        let workers: Vec<String> = workers.iter().map(u64::to_string).collect();
+        parts.push(format!("running on thread {}", workers.join(", ")));
+    }
+    Some(parts.join("; "))
+}
+
 /// `elided 3 frames, torn`, or empty.
 pub(crate) fn flags(bucket: &Bucket) -> String {
     let mut flags = Vec::new();

@@ -41,8 +41,8 @@ use std::io::Write;
 
 use super::{
     arg_value, bounded, bytes, duration_range, elapsed, flags, folded_summary, members,
-    recursion_location, recursion_summary, runs, timestamp, Detail, Location, RenderError, Run,
-    FUNCTION_CHARS,
+    recursion_location, recursion_summary, runs, task_line, timestamp, Detail, Location,
+    RenderError, Run, FUNCTION_CHARS,
 };
 use crate::group::{Bucket, Buckets};
 use crate::snapshot::{Kind, Snapshot};
@@ -110,6 +110,9 @@ fn bucket<W: Write>(
     }
     if more > 0 {
         write!(w, " (+{more} more)")?;
+    }
+    if let Some(task) = task_line(b) {
+        write!(w, " ({task})")?;
     }
     let flags = flags(b);
     if !flags.is_empty() {

@@ -20,8 +20,9 @@ pub(crate) const GROUP_FRAME_BYTES: usize = std::mem::size_of::<Frame>();
 pub(crate) const GROUP_ARG_BYTES: usize = std::mem::size_of::<Arg>() + 8;
 
 /// Room counted per routine for its member entry (id and name) in a bucket.
-pub(crate) const GROUP_MEMBER_BYTES: usize =
-    std::mem::size_of::<u64>() + std::mem::size_of::<Cow<'static, str>>();
+pub(crate) const GROUP_MEMBER_BYTES: usize = std::mem::size_of::<u64>()
+    + std::mem::size_of::<Cow<'static, str>>()
+    + 3 * std::mem::size_of::<Option<u64>>();
 
 /// Bytes a snapshot may still use.
 #[derive(Debug)]

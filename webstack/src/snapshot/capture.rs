@@ -11,6 +11,7 @@ use super::resolve::FrameCache;
 use crate::record::registry::{self, Entry};
 use crate::record::slot::FrameWords;
 use crate::record::stack::{ThreadStack, MAX_DEPTH};
+use crate::record::task::spawned::{self, Source};
 use crate::record::task::{SavedChain, TaskShared};
 
 /// Default memory bound of one snapshot: 64 MiB.
@@ -105,6 +106,8 @@ pub(crate) fn shadow(options: &Options) -> Snapshot {
     let now = Instant::now();
     let now_ns = crate::clock::now_ns();
     let mut wait = MAX_LOCK_WAIT;
+    // `(tokio id, index in routines, source)` of every task with a tokio id.
+    let mut tokio_tasks: Vec<(u64, usize, Source)> = Vec::new();
     registry::for_each_shard(&mut entries, |entries| {
         for entry in entries.iter() {
             let captured = match entry {
@@ -119,12 +122,19 @@ pub(crate) fn shadow(options: &Options) -> Snapshot {
                 }
             };
             match (captured, entry) {
+                (Some(routine), Entry::Task(task)) => {
+                    if let Some(id) = routine.tokio_id {
+                        tokio_tasks.push((id, routines.len(), task.spawn.source));
+                    }
+                    routines.push(routine);
+                }
                 (Some(routine), _) => routines.push(routine),
                 (None, Entry::Thread(_)) => left_out.threads += 1,
                 (None, Entry::Task(_)) => left_out.tasks += 1,
             }
         }
     });
+    merge_tokio_tasks(&mut routines, &mut tokio_tasks);
     sort_routines(&mut routines);
     let mut snapshot = Snapshot::new(routines);
     snapshot.captured_at = captured_at;
@@ -272,6 +282,9 @@ fn read_task(
     cache: &mut FrameCache,
 ) -> Result<Option<Routine>, Finished> {
     let age = crate::clock::between(task.created_ns, now_ns);
+    if task.spawn.source == Source::Hooked {
+        return read_hooked(task, age, now_ns, budget, cache);
+    }
     // The lock is held by the task's own poll (which sets `running_on`
     // before taking it: reported as running, never waited for) or, for the
     // time it takes to copy a chain, by another snapshot: only then is it
@@ -290,10 +303,8 @@ fn read_task(
             return Ok(None);
         }
         let running_on = task.running_on.load(std::sync::atomic::Ordering::Relaxed);
-        let mut routine = Routine::task(task.id, task.name);
+        let mut routine = task_routine(task, age, cache);
         routine.state = State::Running;
-        routine.created_by = task.created_by.map(|site| cache.created_by(site));
-        routine.age = age;
         routine.running_on = (running_on != 0).then_some(running_on);
         return Ok(Some(routine));
     };
@@ -307,9 +318,7 @@ fn read_task(
     if !budget.take(cost) {
         return Ok(None);
     }
-    let mut routine = Routine::task(task.id, task.name);
-    routine.created_by = task.created_by.map(|site| cache.created_by(site));
-    routine.age = age;
+    let mut routine = task_routine(task, age, cache);
     routine.waiting = Some(crate::clock::between(last_poll_end_ns, now_ns));
     routine.polls = Some(polls);
     routine.elided = elided;
@@ -326,7 +335,98 @@ fn read_task(
             }
         })
         .collect();
+    if routine.name.is_empty() {
+        // An unnamed spawned task: named after the outermost instrumented
+        // function it awaits, as a task rooted there would be.
+        if let Some(Cow::Borrowed(function)) = routine.frames.last().map(|f| &f.function) {
+            routine.name = Cow::Borrowed(function.rsplit("::").next().unwrap_or(function));
+        }
+    }
     Ok(Some(routine))
+}
+
+/// A task's routine with what every record has: id, name, creator, age
+/// and tokio id.
+fn task_routine(task: &TaskShared, age: Duration, cache: &mut FrameCache) -> Routine {
+    let mut routine = match &task.spawn.label {
+        Some(label) => Routine::task(task.id, label.to_string()),
+        None => Routine::task(task.id, task.name),
+    };
+    routine.created_by = task.created_by.map(|site| cache.created_by(site));
+    routine.age = age;
+    routine.tokio_id = task.spawn.tokio_id();
+    routine
+}
+
+/// A task known only from tokio's hooks: no chain and no lock, only what
+/// the poll hooks store.
+fn read_hooked(
+    task: &TaskShared,
+    age: Duration,
+    now_ns: u64,
+    budget: &mut Budget,
+    cache: &mut FrameCache,
+) -> Result<Option<Routine>, Finished> {
+    let Some(hooked) = spawned::hook_state(task) else {
+        return Err(Finished);
+    };
+    if !budget.take(budget::routine_cost(0, std::iter::empty())) {
+        return Ok(None);
+    }
+    let mut routine = task_routine(task, age, cache);
+    routine.polls = Some(hooked.polls);
+    if hooked.running_on != 0 {
+        routine.state = State::Running;
+        routine.running_on = Some(hooked.running_on);
+    } else {
+        routine.waiting = Some(crate::clock::between(hooked.last_poll_end_ns, now_ns));
+    }
+    Ok(Some(routine))
+}
+
+/// Shows a task once although several records know it: the tokio hooks'
+/// record of a task merges into the record of its spawn wrapper or of an
+/// instrumented root it polls (the first one, by id, when it polls
+/// several), which keeps its frames and takes the hooks' spawn site (unless
+/// a spawn wrapper recorded one), poll count, age and running state.
+fn merge_tokio_tasks(routines: &mut Vec<Routine>, tokio_tasks: &mut [(u64, usize, Source)]) {
+    if !tokio_tasks.iter().any(|&(_, _, source)| source == Source::Hooked) {
+        return;
+    }
+    // By tokio id, the hooks' record last, the others by webstack id.
+    tokio_tasks.sort_unstable_by_key(|&(id, index, source)| {
+        (id, source == Source::Hooked, routines[index].id)
+    });
+    let mut merged = vec![false; routines.len()];
+    for group in tokio_tasks.chunk_by(|a, b| a.0 == b.0) {
+        let (Some(&(_, into, into_source)), Some(&(_, from, Source::Hooked))) =
+            (group.first(), group.last())
+        else {
+            continue;
+        };
+        if into == from {
+            continue;
+        }
+        let hooked = routines[from].clone();
+        let target = &mut routines[into];
+        if into_source != Source::Spawned && into_source != Source::Blocking {
+            target.created_by = hooked.created_by.or(target.created_by);
+        }
+        target.age = target.age.max(hooked.age);
+        target.polls = hooked.polls.or(target.polls);
+        if hooked.state == State::Running {
+            target.state = State::Running;
+            target.running_on = hooked.running_on;
+            target.waiting = None;
+        }
+        merged[from] = true;
+    }
+    let mut index = 0;
+    routines.retain(|_| {
+        let keep = !merged[index];
+        index += 1;
+        keep
+    });
 }
 
 #[cfg(test)]

@@ -135,7 +135,9 @@ pub struct Process {
 pub enum Kind {
     /// An OS thread.
     Thread,
-    /// An async task (an instrumented future polled as a root).
+    /// An async task: an instrumented future polled as a root, a task
+    /// spawned through `webstack::task` (`tokio` feature), or a task of a
+    /// runtime built with `webstack::tokio::hooks` (`tokio_unstable`).
     Task,
 }
 
@@ -480,6 +482,11 @@ pub struct Routine {
     /// For a running task, the id of the thread polling it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub running_on: Option<u64>,
+    /// The tokio task id of a task, when known: tasks spawned through
+    /// `webstack::task`, tasks seen by tokio's hooks, and instrumented task
+    /// roots polled by a tokio task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokio_id: Option<u64>,
     /// Kernel thread id of a thread (Linux).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tid: Option<i64>,
@@ -514,6 +521,7 @@ impl Routine {
             waiting: None,
             polls: None,
             running_on: None,
+            tokio_id: None,
             tid: None,
             elided: 0,
             torn: false,
