@@ -1,0 +1,159 @@
+//! `webstack::tokio::hooks` (`--cfg tokio_unstable`): every task of a
+//! runtime is listed, including tasks a library spawns with plain
+//! `tokio::spawn`, with tokio id, spawn site, state, poll count; a task that
+//! runs instrumented frames shows once. Run with
+//! `RUSTFLAGS="--cfg tokio_unstable" cargo test -p webstack-tests --test tokio_hooks`;
+//! without the cfg this file is empty.
+#![cfg(tokio_unstable)]
+
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use pretty_assertions::assert_eq;
+use support::snapshot::{describe, shadow_snapshot_until};
+use tokio::sync::oneshot;
+use webstack::render::{render, Format, Links};
+use webstack::{Buckets, Kind, Routine, Similarity, Snapshot, State};
+
+/// Stands for a dependency (hyper, a client pool): it spawns its own task
+/// with plain `tokio::spawn`, knowing nothing of webstack.
+mod library {
+    use tokio::sync::oneshot;
+    use tokio::task::JoinHandle;
+
+    pub fn start_background(rx: oneshot::Receiver<()>) -> (JoinHandle<()>, u32) {
+        let line = line!() + 1;
+        let handle = tokio::spawn(async move {
+            let _ = rx.await;
+        });
+        (handle, line)
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    webstack::tokio::hooks(&mut tokio::runtime::Builder::new_multi_thread())
+        .worker_threads(2)
+        .thread_name("hooked-worker")
+        .build()
+        .unwrap()
+}
+
+fn created_at(snapshot: &Snapshot, line: u32) -> Vec<&Routine> {
+    snapshot
+        .routines
+        .iter()
+        .filter(|r| {
+            r.kind == Kind::Task
+                && r.created_by
+                    .is_some_and(|c| c.file.ends_with("tokio_hooks.rs") && c.line == line)
+        })
+        .collect()
+}
+
+#[webstack::instrument]
+fn app_start(rx: oneshot::Receiver<()>) -> (tokio::task::JoinHandle<()>, u32) {
+    library::start_background(rx)
+}
+
+#[test]
+fn a_task_spawned_inside_a_library_is_listed() {
+    let rt = runtime();
+    let (tx, rx) = oneshot::channel();
+    let (handle, line) = rt.block_on(async { app_start(rx) });
+    let snapshot = shadow_snapshot_until(Duration::from_secs(5), |s| {
+        created_at(s, line).iter().any(|r| r.polls == Some(1))
+    });
+    let tasks = created_at(&snapshot, line);
+    assert_eq!(tasks.len(), 1, "{snapshot:#?}");
+    let task = tasks[0];
+    assert_eq!(
+        describe(task),
+        "Task \"\" idle created_by=tokio_hooks::app_start at tokio_hooks.rs:LINE\n"
+    );
+    assert_eq!(task.polls, Some(1));
+    assert_eq!(
+        task.tokio_id,
+        Some(handle.id().to_string().parse().unwrap())
+    );
+    assert!(task.waiting.is_some());
+
+    let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
+    let text = render(&snapshot, &buckets, Format::Text, &Links::default()).unwrap();
+    assert!(
+        text.contains(&format!(
+            "    created by tokio_hooks::app_start at tests/tokio_hooks.rs:{line}"
+        )),
+        "{text}"
+    );
+    tx.send(()).unwrap();
+    rt.block_on(handle).unwrap();
+    let snapshot =
+        shadow_snapshot_until(Duration::from_secs(5), |s| created_at(s, line).is_empty());
+    assert!(
+        created_at(&snapshot, line).is_empty(),
+        "a terminated task leaves"
+    );
+}
+
+#[webstack::instrument(skip(rx))]
+async fn served(conn: u32, rx: oneshot::Receiver<()>) {
+    let _ = rx.await;
+}
+
+#[test]
+fn a_hooked_task_running_instrumented_frames_shows_once() {
+    let rt = runtime();
+    let (tx, rx) = oneshot::channel();
+    let line = line!() + 1;
+    let handle = rt.spawn(served(3, rx));
+    let id: u64 = handle.id().to_string().parse().unwrap();
+    let snapshot = shadow_snapshot_until(Duration::from_secs(5), |s| {
+        s.routines
+            .iter()
+            .any(|r| r.tokio_id == Some(id) && !r.frames.is_empty())
+    });
+    let tasks: Vec<&Routine> = snapshot
+        .routines
+        .iter()
+        .filter(|r| r.tokio_id == Some(id))
+        .collect();
+    assert_eq!(tasks.len(), 1, "{snapshot:#?}");
+    // The frames of the instrumented root, the spawn site from the hooks.
+    assert_eq!(
+        describe(tasks[0]),
+        "Task \"served\" idle created_by=<uninstrumented> at tokio_hooks.rs:LINE\n\
+         \x20 tokio_hooks::served(conn: u32 = 3) tokio_hooks.rs:LINE [task root]\n"
+    );
+    assert_eq!(tasks[0].created_by.unwrap().line, line);
+    tx.send(()).unwrap();
+    rt.block_on(handle).unwrap();
+}
+
+#[test]
+fn a_hooked_task_blocked_in_its_poll_is_running_on_its_worker() {
+    let rt = runtime();
+    let barrier = Arc::new(Barrier::new(2));
+    let inner = barrier.clone();
+    let handle = rt.spawn(async move {
+        inner.wait();
+        inner.wait();
+    });
+    let id: u64 = handle.id().to_string().parse().unwrap();
+    barrier.wait();
+    let snapshot = shadow_snapshot_until(Duration::from_secs(5), |_| true);
+    let task = snapshot
+        .routines
+        .iter()
+        .find(|r| r.tokio_id == Some(id))
+        .unwrap_or_else(|| panic!("{snapshot:#?}"));
+    assert_eq!(task.state, State::Running);
+    let worker = snapshot
+        .routines
+        .iter()
+        .find(|r| Some(r.id) == task.running_on)
+        .expect("the worker is registered");
+    assert_eq!(worker.name, "hooked-worker");
+    barrier.wait();
+    rt.block_on(handle).unwrap();
+    assert_eq!(task.polls, Some(0));
+}
