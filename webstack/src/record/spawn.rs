@@ -121,9 +121,9 @@ where
 }
 
 /// Task factory like tokio's `task::Builder` (which needs
-/// `--cfg tokio_unstable`; this one does not): sets a task's name, shown on
-/// the page, before spawning it. Under `tokio_unstable` the name is also
-/// given to tokio (tokio-console shows it).
+/// `--cfg tokio_unstable` and tokio's `tracing` feature; this one does
+/// not): sets a task's name, shown on the page, before spawning it. The name
+/// is webstack's only: tokio (and tokio-console) does not see it.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Builder<'a> {
     name: Option<&'a str>,
@@ -146,8 +146,8 @@ impl<'a> Builder<'a> {
     /// [`tokio::spawn`](::tokio::spawn).
     ///
     /// # Errors
-    /// Never on stable tokio; under `tokio_unstable`, when tokio's builder
-    /// fails.
+    /// Never: the `io::Result` only keeps the signature of tokio's
+    /// builder.
     ///
     /// # Panics
     /// When called outside a tokio runtime.
@@ -164,8 +164,8 @@ impl<'a> Builder<'a> {
     /// [`Handle::spawn`].
     ///
     /// # Errors
-    /// Never on stable tokio; under `tokio_unstable`, when tokio's builder
-    /// fails.
+    /// Never: the `io::Result` only keeps the signature of tokio's
+    /// builder.
     #[track_caller]
     pub fn spawn_on<Fut>(self, future: Fut, handle: &Handle) -> io::Result<JoinHandle<Fut::Output>>
     where
@@ -174,9 +174,6 @@ impl<'a> Builder<'a> {
     {
         let record = register(Location::caller(), self.name, Source::Spawned);
         let future = Spawned::new(future, record);
-        #[cfg(tokio_unstable)]
-        return self.tokio().spawn_on(future, handle);
-        #[cfg(not(tokio_unstable))]
         Ok(handle.spawn(future))
     }
 
@@ -184,8 +181,8 @@ impl<'a> Builder<'a> {
     /// like [`tokio::task::spawn_local`](::tokio::task::spawn_local).
     ///
     /// # Errors
-    /// Never on stable tokio; under `tokio_unstable`, when tokio's builder
-    /// fails.
+    /// Never: the `io::Result` only keeps the signature of tokio's
+    /// builder.
     ///
     /// # Panics
     /// When called outside a `LocalSet` or local runtime.
@@ -197,9 +194,6 @@ impl<'a> Builder<'a> {
     {
         let record = register(Location::caller(), self.name, Source::Spawned);
         let future = Spawned::new(future, record);
-        #[cfg(tokio_unstable)]
-        return self.tokio().spawn_local(future);
-        #[cfg(not(tokio_unstable))]
         Ok(::tokio::task::spawn_local(future))
     }
 
@@ -207,8 +201,8 @@ impl<'a> Builder<'a> {
     /// [`LocalSet::spawn_local`].
     ///
     /// # Errors
-    /// Never on stable tokio; under `tokio_unstable`, when tokio's builder
-    /// fails.
+    /// Never: the `io::Result` only keeps the signature of tokio's
+    /// builder.
     #[track_caller]
     pub fn spawn_local_on<Fut>(
         self,
@@ -221,9 +215,6 @@ impl<'a> Builder<'a> {
     {
         let record = register(Location::caller(), self.name, Source::Spawned);
         let future = Spawned::new(future, record);
-        #[cfg(tokio_unstable)]
-        return self.tokio().spawn_local_on(future, local_set);
-        #[cfg(not(tokio_unstable))]
         Ok(local_set.spawn_local(future))
     }
 
@@ -231,8 +222,8 @@ impl<'a> Builder<'a> {
     /// [`tokio::task::spawn_blocking`](::tokio::task::spawn_blocking).
     ///
     /// # Errors
-    /// Never on stable tokio; under `tokio_unstable`, when tokio's builder
-    /// fails.
+    /// Never: the `io::Result` only keeps the signature of tokio's
+    /// builder.
     ///
     /// # Panics
     /// When called outside a tokio runtime.
@@ -252,8 +243,8 @@ impl<'a> Builder<'a> {
     /// [`Handle::spawn_blocking`].
     ///
     /// # Errors
-    /// Never on stable tokio; under `tokio_unstable`, when tokio's builder
-    /// fails.
+    /// Never: the `io::Result` only keeps the signature of tokio's
+    /// builder.
     #[track_caller]
     pub fn spawn_blocking_on<Function, Output>(
         self,
@@ -267,18 +258,6 @@ impl<'a> Builder<'a> {
         let record = register(Location::caller(), self.name, Source::Blocking);
         let blocking = Blocking::new(record);
         let function = move || blocking.run(function);
-        #[cfg(tokio_unstable)]
-        return self.tokio().spawn_blocking_on(function, handle);
-        #[cfg(not(tokio_unstable))]
         Ok(handle.spawn_blocking(function))
-    }
-
-    /// Tokio's own builder with the same name.
-    #[cfg(tokio_unstable)]
-    fn tokio(self) -> ::tokio::task::Builder<'a> {
-        match self.name {
-            Some(name) => ::tokio::task::Builder::new().name(name),
-            None => ::tokio::task::Builder::new(),
-        }
     }
 }
