@@ -25,8 +25,16 @@
 //! - `register_2threads`: two threads creating, first-polling and dropping
 //!   task roots at the same time; the figure is the time per registration
 //!   seen by each thread (the slower thread's elapsed time / its count).
+//! - `spawn`: spawn + completion of a trivial task on a current-thread
+//!   tokio runtime (the spawner awaits each `JoinHandle`), with
+//!   `tokio::spawn` and with `webstack::task::spawn`, which registers the
+//!   task at spawn and acts as its root.
+//! - `hooks_poll` (only with `RUSTFLAGS="--cfg tokio_unstable"`): one poll
+//!   of a task that yields, on a current-thread runtime without and with
+//!   `webstack::tokio::hooks`; the difference is the hooks' cost per poll.
 //!
-//! Futures are polled by hand with a noop waker: no runtime cost is measured.
+//! Except in `spawn` and `hooks_poll`, futures are polled by hand with a
+//! noop waker: no runtime cost is measured.
 //! Run with `cargo bench -p webstack --bench calls`.
 
 mod util;
@@ -292,6 +300,79 @@ fn register_2threads(c: &mut Criterion) {
     group.finish();
 }
 
+// ---- spawn wrappers and hooks -----------------------------------------
+
+fn current_thread(builder: &mut tokio::runtime::Builder) -> tokio::runtime::Runtime {
+    builder.enable_all().build().unwrap()
+}
+
+fn spawn(c: &mut Criterion) {
+    let mut group = c.benchmark_group("spawn");
+    let rt = current_thread(&mut tokio::runtime::Builder::new_current_thread());
+    group.bench_function("tokio", |bench| {
+        bench.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    black_box(tokio::spawn(async move { black_box(i) }).await.unwrap());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.bench_function("webstack", |bench| {
+        bench.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    black_box(
+                        webstack::task::spawn(async move { black_box(i) })
+                            .await
+                            .unwrap(),
+                    );
+                }
+                start.elapsed()
+            })
+        })
+    });
+    group.finish();
+}
+
+/// Time of `iters` polls of one task that yields each time.
+#[cfg(tokio_unstable)]
+fn yielding_polls(rt: &tokio::runtime::Runtime, iters: u64) -> Duration {
+    rt.block_on(async {
+        let start = Instant::now();
+        tokio::spawn(async move {
+            for _ in 0..iters {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap();
+        start.elapsed()
+    })
+}
+
+#[cfg(tokio_unstable)]
+fn hooks_poll(c: &mut Criterion) {
+    let mut group = c.benchmark_group("hooks_poll");
+    let plain = current_thread(&mut tokio::runtime::Builder::new_current_thread());
+    let hooked = current_thread(webstack::tokio::hooks(
+        &mut tokio::runtime::Builder::new_current_thread(),
+    ));
+    group.bench_function("tokio", |bench| {
+        bench.iter_custom(|iters| yielding_polls(&plain, iters))
+    });
+    group.bench_function("webstack_hooks", |bench| {
+        bench.iter_custom(|iters| yielding_polls(&hooked, iters))
+    });
+    group.finish();
+}
+
+#[cfg(not(tokio_unstable))]
+fn hooks_poll(_: &mut Criterion) {}
+
 criterion_group!(
     benches,
     sync_calls,
@@ -300,6 +381,8 @@ criterion_group!(
     async_nested,
     async_awaits,
     async_root,
-    register_2threads
+    register_2threads,
+    spawn,
+    hooks_poll
 );
 criterion_main!(benches);

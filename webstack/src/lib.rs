@@ -147,13 +147,13 @@ pub use dump::{panic_hook, panic_hook_with};
 pub use group::{
     Bucket, BucketArg, BucketFrame, Buckets, Member, Merged, ParseSimilarityError, Similarity,
 };
-pub use record::slot::MAX_ARGS;
-pub use record::stack::MAX_DEPTH;
-pub use record::thread;
-#[cfg(feature = "tokio")]
-pub use record::spawn as task;
 #[cfg(all(feature = "tokio", tokio_unstable))]
 pub use record::hooks as tokio;
+pub use record::slot::MAX_ARGS;
+#[cfg(feature = "tokio")]
+pub use record::spawn as task;
+pub use record::stack::MAX_DEPTH;
+pub use record::thread;
 pub use record::value::{Capture, Collection, Shape, Value, STR_BYTES};
 pub use snapshot::{
     Arg, Args, CreatedBy, Frame, Kind, LeftOut, Options, Origin, Process, Routine, Snapshot, State,

@@ -256,7 +256,9 @@ fn show_workers(snapshot: &mut Snapshot) {
     let mut budget = Budget::of(snapshot);
     for index in 0..snapshot.routines.len() {
         let routine = &snapshot.routines[index];
-        if routine.kind != Kind::Task || routine.state != State::Running || !routine.frames.is_empty()
+        if routine.kind != Kind::Task
+            || routine.state != State::Running
+            || !routine.frames.is_empty()
         {
             continue;
         }

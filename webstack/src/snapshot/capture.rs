@@ -390,7 +390,10 @@ fn read_hooked(
 /// several), which keeps its frames and takes the hooks' spawn site (unless
 /// a spawn wrapper recorded one), poll count, age and running state.
 fn merge_tokio_tasks(routines: &mut Vec<Routine>, tokio_tasks: &mut [(u64, usize, Source)]) {
-    if !tokio_tasks.iter().any(|&(_, _, source)| source == Source::Hooked) {
+    if !tokio_tasks
+        .iter()
+        .any(|&(_, _, source)| source == Source::Hooked)
+    {
         return;
     }
     // By tokio id, the hooks' record last, the others by webstack id.
