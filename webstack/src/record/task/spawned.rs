@@ -85,15 +85,16 @@ pub(crate) struct HookState {
 }
 
 /// The poll hooks' record of a [`Source::Hooked`] task; `None` once it
-/// terminated (or without the hooks).
+/// terminated.
+#[cfg(all(feature = "tokio", tokio_unstable))]
 pub(crate) fn hook_state(task: &TaskShared) -> Option<HookState> {
-    #[cfg(all(feature = "tokio", tokio_unstable))]
-    return crate::record::hooks::state(task);
-    #[cfg(not(all(feature = "tokio", tokio_unstable)))]
-    {
-        let _ = task;
-        None
-    }
+    crate::record::hooks::state(task)
+}
+
+/// Without the hooks no record is [`Source::Hooked`].
+#[cfg(not(all(feature = "tokio", tokio_unstable)))]
+pub(crate) fn hook_state(_: &TaskShared) -> Option<HookState> {
+    None
 }
 
 /// The id of the tokio task running on this thread, 0 if none.
