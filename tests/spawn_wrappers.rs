@@ -132,12 +132,10 @@ fn a_spawned_instrumented_async_fn_shows_once_with_its_creator() {
 fn a_builder_names_the_task() {
     let rt = runtime();
     let (tx, rx) = oneshot::channel::<()>();
-    let handle = rt.block_on(async {
-        webstack::task::Builder::new()
-            .name("connection-worker")
-            .spawn(async move { rx.await.is_ok() })
-            .unwrap()
-    });
+    let handle = webstack::task::Builder::new()
+        .name("connection-worker")
+        .spawn_on(async move { rx.await.is_ok() }, rt.handle())
+        .unwrap();
     let snapshot = shadow_snapshot_until(Duration::from_secs(5), |s| {
         s.routines
             .iter()
