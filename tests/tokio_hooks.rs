@@ -141,19 +141,21 @@ fn a_hooked_task_blocked_in_its_poll_is_running_on_its_worker() {
     let id: u64 = handle.id().to_string().parse().unwrap();
     barrier.wait();
     let snapshot = shadow_snapshot_until(Duration::from_secs(5), |_| true);
+    // Let the task finish before asserting: a failed assertion must not
+    // leave a worker blocked (the runtime's drop would wait for it).
+    barrier.wait();
+    rt.block_on(handle).unwrap();
     let task = snapshot
         .routines
         .iter()
         .find(|r| r.tokio_id == Some(id))
         .unwrap_or_else(|| panic!("{snapshot:#?}"));
     assert_eq!(task.state, State::Running);
+    assert_eq!(task.polls, Some(0));
     let worker = snapshot
         .routines
         .iter()
         .find(|r| Some(r.id) == task.running_on)
         .expect("the worker is registered");
     assert_eq!(worker.name, "hooked-worker");
-    barrier.wait();
-    rt.block_on(handle).unwrap();
-    assert_eq!(task.polls, Some(0));
 }
