@@ -2,7 +2,7 @@
 //! task hooks (`--cfg tokio_unstable` and the `tokio` feature).
 //!
 //! ```
-//! let runtime = webstack::tokio::hooks(&mut tokio::runtime::Builder::new_multi_thread())
+//! let runtime = webstack::tokio::hooks(&mut tokio::runtime::Builder::new_current_thread())
 //!     .enable_all()
 //!     .build()
 //!     .unwrap();
