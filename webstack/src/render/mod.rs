@@ -893,6 +893,8 @@ mod tests {
             function: Cow::Borrowed(["app::a", "app::b", "std::s"][c as usize]),
             file: Cow::Borrowed("src/app.rs"),
             line: 10 + c,
+            awaiting: false,
+            definition_line: None,
             instrumented: c < 2,
             args: if c < 2 {
                 vec![BucketArg {
