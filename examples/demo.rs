@@ -30,7 +30,20 @@
 //!   arguments (shards, attempts, file names, user ids — a `UserId` with
 //!   `#[derive(webstack::Capture)]`, shown as `UserId(1003)`) — try
 //!   `similarity=anyvalue` to fold the per-user sessions into one bucket;
+//! - eight `heartbeat` tasks with no instrumented frame, spawned through
+//!   `webstack::task::Builder`, listed with their spawn site;
+//! - built with `RUSTFLAGS="--cfg tokio_unstable"`, also the tasks of a
+//!   `pool` module that spawns with plain `tokio::spawn`, on a runtime with
+//!   `webstack::tokio::hooks`;
+//! - an actix connection in progress: the demo's own `report-client` thread
+//!   asks for `/report`, whose handler waits in `render_report(order:
+//!   OrderId(42), stage: ReportStage::Rendering(3))`, shown awaiting at its
+//!   `.await`;
 //! - the actix worker serving the request, first.
+//!
+//! `kill -QUIT <pid>` prints the same, as text, to stderr (the demo keeps
+//! running), and a panic would print it after the panic's message
+//! (`#[webstack::main(panic_hook, dump_on_signal)]`).
 //!
 //! It opts into libgcc's unwinder for the native stacks (it registers no JIT
 //! code, the one case where that unwinder can hang a thread).
@@ -229,6 +242,61 @@ fn spawn_tasks(connections: u32, uploads: u32, sessions: u64) {
         let name = names[user as usize % names.len()].to_owned();
         actix_web::rt::spawn(session(UserId(1000 + user), name, &QUEUE));
     }
+    // Tasks with no instrumented frame at all, spawned through webstack's
+    // drop-in for `tokio::spawn`: listed from their spawn, by name, with
+    // this function and line as their creator.
+    for _ in 0..8 {
+        let spawned = webstack::task::Builder::new()
+            .name("heartbeat")
+            .spawn(async {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+            });
+        if let Err(e) = spawned {
+            eprintln!("webstack demo: no heartbeat task: {e}");
+        }
+    }
+}
+
+/// Stands for a library that spawns its own tasks with plain
+/// `tokio::spawn`, knowing nothing of webstack (a connection pool).
+#[cfg(tokio_unstable)]
+mod pool {
+    use std::time::Duration;
+
+    pub(crate) fn start(connections: u32) {
+        for _ in 0..connections {
+            tokio::spawn(async {
+                loop {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
+            });
+        }
+    }
+}
+
+/// Built with `RUSTFLAGS="--cfg tokio_unstable"`: a tokio runtime with
+/// webstack's task hooks, so that tasks a library spawns with plain
+/// `tokio::spawn` are listed too (tokio id, spawn site, polls).
+#[cfg(tokio_unstable)]
+#[webstack::instrument]
+fn start_hooked_runtime() -> std::io::Result<()> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let runtime = webstack::tokio::hooks(&mut builder)
+        .worker_threads(1)
+        .thread_name("hooked-worker")
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("hooked-runtime".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                pool::start(4);
+                std::future::pending::<()>().await
+            })
+        })
+        .map(drop)
 }
 
 fn listen_addr() -> SocketAddr {
@@ -246,13 +314,60 @@ fn listen_addr() -> SocketAddr {
     })
 }
 
+/// An order's id, recorded as `OrderId(42)`.
+#[derive(Clone, Copy, webstack::Capture)]
+struct OrderId(u64);
+
+/// Where a report is: the derive records the variant and its marked field,
+/// `ReportStage::Rendering(3)`.
+#[derive(Clone, Copy, webstack::Capture)]
+enum ReportStage {
+    #[allow(dead_code)]
+    Queued,
+    Rendering(#[capture] u32),
+}
+
+/// The handler of `/report`: its request stays open, waiting for a report
+/// that never comes, so the page shows an actix connection in progress.
+async fn report_request() -> HttpResponse {
+    render_report(OrderId(42), ReportStage::Rendering(3)).await;
+    HttpResponse::Ok().body("report\n")
+}
+
+#[webstack::instrument]
+async fn render_report(order: OrderId, stage: ReportStage) {
+    QUEUE.readable.notified().await;
+}
+
+/// Opens a connection to the demo's own `/report` and leaves it waiting.
+fn open_report_connection(addr: SocketAddr) {
+    let spawned = std::thread::Builder::new()
+        .name("report-client".into())
+        .spawn(move || {
+            use std::io::Write;
+            let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+                return;
+            };
+            let request = format!("GET /report HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+            if stream.write_all(request.as_bytes()).is_ok() {
+                // Keep the connection open for the life of the demo.
+                loop {
+                    std::thread::park();
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        eprintln!("webstack demo: no report connection: {e}");
+    }
+}
+
 async fn index() -> HttpResponse {
     HttpResponse::Found()
         .insert_header((header::LOCATION, PATH))
         .body(format!("see {PATH}\n"))
 }
 
-#[webstack::main]
+#[webstack::main(panic_hook, dump_on_signal)]
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     // Complete native stacks without frame pointers: libgcc's unwinder is
@@ -262,15 +377,21 @@ async fn main() -> std::io::Result<()> {
     webstack::native::set_method(webstack::native::Method::Libgcc);
     start_threads()?;
     spawn_tasks(200, 60, 12);
+    #[cfg(tokio_unstable)]
+    start_hooked_runtime()?;
     let server = HttpServer::new(|| {
         App::new()
             .service(Webstack::new(PATH).goroutine_profile())
             .route("/", web::get().to(index))
+            .route("/report", web::get().to(report_request))
     })
     .workers(2)
     .bind(listen_addr())?;
     for addr in server.addrs() {
         println!("webstack demo: open http://{addr}{PATH}");
+    }
+    if let Some(&addr) = server.addrs().first() {
+        open_report_connection(addr);
     }
     server.run().await
 }
