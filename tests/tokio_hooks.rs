@@ -159,3 +159,21 @@ fn a_hooked_task_blocked_in_its_poll_is_running_on_its_worker() {
         .expect("the worker is registered");
     assert_eq!(worker.name, "hooked-worker");
 }
+
+/// What `#[webstack::main(tokio_hooks)]` runs `main` on: a runtime with
+/// the hooks, so a library's plain `tokio::spawn` is listed.
+#[test]
+fn the_main_attribute_runtime_has_the_hooks() {
+    let (tx, rx) = oneshot::channel();
+    let listed = webstack::__private::tokio_main(async move {
+        let (handle, line) = app_start(rx);
+        let snapshot = shadow_snapshot_until(Duration::from_secs(5), |s| {
+            created_at(s, line).iter().any(|r| r.polls == Some(1))
+        });
+        let listed = created_at(&snapshot, line).len();
+        let _ = tx.send(());
+        handle.await.unwrap();
+        listed
+    });
+    assert_eq!(listed, 1);
+}

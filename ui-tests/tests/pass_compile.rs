@@ -35,6 +35,7 @@ pass_cases! {
     main_above_tokio_main => "ui/pass/main-above-tokio-main.rs",
     main_below_tokio_main => "ui/pass/main-below-tokio-main.rs",
     main_sync => "ui/pass/main-sync.rs",
+    main_tokio_hooks => "ui/pass/main-tokio-hooks.rs",
     main_with_dumps => "ui/pass/main-with-dumps.rs",
     methods => "ui/pass/methods.rs",
     more_than_eight_params => "ui/pass/more-than-eight-params.rs",

@@ -135,10 +135,13 @@ pub(crate) struct MainArgs {
     pub(crate) panic_hook: bool,
     /// `dump_on_signal`: print the dump on `SIGQUIT`.
     pub(crate) dump_on_signal: bool,
+    /// `tokio_hooks`: run the `async fn main` on a tokio runtime with
+    /// webstack's task hooks.
+    pub(crate) tokio_hooks: Option<Ident>,
 }
 
-const MAIN_EXPECTED: &str = "expected `panic_hook` and/or `dump_on_signal`, e.g. \
-     `#[webstack::main(panic_hook, dump_on_signal)]` (runtime options go on the runtime's \
+const MAIN_EXPECTED: &str = "expected any of `panic_hook`, `dump_on_signal`, `tokio_hooks`, \
+     e.g. `#[webstack::main(panic_hook, dump_on_signal)]` (runtime options go on the runtime's \
      attribute, e.g. `#[tokio::main(...)]`)";
 
 impl Parse for MainArgs {
@@ -149,9 +152,11 @@ impl Parse for MainArgs {
                 return Err(syn::Error::new(input.span(), MAIN_EXPECTED));
             }
             let ident = Ident::parse_any(input)?;
+            let mut hooks = args.tokio_hooks.is_some();
             let seen = match ident.to_string().as_str() {
                 "panic_hook" => &mut args.panic_hook,
                 "dump_on_signal" => &mut args.dump_on_signal,
+                "tokio_hooks" => &mut hooks,
                 _ => {
                     let rest: TokenStream = input.parse()?;
                     return Err(syn::Error::new_spanned(
@@ -169,6 +174,9 @@ impl Parse for MainArgs {
                 ));
             }
             *seen = true;
+            if ident == "tokio_hooks" {
+                args.tokio_hooks = Some(ident);
+            }
             if input.is_empty() {
                 break;
             }

@@ -47,6 +47,10 @@ pub(crate) fn main(args: TokenStream, item: TokenStream) -> TokenStream {
         (Ok(function), Ok(args)) => (function, args),
         (function, args) => return token_stream_with_errors(item, [function.err(), args.err()]),
     };
+    if let Some(token) = &main_args.tokio_hooks {
+        return tokio_main(function, &main_args, token)
+            .unwrap_or_else(|error| token_stream_with_errors(item, [Some(error)]));
+    }
     let mut setup = TokenStream::new();
     if main_args.panic_hook {
         setup.extend(quote!(::webstack::panic_hook();));
@@ -61,6 +65,56 @@ pub(crate) fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     };
     gen_function(function, &args, Attr::Main)
         .unwrap_or_else(|error| token_stream_with_errors(item, [Some(error)]))
+}
+
+/// `#[webstack::main(tokio_hooks)] async fn main() -> R { body }` becomes a
+/// sync `main` that runs the instrumented `async fn main` on a tokio
+/// runtime with webstack's task hooks (`__private::tokio_main`), as
+/// `#[tokio::main]` would run it on one without.
+fn tokio_main(function: ItemFn, args: &MainArgs, token: &Ident) -> syn::Result<TokenStream> {
+    if function.sig.asyncness.is_none() {
+        return Err(syn::Error::new_spanned(
+            token,
+            "`tokio_hooks` runs an `async fn main` on a tokio runtime it builds; \
+             make `main` an `async fn`",
+        ));
+    }
+    if let Some(runtime) = function.attrs.iter().find(|a| {
+        a.path()
+            .segments
+            .last()
+            .is_some_and(|s| s.ident == "main" || s.ident == "test")
+    }) {
+        return Err(syn::Error::new_spanned(
+            runtime,
+            "`#[webstack::main(tokio_hooks)]` builds the tokio runtime itself; remove this \
+             runtime attribute",
+        ));
+    }
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = function;
+    let mut outer = sig.clone();
+    outer.asyncness = None;
+    let ident = &sig.ident;
+    let mut inner_args = Vec::new();
+    if args.panic_hook {
+        inner_args.push(quote!(panic_hook));
+    }
+    if args.dump_on_signal {
+        inner_args.push(quote!(dump_on_signal));
+    }
+    Ok(quote! {
+        #(#attrs)*
+        #vis #outer {
+            #[::webstack::main(#(#inner_args),*)]
+            #sig #block
+            ::webstack::__private::tokio_main(#ident())
+        }
+    })
 }
 
 /// The user's item unchanged, followed by the errors, so that the function

@@ -244,3 +244,39 @@ pub fn dump_on_sigquit() {
     #[cfg(not(target_os = "linux"))]
     eprintln!("webstack: no dump on SIGQUIT: signals are supported on Linux only");
 }
+
+/// `#[webstack::main(tokio_hooks)]`: runs `main`'s future on a
+/// multi-thread tokio runtime with every driver enabled (what
+/// `#[tokio::main]` builds) and, built with `--cfg tokio_unstable`,
+/// webstack's task hooks ([`crate::tokio::hooks`]).
+#[cfg(feature = "tokio")]
+pub fn tokio_main<F: std::future::Future>(future: F) -> F::Output {
+    let mut builder = ::tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    #[cfg(tokio_unstable)]
+    crate::tokio::hooks(&mut builder);
+    #[cfg(not(tokio_unstable))]
+    eprintln!(
+        "webstack: tokio_hooks: built without --cfg tokio_unstable, tokio offers no task \
+         hooks; only instrumented tasks and those spawned through webstack::task are listed"
+    );
+    builder
+        .build()
+        .expect("webstack: cannot build the tokio runtime for main")
+        .block_on(future)
+}
+
+/// Without the `tokio` feature, `#[webstack::main(tokio_hooks)]` is a
+/// compile error that says so.
+#[cfg(not(feature = "tokio"))]
+pub fn tokio_main<F: TokioFeatureNeeded>(_: F) -> ! {
+    unreachable!("no future implements TokioFeatureNeeded")
+}
+
+/// Implemented by nothing: names the feature `tokio_hooks` needs.
+#[cfg(not(feature = "tokio"))]
+#[diagnostic::on_unimplemented(
+    message = "`#[webstack::main(tokio_hooks)]` needs webstack's `tokio` feature",
+    label = "turn on the `tokio` feature of webstack (the default `actix` feature also does)"
+)]
+pub trait TokioFeatureNeeded {}

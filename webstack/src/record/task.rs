@@ -52,6 +52,8 @@ use crate::record::slot::FrameWords;
 use crate::record::stack::{self, PollFrame, Site, MAX_DEPTH};
 use crate::record::value::Value;
 
+// Without `tokio` only the record side of it (hook slots, `register`) is unused.
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) mod spawned;
 
 /// The registry's record of a task root.
