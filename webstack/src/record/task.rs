@@ -558,24 +558,37 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Instrumented<
         }
         drop(reset);
         drop(frame);
+        end_root_poll(record, state, running, result.is_pending());
         if result.is_pending() {
-            state.last_poll_end_ns = clock::now_ns();
-            drop(state);
-            drop(running);
             return result;
         }
-        // A finished task leaves the registry now rather than when its future is
-        // dropped, which may be much later (or never); before its lock is
-        // released, so no snapshot shows it idle with the chain of an earlier
-        // poll.
-        record.leave();
-        drop(state);
-        drop(running);
         if let Some(record) = this.task.take() {
             recycle(record);
         }
         result
     }
+}
+
+/// Ends one poll of a task root (an instrumented root, or a spawned
+/// task's wrapper), in the order snapshots rely on: a pending task stamps
+/// the end of its poll; a finished one leaves the registry now rather than
+/// when its future is dropped, which may be much later (or never), and
+/// before its lock is released, so no snapshot shows it idle with the chain
+/// of an earlier poll. Then the lock is released, and only after it the task
+/// is marked idle (a snapshot that sees it running does not wait for it).
+fn end_root_poll(
+    record: &TaskShared,
+    mut state: parking_lot::MutexGuard<'_, TaskState>,
+    running: Running<'_>,
+    pending: bool,
+) {
+    if pending {
+        state.last_poll_end_ns = clock::now_ns();
+    } else {
+        record.leave();
+    }
+    drop(state);
+    drop(running);
 }
 
 /// Copies the frames from the root down to `top` into the task record;

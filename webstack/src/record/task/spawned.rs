@@ -20,8 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use super::{recycle, unregister, PollCtx, Running, TaskShared, POLL_CTX, SAVED_LEAF};
-use crate::clock;
+use super::{
+    end_root_poll, recycle, unregister, PollCtx, Running, TaskShared, POLL_CTX, SAVED_LEAF,
+};
 use crate::record::meta::FrameMeta;
 use crate::record::stack::{self, Site};
 
@@ -80,7 +81,7 @@ pub(crate) struct HookState {
     /// Webstack id of the thread polling it, 0 when idle.
     pub(crate) running_on: u64,
     pub(crate) polls: u64,
-    /// [`clock::now_ns`] at the end of its last poll.
+    /// [`crate::clock::now_ns`] at the end of its last poll.
     pub(crate) last_poll_end_ns: u64,
 }
 
@@ -272,22 +273,12 @@ fn poll_spawned<F: Future>(
     let result = inner.poll(cx);
     let saved = ctx.saves.get() != 0 && SAVED_LEAF.with(Cell::get) != 0;
     drop(restore);
-    if result.is_pending() {
-        if !saved {
-            // No instrumented future is pending: the task waits in its own
-            // code.
-            state.chain.clear();
-            state.elided = 0;
-        }
-        state.last_poll_end_ns = clock::now_ns();
-        drop(state);
-        drop(running);
-        return result;
+    if result.is_pending() && !saved {
+        // No instrumented future is pending: the task waits in its own code.
+        state.chain.clear();
+        state.elided = 0;
     }
-    // Leaves the registry under the lock, as a finished root does.
-    record.leave();
-    drop(state);
-    drop(running);
+    end_root_poll(record, state, running, result.is_pending());
     result
 }
 
