@@ -170,18 +170,11 @@ fn send(response: serve::Response) -> HttpResponse {
 }
 
 /// A body sent piece by piece, as the core made it.
-struct Chunked {
-    chunks: std::collections::VecDeque<Vec<u8>>,
-    len: u64,
-}
+struct Chunked(crate::serve::Pieces);
 
 impl Chunked {
     fn new(chunks: Vec<Vec<u8>>) -> Self {
-        let len = chunks.iter().map(|c| c.len() as u64).sum();
-        Chunked {
-            chunks: chunks.into(),
-            len,
-        }
+        Chunked(crate::serve::Pieces::new(chunks))
     }
 }
 
@@ -189,7 +182,7 @@ impl MessageBody for Chunked {
     type Error = std::convert::Infallible;
 
     fn size(&self) -> BodySize {
-        BodySize::Sized(self.len)
+        BodySize::Sized(self.0.remaining())
     }
 
     fn poll_next(
@@ -197,6 +190,6 @@ impl MessageBody for Chunked {
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<web::Bytes, Self::Error>>> {
         let this = self.get_mut();
-        std::task::Poll::Ready(this.chunks.pop_front().map(|c| Ok(web::Bytes::from(c))))
+        std::task::Poll::Ready(this.0.next_piece().map(|c| Ok(web::Bytes::from(c))))
     }
 }

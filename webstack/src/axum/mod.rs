@@ -235,18 +235,11 @@ async fn respond(
 
 /// A body sent piece by piece, as the core made it, with its length known
 /// (so it is sent with `Content-Length`).
-struct Chunked {
-    chunks: std::collections::VecDeque<Vec<u8>>,
-    len: u64,
-}
+struct Chunked(crate::serve::Pieces);
 
 impl Chunked {
     fn new(chunks: Vec<Vec<u8>>) -> Self {
-        let len = chunks.iter().map(|c| c.len() as u64).sum();
-        Chunked {
-            chunks: chunks.into(),
-            len,
-        }
+        Chunked(crate::serve::Pieces::new(chunks))
     }
 }
 
@@ -258,20 +251,16 @@ impl http_body::Body for Chunked {
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
-        let this = self.get_mut();
-        let chunk = this.chunks.pop_front();
-        if let Some(chunk) = &chunk {
-            this.len -= chunk.len() as u64;
-        }
-        Poll::Ready(chunk.map(|c| Ok(http_body::Frame::data(Bytes::from(c)))))
+        let piece = self.get_mut().0.next_piece();
+        Poll::Ready(piece.map(|c| Ok(http_body::Frame::data(Bytes::from(c)))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty()
+        self.0.is_empty()
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.len)
+        http_body::SizeHint::with_exact(self.0.remaining())
     }
 }
 

@@ -101,6 +101,8 @@ pub use access::{Cidr, CidrError};
 #[cfg(feature = "pprof")]
 pub use pprof::GOROUTINE_PATH;
 pub use request::Request;
+#[cfg(any(feature = "actix", feature = "axum"))]
+pub(crate) use response::Pieces;
 pub use response::{Body, Response, CONTENT_SECURITY_POLICY};
 
 use crate::render::{self, Format, Links};

@@ -35,6 +35,42 @@ pub enum Body {
     Chunks(Vec<Vec<u8>>),
 }
 
+/// The pieces of a [`Body::Chunks`] as an adapter sends them: in order,
+/// each handed over without a copy, with the length still to send (for
+/// `Content-Length` and size hints).
+#[cfg(any(feature = "actix", feature = "axum"))]
+pub(crate) struct Pieces {
+    pieces: std::collections::VecDeque<Vec<u8>>,
+    remaining: u64,
+}
+
+#[cfg(any(feature = "actix", feature = "axum"))]
+impl Pieces {
+    pub(crate) fn new(pieces: Vec<Vec<u8>>) -> Pieces {
+        let remaining = pieces.iter().map(|p| p.len() as u64).sum();
+        Pieces {
+            pieces: pieces.into(),
+            remaining,
+        }
+    }
+
+    /// The next piece, if any.
+    pub(crate) fn next_piece(&mut self) -> Option<Vec<u8>> {
+        let piece = self.pieces.pop_front()?;
+        self.remaining -= piece.len() as u64;
+        Some(piece)
+    }
+
+    /// Bytes not yet handed over.
+    pub(crate) fn remaining(&self) -> u64 {
+        self.remaining
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pieces.is_empty()
+    }
+}
+
 impl Response {
     /// `status` with `content_type` and the headers of every answer.
     pub(crate) fn new(status: u16, content_type: &'static str, body: Body) -> Response {
