@@ -164,9 +164,18 @@ fn a_hooked_task_blocked_in_its_poll_is_running_on_its_worker() {
 /// the hooks, so a library's plain `tokio::spawn` is listed.
 #[test]
 fn the_main_attribute_runtime_has_the_hooks() {
+    // Its own spawn line: the other tests of this file run at the same time
+    // and spawn through `library::start_background`.
+    fn spawn_plain(rx: oneshot::Receiver<()>) -> (tokio::task::JoinHandle<()>, u32) {
+        let line = line!() + 1;
+        let handle = tokio::spawn(async move {
+            let _ = rx.await;
+        });
+        (handle, line)
+    }
     let (tx, rx) = oneshot::channel();
     let listed = webstack::__private::tokio_main(async move {
-        let (handle, line) = app_start(rx);
+        let (handle, line) = spawn_plain(rx);
         let snapshot = shadow_snapshot_until(Duration::from_secs(5), |s| {
             created_at(s, line).iter().any(|r| r.polls == Some(1))
         });
