@@ -110,7 +110,7 @@ fn a_hooked_task_running_instrumented_frames_shows_once() {
     let snapshot = shadow_snapshot_until(Duration::from_secs(5), |s| {
         s.routines
             .iter()
-            .any(|r| r.tokio_id == Some(id) && !r.frames.is_empty())
+            .any(|r| r.tokio_id == Some(id) && !r.frames.is_empty() && r.state.as_str() == "idle")
     });
     let tasks: Vec<&Routine> = snapshot
         .routines
