@@ -43,8 +43,8 @@ const CLIENTS: &str = "192.0.2.0/24";
 ///
 /// - `/ws`: every default (loopback only), with Go's goroutine profile at
 ///   `/goroutine`;
-/// - `/denied`: only [`CLIENTS`] allowed, no proxy trusted;
-/// - `/proxied`: only [`CLIENTS`], and 127.0.0.1 trusted as a proxy;
+/// - `/denied`: only `CLIENTS` (192.0.2.0/24) allowed, no proxy trusted;
+/// - `/proxied`: only `CLIENTS` (192.0.2.0/24), and 127.0.0.1 trusted as a proxy;
 /// - `/throttled`: one snapshot an hour, measured from the start;
 /// - `/from-end`: one an hour, measured from the end;
 /// - `/forced`: `maxmem` forced to 32 MiB;

@@ -248,7 +248,7 @@ pub fn dump_on_sigquit() {
 /// `#[webstack::main(tokio_hooks)]`: runs `main`'s future on a
 /// multi-thread tokio runtime with every driver enabled (what
 /// `#[tokio::main]` builds) and, built with `--cfg tokio_unstable`,
-/// webstack's task hooks ([`crate::tokio::hooks`]).
+/// webstack's task hooks (`webstack::tokio::hooks`).
 #[cfg(feature = "tokio")]
 pub fn tokio_main<F: std::future::Future>(future: F) -> F::Output {
     let mut builder = ::tokio::runtime::Builder::new_multi_thread();
