@@ -369,7 +369,7 @@ async fn index() -> HttpResponse {
 
 #[webstack::main(panic_hook, dump_on_signal)]
 #[actix_web::main]
-async fn main() -> std::io::Result<()> {
+pub(crate) async fn main() -> std::io::Result<()> {
     // Complete native stacks without frame pointers: libgcc's unwinder is
     // safe here because nothing in this program registers JIT code (see
     // `webstack::native::Method::Libgcc`); the default frame-pointer walk
