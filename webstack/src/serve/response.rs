@@ -66,6 +66,8 @@ impl Pieces {
         self.remaining
     }
 
+    /// Whether every piece was handed over (the axum body's end of stream).
+    #[cfg(feature = "axum")]
     pub(crate) fn is_empty(&self) -> bool {
         self.pieces.is_empty()
     }
