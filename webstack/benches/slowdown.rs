@@ -8,14 +8,19 @@
 //! differing only in an address (`grouped`: a handful of buckets) or with
 //! distinct ids (`distinct`: 1,000 buckets on the page).
 //!
-//! Modes: `quiet` (no snapshots), and one snapshot every 100 ms, each the
-//! work of one page request (`Snapshot::capture` + `Buckets::aggregate` +
-//! `render` as HTML), with `augment=0` and `augment=1`, taken on another
-//! thread. Slowdown = time per call under snapshots / quiet time − 1. The
-//! snapshot thread's own CPU time per snapshot is printed too: on a shared,
-//! noisy machine, `10 × CPU per snapshot / CPUs` is the steadier estimate of
-//! the CPU share taken from a CPU-bound program (signal handlers running on
-//! the workload threads come on top).
+//! Each mode takes one snapshot every 100 ms on another thread, the work of
+//! one page request (`Snapshot::capture` + `Buckets::aggregate` + `render`
+//! as HTML), with `augment=0` and with `augment=1` (the default page).
+//! Quiet and watched batches alternate inside every criterion sample: the
+//! same number of calls is timed first with the snapshot thread paused,
+//! then with it running (its 100 ms clock keeps ticking while paused, so a
+//! watched batch sees its fair share of snapshots), and criterion records
+//! the watched batch. At the end of each mode the bench prints the quiet
+//! and watched time per call summed over all samples, the slowdown
+//! (watched / quiet − 1), and the snapshot thread's wall and CPU time per
+//! snapshot: on a shared, noisy machine `10 × CPU per snapshot / CPUs` is
+//! the steadier estimate of the CPU share taken from a CPU-bound program
+//! (signal handlers running on the workload threads come on top).
 //! Run with `cargo bench -p webstack --bench slowdown`; the recorded figures
 //! are in BENCHMARKS.md, "Slowdown under snapshots".
 
@@ -37,6 +42,8 @@ const PERIOD: Duration = Duration::from_millis(100);
 /// Takes one page's worth of snapshot every [`PERIOD`] until dropped.
 struct Snapshotter {
     stop: Arc<AtomicBool>,
+    /// While set, the snapshot thread skips its turns.
+    paused: Arc<AtomicBool>,
     taken: Arc<AtomicU64>,
     busy_micros: Arc<AtomicU64>,
     cpu_micros: Arc<AtomicU64>,
@@ -46,12 +53,14 @@ struct Snapshotter {
 impl Snapshotter {
     fn start(augment: bool) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(true));
         let taken = Arc::new(AtomicU64::new(0));
         let busy_micros = Arc::new(AtomicU64::new(0));
         let cpu_micros = Arc::new(AtomicU64::new(0));
         let handle = {
-            let (stop, taken, busy, cpu) = (
+            let (stop, paused, taken, busy, cpu) = (
                 stop.clone(),
+                paused.clone(),
                 taken.clone(),
                 busy_micros.clone(),
                 cpu_micros.clone(),
@@ -60,6 +69,13 @@ impl Snapshotter {
                 let options = Options::default().augment(augment);
                 let mut next = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
+                    if paused.load(Ordering::Relaxed) {
+                        next += PERIOD;
+                        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                            std::thread::sleep(wait);
+                        }
+                        continue;
+                    }
                     let started = Instant::now();
                     let cpu_started = thread_cpu();
                     let snapshot = Snapshot::capture(&options);
@@ -82,6 +98,7 @@ impl Snapshotter {
         };
         Snapshotter {
             stop,
+            paused,
             taken,
             busy_micros,
             cpu_micros,
@@ -90,21 +107,44 @@ impl Snapshotter {
     }
 }
 
-impl Drop for Snapshotter {
-    fn drop(&mut self) {
+impl Snapshotter {
+    fn pause(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+    }
+
+    /// Stops the thread; prints the figures of the mode given the quiet and
+    /// watched time of the same number of calls.
+    fn finish(mut self, mode: &str, calls: u64, quiet: Duration, watched: Duration) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
         }
         let taken = self.taken.load(Ordering::Relaxed);
-        if taken > 0 {
-            let each =
-                |total: &AtomicU64| total.load(Ordering::Relaxed) as f64 / taken as f64 / 1e3;
-            eprintln!(
-                "  ({taken} snapshots, {:.2} ms wall and {:.2} ms CPU of the snapshot thread each)",
-                each(&self.busy_micros),
-                each(&self.cpu_micros)
-            );
+        if taken == 0 || calls == 0 {
+            return;
+        }
+        let each = |total: &AtomicU64| total.load(Ordering::Relaxed) as f64 / taken as f64 / 1e3;
+        let per_call = |total: Duration| total.as_nanos() as f64 / calls as f64;
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
+        let cpu_ms = each(&self.cpu_micros);
+        eprintln!(
+            "  {mode}: quiet {:.1} ns/call, watched {:.1} ns/call, slowdown {:+.2}%; \
+             {taken} snapshots, {:.2} ms wall and {cpu_ms:.2} ms CPU each \
+             (CPU share at 10/s on {cpus} CPUs: {:.2}%)",
+            per_call(quiet),
+            per_call(watched),
+            (watched.as_secs_f64() / quiet.as_secs_f64() - 1.0) * 100.0,
+            each(&self.busy_micros),
+            cpu_ms * 10.0 / (1000.0 * cpus) * 100.0,
+        );
+    }
+}
+
+impl Drop for Snapshotter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
         }
     }
 }
@@ -160,15 +200,24 @@ fn slowdown(c: &mut Criterion) {
         ("distinct", Background::Distinct),
     ] {
         let tasks = idle_tasks(background);
-        group.bench_function(format!("{name}/quiet"), |b| {
-            b.iter_custom(|iters| run_calls(threads, iters))
-        });
         for augment in [false, true] {
+            let mode = format!("{name}/augment={}", u8::from(augment));
             let snapshotter = Snapshotter::start(augment);
-            group.bench_function(format!("{name}/augment={}", u8::from(augment)), |b| {
-                b.iter_custom(|iters| run_calls(threads, iters))
+            let (mut calls, mut quiet, mut watched) = (0, Duration::ZERO, Duration::ZERO);
+            group.bench_function(mode.as_str(), |b| {
+                b.iter_custom(|iters| {
+                    snapshotter.pause(true);
+                    let calm = run_calls(threads, iters);
+                    snapshotter.pause(false);
+                    let busy = run_calls(threads, iters);
+                    snapshotter.pause(true);
+                    calls += iters;
+                    quiet += calm;
+                    watched += busy;
+                    busy
+                })
             });
-            drop(snapshotter);
+            snapshotter.finish(&mode, calls, quiet, watched);
         }
         drop(tasks);
     }
