@@ -18,9 +18,7 @@ static TOTAL: AtomicUsize = AtomicUsize::new(0);
 
 fn count() {
     TOTAL.fetch_add(1, Ordering::Relaxed);
-    let tid = webstack::__private::native::handler_tid();
-    // SAFETY: `gettid` has no preconditions.
-    if tid != 0 && tid == unsafe { libc::gettid() } {
+    if webstack::__private::native::in_handler() {
         IN_HANDLER.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -15,8 +15,9 @@ impl Snapshot {
     /// stack is read without stopping it. It waits only for a task record
     /// that another snapshot is copying (at most 1 ms per snapshot in all),
     /// and, while another thread is inside `fork()`, starts once the fork
-    /// returns. With `augment`, each thread that does not answer its signal
-    /// costs at most [`native::timeout`](crate::native::timeout).
+    /// returns. With `augment`, the threads that do not answer their signal
+    /// cost at most [`native::timeout`](crate::native::timeout) together
+    /// (each, with [`Method::Libgcc`](crate::native::Method::Libgcc)).
     pub fn capture(options: &Options) -> Snapshot {
         let _gate = crate::fork::capturing();
         let _here = Capturing::enter();

@@ -4,20 +4,28 @@
 //! # How a capture works (Linux)
 //!
 //! The threads are listed from `/proc/self/task`; each one's name, kernel
-//! state and wait channel are read there (`sleeping in futex_wait_queue`).
-//! Then, one thread at a time, the collector queues a real-time signal to the
-//! thread (`rt_tgsigqueueinfo`) carrying a sequence number. The handler checks
-//! that the signal came from this process (`si_pid`, `si_code == SI_QUEUE`)
-//! with the expected sequence number, claims a preallocated slot, unwinds
-//! into it (at most [`MAX_NATIVE_FRAMES`] addresses, without allocating,
-//! locking or formatting), publishes the count and wakes the collector
-//! through a futex; it saves and restores `errno`. The collector waits at
-//! most [`timeout`] per thread: a thread that does not answer (it blocks the
-//! signal, or is stuck in the kernel) is shown as `no answer (timed out)`
-//! with its shadow frames, and the snapshot goes on. Such a thread's signal
-//! mask is read before it is asked again, so a thread that keeps the signal
-//! blocked costs one timeout, once (`no answer (signal blocked)` afterwards).
-//! Threads that exit meanwhile are left out. Blocking system calls resume
+//! state and wait channel are read there (`sleeping in futex_wait_queue`),
+//! just before it is asked. The collector queues a real-time signal to every
+//! thread at once (`rt_tgsigqueueinfo`), each request carrying the index of
+//! its own preallocated slot and a sequence number. Each handler checks that
+//! the signal came from this process (`si_pid`, `si_code == SI_QUEUE`) with
+//! the expected sequence number, claims its slot, unwinds into it (at most
+//! [`MAX_NATIVE_FRAMES`] addresses, without allocating, locking or
+//! formatting), publishes the count, and counts itself off a shared futex
+//! word; the last answer wakes the collector. It saves and restores `errno`.
+//! The collector waits for all the answers against one deadline, [`timeout`]
+//! after the last request was sent: threads that do not answer (they block
+//! the signal, or are stuck in the kernel) are shown as `no answer (timed
+//! out)` with their shadow frames, their requests are abandoned (a late
+//! handler finds nothing to claim), and the snapshot goes on; however many
+//! threads do not answer, they cost one timeout together. A handler that
+//! claimed its slot but does not finish within a further second retires
+//! the slot for good and disables native stacks for the rest of the process.
+//! Such a thread's signal mask is read before it is asked again, so a thread
+//! that keeps the signal blocked costs one timeout, once (`no answer (signal
+//! blocked)` afterwards). The slots are allocated outside the handler (64 at a
+//! time, never freed) as the number of threads grows.
+//! //! Threads that exit meanwhile are left out. Blocking system calls resume
 //! after the handler (`SA_RESTART`), except those the kernel never restarts
 //! after a handler (see `signal(7)`: `poll`, `epoll_wait`, `select`,
 //! `nanosleep`, socket calls with a timeout, …), which return `EINTR` as they
@@ -64,10 +72,16 @@
 //! webstack never chooses it: choose it only for a process in which nothing
 //! does, and whose C library finds unwind tables without the loader lock
 //! (glibc 2.35 or later with `_dl_find_object`, which libgcc uses from GCC
-//! 12 on; webstack checks neither). Captures are serialised by a global
-//! lock, so two unwinds never run at once, and the libgcc unwinder is
-//! called once outside any handler before the first capture, so its lazy
-//! initialisation and symbol binding never happen inside a handler.
+//! 12 on; webstack checks neither). The libgcc unwinder must not run on two
+//! threads at once (`_Unwind_Backtrace` through
+//! `backtrace::trace_unsynchronized`), so with this method the collector
+//! asks one thread at a time, waiting up to [`timeout`] for each; captures
+//! are serialised by a global lock as well. The libgcc unwinder is called
+//! once outside any handler before the first capture, so its lazy
+//! initialisation and symbol binding never happen inside a handler. The
+//! frame-pointer walk reads memory only through `process_vm_readv` and
+//! shares nothing but a read-only table of mappings, so its handlers run in
+//! parallel.
 //!
 //! The handler runs on the thread's alternate signal stack where it has one
 //! (`SA_ONSTACK`; std gives one to every thread it starts), and unwinds only
@@ -135,7 +149,7 @@ pub(crate) unsafe fn after_fork(child: bool) {
 /// Return addresses kept per thread; deeper native frames are dropped.
 pub const MAX_NATIVE_FRAMES: usize = 128;
 
-/// Default time to wait for one thread's answer: 100 ms.
+/// Default time to wait for the threads' answers: 100 ms.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// How the signal handler unwinds a thread's stack.
@@ -206,13 +220,15 @@ pub fn current_signal() -> Option<i32> {
     sys::current_signal()
 }
 
-/// Sets how long a capture waits for one thread to answer before it reports
-/// it as `no answer`. Default: [`DEFAULT_TIMEOUT`] (100 ms).
+/// Sets how long a capture waits for the threads to answer before it reports
+/// those that did not as `no answer`: one deadline for all the threads asked
+/// together (with [`Method::Libgcc`], which asks one thread at a time, for
+/// each thread). Default: [`DEFAULT_TIMEOUT`] (100 ms).
 pub fn set_timeout(timeout: Duration) {
     sys::set_timeout(timeout);
 }
 
-/// How long a capture waits for one thread.
+/// How long a capture waits for the threads' answers.
 pub fn timeout() -> Duration {
     sys::timeout()
 }
@@ -279,10 +295,10 @@ fn show_workers(snapshot: &mut Snapshot) {
 pub(crate) mod hooks {
     use super::sys;
 
-    /// Kernel thread id of the thread running the signal handler right now,
-    /// or 0. For tests that check the handler does not allocate.
-    pub fn handler_tid() -> i32 {
-        sys::handler_tid()
+    /// Whether the calling thread is running the signal handler right now.
+    /// For tests that check the handler does not allocate.
+    pub fn in_handler() -> bool {
+        sys::in_handler()
     }
 
     /// Number of times the handler captured a stack since the process
@@ -295,6 +311,13 @@ pub(crate) mod hooks {
     /// timeout path.
     pub fn skip_blocked_check(skip: bool) {
         sys::skip_blocked_check(skip);
+    }
+
+    /// Whether the frame-pointer walk signals every thread at once (`true`,
+    /// the default) or one thread at a time, as the libgcc unwinder always
+    /// does. For benchmarks that compare the two.
+    pub fn set_parallel(parallel: bool) {
+        sys::set_parallel(parallel);
     }
 
     /// Takes every thread's native stack without symbolising or merging;

@@ -37,8 +37,8 @@ pub(super) unsafe fn prepare_fork() {}
 /// Only from the *parent* or *child* fork handler.
 pub(super) unsafe fn after_fork(_child: bool) {}
 
-pub(super) fn handler_tid() -> i32 {
-    0
+pub(super) fn in_handler() -> bool {
+    false
 }
 
 pub(super) fn handler_runs() -> u64 {
@@ -46,6 +46,8 @@ pub(super) fn handler_runs() -> u64 {
 }
 
 pub(super) fn skip_blocked_check(_skip: bool) {}
+
+pub(super) fn set_parallel(_parallel: bool) {}
 
 pub(super) fn stacks_only() -> Result<usize, String> {
     Err(Error::Unsupported.to_string())

@@ -1,6 +1,6 @@
-//! The collector: lists the threads, asks each for its stack under the
-//! capture lock, then (lock released) symbolises and merges into the
-//! snapshot.
+//! The collector: lists the threads, asks them all for their stacks at once
+//! (one at a time with the libgcc unwinder) under the capture lock, then
+//! (lock released) symbolises and merges into the snapshot.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,12 +12,15 @@ use super::merge::{merge, NativeFrame};
 use super::proc::{self, TaskInfo};
 use super::signal::{self, Answer};
 use super::symbolize::{source_line, symbolize};
-use super::DEFAULT_TIMEOUT;
+use super::{Method, DEFAULT_TIMEOUT};
 use crate::snapshot::budget::{self, Budget};
 use crate::snapshot::{Frame, Kind, Routine, Snapshot, State};
 
 static TIMEOUT_NANOS: AtomicU64 = AtomicU64::new(DEFAULT_TIMEOUT.as_nanos() as u64);
 static SKIP_BLOCKED_CHECK: AtomicBool = AtomicBool::new(false);
+/// Whether the frame-pointer walk signals every thread at once (the
+/// default), or one thread at a time as the libgcc unwinder must.
+static PARALLEL: AtomicBool = AtomicBool::new(true);
 
 pub(super) fn set_timeout(timeout: Duration) {
     TIMEOUT_NANOS.store(
@@ -32,6 +35,10 @@ pub(super) fn timeout() -> Duration {
 
 pub(super) fn skip_blocked_check(skip: bool) {
     SKIP_BLOCKED_CHECK.store(skip, Ordering::Relaxed);
+}
+
+pub(super) fn set_parallel(parallel: bool) {
+    PARALLEL.store(parallel, Ordering::Relaxed);
 }
 
 /// State kept across snapshots, under the capture lock.
@@ -49,8 +56,9 @@ struct Collector {
     buf: String,
 }
 
-/// Held for the whole signalling phase, so that two unwinds never run at
-/// once and the one slot has one reader.
+/// Held for the whole signalling phase, so that the slots have one reader
+/// and two captures never signal at once (with the libgcc unwinder, two
+/// unwinds never run at once).
 static CAPTURE: Mutex<Option<Collector>> = Mutex::new(None);
 
 /// Forgets the state kept about the parent's threads, in the child of a
@@ -71,6 +79,8 @@ enum Outcome {
     NoRoom,
     /// Not asked (native stacks unavailable).
     NotAsked,
+    /// The thread exited before it answered: left out.
+    Exited,
 }
 
 struct Captured {
@@ -140,7 +150,7 @@ fn signal_all(
     proc::list_tids(&mut collector.tids)
         .map_err(|error| format!("cannot list /proc/self/task: {error}"))?;
     let uptime = proc::uptime(&mut collector.buf);
-    super::unwind::activate();
+    let method = super::unwind::activate();
     if sig.is_some() {
         // Without the table the walk is bounded by its span alone.
         if proc::writable_mappings(&mut collector.buf, &mut collector.mappings).is_err() {
@@ -153,63 +163,59 @@ fn signal_all(
     }
     // SAFETY: `getpid` has no preconditions.
     let pid = unsafe { libc::getpid() };
+    // The libgcc unwinder must not run on two threads at once: one request
+    // at a time. The frame-pointer walk runs in every handler at once.
+    let batch = if method == Method::Libgcc || !PARALLEL.load(Ordering::Relaxed) {
+        1
+    } else {
+        usize::MAX
+    };
     let tids = std::mem::take(&mut collector.tids);
-    let mut captured = Vec::with_capacity(tids.len());
-    let mut ips = Vec::with_capacity(super::MAX_NATIVE_FRAMES);
+    let mut round = Round {
+        captured: Vec::with_capacity(tids.len()),
+        sent: Vec::new(),
+        asked: Vec::new(),
+        answers: Vec::new(),
+        ips: Vec::with_capacity(super::MAX_NATIVE_FRAMES),
+        cursor: 0,
+    };
     let mut upcoming = tids.iter();
     let mut next = read_next(&mut upcoming, &mut collector.buf);
     while let Some(mut info) = next.take() {
         let tid = info.tid;
-        let outcome = match *sig {
-            None => {
-                next = read_next(&mut upcoming, &mut collector.buf);
-                Outcome::NotAsked
-            }
-            Some(signo) => match refusal(&mut info, signo, collector, skip_blocked_check) {
-                Some(reason) => {
-                    next = read_next(&mut upcoming, &mut collector.buf);
-                    Outcome::NoAnswer(reason)
-                }
+        let mut outcome = Outcome::NotAsked;
+        let mut sent = None;
+        if let Some(signo) = *sig {
+            match refusal(&mut info, signo, collector, skip_blocked_check) {
+                Some(reason) => outcome = Outcome::NoAnswer(reason),
                 None => {
-                    let answer = match signal::send(signo, pid, tid) {
-                        Ok(sent) => {
-                            // Read the next thread's /proc files while this
-                            // one wakes up and unwinds.
-                            next = read_next(&mut upcoming, &mut collector.buf);
-                            signal::wait(sent, timeout)
-                        }
-                        Err(answer) => {
-                            next = read_next(&mut upcoming, &mut collector.buf);
-                            answer
-                        }
-                    };
-                    match answer {
-                        Answer::Done => {
-                            collector.suspects.remove(&tid);
-                            match signal::read_slot(&mut ips) {
-                                Some(exact) => Outcome::Stack(ips.clone(), exact),
-                                None => Outcome::NoRoom,
+                    if round.sent.len() >= batch {
+                        round.settle(timeout, collector, sig, native_error);
+                    }
+                    let mut slot = signal::next_slot(&mut round.cursor);
+                    if slot.is_none() && !round.sent.is_empty() {
+                        // The pool is full: collect this batch first.
+                        round.settle(timeout, collector, sig, native_error);
+                        slot = signal::next_slot(&mut round.cursor);
+                    }
+                    match (*sig, slot) {
+                        (None, _) => {}
+                        (Some(_), None) => outcome = Outcome::NoAnswer("no free slot"),
+                        (Some(signo), Some(slot)) => match signal::send(signo, pid, tid, slot) {
+                            Ok(request) => sent = Some(request),
+                            Err(Answer::Exited) => {
+                                next = read_next(&mut upcoming, &mut collector.buf);
+                                continue;
                             }
-                        }
-                        Answer::Exited => continue,
-                        Answer::TimedOut if !proc::exists(tid) => continue,
-                        Answer::TimedOut => {
-                            collector.suspects.insert(tid);
-                            Outcome::NoAnswer("timed out")
-                        }
-                        Answer::SendFailed => Outcome::NoAnswer("signal not queued"),
-                        Answer::Stuck => {
-                            // The stuck handler may still read the table.
-                            std::mem::forget(std::mem::take(&mut collector.mappings));
-                            collector.stuck = true;
-                            *native_error = Some(STUCK.to_owned());
-                            *sig = None;
-                            Outcome::NoAnswer("unwinder did not finish")
-                        }
+                            Err(_) => outcome = Outcome::NoAnswer("signal not queued"),
+                        },
                     }
                 }
-            },
-        };
+            }
+        }
+        // Read the next thread's /proc files while this one wakes up and
+        // unwinds.
+        next = read_next(&mut upcoming, &mut collector.buf);
         let id = if registered.contains_key(&(tid as i64)) {
             0
         } else {
@@ -218,10 +224,15 @@ fn signal_all(
                 .entry(tid)
                 .or_insert_with(|| crate::record::registry::next_ids(1))
         };
-        captured.push(Captured { info, outcome, id });
+        if let Some(request) = sent {
+            round.asked.push(round.captured.len());
+            round.sent.push(request);
+        }
+        round.captured.push(Captured { info, outcome, id });
     }
+    round.settle(timeout, collector, sig, native_error);
     // SAFETY: an empty table; no handler reads the old one any more (each
-    // request was answered, abandoned, or leaked its table above).
+    // request was answered, abandoned, or leaked its table in `settle`).
     unsafe { super::unwind::publish_mappings(&[]) };
     collector
         .ids
@@ -230,7 +241,69 @@ fn signal_all(
         .suspects
         .retain(|tid| tids.binary_search(tid).is_ok());
     collector.tids = tids;
+    let mut captured = round.captured;
+    captured.retain(|c| !matches!(c.outcome, Outcome::Exited));
     Ok((captured, uptime))
+}
+
+/// The threads of one capture, and the requests sent and not yet waited for.
+struct Round {
+    captured: Vec<Captured>,
+    /// Requests of the current batch...
+    sent: Vec<signal::Sent>,
+    /// ... and the index in `captured` of the thread each one asked.
+    asked: Vec<usize>,
+    answers: Vec<Answer>,
+    ips: Vec<usize>,
+    /// Where [`signal::next_slot`] looks for the next free slot.
+    cursor: usize,
+}
+
+impl Round {
+    /// Waits for the current batch against one deadline and records each
+    /// thread's outcome; the batch's slots are free again afterwards.
+    fn settle(
+        &mut self,
+        timeout: Duration,
+        collector: &mut Collector,
+        sig: &mut Option<i32>,
+        native_error: &mut Option<String>,
+    ) {
+        signal::wait_all(&self.sent, timeout, &mut self.answers);
+        for ((request, answer), &index) in self.sent.iter().zip(&self.answers).zip(&self.asked) {
+            let captured = &mut self.captured[index];
+            let tid = captured.info.tid;
+            captured.outcome = match answer {
+                Answer::Done => {
+                    collector.suspects.remove(&tid);
+                    match signal::read_slot(request.slot(), &mut self.ips) {
+                        Some(exact) => Outcome::Stack(self.ips.clone(), exact),
+                        None => Outcome::NoRoom,
+                    }
+                }
+                Answer::Exited => Outcome::Exited,
+                Answer::TimedOut if !proc::exists(tid) => Outcome::Exited,
+                Answer::TimedOut => {
+                    collector.suspects.insert(tid);
+                    Outcome::NoAnswer("timed out")
+                }
+                Answer::SendFailed => Outcome::NoAnswer("signal not queued"),
+                Answer::Stuck => {
+                    if !collector.stuck {
+                        // The stuck handler may still read the table.
+                        std::mem::forget(std::mem::take(&mut collector.mappings));
+                    }
+                    collector.stuck = true;
+                    *native_error = Some(STUCK.to_owned());
+                    *sig = None;
+                    Outcome::NoAnswer("unwinder did not finish")
+                }
+            };
+        }
+        self.sent.clear();
+        self.asked.clear();
+        self.cursor = 0;
+    }
 }
 
 /// The next listed thread that still exists, read from /proc.
@@ -326,7 +399,7 @@ fn merge_into(
             Outcome::Stack(ips, exact) => (kernel, Some(native_frames(ips, *exact))),
             Outcome::NoAnswer(reason) => (format!("no answer ({reason}), {kernel}"), None),
             Outcome::NoRoom => (format!("{NO_ROOM}, {kernel}"), None),
-            Outcome::NotAsked => (kernel, None),
+            Outcome::NotAsked | Outcome::Exited => (kernel, None),
         };
         if let Some(&index) = registered.get(&(info.tid as i64)) {
             let routine = &mut snapshot.routines[index];

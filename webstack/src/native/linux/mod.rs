@@ -61,8 +61,8 @@ pub(super) unsafe fn after_fork(child: bool) {
     unsafe { signal::after_fork() };
 }
 
-pub(super) fn handler_tid() -> i32 {
-    signal::handler_tid()
+pub(super) fn in_handler() -> bool {
+    signal::in_handler()
 }
 
 pub(super) fn handler_runs() -> u64 {
@@ -71,6 +71,10 @@ pub(super) fn handler_runs() -> u64 {
 
 pub(super) fn skip_blocked_check(skip: bool) {
     collect::skip_blocked_check(skip);
+}
+
+pub(super) fn set_parallel(parallel: bool) {
+    collect::set_parallel(parallel);
 }
 
 pub(super) fn stacks_only() -> Result<usize, String> {

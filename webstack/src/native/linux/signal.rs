@@ -1,17 +1,27 @@
-//! The signal handler, its one capture slot, and the collector's side of the
-//! request/answer protocol.
+//! The signal handler, its pool of capture slots, and the collector's side
+//! of the request/answer protocol.
 //!
-//! The slot's `phase` word holds a 30-bit sequence number and a 2-bit tag:
-//! the collector writes `REQUESTED(seq)` and queues the signal with `seq`;
-//! the handler claims the slot with a compare-and-swap to `CLAIMED(seq)`,
-//! fills it, then stores `DONE(seq)` and wakes the collector's futex wait.
-//! On timeout the collector swaps `REQUESTED(seq)` for `ABANDONED(seq)`, so a
-//! late handler (the thread unblocked the signal later) finds nothing to
-//! claim and returns; if the handler had already claimed the slot, the
-//! collector waits for it to finish before it reuses the slot.
+//! Each request uses its own slot of a grow-only pool, allocated by the
+//! collector outside any handler and never freed. A slot's `phase` word
+//! holds a 30-bit sequence number and a 2-bit tag: the collector writes
+//! `REQUESTED(seq)`, counts the request in [`REMAINING`] and queues the
+//! signal with the slot's index and `seq` in `sival_ptr`; the handler claims
+//! that slot with a compare-and-swap to `CLAIMED(seq)`, fills it, stores
+//! `DONE(seq)`, then takes one from `REMAINING` and wakes the collector's
+//! futex wait on it if it took the last one. The collector sends every
+//! request of a batch first, then sleeps on `REMAINING` until it reaches
+//! zero or one deadline passes (the last request's sending time plus the
+//! timeout). Then it swaps `REQUESTED(seq)` for `ABANDONED(seq)` in every
+//! slot still unanswered, so a late handler (the thread unblocked the
+//! signal later) finds nothing to claim and returns, and takes those
+//! requests back from `REMAINING`; a handler that had already claimed its
+//! slot gets a grace period to finish, after which its slot is retired for
+//! good (stuck).
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -23,6 +33,7 @@ const REQUESTED: u32 = 0;
 const CLAIMED: u32 = 1;
 const DONE: u32 = 2;
 const ABANDONED: u32 = 3;
+const SEQ_BITS: u32 = u32::BITS - TAG_BITS;
 const SEQ_MASK: u32 = u32::MAX >> TAG_BITS;
 
 const fn phase(seq: u32, tag: u32) -> u32 {
@@ -30,12 +41,30 @@ const fn phase(seq: u32, tag: u32) -> u32 {
 }
 
 /// Where the handler writes one thread's stack.
-pub(super) struct Slot {
+struct Slot {
     phase: AtomicU32,
+    /// The thread running the handler in this slot right now, or 0.
+    tid: AtomicI32,
+    /// Set by the collector when a handler never finished in this slot: it is
+    /// never used again.
+    retired: AtomicBool,
     len: AtomicUsize,
     /// [`EXACT_FIRST`] and [`NO_ROOM`].
     flags: AtomicUsize,
     ips: [AtomicUsize; MAX_NATIVE_FRAMES],
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            phase: AtomicU32::new(phase(0, ABANDONED)),
+            tid: AtomicI32::new(0),
+            retired: AtomicBool::new(false),
+            len: AtomicUsize::new(0),
+            flags: AtomicUsize::new(0),
+            ips: [const { AtomicUsize::new(0) }; MAX_NATIVE_FRAMES],
+        }
+    }
 }
 
 /// `ips[0]` is the exact interrupted instruction, not a return address.
@@ -43,19 +72,90 @@ const EXACT_FIRST: usize = 1;
 /// The stack the handler ran on had no room for the unwinder.
 const NO_ROOM: usize = 2;
 
-pub(super) static SLOT: Slot = Slot {
-    phase: AtomicU32::new(phase(0, ABANDONED)),
-    len: AtomicUsize::new(0),
-    flags: AtomicUsize::new(0),
-    ips: [const { AtomicUsize::new(0) }; MAX_NATIVE_FRAMES],
+/// Slots per chunk of the pool.
+const CHUNK: usize = 64;
+/// Chunks the pool can grow to.
+const MAX_CHUNKS: usize = 1024;
+/// Slots the pool can hold: bounded by the chunk table and by the bits of
+/// `sival_ptr` left above the sequence number.
+const MAX_SLOTS: usize = {
+    let by_bits = 1usize.checked_shl(usize::BITS - SEQ_BITS);
+    match by_bits {
+        Some(n) if n < CHUNK * MAX_CHUNKS => n,
+        _ => CHUNK * MAX_CHUNKS,
+    }
 };
 
-static HANDLER_TID: AtomicI32 = AtomicI32::new(0);
-static HANDLER_RUNS: AtomicU64 = AtomicU64::new(0);
+/// The pool: chunk `c` holds slots `c * CHUNK ..`; null until allocated.
+/// Chunks are leaked, so a pointer once published stays valid for the
+/// handlers forever; only the collector (under the capture lock) grows it.
+static CHUNKS: [AtomicPtr<Slot>; MAX_CHUNKS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_CHUNKS];
 
-pub(super) fn handler_tid() -> i32 {
-    HANDLER_TID.load(Ordering::Relaxed)
+/// Requests sent and not yet answered or taken back; the futex word the
+/// collector sleeps on.
+static REMAINING: AtomicU32 = AtomicU32::new(0);
+
+/// The slot at `index`, if its chunk was allocated. Async-signal-safe.
+fn slot_at(index: usize) -> Option<&'static Slot> {
+    if index >= MAX_SLOTS {
+        return None;
+    }
+    let chunk = CHUNKS.get(index / CHUNK)?.load(Ordering::Acquire);
+    if chunk.is_null() {
+        return None;
+    }
+    // SAFETY: a non-null chunk pointer was published by `grow` after it
+    // leaked a boxed slice of `CHUNK` initialised slots, never freed; the
+    // offset is below `CHUNK`.
+    Some(unsafe { &*chunk.add(index % CHUNK) })
 }
+
+/// Allocates the chunk holding slot `index` if needed (collector only, under
+/// the capture lock, never in a handler).
+fn grow(index: usize) -> Option<&'static Slot> {
+    if index >= MAX_SLOTS {
+        return None;
+    }
+    let cell = CHUNKS.get(index / CHUNK)?;
+    if cell.load(Ordering::Acquire).is_null() {
+        let chunk: Box<[Slot]> = (0..CHUNK).map(|_| Slot::new()).collect();
+        let ptr = Box::leak(chunk).as_mut_ptr();
+        cell.store(ptr, Ordering::Release);
+    }
+    slot_at(index)
+}
+
+/// The first usable slot at or after `*cursor` (allocating it if needed),
+/// or `None` once the pool is exhausted; `*cursor` moves past it. Retired
+/// slots are skipped.
+pub(super) fn next_slot(cursor: &mut usize) -> Option<usize> {
+    while *cursor < MAX_SLOTS {
+        let index = *cursor;
+        *cursor += 1;
+        if !grow(index)?.retired.load(Ordering::Relaxed) {
+            return Some(index);
+        }
+    }
+    None
+}
+
+/// Whether the calling thread is running the handler right now. For tests
+/// that check the handler does not allocate.
+pub(super) fn in_handler() -> bool {
+    // SAFETY: `gettid` has no preconditions.
+    let me = unsafe { libc::gettid() };
+    let mut index = 0;
+    while let Some(slot) = slot_at(index) {
+        if slot.tid.load(Ordering::Relaxed) == me {
+            return true;
+        }
+        index += 1;
+    }
+    false
+}
+
+static HANDLER_RUNS: AtomicU64 = AtomicU64::new(0);
 
 pub(super) fn handler_runs() -> u64 {
     HANDLER_RUNS.load(Ordering::Relaxed)
@@ -95,11 +195,23 @@ pub(super) unsafe fn after_fork() {
     drop(unsafe { CONFIG_HELD.take() });
 }
 
-/// Frees the slot in the child of a fork: a handler that claimed it in the
-/// parent and never finished ran on a thread the child does not have.
+/// Frees every slot in the child of a fork: a handler that claimed one in
+/// the parent and never finished ran on a thread the child does not have.
 pub(super) fn forget_requests() {
-    SLOT.phase.store(phase(0, ABANDONED), Ordering::Release);
-    HANDLER_TID.store(0, Ordering::Relaxed);
+    for chunk in &CHUNKS {
+        let chunk = chunk.load(Ordering::Acquire);
+        if chunk.is_null() {
+            break;
+        }
+        for i in 0..CHUNK {
+            // SAFETY: as in `slot_at`: a published chunk of `CHUNK` slots.
+            let slot = unsafe { &*chunk.add(i) };
+            slot.phase.store(phase(0, ABANDONED), Ordering::Release);
+            slot.tid.store(0, Ordering::Relaxed);
+            slot.retired.store(false, Ordering::Relaxed);
+        }
+    }
+    REMAINING.store(0, Ordering::Release);
 }
 
 fn default_signal() -> i32 {
@@ -230,24 +342,39 @@ pub(super) enum Answer {
 
 static NEXT_SEQ: AtomicU32 = AtomicU32::new(1);
 
-/// How long the collector waits for a handler that claimed the slot.
+/// How long the collector waits for a handler that claimed its slot.
 const CLAIMED_GRACE: Duration = Duration::from_secs(1);
 
-/// A request sent to one thread, to be waited for with [`wait`].
+/// A request sent to one thread, to be waited for with [`wait_all`].
 pub(super) struct Sent {
+    slot: usize,
     seq: u32,
     at: Instant,
 }
 
-/// Asks thread `tid` for its stack. The caller holds the capture lock and
-/// calls [`wait`] before the next request.
-pub(super) fn send(sig: i32, pid: i32, tid: i32) -> Result<Sent, Answer> {
+impl Sent {
+    /// The slot the answer is in.
+    pub(super) fn slot(&self) -> usize {
+        self.slot
+    }
+}
+
+/// Asks thread `tid` for its stack, to be written in slot `slot` (from
+/// [`next_slot`], not used by another request of the batch). The caller holds
+/// the capture lock and calls [`wait_all`] before it reuses the slot.
+pub(super) fn send(sig: i32, pid: i32, tid: i32, slot: usize) -> Result<Sent, Answer> {
+    let Some(cell) = slot_at(slot) else {
+        return Err(Answer::SendFailed);
+    };
     let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed) & SEQ_MASK;
-    SLOT.phase.store(phase(seq, REQUESTED), Ordering::Release);
+    cell.phase.store(phase(seq, REQUESTED), Ordering::Release);
+    REMAINING.fetch_add(1, Ordering::AcqRel);
     // SAFETY: a zeroed `siginfo_t` is valid; `QueueInfo` is a prefix of its
     // layout and smaller than it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     let head = (&mut info as *mut libc::siginfo_t).cast::<QueueInfo>();
+    // The slot's index above the sequence number: `slot < MAX_SLOTS` fits.
+    let value = (slot << SEQ_BITS) | seq as usize;
     // SAFETY: `head` points into `info`, which is large enough and aligned for
     // `QueueInfo`; `getuid` has no preconditions.
     unsafe {
@@ -255,7 +382,7 @@ pub(super) fn send(sig: i32, pid: i32, tid: i32) -> Result<Sent, Answer> {
         (*head).code = libc::SI_QUEUE;
         (*head).rt.pid = pid;
         (*head).rt.uid = libc::getuid();
-        (*head).rt.value = seq as usize as *mut c_void;
+        (*head).rt.value = value as *mut c_void;
     }
     // SAFETY: `info` is a valid siginfo for this process (`SI_QUEUE`, our pid)
     // and outlives the call.
@@ -270,7 +397,9 @@ pub(super) fn send(sig: i32, pid: i32, tid: i32) -> Result<Sent, Answer> {
     };
     if rc != 0 {
         let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-        SLOT.phase.store(phase(seq, ABANDONED), Ordering::Release);
+        // No signal was queued, so no handler can claim the slot.
+        cell.phase.store(phase(seq, ABANDONED), Ordering::Release);
+        REMAINING.fetch_sub(1, Ordering::AcqRel);
         return Err(if errno == libc::ESRCH {
             Answer::Exited
         } else {
@@ -278,60 +407,96 @@ pub(super) fn send(sig: i32, pid: i32, tid: i32) -> Result<Sent, Answer> {
         });
     }
     Ok(Sent {
+        slot,
         seq,
         at: Instant::now(),
     })
 }
 
-/// Waits until the thread answers `sent`, or `timeout` after it was sent.
-pub(super) fn wait(sent: Sent, timeout: Duration) -> Answer {
-    let seq = sent.seq;
-    let mut deadline = sent.at + timeout;
-    let mut grace = false;
+/// Sleeps on [`REMAINING`] until it is zero or `deadline` passes.
+fn sleep_until_answered(deadline: Instant) {
     loop {
-        let current = SLOT.phase.load(Ordering::Acquire);
-        if current == phase(seq, DONE) {
-            return Answer::Done;
+        let remaining = REMAINING.load(Ordering::Acquire);
+        if remaining == 0 {
+            return;
         }
         let now = Instant::now();
         if now >= deadline {
-            if current == phase(seq, CLAIMED) {
-                if grace {
-                    return Answer::Stuck;
-                }
-                grace = true;
-                deadline = now + CLAIMED_GRACE;
-                continue;
-            }
-            if SLOT
-                .phase
-                .compare_exchange(
-                    phase(seq, REQUESTED),
-                    phase(seq, ABANDONED),
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_ok()
-            {
-                return Answer::TimedOut;
-            }
-            continue;
+            return;
         }
-        crate::futex::wait(&SLOT.phase, current, Some(deadline - now));
+        crate::futex::wait(&REMAINING, remaining, Some(deadline - now));
     }
 }
 
-/// Copies the slot's addresses, innermost first, after [`Answer::Done`].
+/// Waits for the answers to `sent` (every request sent since the last call)
+/// until `timeout` after the last was sent, all against that one deadline;
+/// then abandons the unanswered requests and gives handlers that claimed
+/// their slot a grace period. Fills `answers` in the order of `sent`.
+pub(super) fn wait_all(sent: &[Sent], timeout: Duration, answers: &mut Vec<Answer>) {
+    answers.clear();
+    let Some(last) = sent.last() else {
+        return;
+    };
+    sleep_until_answered(last.at + timeout);
+    let mut claimed = false;
+    for request in sent {
+        let Some(slot) = slot_at(request.slot) else {
+            answers.push(Answer::SendFailed);
+            continue;
+        };
+        let answer = match slot.phase.compare_exchange(
+            phase(request.seq, REQUESTED),
+            phase(request.seq, ABANDONED),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {
+                // A late handler finds nothing to claim: take the request
+                // back.
+                REMAINING.fetch_sub(1, Ordering::AcqRel);
+                Answer::TimedOut
+            }
+            Err(current) if current == phase(request.seq, DONE) => Answer::Done,
+            Err(_) => {
+                claimed = true;
+                Answer::Stuck
+            }
+        };
+        answers.push(answer);
+    }
+    if !claimed {
+        return;
+    }
+    // Handlers that claimed their slot before the deadline: the grace.
+    sleep_until_answered(Instant::now() + CLAIMED_GRACE);
+    for (request, answer) in sent.iter().zip(answers.iter_mut()) {
+        if !matches!(answer, Answer::Stuck) {
+            continue;
+        }
+        let Some(slot) = slot_at(request.slot) else {
+            continue;
+        };
+        if slot.phase.load(Ordering::Acquire) == phase(request.seq, DONE) {
+            *answer = Answer::Done;
+        } else {
+            // The handler may still write the slot: never use it again.
+            slot.retired.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Copies slot `slot`'s addresses, innermost first, after [`Answer::Done`].
 /// Returns whether the first address is the exact interrupted instruction,
 /// or `None` if the handler had no room to unwind.
-pub(super) fn read_slot(out: &mut Vec<usize>) -> Option<bool> {
+pub(super) fn read_slot(slot: usize, out: &mut Vec<usize>) -> Option<bool> {
     out.clear();
-    let flags = SLOT.flags.load(Ordering::Relaxed);
+    let slot = slot_at(slot)?;
+    let flags = slot.flags.load(Ordering::Relaxed);
     if flags & NO_ROOM != 0 {
         return None;
     }
-    let len = SLOT.len.load(Ordering::Relaxed).min(MAX_NATIVE_FRAMES);
-    out.extend(SLOT.ips[..len].iter().map(|ip| ip.load(Ordering::Relaxed)));
+    let len = slot.len.load(Ordering::Relaxed).min(MAX_NATIVE_FRAMES);
+    out.extend(slot.ips[..len].iter().map(|ip| ip.load(Ordering::Relaxed)));
     Some(flags & EXACT_FIRST != 0)
 }
 
@@ -339,7 +504,8 @@ pub(super) fn read_slot(out: &mut Vec<usize>) -> Option<bool> {
 /// unwinder (see `unwind`) and a futex wake; no allocation, lock or
 /// formatting. Saves and restores `errno`. Runs on the thread's alternate
 /// signal stack where it has one (`SA_ONSTACK`), and unwinds only when the
-/// stack it runs on has room (see `unwind::capture`).
+/// stack it runs on has room (see `unwind::capture`). Handlers of one batch
+/// run at once on their threads, each in its own slot.
 extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
     // SAFETY: `__errno_location` returns this thread's errno, always valid.
     let errno_ptr = unsafe { libc::__errno_location() };
@@ -347,16 +513,20 @@ extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, context: *m
     let saved_errno = unsafe { *errno_ptr };
     // SAFETY: the kernel passes a valid `siginfo_t` to an `SA_SIGINFO`
     // handler; `getpid` is async-signal-safe.
-    let seq = unsafe {
+    let value = unsafe {
         if info.is_null() || (*info).si_code != libc::SI_QUEUE || (*info).si_pid() != libc::getpid()
         {
             None
         } else {
-            Some((*info).si_value().sival_ptr as usize as u32 & SEQ_MASK)
+            Some((*info).si_value().sival_ptr as usize)
         }
     };
-    if let Some(seq) = seq {
-        if SLOT
+    let request = value.and_then(|value| {
+        let seq = value as u32 & SEQ_MASK;
+        Some((slot_at(value >> SEQ_BITS)?, seq))
+    });
+    if let Some((slot, seq)) = request {
+        if slot
             .phase
             .compare_exchange(
                 phase(seq, REQUESTED),
@@ -367,18 +537,21 @@ extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, context: *m
             .is_ok()
         {
             // SAFETY: `gettid` has no preconditions.
-            HANDLER_TID.store(unsafe { libc::gettid() }, Ordering::Relaxed);
+            slot.tid.store(unsafe { libc::gettid() }, Ordering::Relaxed);
             let mut exact_first = false;
-            let (len, flags) = match unwind::capture(context, &SLOT.ips, &mut exact_first) {
+            let (len, flags) = match unwind::capture(context, &slot.ips, &mut exact_first) {
                 Some(len) => (len, if exact_first { EXACT_FIRST } else { 0 }),
                 None => (0, NO_ROOM),
             };
-            SLOT.len.store(len, Ordering::Relaxed);
-            SLOT.flags.store(flags, Ordering::Relaxed);
+            slot.len.store(len, Ordering::Relaxed);
+            slot.flags.store(flags, Ordering::Relaxed);
             HANDLER_RUNS.fetch_add(1, Ordering::Relaxed);
-            HANDLER_TID.store(0, Ordering::Relaxed);
-            SLOT.phase.store(phase(seq, DONE), Ordering::Release);
-            crate::futex::wake_one(&SLOT.phase);
+            slot.tid.store(0, Ordering::Relaxed);
+            slot.phase.store(phase(seq, DONE), Ordering::Release);
+            // The last answer of a batch wakes the collector.
+            if REMAINING.fetch_sub(1, Ordering::AcqRel) == 1 {
+                crate::futex::wake_one(&REMAINING);
+            }
         }
     }
     // SAFETY: restoring the value saved above.

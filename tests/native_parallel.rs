@@ -1,0 +1,140 @@
+//! Native capture in parallel: every thread is signalled at once and the
+//! collector waits for all answers against one deadline, so threads that
+//! block the signal cost one timeout together, not one each, and every
+//! other thread still answers in the same snapshot.
+#![cfg(target_os = "linux")]
+
+use std::sync::{mpsc, Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use webstack::native::{self, Method};
+use webstack::{Options, Snapshot};
+
+const BLOCKING: usize = 4;
+const ANSWERING: usize = 16;
+
+/// Spawns `BLOCKING` threads that block the native-stack signal and
+/// `ANSWERING` threads that wait on a barrier; returns their tids and the
+/// barrier that releases them all.
+fn spawn_threads() -> (
+    Vec<i64>,
+    Vec<i64>,
+    Arc<Barrier>,
+    Vec<std::thread::JoinHandle<()>>,
+) {
+    let signal = native::current_signal().expect("Linux");
+    let release = Arc::new(Barrier::new(BLOCKING + ANSWERING + 1));
+    let (tx, rx) = mpsc::channel();
+    let mut handles = Vec::new();
+    for i in 0..BLOCKING + ANSWERING {
+        let tx = tx.clone();
+        let release = release.clone();
+        handles.push(std::thread::spawn(move || {
+            let blocks = i < BLOCKING;
+            if blocks {
+                // SAFETY: a zeroed `sigset_t` is valid to initialise; the
+                // calls only change this thread's mask.
+                unsafe {
+                    let mut set: libc::sigset_t = std::mem::zeroed();
+                    libc::sigemptyset(&mut set);
+                    libc::sigaddset(&mut set, signal);
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                }
+            }
+            // SAFETY: `gettid` has no preconditions.
+            tx.send((blocks, unsafe { libc::gettid() } as i64)).unwrap();
+            release.wait();
+        }));
+    }
+    let mut blocking = Vec::new();
+    let mut answering = Vec::new();
+    for _ in 0..BLOCKING + ANSWERING {
+        let (blocks, tid) = rx.recv().unwrap();
+        if blocks {
+            blocking.push(tid);
+        } else {
+            answering.push(tid);
+        }
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    (blocking, answering, release, handles)
+}
+
+#[test]
+fn threads_blocking_the_signal_cost_one_timeout_together() {
+    native::set_method(Method::FramePointers);
+    native::set_timeout(Duration::from_secs(1));
+    let (blocking, answering, release, handles) = spawn_threads();
+
+    // Ask every thread, even those known to block the signal.
+    webstack::__private::native::skip_blocked_check(true);
+    let runs = webstack::__private::native::handler_runs();
+    let started = Instant::now();
+    let snapshot = Snapshot::capture(&Options::default().augment(true));
+    let elapsed = started.elapsed();
+    webstack::__private::native::skip_blocked_check(false);
+    assert!(snapshot.augmented, "{:?}", snapshot.native_error);
+
+    for tid in &blocking {
+        let routine = snapshot
+            .routines
+            .iter()
+            .find(|r| r.tid == Some(*tid))
+            .expect("a blocking thread");
+        assert!(
+            routine.state.as_str().contains("no answer (timed out)"),
+            "{}",
+            routine.state.as_str()
+        );
+    }
+    for tid in &answering {
+        let routine = snapshot
+            .routines
+            .iter()
+            .find(|r| r.tid == Some(*tid))
+            .expect("an answering thread");
+        assert!(
+            !routine.state.as_str().contains("no answer"),
+            "{}",
+            routine.state.as_str()
+        );
+        assert!(!routine.frames.is_empty(), "{tid}: no native frame");
+    }
+    assert!(
+        webstack::__private::native::handler_runs() - runs >= ANSWERING as u64,
+        "every answering thread ran the handler"
+    );
+    // One deadline for the whole batch: four blocked threads asked one after
+    // another would cost four timeouts (4 s); together they cost one.
+    assert!(elapsed >= Duration::from_secs(1), "{elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "{elapsed:?}: the blocked threads were waited for one after another"
+    );
+
+    // The next capture reads their masks first and does not wait at all for
+    // them; the late signals still pending are never claimed.
+    let snapshot = Snapshot::capture(&Options::default().augment(true));
+    assert!(snapshot.augmented, "{:?}", snapshot.native_error);
+    for tid in &blocking {
+        let routine = snapshot
+            .routines
+            .iter()
+            .find(|r| r.tid == Some(*tid))
+            .expect("a blocking thread");
+        assert!(
+            routine.state.as_str().contains("no answer (signal"),
+            "{}",
+            routine.state.as_str()
+        );
+    }
+    release.wait();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    // The blocked threads exited with their signals pending, never claimed:
+    // later captures still work.
+    let snapshot = Snapshot::capture(&Options::default().augment(true));
+    assert!(snapshot.augmented, "{:?}", snapshot.native_error);
+    native::set_timeout(native::DEFAULT_TIMEOUT);
+}
