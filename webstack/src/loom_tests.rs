@@ -207,3 +207,80 @@ fn loom_shard_lock_excludes_and_orders() {
     });
     assert!(LOCK_CONTENDED.load(Relaxed) > 0);
 }
+
+/// The native capture protocol (`native::protocol`), as the collector and
+/// two signal handlers run it: each request is answered (its slot's
+/// contents visible to the collector) or abandoned (its handler never
+/// writes the slot, even after the slot is requested again) or still
+/// claimed (and published once its handler finishes), never two of these;
+/// `remaining` comes back to zero; a late handler never claims a newer
+/// request. Counts the executions in which each outcome happened, and fails
+/// if one never did.
+#[test]
+fn loom_native_requests_are_answered_abandoned_or_claimed() {
+    use crate::native::protocol::{self, Settled};
+    use loom::sync::atomic::{AtomicU32 as Word, AtomicUsize as Data};
+
+    static OUTCOMES: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+    model(|| {
+        let slots = Arc::new([Word::new(protocol::IDLE), Word::new(protocol::IDLE)]);
+        let data = Arc::new([Data::new(0), Data::new(0)]);
+        let remaining = Arc::new(Word::new(0));
+        let seqs = [1u32, 2];
+        for (slot, &seq) in slots.iter().zip(&seqs) {
+            protocol::request(slot, &*remaining, seq);
+        }
+        let handlers: Vec<_> = (0..2)
+            .map(|i| {
+                let (slots, data, remaining) = (slots.clone(), data.clone(), remaining.clone());
+                thread::spawn(move || {
+                    if !protocol::claim(&slots[i], seqs[i]) {
+                        return false;
+                    }
+                    data[i].store(seqs[i] as usize, Relaxed);
+                    protocol::publish(&slots[i], &*remaining, seqs[i]);
+                    true
+                })
+            })
+            .collect();
+        // The deadline passes at once.
+        let settled: Vec<Settled> = (0..2)
+            .map(|i| protocol::settle(&slots[i], &*remaining, seqs[i]))
+            .collect();
+        for i in 0..2 {
+            match settled[i] {
+                Settled::Done => assert_eq!(data[i].load(Relaxed), seqs[i] as usize),
+                // Reused at once for a newer request, which nobody answers.
+                Settled::TimedOut => protocol::request(&slots[i], &*remaining, seqs[i] + 2),
+                Settled::Claimed => {}
+            }
+        }
+        let claimed: Vec<bool> = handlers.into_iter().map(|h| h.join().unwrap()).collect();
+        for i in 0..2 {
+            let outcome = match settled[i] {
+                Settled::Done => 0,
+                Settled::TimedOut => {
+                    assert!(!claimed[i], "an abandoned request was claimed");
+                    assert_eq!(data[i].load(Relaxed), 0, "an abandoned slot was written");
+                    assert!(!protocol::claim(&slots[i], seqs[i]), "a late claim succeeded");
+                    assert_eq!(
+                        protocol::settle(&slots[i], &*remaining, seqs[i] + 2),
+                        Settled::TimedOut
+                    );
+                    1
+                }
+                Settled::Claimed => {
+                    assert!(claimed[i]);
+                    assert!(protocol::is_done(&slots[i], seqs[i]));
+                    assert_eq!(data[i].load(Relaxed), seqs[i] as usize);
+                    2
+                }
+            };
+            OUTCOMES[outcome].fetch_add(1, Relaxed);
+        }
+        assert_eq!(protocol::remaining(&*remaining), 0);
+    });
+    for (outcome, count) in ["done", "timed out", "claimed"].iter().zip(&OUTCOMES) {
+        assert!(count.load(Relaxed) > 0, "no execution ended {outcome}");
+    }
+}

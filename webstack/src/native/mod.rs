@@ -114,6 +114,8 @@ use std::time::Duration;
 pub use crate::snapshot::Origin;
 use crate::snapshot::Snapshot;
 
+#[cfg(any(target_os = "linux", webstack_loom))]
+pub(crate) mod protocol;
 #[cfg(target_os = "linux")]
 #[path = "linux/mod.rs"]
 mod sys;
@@ -332,6 +334,29 @@ pub(crate) mod hooks {
     pub fn symbolize(address: usize) -> usize {
         let _gate = crate::fork::capturing();
         sys::symbolize(address)
+    }
+
+    /// The native pass of [`Snapshot::capture`] on `snapshot` (a capture
+    /// with `augment` off), timed phase by phase: signal and unwind (with the
+    /// `/proc` reads), symbolise, merge, source lines, workers. For the
+    /// benchmark's profile of `augment=1`.
+    pub fn augment_phases(
+        snapshot: &mut crate::Snapshot,
+    ) -> Vec<(&'static str, std::time::Duration)> {
+        let _gate = crate::fork::capturing();
+        let mut phases = Vec::new();
+        let mut last = std::time::Instant::now();
+        let mut mark = |name: &'static str| {
+            let now = std::time::Instant::now();
+            phases.push((name, now - last));
+            last = now;
+        };
+        sys::augment_with(snapshot, &mut mark);
+        if snapshot.augmented {
+            super::show_workers(snapshot);
+        }
+        mark("show_workers");
+        phases
     }
 
     /// Empties the symbol cache. For benchmarks.

@@ -9,6 +9,8 @@ use crate::snapshot::Snapshot;
 
 pub(super) fn augment(_snapshot: &mut Snapshot) {}
 
+pub(super) fn augment_with(_snapshot: &mut Snapshot, _mark: &mut dyn FnMut(&'static str)) {}
+
 pub(super) fn set_signal(_signal: i32) -> Result<(), Error> {
     Err(Error::Unsupported)
 }

@@ -90,7 +90,23 @@ struct Captured {
     id: u64,
 }
 
+impl Captured {
+    /// The symbolised native stack, if the thread answered with one.
+    fn symbolize(&self) -> Option<Vec<NativeFrame>> {
+        match &self.outcome {
+            Outcome::Stack(ips, exact) => Some(native_frames(ips, *exact)),
+            _ => None,
+        }
+    }
+}
+
 pub(super) fn augment(snapshot: &mut Snapshot) {
+    augment_with(snapshot, &mut |_| {});
+}
+
+/// [`augment`], calling `mark` with the name of each phase as it ends (for
+/// the benchmark's profile).
+pub(super) fn augment_with(snapshot: &mut Snapshot, mark: &mut dyn FnMut(&'static str)) {
     let mut native_error = None;
     let mut sig = match signal::ensure_installed() {
         Ok(sig) => Some(sig),
@@ -107,8 +123,13 @@ pub(super) fn augment(snapshot: &mut Snapshot) {
             return;
         }
     };
-    merge_into(snapshot, &registered, captured, uptime);
+    mark("signal+unwind");
+    let natives = captured.iter().map(|c| c.symbolize()).collect();
+    mark("symbolise");
+    merge_into(snapshot, &registered, captured, natives, uptime);
+    mark("merge");
     add_sources(snapshot);
+    mark("add_sources");
     snapshot.augmented = sig.is_some();
     snapshot.native_error = native_error;
 }
@@ -149,6 +170,8 @@ fn signal_all(
     }
     proc::list_tids(&mut collector.tids)
         .map_err(|error| format!("cannot list /proc/self/task: {error}"))?;
+    let dir =
+        proc::TaskDir::open().map_err(|error| format!("cannot open /proc/self/task: {error}"))?;
     let uptime = proc::uptime(&mut collector.buf);
     let method = super::unwind::activate();
     if sig.is_some() {
@@ -161,8 +184,8 @@ fn signal_all(
         // never finished.
         unsafe { super::unwind::publish_mappings(&collector.mappings) };
     }
-    // SAFETY: `getpid` has no preconditions.
-    let pid = unsafe { libc::getpid() };
+    // SAFETY: `getpid` and `getuid` have no preconditions.
+    let pid = unsafe { (libc::getpid(), libc::getuid()) };
     // The libgcc unwinder must not run on two threads at once: one request
     // at a time. The frame-pointer walk runs in every handler at once.
     let batch = if method == Method::Libgcc || !PARALLEL.load(Ordering::Relaxed) {
@@ -180,7 +203,7 @@ fn signal_all(
         cursor: 0,
     };
     let mut upcoming = tids.iter();
-    let mut next = read_next(&mut upcoming, &mut collector.buf);
+    let mut next = read_next(&mut upcoming, &dir);
     while let Some(mut info) = next.take() {
         let tid = info.tid;
         let mut outcome = Outcome::NotAsked;
@@ -190,12 +213,12 @@ fn signal_all(
                 Some(reason) => outcome = Outcome::NoAnswer(reason),
                 None => {
                     if round.sent.len() >= batch {
-                        round.settle(timeout, collector, sig, native_error);
+                        round.settle(timeout, &dir, collector, sig, native_error);
                     }
                     let mut slot = signal::next_slot(&mut round.cursor);
                     if slot.is_none() && !round.sent.is_empty() {
                         // The pool is full: collect this batch first.
-                        round.settle(timeout, collector, sig, native_error);
+                        round.settle(timeout, &dir, collector, sig, native_error);
                         slot = signal::next_slot(&mut round.cursor);
                     }
                     match (*sig, slot) {
@@ -204,7 +227,7 @@ fn signal_all(
                         (Some(signo), Some(slot)) => match signal::send(signo, pid, tid, slot) {
                             Ok(request) => sent = Some(request),
                             Err(Answer::Exited) => {
-                                next = read_next(&mut upcoming, &mut collector.buf);
+                                next = read_next(&mut upcoming, &dir);
                                 continue;
                             }
                             Err(_) => outcome = Outcome::NoAnswer("signal not queued"),
@@ -215,7 +238,7 @@ fn signal_all(
         }
         // Read the next thread's /proc files while this one wakes up and
         // unwinds.
-        next = read_next(&mut upcoming, &mut collector.buf);
+        next = read_next(&mut upcoming, &dir);
         let id = if registered.contains_key(&(tid as i64)) {
             0
         } else {
@@ -230,7 +253,7 @@ fn signal_all(
         }
         round.captured.push(Captured { info, outcome, id });
     }
-    round.settle(timeout, collector, sig, native_error);
+    round.settle(timeout, &dir, collector, sig, native_error);
     // SAFETY: an empty table; no handler reads the old one any more (each
     // request was answered, abandoned, or leaked its table in `settle`).
     unsafe { super::unwind::publish_mappings(&[]) };
@@ -265,6 +288,7 @@ impl Round {
     fn settle(
         &mut self,
         timeout: Duration,
+        dir: &proc::TaskDir,
         collector: &mut Collector,
         sig: &mut Option<i32>,
         native_error: &mut Option<String>,
@@ -282,7 +306,7 @@ impl Round {
                     }
                 }
                 Answer::Exited => Outcome::Exited,
-                Answer::TimedOut if !proc::exists(tid) => Outcome::Exited,
+                Answer::TimedOut if !dir.exists(tid) => Outcome::Exited,
                 Answer::TimedOut => {
                     collector.suspects.insert(tid);
                     Outcome::NoAnswer("timed out")
@@ -307,8 +331,8 @@ impl Round {
 }
 
 /// The next listed thread that still exists, read from /proc.
-fn read_next(tids: &mut std::slice::Iter<'_, i32>, buf: &mut String) -> Option<TaskInfo> {
-    tids.find_map(|&tid| proc::read_task(tid, buf))
+fn read_next(tids: &mut std::slice::Iter<'_, i32>, dir: &proc::TaskDir) -> Option<TaskInfo> {
+    tids.find_map(|&tid| proc::read_task(dir, tid))
 }
 
 /// Second looks at a runnable thread that blocks the signal.
@@ -389,14 +413,14 @@ fn merge_into(
     snapshot: &mut Snapshot,
     registered: &HashMap<i64, usize>,
     captured: Vec<Captured>,
+    natives: Vec<Option<Vec<NativeFrame>>>,
     uptime: Option<Duration>,
 ) {
     let mut budget = Budget::of(snapshot);
-    let mut buf = String::new();
-    for Captured { info, outcome, id } in captured {
+    for (Captured { info, outcome, id }, native) in captured.into_iter().zip(natives) {
         let kernel = info.state_text();
         let (state, native) = match &outcome {
-            Outcome::Stack(ips, exact) => (kernel, Some(native_frames(ips, *exact))),
+            Outcome::Stack(..) => (kernel, native),
             Outcome::NoAnswer(reason) => (format!("no answer ({reason}), {kernel}"), None),
             Outcome::NoRoom => (format!("{NO_ROOM}, {kernel}"), None),
             Outcome::NotAsked | Outcome::Exited => (kernel, None),
@@ -424,7 +448,7 @@ fn merge_into(
         }
         let mut routine = Routine::thread(id, info.name.clone());
         routine.state = State::Native(state);
-        routine.age = proc::age(info.tid, uptime, &mut buf).unwrap_or_default();
+        routine.age = proc::age(&info, uptime).unwrap_or_default();
         routine.tid = Some(info.tid as i64);
         routine.frames = frames;
         snapshot.routines.push(routine);

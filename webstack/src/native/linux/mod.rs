@@ -19,6 +19,10 @@ pub(super) fn augment(snapshot: &mut Snapshot) {
     collect::augment(snapshot);
 }
 
+pub(super) fn augment_with(snapshot: &mut Snapshot, mark: &mut dyn FnMut(&'static str)) {
+    collect::augment_with(snapshot, mark);
+}
+
 pub(super) fn set_signal(signal: i32) -> Result<(), Error> {
     signal::set_signal(signal)
 }

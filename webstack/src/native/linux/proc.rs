@@ -3,9 +3,16 @@
 //!
 //! Measured on the development machine (2 cores, loaded): reading `stat`
 //! costs about half of `status`, so the masks from `status` are only read
-//! for threads that failed to answer before.
+//! for threads that failed to answer before. The per-thread files are read
+//! relative to one descriptor of `/proc/self/task` ([`TaskDir`]) into a
+//! buffer on the stack, with one `openat`, `read` and `close` each (reading
+//! them into a `String` through `std::fs` took five system calls a file and
+//! a path walk through `/proc/self`), and `stat` is read once per thread per
+//! capture: it gives the name, the state and the start time.
 
+use std::ffi::CStr;
 use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 /// One thread as the kernel describes it.
@@ -22,6 +29,8 @@ pub(super) struct TaskInfo {
     pub(super) blocked: u64,
     /// Signals pending for the thread itself (`SigPnd`).
     pub(super) pending: u64,
+    /// When the thread started, in clock ticks after boot (`stat`).
+    pub(super) start_ticks: Option<u64>,
 }
 
 impl TaskInfo {
@@ -71,27 +80,117 @@ pub(super) fn list_tids(out: &mut Vec<i32>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Reads one thread's name and state from `stat` (cheaper for the kernel to
-/// produce than `status`), and `wchan` for a thread that is not running;
-/// `None` if it exited. The signal masks are left empty: see [`read_masks`].
-pub(super) fn read_task(tid: i32, buf: &mut String) -> Option<TaskInfo> {
-    read_file(&format!("/proc/self/task/{tid}/stat"), buf).ok()?;
-    // `tid (comm) S ...`: the name may hold spaces and parentheses.
-    let open = buf.find('(')?;
-    let close = buf.rfind(')')?;
-    let mut info = TaskInfo {
-        tid,
-        name: buf.get(open + 1..close)?.to_owned(),
-        state: buf[close + 1..].trim_start().chars().next().unwrap_or('?'),
-        ..TaskInfo::default()
-    };
-    if info.state != 'R' && read_file(&format!("/proc/self/task/{tid}/wchan"), buf).is_ok() {
-        let wchan = buf.trim();
-        if !wchan.is_empty() && wchan != "0" {
-            info.wchan = Some(wchan.to_owned());
+/// `/proc/self/task`, open for one capture: the threads' files are opened
+/// relative to it.
+pub(super) struct TaskDir(OwnedFd);
+
+impl TaskDir {
+    pub(super) fn open() -> std::io::Result<TaskDir> {
+        let path = c"/proc/self/task";
+        // SAFETY: `path` is a NUL-terminated string; the flags ask for a
+        // read-only directory descriptor.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        Ok(TaskDir(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Reads `<tid>/<file>` into `buf`; returns the bytes read, or `None` if
+    /// it cannot be opened (the thread exited). A file longer than `buf` is
+    /// cut.
+    fn read<'a>(&self, tid: i32, file: &str, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+        let mut path = [0u8; 48];
+        let mut cursor = std::io::Cursor::new(&mut path[..]);
+        use std::io::Write;
+        write!(cursor, "{tid}/{file}\0").ok()?;
+        let len = cursor.position() as usize;
+        let path = CStr::from_bytes_with_nul(&path[..len]).ok()?;
+        // SAFETY: `self.0` is an open directory descriptor; `path` is a
+        // NUL-terminated relative path.
+        let fd = unsafe {
+            libc::openat(
+                self.0.as_raw_fd(),
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return None;
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else; it is
+        // closed when `file` drops.
+        let file = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut filled = 0;
+        while filled < buf.len() {
+            let rest = &mut buf[filled..];
+            // SAFETY: `rest` is writable for `rest.len()` bytes.
+            let n = unsafe { libc::read(file.as_raw_fd(), rest.as_mut_ptr().cast(), rest.len()) };
+            match n {
+                0 => break,
+                n if n > 0 => filled += n as usize,
+                _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+                _ => return None,
+            }
+            // `/proc` files of one page or less come whole in one read.
+            if filled < buf.len() {
+                break;
+            }
+        }
+        Some(&buf[..filled])
+    }
+
+    /// Whether the thread still exists.
+    pub(super) fn exists(&self, tid: i32) -> bool {
+        let mut buf = [0u8; 8];
+        self.read(tid, "comm", &mut buf).is_some()
+    }
+}
+
+/// Reads one thread's name, state and start time from `stat`, and `wchan`
+/// for a thread that is not running; `None` if it exited. The signal masks
+/// are left empty: see [`read_masks`].
+pub(super) fn read_task(dir: &TaskDir, tid: i32) -> Option<TaskInfo> {
+    let mut buf = [0u8; 1024];
+    let stat = dir.read(tid, "stat", &mut buf)?;
+    let mut info = parse_stat(tid, stat)?;
+    if info.state != 'R' {
+        let mut buf = [0u8; 128];
+        if let Some(wchan) = dir.read(tid, "wchan", &mut buf) {
+            let wchan = String::from_utf8_lossy(wchan);
+            let wchan = wchan.trim();
+            if !wchan.is_empty() && wchan != "0" {
+                info.wchan = Some(wchan.to_owned());
+            }
         }
     }
     Some(info)
+}
+
+/// `tid (comm) S ...`: the name may hold spaces and parentheses, so the
+/// fields are counted after the last `)`.
+fn parse_stat(tid: i32, stat: &[u8]) -> Option<TaskInfo> {
+    let open = stat.iter().position(|&b| b == b'(')?;
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let name = String::from_utf8_lossy(stat.get(open + 1..close)?).into_owned();
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next().and_then(|f| f.chars().next()).unwrap_or('?');
+    // After ')': state is field 3; starttime is field 22.
+    let start_ticks = fields.nth(18).and_then(|f| f.parse().ok());
+    Some(TaskInfo {
+        tid,
+        name,
+        state,
+        start_ticks,
+        ..TaskInfo::default()
+    })
 }
 
 /// Fills the blocked and pending signal masks from `status` (the masks in
@@ -151,20 +250,11 @@ pub(super) fn writable_mappings(
     Ok(())
 }
 
-/// Whether the thread still exists.
-pub(super) fn exists(tid: i32) -> bool {
-    std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
-}
-
-/// How long ago the thread started, from `stat`'s start time and
+/// How long ago the thread started, from its start time in `stat` and
 /// `/proc/uptime`.
-pub(super) fn age(tid: i32, uptime: Option<Duration>, buf: &mut String) -> Option<Duration> {
+pub(super) fn age(info: &TaskInfo, uptime: Option<Duration>) -> Option<Duration> {
     let uptime = uptime?;
-    read_file(&format!("/proc/self/task/{tid}/stat"), buf).ok()?;
-    // The name may contain spaces and parentheses: fields follow the last ')'.
-    let rest = &buf[buf.rfind(')')? + 1..];
-    // After ')': state is field 3; starttime is field 22.
-    let start_ticks: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let start_ticks = info.start_ticks?;
     // SAFETY: `sysconf` has no preconditions.
     let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if ticks_per_second <= 0 {
@@ -190,6 +280,29 @@ fn read_file(path: &str, buf: &mut String) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_gives_name_state_and_start_time() {
+        let stat = b"123 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 4242 19 20\n";
+        let info = parse_stat(123, stat).unwrap();
+        assert_eq!(info.name, "a (b) c");
+        assert_eq!(info.state, 'S');
+        assert_eq!(info.start_ticks, Some(4242));
+        assert!(parse_stat(1, b"garbage").is_none());
+    }
+
+    #[test]
+    fn this_thread_reads_from_the_task_directory() {
+        let dir = TaskDir::open().unwrap();
+        // SAFETY: `gettid` has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        let info = read_task(&dir, tid).unwrap();
+        assert_eq!(info.state, 'R');
+        assert!(info.start_ticks.is_some());
+        assert!(dir.exists(tid));
+        assert!(!dir.exists(i32::MAX));
+        assert!(read_task(&dir, i32::MAX).is_none());
+    }
 
     #[test]
     fn writable_mappings_hold_this_threads_stack_sorted_and_disjoint() {

@@ -16,7 +16,8 @@
 //! signal later) finds nothing to claim and returns, and takes those
 //! requests back from `REMAINING`; a handler that had already claimed its
 //! slot gets a grace period to finish, after which its slot is retired for
-//! good (stuck).
+//! good (stuck). The transitions themselves are in
+//! [`protocol`](crate::native::protocol), which the loom model checks.
 
 use std::ffi::c_void;
 use std::sync::atomic::{
@@ -28,17 +29,7 @@ use std::time::{Duration, Instant};
 use super::unwind;
 use super::{Error, MAX_NATIVE_FRAMES};
 
-const TAG_BITS: u32 = 2;
-const REQUESTED: u32 = 0;
-const CLAIMED: u32 = 1;
-const DONE: u32 = 2;
-const ABANDONED: u32 = 3;
-const SEQ_BITS: u32 = u32::BITS - TAG_BITS;
-const SEQ_MASK: u32 = u32::MAX >> TAG_BITS;
-
-const fn phase(seq: u32, tag: u32) -> u32 {
-    ((seq & SEQ_MASK) << TAG_BITS) | tag
-}
+use crate::native::protocol::{self, Settled, SEQ_BITS, SEQ_MASK};
 
 /// Where the handler writes one thread's stack.
 struct Slot {
@@ -57,7 +48,7 @@ struct Slot {
 impl Slot {
     fn new() -> Slot {
         Slot {
-            phase: AtomicU32::new(phase(0, ABANDONED)),
+            phase: AtomicU32::new(protocol::IDLE),
             tid: AtomicI32::new(0),
             retired: AtomicBool::new(false),
             len: AtomicUsize::new(0),
@@ -206,7 +197,7 @@ pub(super) fn forget_requests() {
         for i in 0..CHUNK {
             // SAFETY: as in `slot_at`: a published chunk of `CHUNK` slots.
             let slot = unsafe { &*chunk.add(i) };
-            slot.phase.store(phase(0, ABANDONED), Ordering::Release);
+            slot.phase.store(protocol::IDLE, Ordering::Release);
             slot.tid.store(0, Ordering::Relaxed);
             slot.retired.store(false, Ordering::Relaxed);
         }
@@ -359,16 +350,21 @@ impl Sent {
     }
 }
 
-/// Asks thread `tid` for its stack, to be written in slot `slot` (from
+/// Asks thread `tid` of this process (`pid`, run by `uid`) for its stack,
+/// to be written in slot `slot` (from
 /// [`next_slot`], not used by another request of the batch). The caller holds
 /// the capture lock and calls [`wait_all`] before it reuses the slot.
-pub(super) fn send(sig: i32, pid: i32, tid: i32, slot: usize) -> Result<Sent, Answer> {
+pub(super) fn send(
+    sig: i32,
+    (pid, uid): (libc::pid_t, libc::uid_t),
+    tid: i32,
+    slot: usize,
+) -> Result<Sent, Answer> {
     let Some(cell) = slot_at(slot) else {
         return Err(Answer::SendFailed);
     };
     let seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed) & SEQ_MASK;
-    cell.phase.store(phase(seq, REQUESTED), Ordering::Release);
-    REMAINING.fetch_add(1, Ordering::AcqRel);
+    protocol::request(&cell.phase, &REMAINING, seq);
     // SAFETY: a zeroed `siginfo_t` is valid; `QueueInfo` is a prefix of its
     // layout and smaller than it.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -376,12 +372,12 @@ pub(super) fn send(sig: i32, pid: i32, tid: i32, slot: usize) -> Result<Sent, An
     // The slot's index above the sequence number: `slot < MAX_SLOTS` fits.
     let value = (slot << SEQ_BITS) | seq as usize;
     // SAFETY: `head` points into `info`, which is large enough and aligned for
-    // `QueueInfo`; `getuid` has no preconditions.
+    // `QueueInfo`.
     unsafe {
         (*head).signo = sig;
         (*head).code = libc::SI_QUEUE;
         (*head).rt.pid = pid;
-        (*head).rt.uid = libc::getuid();
+        (*head).rt.uid = uid;
         (*head).rt.value = value as *mut c_void;
     }
     // SAFETY: `info` is a valid siginfo for this process (`SI_QUEUE`, our pid)
@@ -398,8 +394,7 @@ pub(super) fn send(sig: i32, pid: i32, tid: i32, slot: usize) -> Result<Sent, An
     if rc != 0 {
         let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
         // No signal was queued, so no handler can claim the slot.
-        cell.phase.store(phase(seq, ABANDONED), Ordering::Release);
-        REMAINING.fetch_sub(1, Ordering::AcqRel);
+        protocol::unsend(&cell.phase, &REMAINING, seq);
         return Err(if errno == libc::ESRCH {
             Answer::Exited
         } else {
@@ -416,7 +411,7 @@ pub(super) fn send(sig: i32, pid: i32, tid: i32, slot: usize) -> Result<Sent, An
 /// Sleeps on [`REMAINING`] until it is zero or `deadline` passes.
 fn sleep_until_answered(deadline: Instant) {
     loop {
-        let remaining = REMAINING.load(Ordering::Acquire);
+        let remaining = protocol::remaining(&REMAINING);
         if remaining == 0 {
             return;
         }
@@ -444,20 +439,11 @@ pub(super) fn wait_all(sent: &[Sent], timeout: Duration, answers: &mut Vec<Answe
             answers.push(Answer::SendFailed);
             continue;
         };
-        let answer = match slot.phase.compare_exchange(
-            phase(request.seq, REQUESTED),
-            phase(request.seq, ABANDONED),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => {
-                // A late handler finds nothing to claim: take the request
-                // back.
-                REMAINING.fetch_sub(1, Ordering::AcqRel);
-                Answer::TimedOut
-            }
-            Err(current) if current == phase(request.seq, DONE) => Answer::Done,
-            Err(_) => {
+        let answer = match protocol::settle(&slot.phase, &REMAINING, request.seq) {
+            Settled::Done => Answer::Done,
+            // A late handler finds nothing to claim.
+            Settled::TimedOut => Answer::TimedOut,
+            Settled::Claimed => {
                 claimed = true;
                 Answer::Stuck
             }
@@ -476,7 +462,7 @@ pub(super) fn wait_all(sent: &[Sent], timeout: Duration, answers: &mut Vec<Answe
         let Some(slot) = slot_at(request.slot) else {
             continue;
         };
-        if slot.phase.load(Ordering::Acquire) == phase(request.seq, DONE) {
+        if protocol::is_done(&slot.phase, request.seq) {
             *answer = Answer::Done;
         } else {
             // The handler may still write the slot: never use it again.
@@ -511,11 +497,12 @@ extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, context: *m
     let errno_ptr = unsafe { libc::__errno_location() };
     // SAFETY: see above.
     let saved_errno = unsafe { *errno_ptr };
+    // SAFETY: `getpid` is async-signal-safe.
+    let pid = unsafe { libc::getpid() };
     // SAFETY: the kernel passes a valid `siginfo_t` to an `SA_SIGINFO`
-    // handler; `getpid` is async-signal-safe.
+    // handler.
     let value = unsafe {
-        if info.is_null() || (*info).si_code != libc::SI_QUEUE || (*info).si_pid() != libc::getpid()
-        {
+        if info.is_null() || (*info).si_code != libc::SI_QUEUE || (*info).si_pid() != pid {
             None
         } else {
             Some((*info).si_value().sival_ptr as usize)
@@ -526,20 +513,11 @@ extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, context: *m
         Some((slot_at(value >> SEQ_BITS)?, seq))
     });
     if let Some((slot, seq)) = request {
-        if slot
-            .phase
-            .compare_exchange(
-                phase(seq, REQUESTED),
-                phase(seq, CLAIMED),
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            )
-            .is_ok()
-        {
+        if protocol::claim(&slot.phase, seq) {
             // SAFETY: `gettid` has no preconditions.
             slot.tid.store(unsafe { libc::gettid() }, Ordering::Relaxed);
             let mut exact_first = false;
-            let (len, flags) = match unwind::capture(context, &slot.ips, &mut exact_first) {
+            let (len, flags) = match unwind::capture(context, &slot.ips, &mut exact_first, pid) {
                 Some(len) => (len, if exact_first { EXACT_FIRST } else { 0 }),
                 None => (0, NO_ROOM),
             };
@@ -547,9 +525,8 @@ extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, context: *m
             slot.flags.store(flags, Ordering::Relaxed);
             HANDLER_RUNS.fetch_add(1, Ordering::Relaxed);
             slot.tid.store(0, Ordering::Relaxed);
-            slot.phase.store(phase(seq, DONE), Ordering::Release);
             // The last answer of a batch wakes the collector.
-            if REMAINING.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if protocol::publish(&slot.phase, &REMAINING, seq) {
                 crate::futex::wake_one(&REMAINING);
             }
         }

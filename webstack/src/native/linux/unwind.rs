@@ -218,8 +218,9 @@ pub(super) fn capture(
     context: *mut c_void,
     out: &[AtomicUsize],
     exact_first: &mut bool,
+    pid: libc::pid_t,
 ) -> Option<usize> {
-    let room = stack_room(LIBGCC_ROOM);
+    let room = stack_room(LIBGCC_ROOM, pid);
     if room < FRAME_POINTER_ROOM {
         return None;
     }
@@ -238,7 +239,7 @@ pub(super) fn capture(
             *exact_first = true;
             let span_end = sp.saturating_add(MAX_STACK_SPAN);
             let limit = stack_end(sp).map_or(span_end, |end| end.min(span_end));
-            frame_pointer_walk(pc, sp, fp, limit, out)
+            frame_pointer_walk(pc, sp, fp, limit, out, pid)
         }
         None => 0,
     })
@@ -247,9 +248,10 @@ pub(super) fn capture(
 /// Bytes of stack below the caller's frame, up to `wanted`: on the
 /// alternate signal stack if the handler runs there, else on the thread's
 /// own stack, as far as its pages are readable. Async-signal-safe: raw
-/// system calls only (`sigaltstack`, `getpid`, `process_vm_readv`).
+/// system calls only (`sigaltstack`, `process_vm_readv`). `pid` is this
+/// process's.
 #[inline(never)]
-fn stack_room(wanted: usize) -> usize {
+fn stack_room(wanted: usize, pid: libc::pid_t) -> usize {
     let marker = 0u8;
     let here = std::hint::black_box(&marker) as *const u8 as usize;
     // SAFETY: a zeroed `stack_t` is a valid out-parameter.
@@ -271,13 +273,13 @@ fn stack_room(wanted: usize) -> usize {
             0
         };
     }
-    readable_below(here, wanted)
+    readable_below(here, wanted, pid)
 }
 
 /// How many of the `wanted` bytes below `here` lie in readable pages,
 /// counted in whole pages from the one holding `here` down, stopping at the
 /// first unreadable page (a guard page, or the end of the mapping).
-fn readable_below(here: usize, wanted: usize) -> usize {
+fn readable_below(here: usize, wanted: usize, pid: libc::pid_t) -> usize {
     const PAGE: usize = 4096;
     const PAGES: usize = LIBGCC_ROOM.div_ceil(PAGE);
     let top = here & !(PAGE - 1);
@@ -303,7 +305,7 @@ fn readable_below(here: usize, wanted: usize) -> usize {
     // partial read) instead of faulting.
     let read = unsafe {
         libc::process_vm_readv(
-            libc::getpid(),
+            pid,
             &local,
             1,
             remote.as_ptr(),
@@ -363,6 +365,7 @@ fn frame_pointer_walk(
     mut fp: usize,
     limit: usize,
     out: &[AtomicUsize],
+    pid: libc::pid_t,
 ) -> usize {
     const RECORD: usize = 2 * std::mem::size_of::<usize>();
     let Some(first) = out.first() else {
@@ -374,7 +377,7 @@ fn frame_pointer_walk(
         if fp < sp || fp.saturating_add(RECORD) > limit || fp % std::mem::align_of::<usize>() != 0 {
             break;
         }
-        let Some([next_fp, ret]) = read_two_words(fp) else {
+        let Some([next_fp, ret]) = read_two_words(fp, pid) else {
             break;
         };
         if ret == 0 {
@@ -390,7 +393,8 @@ fn frame_pointer_walk(
     n
 }
 
-fn read_two_words(addr: usize) -> Option<[usize; 2]> {
+/// Reads the frame record at `addr` in this process (`pid`).
+fn read_two_words(addr: usize, pid: libc::pid_t) -> Option<[usize; 2]> {
     let mut words = [0usize; 2];
     let local = libc::iovec {
         iov_base: words.as_mut_ptr().cast(),
@@ -402,7 +406,7 @@ fn read_two_words(addr: usize) -> Option<[usize; 2]> {
     };
     // SAFETY: `local` describes `words`, writable for its length; the kernel
     // validates `remote` and returns an error instead of faulting.
-    let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    let read = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
     (read == std::mem::size_of_val(&words) as isize).then_some(words)
 }
 
@@ -443,12 +447,14 @@ mod tests {
             out[..n].iter().map(|a| a.load(Ordering::Relaxed)).collect()
         };
         let limit = base + 32 * word;
-        let n = frame_pointer_walk(0x42, sp, fp, limit, &out);
+        // SAFETY: `getpid` has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        let n = frame_pointer_walk(0x42, sp, fp, limit, &out, pid);
         assert_eq!(read(n), [0x42, 0x1000, 0x1001, 0x1002]);
-        let n = frame_pointer_walk(0x42, sp, fp, base + 64 * word, &out);
+        let n = frame_pointer_walk(0x42, sp, fp, base + 64 * word, &out, pid);
         assert_eq!(read(n), [0x42, 0x1000, 0x1001, 0x1002, 0x1003, 0x1004]);
         // A record straddling the limit is not read.
-        let n = frame_pointer_walk(0x42, sp, fp, base + 21 * word, &out);
+        let n = frame_pointer_walk(0x42, sp, fp, base + 21 * word, &out, pid);
         assert_eq!(read(n), [0x42, 0x1000, 0x1001]);
         std::hint::black_box(&mut words);
     }
