@@ -262,7 +262,10 @@ fn loom_native_requests_are_answered_abandoned_or_claimed() {
                 Settled::TimedOut => {
                     assert!(!claimed[i], "an abandoned request was claimed");
                     assert_eq!(data[i].load(Relaxed), 0, "an abandoned slot was written");
-                    assert!(!protocol::claim(&slots[i], seqs[i]), "a late claim succeeded");
+                    assert!(
+                        !protocol::claim(&slots[i], seqs[i]),
+                        "a late claim succeeded"
+                    );
                     assert_eq!(
                         protocol::settle(&slots[i], &*remaining, seqs[i] + 2),
                         Settled::TimedOut

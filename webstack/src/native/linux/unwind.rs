@@ -304,14 +304,7 @@ fn readable_below(here: usize, wanted: usize, pid: libc::pid_t) -> usize {
     // each remote address and stops at the first one it cannot read (a
     // partial read) instead of faulting.
     let read = unsafe {
-        libc::process_vm_readv(
-            pid,
-            &local,
-            1,
-            remote.as_ptr(),
-            pages as libc::c_ulong,
-            0,
-        )
+        libc::process_vm_readv(pid, &local, 1, remote.as_ptr(), pages as libc::c_ulong, 0)
     };
     let pages_read = usize::try_from(read).unwrap_or(0);
     (here - top + pages_read * PAGE).min(wanted)
