@@ -336,10 +336,10 @@ pub(crate) mod hooks {
         sys::symbolize(address)
     }
 
-    /// The native pass of [`Snapshot::capture`] on `snapshot` (a capture
-    /// with `augment` off), timed phase by phase: signal and unwind (with the
-    /// `/proc` reads), symbolise, merge, source lines, workers. For the
-    /// benchmark's profile of `augment=1`.
+    /// The native pass of [`Snapshot::capture`](crate::Snapshot::capture)
+    /// on `snapshot` (a capture with `augment` off), timed phase by phase:
+    /// signal and unwind (with the `/proc` reads), symbolise, merge, source
+    /// lines, workers. For the benchmark's profile of `augment=1`.
     pub fn augment_phases(
         snapshot: &mut crate::Snapshot,
     ) -> Vec<(&'static str, std::time::Duration)> {
