@@ -88,44 +88,37 @@ fn capture_per_thread(c: &mut Criterion) {
     group.finish();
 }
 
-/// Median time of `f` over `runs` runs.
-fn median(runs: usize, mut f: impl FnMut()) -> Duration {
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let started = Instant::now();
-            f();
-            started.elapsed()
-        })
-        .collect();
-    times.sort();
-    times[runs / 2]
-}
-
 /// Prints the signalling phase's cost per thread, parallel beside serial,
-/// alternating the two.
+/// alternating the two: the median and the mean (which counts the slow
+/// captures, as criterion's estimate does) of 50 captures each.
 fn print_per_thread(threads: usize) {
     let mut parallel = Vec::new();
     let mut serial = Vec::new();
     for _ in 0..10 {
         for (parallel_mode, out) in [(true, &mut parallel), (false, &mut serial)] {
             webstack::__private::native::set_parallel(parallel_mode);
-            out.push(median(5, || {
+            for _ in 0..5 {
+                let started = Instant::now();
                 webstack::__private::native::stacks_only().unwrap();
-            }));
+                out.push(started.elapsed());
+            }
         }
     }
     webstack::__private::native::set_parallel(true);
-    parallel.sort();
-    serial.sort();
-    let (p, s) = (parallel[5], serial[5]);
+    let line = |times: &mut Vec<Duration>| {
+        times.sort();
+        let median = times[times.len() / 2].as_secs_f64() * 1e6;
+        let mean = times.iter().map(Duration::as_secs_f64).sum::<f64>() * 1e6 / times.len() as f64;
+        let max = times[times.len() - 1].as_secs_f64() * 1e6;
+        format!(
+            "{:.1} µs/thread (median {median:.0} µs, mean {mean:.0} µs, max {max:.0} µs)",
+            median / threads as f64
+        )
+    };
     eprintln!(
-        "native/capture {threads} threads: parallel {:.1} µs/thread ({:.0} µs), \
-         serial {:.1} µs/thread ({:.0} µs), {:.1}x",
-        p.as_secs_f64() * 1e6 / threads as f64,
-        p.as_secs_f64() * 1e6,
-        s.as_secs_f64() * 1e6 / threads as f64,
-        s.as_secs_f64() * 1e6,
-        s.as_secs_f64() / p.as_secs_f64(),
+        "native/capture {threads} threads: parallel {}; serial {}",
+        line(&mut parallel),
+        line(&mut serial)
     );
 }
 
