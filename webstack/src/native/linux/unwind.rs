@@ -153,8 +153,9 @@ fn stack_end(sp: usize) -> Option<usize> {
     let len = MAPPINGS_LEN.load(Ordering::Relaxed);
     // SAFETY: a non-null pointer was published with this length by
     // `publish_mappings`, whose caller keeps the slice alive and unchanged
-    // until this handler has finished; the collector publishes only between
-    // requests, never while a handler runs.
+    // until this handler has finished; the collector publishes before the
+    // first request of a capture and withdraws after the last answer, never
+    // while a handler that claimed a slot runs.
     let mappings = unsafe { std::slice::from_raw_parts(ptr, len) };
     mapping_end(mappings, sp)
 }
@@ -317,8 +318,10 @@ fn libgcc_walk(pc: Option<usize>, out: &[AtomicUsize]) -> usize {
     let mut n = 0;
     let mut skipped = 0;
     let mut found = pc.is_none();
-    // SAFETY: the collector holds the capture lock, so no other unwind runs
-    // in the process; the closure neither panics nor allocates. Signal
+    // SAFETY: with `Method::Libgcc` the collector asks one thread at a time
+    // under the capture lock and waits for each answer (a handler that never
+    // finishes disables native stacks), so no other unwind runs in the
+    // process; the closure neither panics nor allocates. Signal
     // safety is the caller's choice: this runs only for `Method::Libgcc`,
     // documented as safe only where nothing registers frames at run time and
     // the C library finds unwind tables without the loader lock.
