@@ -8,18 +8,27 @@
 //! - `capture/augment=0` and `capture/augment=1`: [`webstack::Snapshot::capture`];
 //! - `html` and `json`: capture (augment=0) + `Buckets::aggregate` +
 //!   `render::render`, end to end, the work of one page request;
+//! - `aggregate` (10,000 and 100,000 tasks with 64 threads):
+//!   `Buckets::aggregate` of one snapshot captured beforehand;
 //! - `async-backtrace`: `taskdump_tree(false)` of the same tasks built with
 //!   `#[framed]`;
 //! - `await-tree`: `registry.collect_all()` and `to_string()` of every tree.
 //!
+//! Then, at the end, the scale summary of issue 16's target 4: the page
+//! (`html`), its capture and its aggregation at 10,000 and 100,000 tasks
+//! with 64 threads, as medians of a few runs timed by hand, and the ratio
+//! 100,000 / 10,000 of each (linear is 10×; target: the 10,000 page ≤ 10 ms
+//! and the 100,000 page ≤ 10× it).
+//!
 //! Snapshots use a `maxmem` of 1 GiB so that every routine is captured.
 //! Throughput is per task. Run with
-//! `cargo bench -p webstack --bench snapshot`.
+//! `cargo bench -p webstack --bench snapshot`; the target-4 figures alone
+//! with `cargo bench -p webstack --bench snapshot -- 0000tasks+64threads`.
 
 mod util;
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use util::workload::{Tasks, Threads};
@@ -97,6 +106,69 @@ fn check(tasks: &Tasks, threads: &Threads) {
     }
 }
 
+/// Median time of `runs` calls of `f`, after one call to warm up.
+fn median_ms<T>(runs: usize, mut f: impl FnMut() -> T) -> f64 {
+    black_box(f());
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(f());
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[runs / 2]
+}
+
+/// Page, capture and aggregation medians (ms) at one size, for the scale
+/// summary.
+#[derive(Clone, Copy)]
+struct Scale {
+    tasks: usize,
+    page: f64,
+    capture: f64,
+    aggregate: f64,
+}
+
+impl Scale {
+    fn measure(tasks: usize) -> Scale {
+        let runs = if tasks >= 100_000 { 7 } else { 21 };
+        let snapshot = Snapshot::capture(&options(false));
+        Scale {
+            tasks,
+            page: median_ms(runs, || page(Format::Html)),
+            capture: median_ms(runs, || Snapshot::capture(&options(false))),
+            aggregate: median_ms(runs, || Buckets::aggregate(&snapshot, Similarity::AnyPointer)),
+        }
+    }
+}
+
+/// Prints the scale summary: each size, then the ratio of the last to the
+/// first.
+fn print_scale(scales: &[Scale]) {
+    let (Some(first), Some(last)) = (scales.first(), scales.last()) else {
+        return;
+    };
+    println!("scale summary (64 threads, augment=0, medians):");
+    for s in scales {
+        println!(
+            "  {:>7} tasks: page (capture+aggregate+HTML) {:8.2} ms, capture {:8.2} ms, aggregate {:8.2} ms",
+            s.tasks, s.page, s.capture, s.aggregate
+        );
+    }
+    if scales.len() > 1 {
+        println!(
+            "  {}/{}: page {:.1}x, capture {:.1}x, aggregate {:.1}x (linear: {:.0}x)",
+            last.tasks,
+            first.tasks,
+            last.page / first.page,
+            last.capture / first.capture,
+            last.aggregate / first.aggregate,
+            last.tasks as f64 / first.tasks as f64
+        );
+    }
+}
+
 fn bench_size(c: &mut Criterion, tasks: &Tasks, threads: &Threads, peers: bool) {
     check(tasks, threads);
     let n = tasks.webstack.len();
@@ -122,6 +194,12 @@ fn bench_size(c: &mut Criterion, tasks: &Tasks, threads: &Threads, peers: bool) 
         b.iter(|| Snapshot::capture(&options(true)))
     });
     group.bench_function("html", |b| b.iter(|| page(Format::Html)));
+    if n >= 10_000 && peers {
+        let snapshot = Snapshot::capture(&options(false));
+        group.bench_function("aggregate", |b| {
+            b.iter(|| Buckets::aggregate(&snapshot, Similarity::AnyPointer))
+        });
+    }
     group.bench_function("json", |b| b.iter(|| page(Format::Json)));
     if peers {
         group.bench_function("async-backtrace", |b| b.iter(async_backtrace_dump));
@@ -148,11 +226,16 @@ fn snapshot(c: &mut Criterion) {
     let mut tasks = Tasks::new();
     let mut threads = Threads::new();
     threads.grow(threads_base);
+    let mut scales = Vec::new();
     for &n in sizes {
         tasks.grow_webstack(n);
         tasks.grow_peers(n);
         bench_size(c, &tasks, &threads, true);
+        if n >= 10_000 {
+            scales.push(Scale::measure(n));
+        }
     }
+    print_scale(&scales);
     // Thread scaling at a fixed task count; peers record no threads.
     tasks.grow_webstack(tasks_mid);
     tasks.grow_peers(0);
