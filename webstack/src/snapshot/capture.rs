@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::budget::{self, Budget};
 use super::model::{Kind, LeftOut, Process, Routine, Snapshot, State};
 use super::resolve::FrameCache;
-use crate::record::registry::{self, Entry};
+use crate::record::registry::{self, prefetch, Entry};
 use crate::record::slot::FrameWords;
 use crate::record::stack::{ThreadStack, MAX_DEPTH};
 use crate::record::task::spawned::{self, Source};
@@ -109,7 +109,10 @@ pub(crate) fn shadow(options: &Options) -> Snapshot {
     // `(tokio id, index in routines, source)` of every task with a tokio id.
     let mut tokio_tasks: Vec<(u64, usize, Source)> = Vec::new();
     registry::for_each_shard(&mut entries, |entries| {
-        for entry in entries.iter() {
+        for (i, entry) in entries.iter().enumerate() {
+            if let Some(Entry::Task(ahead)) = entries.get(i + PREFETCH_AHEAD) {
+                prefetch_record(ahead);
+            }
             let captured = match entry {
                 Entry::Thread(thread) => {
                     read_thread(thread, now, &mut words, &mut budget, &mut cache)
@@ -145,6 +148,22 @@ pub(crate) fn shadow(options: &Options) -> Snapshot {
         .serving_tid
         .or_else(crate::record::stack::current_tid);
     snapshot
+}
+
+/// How many entries ahead of the one read [`shadow`] prefetches a task's
+/// record.
+const PREFETCH_AHEAD: usize = 4;
+
+/// Starts loading the cache lines of a task record that [`read_task`] reads
+/// (its lock, chain, ids and spawn information): with many tasks the
+/// records are cold, and reading them one after another would wait for
+/// each in turn.
+#[inline]
+fn prefetch_record(task: &std::sync::Arc<TaskShared>) {
+    let record = std::sync::Arc::as_ptr(task).cast::<u8>();
+    for line in (0..std::mem::size_of::<TaskShared>()).step_by(64) {
+        prefetch(record.wrapping_add(line));
+    }
 }
 
 impl Process {
