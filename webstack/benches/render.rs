@@ -16,6 +16,16 @@
 //!   `anyvalue` as `/debug/pprof/goroutine` groups, in `synthetic-unique` at
 //!   `anypointer` (`format=pprof` with the default similarity: one sample
 //!   per task).
+//! - `html-vs-json/<case>/<format>`: rendering alone (buckets grouped once,
+//!   outside the measurement), HTML beside JSON of the very same buckets:
+//!   `grouped-10000` and `grouped-100000` (the `synthetic` snapshots, 88
+//!   buckets), `distinct-1000` (the first 1,000 buckets of the all-distinct
+//!   10k snapshot, cut from `Buckets` so both formats render exactly those),
+//!   `distinct-10064` (all of its buckets) and `native-64x40` (64 parked
+//!   threads, each a bucket of 40 native frames with addresses and source
+//!   lines, as an `augment=1` page shows them). Each case also prints the
+//!   HTML / JSON ratio from interleaved timings, and the native case the
+//!   cost per native frame.
 //! - `real/10000`: 10,000 registered idle tasks and 64 blocked threads (the
 //!   workload of `benches/util/workload.rs`); capture (augment=0) +
 //!   aggregate + render, the work of one page request.
@@ -298,5 +308,180 @@ fn bench_real(c: &mut Criterion) {
     drop(workload);
 }
 
-criterion_group!(benches, bench_synthetic, bench_recursion, bench_real);
+/// Native frames as an `augment=1` page of parked threads shows them: the
+/// blocking syscall, std's parking, the runtime, the application's code and
+/// the thread's start; `frames` per thread, each thread a bucket of its own
+/// (its own line in the application's loop).
+fn native(threads: usize, frames: usize) -> Snapshot {
+    const STACK: [(&str, &str); 10] = [
+        ("syscall", ""),
+        (
+            "std::sys::pal::unix::futex::futex_wait",
+            "/rustc/4d91de4e48198da2e33413efdcd9cd2cc0c46688/library/std/src/sys/pal/unix/futex.rs",
+        ),
+        (
+            "std::sys::sync::condvar::futex::Condvar::wait_optional_timeout",
+            "/rustc/4d91de4e48198da2e33413efdcd9cd2cc0c46688/library/std/src/sys/sync/condvar/futex.rs",
+        ),
+        (
+            "std::sync::condvar::Condvar::wait<()>",
+            "/rustc/4d91de4e48198da2e33413efdcd9cd2cc0c46688/library/std/src/sync/condvar.rs",
+        ),
+        (
+            "tokio::runtime::park::Inner::park",
+            "/home/user/.cargo/registry/src/index.crates.io-6f17d22bba15001f/tokio-1.41.0/src/runtime/park.rs",
+        ),
+        (
+            "tokio::runtime::scheduler::multi_thread::worker::Context::park_timeout",
+            "/home/user/.cargo/registry/src/index.crates.io-6f17d22bba15001f/tokio-1.41.0/src/runtime/scheduler/multi_thread/worker.rs",
+        ),
+        ("server::pool::Worker::run", "src/pool.rs"),
+        ("server::pool::spawn_worker::{{closure}}", "src/pool.rs"),
+        (
+            "core::ops::function::FnOnce::call_once<server::pool::spawn_worker::{{closure}}, ()>",
+            "/rustc/4d91de4e48198da2e33413efdcd9cd2cc0c46688/library/core/src/ops/function.rs",
+        ),
+        (
+            "std::thread::Builder::spawn_unchecked_::{{closure}}::{{closure}}<server::pool::spawn_worker::{{closure}}, ()>",
+            "/rustc/4d91de4e48198da2e33413efdcd9cd2cc0c46688/library/std/src/thread/mod.rs",
+        ),
+    ];
+    let routines = (0..threads)
+        .map(|id| {
+            let mut thread = Routine::thread(id as u64 + 1, format!("pool-worker-{id}"));
+            thread.age = Duration::from_secs(60);
+            thread.tid = Some(2000 + id as i64);
+            thread.frames = (0..frames)
+                .map(|i| {
+                    let (function, file) = STACK[i * STACK.len() / frames];
+                    let line = if function == "server::pool::Worker::run" {
+                        100 + id as u32
+                    } else {
+                        50 + i as u32
+                    };
+                    let mut frame = Frame::new(function, file, line);
+                    frame.address = Some(0x5555_5555_0000 + 0x40 * i as u64);
+                    if !file.is_empty() {
+                        frame.source = Some(format!(
+                            "        let value = call_{i}(&mut state, <T as Trait>::x);"
+                        ));
+                    }
+                    frame
+                })
+                .collect();
+            thread
+        })
+        .collect();
+    let mut snapshot = Snapshot::new(routines);
+    snapshot.capture_time = Duration::from_millis(1);
+    snapshot.augmented = true;
+    snapshot
+}
+
+fn render_only(snapshot: &Snapshot, buckets: &Buckets, format: Format) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 << 20);
+    render_to_with(
+        &mut out,
+        snapshot,
+        buckets,
+        format,
+        &Links::default(),
+        Detail::default(),
+    )
+    .expect("render");
+    out
+}
+
+/// Interleaved timings of HTML and JSON of the same buckets (five rounds,
+/// median of each), printed so one run answers "HTML / JSON" directly.
+fn print_ratio(case: &str, snapshot: &Snapshot, buckets: &Buckets, frames: usize) {
+    let time = |format| {
+        let start = std::time::Instant::now();
+        let mut n = 0u32;
+        while n < 3 || start.elapsed() < Duration::from_millis(200) {
+            black_box(render_only(snapshot, buckets, format));
+            n += 1;
+        }
+        start.elapsed() / n
+    };
+    let (mut html, mut json) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        html.push(time(Format::Html));
+        json.push(time(Format::Json));
+    }
+    html.sort();
+    json.sort();
+    let (html, json) = (html[2], json[2]);
+    let bytes = |format| render_only(snapshot, buckets, format).len();
+    println!(
+        "html-vs-json/{case}: {} buckets, {frames} frames: HTML {html:.2?} ({} KiB), JSON {json:.2?} ({} KiB), HTML/JSON {:.2}; per frame HTML {:.2?}, JSON {:.2?}",
+        buckets.buckets.len(),
+        bytes(Format::Html) / 1024,
+        bytes(Format::Json) / 1024,
+        html.as_secs_f64() / json.as_secs_f64(),
+        html / frames.max(1) as u32,
+        json / frames.max(1) as u32,
+    );
+}
+
+fn bench_html_vs_json(c: &mut Criterion) {
+    let quick = util::quick();
+    let tasks = if quick { 1000 } else { 10_000 };
+    let pool = Buffer([0; 16]);
+    let buffers: Vec<Buffer> = (0..tasks * 10).map(|_| Buffer([0; 16])).collect();
+    black_box((&pool.0, &buffers[0].0));
+    let mut cases = Vec::new();
+    for tasks in if quick {
+        vec![1000]
+    } else {
+        vec![10_000, 100_000]
+    } {
+        let snapshot = synthetic(tasks, 64, 8, &buffers, &pool);
+        let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
+        cases.push((format!("grouped-{tasks}"), snapshot, buckets));
+    }
+    let snapshot = synthetic(tasks, 64, tasks, &buffers, &pool);
+    let all = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
+    let mut first = all.clone();
+    first.buckets.truncate(1000);
+    cases.push(("distinct-1000".to_owned(), snapshot.clone(), first));
+    cases.push((format!("distinct-{}", all.buckets.len()), snapshot, all));
+    let snapshot = native(64, 40);
+    let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
+    cases.push(("native-64x40".to_owned(), snapshot, buckets));
+
+    let mut group = c.benchmark_group("html-vs-json");
+    group.sample_size(10);
+    // Criterion's filter, if one was given: print ratios only for the cases
+    // it selects (a profile of one case should not include the others).
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-') && a.parse::<f64>().is_err())
+        .collect();
+    for (case, snapshot, buckets) in &cases {
+        let frames: usize = buckets.buckets.iter().map(|b| b.frames.len()).sum();
+        let name = format!("html-vs-json/{case}/");
+        if filter
+            .iter()
+            .all(|f| name.contains(f.as_str()) || f.contains(&name))
+        {
+            print_ratio(case, snapshot, buckets, frames);
+        }
+        group.throughput(Throughput::Elements(frames as u64));
+        for format in [Format::Html, Format::Json] {
+            group.bench_function(BenchmarkId::new(case, format), |b| {
+                b.iter(|| render_only(snapshot, buckets, format))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_synthetic,
+    bench_recursion,
+    bench_html_vs_json,
+    bench_real
+);
 criterion_main!(benches);
