@@ -326,3 +326,60 @@ fn a_thread_without_frames_says_so_and_links_to_native_stacks() {
         "{block}"
     );
 }
+
+/// Frame rows are rendered once per distinct row and copied into every
+/// bucket that shows them, between pieces of the bucket template: a
+/// hostile name or value, one that looks like the row separator or the
+/// marker where rows go, is escaped in every place it appears, and every
+/// bucket still gets exactly its own rows.
+#[test]
+fn shared_rows_stay_escaped_in_every_bucket() {
+    const HOSTILE: &str = "<script>x</script></tr>\n<!--rows-->";
+    let mut shared = frame(
+        "app::<script>",
+        7,
+        vec![arg("tag", "<script>", Value::str("<b></tr>\n<!--rows-->"))],
+    );
+    shared.source = Some(HOSTILE.to_owned());
+    let routines = (1..=3)
+        .map(|id| {
+            thread(
+                id,
+                "<script>worker</script>",
+                100 + id as i64,
+                secs(1),
+                vec![
+                    frame(
+                        "app::own",
+                        id as u32,
+                        vec![arg("id", "u64", Value::u64(id))],
+                    ),
+                    shared.clone(),
+                ],
+            )
+        })
+        .collect();
+    let page = html(
+        &snapshot(routines),
+        Similarity::AnyPointer,
+        &Links::default(),
+    );
+    assert!(!page.contains("<script"), "{page}");
+    assert!(!page.contains("<!--rows-->"), "{page}");
+    let value = "&quot;&lt;b&gt;&lt;&#x2F;tr&gt;\\n&lt;!--rows--&gt;&quot;";
+    let source = "&lt;script&gt;x&lt;&#x2F;script&gt;&lt;&#x2F;tr&gt;\n&lt;!--rows--&gt;";
+    let mut own = Vec::new();
+    for n in 1..=3 {
+        let block = section(&page, n);
+        assert_eq!(block.matches("<tr class=\"o-").count(), 2, "{block}");
+        assert!(
+            block.contains(&format!(
+                "<span class=\"name\">app::&lt;script&gt;</span>(<span class=\"args\"><span class=\"arg\">tag: <span class=\"ty\">&lt;script&gt;</span> = <span class=\"v\">{value}</span></span></span>)<br><code class=\"src\">{source}</code></td>\n</tr>\n</tbody>"
+            )),
+            "{block}"
+        );
+        own.extend((1..=3).filter(|k| block.contains(&format!("= <span class=\"v\">{k}</span>"))));
+    }
+    own.sort_unstable();
+    assert_eq!(own, [1, 2, 3], "each bucket shows its own first row");
+}

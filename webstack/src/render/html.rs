@@ -2,12 +2,27 @@
 //! `webstack/templates/` (embedded in the binary). The templates' names end
 //! in `.html`, so tera escapes every value printed into them; nothing is
 //! marked `safe`.
+//!
+//! Every byte of the page is written by a template; this module only moves
+//! the templates' output around. The view is formatted here (strings, with
+//! frames and smaller lists as arrays), so a template only looks a value up
+//! and prints it. Buckets are rendered a chunk at a time (`bucket.html`),
+//! and their frame rows separately (`rows.html`), once per distinct row on
+//! the page: buckets repeat most rows (the runtime's and std's frames below
+//! every parked thread), and tera costs about a microsecond per value
+//! looked up. `bucket.html` writes a marker where a group's rows go and
+//! the rows are copied in there; neither the marker nor the end of a row
+//! can come from a value, since tera escapes `<` and `/`.
 
-use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
 use std::io::Write;
+use std::ops::Range;
 use std::sync::LazyLock;
 
 use serde::Serialize;
+use serde_json::{json, Value};
 use tera::{Context, Tera};
 
 use super::{
@@ -16,16 +31,19 @@ use super::{
     Location, Origin, RenderError, Run, FUNCTION_CHARS, NAME_CHARS,
 };
 use crate::group::{Bucket, BucketFrame, Buckets, Merged, Similarity};
+use crate::hash::FxBuild;
 use crate::snapshot::resolve::crate_name;
 use crate::snapshot::{Kind, Snapshot, State};
 
 static TEMPLATES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
     let mut tera = Tera::default();
     tera.autoescape_on(vec![".html"]);
+    tera.set_escape_fn(escape);
     tera.add_raw_templates([
         ("style.css", include_str!("../../templates/style.css")),
         ("head.html", include_str!("../../templates/head.html")),
         ("bucket.html", include_str!("../../templates/bucket.html")),
+        ("rows.html", include_str!("../../templates/rows.html")),
         ("foot.html", include_str!("../../templates/foot.html")),
     ])
     .map_err(|e| RenderError::new("templates", e).to_string())?;
@@ -78,87 +96,6 @@ struct MetaItem {
     value: String,
 }
 
-#[derive(Serialize)]
-struct BucketView<'a> {
-    number: usize,
-    count: usize,
-    kind: &'static str,
-    state: Cow<'a, str>,
-    duration: String,
-    members: Vec<MemberGroup<'a>>,
-    more: usize,
-    flags: String,
-    /// Tokio ids, poll counts and worker threads of task members.
-    task: Option<String>,
-    serving: bool,
-    created_by: Option<CreatedView<'a>>,
-    groups: Vec<FrameGroup<'a>>,
-    empty: Option<EmptyView>,
-}
-
-/// What a bucket without frames says instead of an empty table.
-#[derive(Serialize)]
-struct EmptyView {
-    text: &'static str,
-    link: Option<NavLink>,
-}
-
-#[derive(Serialize)]
-struct MemberGroup<'a> {
-    name: Cow<'a, str>,
-    ids: String,
-}
-
-#[derive(Serialize)]
-struct CreatedView<'a> {
-    function: &'a str,
-    origin: &'static str,
-    location: String,
-    /// The full path, when the location shows a shorter one.
-    path: Option<&'a str>,
-}
-
-/// Frames shown one per row, or folded into a closed section whose summary
-/// says what they are: std and runtime frames, or a recursion (then with
-/// its location).
-#[derive(Serialize)]
-struct FrameGroup<'a> {
-    folded: bool,
-    recursion: bool,
-    summary: String,
-    location: String,
-    frames: Vec<FrameView<'a>>,
-}
-
-#[derive(Serialize)]
-struct FrameView<'a> {
-    index: usize,
-    krate: &'a str,
-    crate_url: Option<String>,
-    location: String,
-    /// The full path, when the location shows a shorter one.
-    path: Option<&'a str>,
-    function: Cow<'a, str>,
-    origin: &'static str,
-    marker: &'static str,
-    instrumented: bool,
-    /// The location is the `.await` the frame is suspended at.
-    awaiting: bool,
-    definition_line: Option<u32>,
-    args: Vec<ArgView>,
-    task: Option<u64>,
-    address: Option<String>,
-    source: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct ArgView {
-    name: &'static str,
-    ty: &'static str,
-    value: String,
-    differs: bool,
-}
-
 fn marker(origin: Origin) -> &'static str {
     match origin {
         Origin::App => "app",
@@ -197,11 +134,24 @@ pub(super) fn render<W: Write>(
     let context = Context::from_serialize(&page).map_err(|e| RenderError::new("html", e))?;
     tera.render_to("head.html", &context, &mut w)
         .map_err(|e| RenderError::new("html", e))?;
-    let mut context = Context::new();
-    for (i, b) in buckets.buckets.iter().take(MAX_BUCKETS).enumerate() {
-        context.insert("b", &bucket(i + 1, b, snapshot, buckets, links, detail));
-        tera.render_to("bucket.html", &context, &mut w)
-            .map_err(|e| RenderError::new("html", e))?;
+    let mut rows = Rows::default();
+    let mut chunk = Chunk::default();
+    let shown = &buckets.buckets[..buckets.buckets.len().min(MAX_BUCKETS)];
+    for (i, b) in shown.iter().enumerate() {
+        let view = bucket(
+            i + 1,
+            b,
+            snapshot,
+            buckets,
+            links,
+            detail,
+            &mut rows,
+            &mut chunk,
+        );
+        chunk.buckets.push(view);
+        if chunk.frames >= CHUNK_FRAMES || i + 1 == shown.len() {
+            render_chunk(tera, &mut chunk, &mut rows, &mut w)?;
+        }
     }
     let context = Context::from_serialize(&page).map_err(|e| RenderError::new("html", e))?;
     tera.render_to("foot.html", &context, &mut w)
@@ -223,9 +173,10 @@ impl std::error::Error for Message {}
 
 /// Most buckets shown on one page. Buckets come largest first, so what is
 /// left out are the rarest stacks; the page says how many, and the text and
-/// JSON forms list them all. Rendering a bucket through the templates costs
-/// on the order of 0.1 ms, so this bounds a page to a fraction of a second
-/// and a few megabytes even when every routine is unique.
+/// JSON forms list them all. A bucket of distinct frames costs tens of
+/// microseconds through the templates (several times its JSON form), so
+/// this bounds a page to tens of milliseconds and a few megabytes even when
+/// every routine is unique.
 pub(crate) const MAX_BUCKETS: usize = 1000;
 
 fn page<'a>(snapshot: &'a Snapshot, buckets: &Buckets, links: &Links, detail: Detail) -> Page<'a> {
@@ -323,6 +274,211 @@ fn page<'a>(snapshot: &'a Snapshot, buckets: &Buckets, links: &Links, detail: De
     }
 }
 
+/// Where a group's rows go in the output of `bucket.html`. It cannot come
+/// from a value: tera escapes `<` in every value.
+const ROWS_MARKER: &[u8] = b"<!--rows-->";
+
+/// The end of every row `rows.html` writes (no value can contain it: `<`
+/// and `/` are escaped).
+const ROW_END: &[u8] = b"</tr>\n";
+
+/// Frame rows rendered so far on this page, by frame. Buckets share most of
+/// their frames (every thread parked in the runtime has the same native
+/// frames below its own code), so each distinct row goes through
+/// `rows.html` once and is copied where it repeats.
+#[derive(Default)]
+struct Rows<'a> {
+    /// The rows as `rows.html` wrote them, one after another.
+    html: Vec<u8>,
+    /// Where each row is in `html`, by row id.
+    spans: Vec<Range<usize>>,
+    /// Row id by what the row shows; ids of rows not rendered yet are at
+    /// or past `spans.len()`.
+    ids: HashMap<RowKey<'a>, usize, FxBuild>,
+}
+
+/// What a row shows: the frame, its position, and whether a polled task
+/// is named in it (only in threads' buckets). Rows with equal keys render
+/// the same bytes.
+#[derive(PartialEq, Eq)]
+struct RowKey<'a> {
+    index: usize,
+    thread: bool,
+    frame: &'a BucketFrame,
+}
+
+impl Hash for RowKey<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let f = self.frame;
+        self.index.hash(state);
+        self.thread.hash(state);
+        f.function.hash(state);
+        f.file.hash(state);
+        f.line.hash(state);
+        f.args.hash(state);
+        f.address.hash(state);
+        f.task.hash(state);
+    }
+}
+
+impl<'a> Rows<'a> {
+    /// The id of the row for `frame`, the `index`th of a bucket of `kind`;
+    /// a row not seen before is queued in `chunk` for `rows.html`.
+    fn id(
+        &mut self,
+        index: usize,
+        frame: &'a BucketFrame,
+        kind: Kind,
+        snapshot: &Snapshot,
+        buckets: &Buckets,
+        chunk: &mut Chunk,
+    ) -> usize {
+        let key = RowKey {
+            index,
+            thread: kind == Kind::Thread,
+            frame,
+        };
+        let next = self.spans.len() + chunk.rows.len();
+        *self.ids.entry(key).or_insert_with(|| {
+            chunk
+                .rows
+                .push(self::frame(index, frame, kind, snapshot, buckets));
+            next
+        })
+    }
+}
+
+/// Buckets waiting for one call of `bucket.html`, with the rows they need
+/// that are not rendered yet.
+#[derive(Default)]
+struct Chunk {
+    buckets: Vec<Value>,
+    /// Row ids of each frame group, in the order the groups are written.
+    groups: Vec<Vec<usize>>,
+    /// New rows for `rows.html`, in id order.
+    rows: Vec<Value>,
+    frames: usize,
+}
+
+/// Renders the chunk's new rows with `rows.html`, then its buckets with
+/// `bucket.html`, writing each group's rows where `bucket.html` marks them.
+fn render_chunk<W: Write>(
+    tera: &Tera,
+    chunk: &mut Chunk,
+    rows: &mut Rows<'_>,
+    w: &mut W,
+) -> Result<(), RenderError> {
+    let broken = |what: &str| RenderError::new("html", Message(format!("{what} do not match")));
+    if !chunk.rows.is_empty() {
+        let count = chunk.rows.len();
+        let start = rows.html.len();
+        let context = Context::from_value(json!({ "rows": std::mem::take(&mut chunk.rows) }))
+            .map_err(|e| RenderError::new("html", e))?;
+        tera.render_to("rows.html", &context, &mut rows.html)
+            .map_err(|e| RenderError::new("html", e))?;
+        let mut at = start;
+        for _ in 0..count {
+            let end = find(&rows.html[at..], ROW_END)
+                .map(|i| at + i + ROW_END.len())
+                .ok_or_else(|| broken("rows"))?;
+            rows.spans.push(at..end);
+            at = end;
+        }
+        if at != rows.html.len() {
+            return Err(broken("rows"));
+        }
+    }
+    let mut page = Vec::with_capacity(16 * 1024);
+    let context = Context::from_value(json!({ "buckets": std::mem::take(&mut chunk.buckets) }))
+        .map_err(|e| RenderError::new("html", e))?;
+    tera.render_to("bucket.html", &context, &mut page)
+        .map_err(|e| RenderError::new("html", e))?;
+    let mut rest = &page[..];
+    for group in chunk.groups.drain(..) {
+        let at = find(rest, ROWS_MARKER).ok_or_else(|| broken("frame groups"))?;
+        w.write_all(&rest[..at])?;
+        for id in group {
+            w.write_all(&rows.html[rows.spans[id].clone()])?;
+        }
+        rest = &rest[at + ROWS_MARKER.len()..];
+    }
+    if find(rest, ROWS_MARKER).is_some() {
+        return Err(broken("frame groups"));
+    }
+    w.write_all(rest)?;
+    chunk.frames = 0;
+    Ok(())
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Frames (plus one per bucket) rendered by one call of `bucket.html`: few
+/// enough that the view of a chunk stays small, enough that setting up a
+/// template call is paid rarely.
+const CHUNK_FRAMES: usize = 512;
+
+/// HTML escaping for tera's autoescape: the characters and entities of
+/// `tera::escape_html` (`& < > " ' /`), copying the runs between them
+/// whole instead of character by character.
+fn escape(input: &str) -> String {
+    let mut out = String::with_capacity(input.len() + input.len() / 8);
+    let mut last = 0;
+    for (i, byte) in input.bytes().enumerate() {
+        let entity = match byte {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#x27;",
+            b'/' => "&#x2F;",
+            _ => continue,
+        };
+        // `byte` is ASCII, so `i` and `i + 1` are character boundaries.
+        out.push_str(&input[last..i]);
+        out.push_str(entity);
+        last = i + 1;
+    }
+    out.push_str(&input[last..]);
+    out
+}
+
+/// `0x1f2e`, as `{:#x}` writes it, without the formatting machinery (a
+/// page of native stacks has thousands of addresses).
+fn hex(address: u64) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 18];
+    let mut at = buf.len();
+    let mut rest = address;
+    loop {
+        at -= 1;
+        buf[at] = DIGITS[(rest & 0xf) as usize];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    let mut out = String::with_capacity(2 + buf.len() - at);
+    out.push_str("0x");
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[at..]).unwrap_or_default());
+    out
+}
+
+fn string(s: impl Into<String>) -> Value {
+    Value::String(s.into())
+}
+
+fn optional(s: Option<impl Into<String>>) -> Value {
+    s.map_or(Value::Null, string)
+}
+
+/// A bucket's view for `bucket.html`: strings formatted here, so the
+/// template only looks values up and prints them (escaped). Frames, their
+/// arguments, member groups and frame groups are arrays whose positions
+/// the template's header lists; the bucket itself is an object.
+#[allow(clippy::too_many_arguments)]
 fn bucket<'a>(
     number: usize,
     b: &'a Bucket,
@@ -330,29 +486,32 @@ fn bucket<'a>(
     buckets: &Buckets,
     links: &Links,
     detail: Detail,
-) -> BucketView<'a> {
+    rows: &mut Rows<'a>,
+    chunk: &mut Chunk,
+) -> Value {
     let (groups, more) = members(b);
-    let members = groups
+    let members: Vec<Value> = groups
         .into_iter()
-        .map(|(name, ids)| MemberGroup {
-            name,
-            ids: ids
-                .iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", "),
+        .map(|(name, ids)| {
+            let mut list = String::with_capacity(ids.len() * 6);
+            for (i, id) in ids.iter().enumerate() {
+                if i > 0 {
+                    list.push_str(", ");
+                }
+                let _ = write!(list, "{id}");
+            }
+            Value::Array(vec![string(name), Value::String(list)])
         })
         .collect();
-    let views: Vec<FrameView<'a>> = b
-        .frames
-        .iter()
-        .enumerate()
-        .map(|(i, f)| frame(i, f, b.kind, snapshot, buckets))
-        .collect();
-    let mut views = views.into_iter();
-    let groups = runs(&b.frames, detail.fold)
+    chunk.frames += b.frames.len() + 1;
+    let groups: Vec<Value> = runs(&b.frames, detail.fold)
         .into_iter()
         .map(|(range, run)| {
+            let ids = range
+                .clone()
+                .map(|i| rows.id(i, &b.frames[i], b.kind, snapshot, buckets, chunk))
+                .collect();
+            chunk.groups.push(ids);
             let frames = &b.frames[range.clone()];
             let (summary, location) = match run {
                 Run::Shown => (String::new(), String::new()),
@@ -362,97 +521,134 @@ fn bucket<'a>(
                     recursion_location(frames, period, snapshot),
                 ),
             };
-            FrameGroup {
-                folded: run != Run::Shown,
-                recursion: matches!(run, Run::Recursion { .. }),
-                summary,
-                location,
-                frames: views.by_ref().take(range.len()).collect(),
-            }
+            Value::Array(vec![
+                Value::Bool(run != Run::Shown),
+                Value::Bool(matches!(run, Run::Recursion { .. })),
+                Value::String(summary),
+                Value::String(location),
+            ])
         })
         .collect();
     // A thread without frames: with augment=0, one that ran nothing
     // instrumented yet (the serving thread, a runtime's workers).
-    let empty = b.frames.is_empty().then(|| EmptyView {
-        text: match (b.kind, &b.state, links.augment) {
+    let empty = b.frames.is_empty().then(|| {
+        let text = match (b.kind, &b.state, links.augment) {
             (Kind::Thread, _, true) => "no frames were captured for this thread",
             (Kind::Thread, _, false) => "this thread has no instrumented frames",
             (Kind::Task, State::Running, _) => {
                 "running; its frames are on the stack of the thread polling it"
             }
             (Kind::Task, _, _) => "no instrumented frame is pending in this task",
-        },
-        link: (!links.augment).then(|| NavLink {
-            label: "show native stacks",
-            href: links.href(true, links.similarity, Format::Html) + detail.query(),
-            current: false,
-        }),
+        };
+        let href = (!links.augment)
+            .then(|| links.href(true, links.similarity, Format::Html) + detail.query());
+        Value::Array(vec![
+            string(text),
+            optional(href),
+            string("show native stacks"),
+        ])
     });
-    BucketView {
-        number,
-        count: b.count,
-        kind: match b.kind {
+    let created_by = b.created_by.as_ref().map(|c| {
+        let location = Location::new(c.file, c.line, snapshot);
+        Value::Array(vec![
+            string(c.function),
+            string(c.origin.as_str()),
+            Value::String(location.to_string()),
+            optional(location.shortens(c.file).then_some(c.file)),
+        ])
+    });
+    json!({
+        "number": number,
+        "count": b.count,
+        "kind": match b.kind {
             Kind::Thread => "thread",
             Kind::Task => "task",
         },
-        state: bounded(b.state.as_str(), NAME_CHARS),
-        duration: duration_range(b.waiting),
-        members,
-        more,
-        flags: flags(b),
-        task: task_line(b),
-        serving: b.serving,
-        created_by: b.created_by.as_ref().map(|c| {
-            let location = Location::new(c.file, c.line, snapshot);
-            CreatedView {
-                function: c.function,
-                origin: c.origin.as_str(),
-                path: location.shortens(c.file).then_some(c.file),
-                location: location.to_string(),
-            }
-        }),
-        groups,
-        empty,
-    }
+        "state": bounded(b.state.as_str(), NAME_CHARS),
+        "duration": duration_range(b.waiting),
+        "members": members,
+        "more": more,
+        "flags": flags(b),
+        "task": task_line(b),
+        "serving": b.serving,
+        "created_by": created_by,
+        "groups": groups,
+        "empty": empty,
+    })
 }
 
-fn frame<'a>(
+/// One frame as an array, in the order `bucket.html` lists.
+fn frame(
     index: usize,
-    f: &'a BucketFrame,
+    f: &BucketFrame,
     kind: Kind,
     snapshot: &Snapshot,
     buckets: &Buckets,
-) -> FrameView<'a> {
+) -> Value {
     let origin = f.origin;
     let krate = crate_name(&f.function).unwrap_or("");
     let location = Location::new(&f.file, f.line, snapshot);
-    FrameView {
-        index,
-        krate,
-        crate_url: (!krate.is_empty())
-            .then(|| crate_docs(krate, origin))
-            .flatten(),
-        path: location.shortens(&f.file).then_some(&*f.file),
-        location: location.to_string(),
-        function: bounded(&f.function, FUNCTION_CHARS),
-        origin: origin.as_str(),
-        marker: marker(origin),
-        instrumented: f.instrumented,
-        awaiting: f.awaiting,
-        definition_line: f.definition_line,
-        args: f
-            .args
-            .iter()
-            .map(|arg| ArgView {
-                name: arg.name,
-                ty: arg.ty,
-                value: arg_value(arg, buckets),
-                differs: arg.value == Merged::Differs,
-            })
-            .collect(),
+    let args = f
+        .args
+        .iter()
+        .map(|arg| {
+            Value::Array(vec![
+                string(arg.name),
+                string(arg.ty),
+                Value::String(arg_value(arg, buckets)),
+                Value::Bool(arg.value == Merged::Differs),
+            ])
+        })
+        .collect();
+    Value::Array(vec![
+        string(origin.as_str()),
+        Value::from(index),
+        string(krate),
+        optional(
+            (!krate.is_empty())
+                .then(|| crate_docs(krate, origin))
+                .flatten(),
+        ),
+        Value::String(location.to_string()),
+        optional(location.shortens(&f.file).then_some(&*f.file)),
+        string(marker(origin)),
+        string(bounded(&f.function, FUNCTION_CHARS)),
+        optional(f.address.map(hex)),
+        optional(f.source.as_deref()),
+        Value::Bool(f.awaiting),
+        f.definition_line.map_or(Value::Null, Value::from),
+        Value::Bool(f.instrumented),
+        Value::Array(args),
         // A task's own frames name it in the header already.
-        task: f.task.filter(|_| kind == Kind::Thread),
-        address: f.address.map(|a| format!("{a:#x}")),
-        source: f.source.as_deref(),
+        f.task
+            .filter(|_| kind == Kind::Thread)
+            .map_or(Value::Null, Value::from),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_writes_what_tera_escape_html_writes() {
+        for input in [
+            "",
+            "plain",
+            "<script>alert('x')</script>",
+            "a&b\"c'd/e<f>g",
+            "zoë → <ü> & ‘quotes’ \u{7}",
+            "&&&&",
+            "/",
+        ] {
+            assert_eq!(escape(input), tera::escape_html(input), "{input:?}");
+        }
+    }
+
+    #[test]
+    fn hex_writes_what_format_writes() {
+        for address in [0, 1, 0xf, 0x10, 0x1234, 0x5555_5555_0040, u64::MAX] {
+            assert_eq!(hex(address), format!("{address:#x}"));
+        }
     }
 }
