@@ -410,8 +410,16 @@ fn render_chunk<W: Write>(
     Ok(())
 }
 
+/// Where `needle` (which starts with `<`) first occurs in `haystack`.
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+    let mut from = 0;
+    while let Some(i) = haystack[from..].iter().position(|&b| b == needle[0]) {
+        if haystack[from + i..].starts_with(needle) {
+            return Some(from + i);
+        }
+        from += i + 1;
+    }
+    None
 }
 
 /// Frames (plus one per bucket) rendered by one call of `bucket.html`: few
