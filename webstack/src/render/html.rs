@@ -134,8 +134,14 @@ pub(super) fn render<W: Write>(
     let context = Context::from_serialize(&page).map_err(|e| RenderError::new("html", e))?;
     tera.render_to("head.html", &context, &mut w)
         .map_err(|e| RenderError::new("html", e))?;
-    let mut rows = Rows::default();
-    let mut chunk = Chunk::default();
+    let mut rows = Rows {
+        html: Vec::with_capacity(32 * 1024),
+        ..Rows::default()
+    };
+    let mut chunk = Chunk {
+        out: Vec::with_capacity(32 * 1024),
+        ..Chunk::default()
+    };
     let shown = &buckets.buckets[..buckets.buckets.len().min(MAX_BUCKETS)];
     for (i, b) in shown.iter().enumerate() {
         let view = bucket(
@@ -358,6 +364,10 @@ struct Chunk {
     /// New rows for `rows.html`, in id order.
     rows: Vec<Value>,
     frames: usize,
+    /// What `bucket.html` wrote, kept from chunk to chunk rather than grown
+    /// anew for each (large allocations make glibc consolidate the many
+    /// small blocks tera frees).
+    out: Vec<u8>,
 }
 
 /// Renders the chunk's new rows with `rows.html`, then its buckets with
@@ -388,12 +398,12 @@ fn render_chunk<W: Write>(
             return Err(broken("rows"));
         }
     }
-    let mut page = Vec::with_capacity(16 * 1024);
     let context = Context::from_value(json!({ "buckets": std::mem::take(&mut chunk.buckets) }))
         .map_err(|e| RenderError::new("html", e))?;
-    tera.render_to("bucket.html", &context, &mut page)
+    chunk.out.clear();
+    tera.render_to("bucket.html", &context, &mut chunk.out)
         .map_err(|e| RenderError::new("html", e))?;
-    let mut rest = &page[..];
+    let mut rest = &chunk.out[..];
     for group in chunk.groups.drain(..) {
         let at = find(rest, ROWS_MARKER).ok_or_else(|| broken("frame groups"))?;
         w.write_all(&rest[..at])?;
