@@ -21,7 +21,8 @@
 //!   `grouped-10000` and `grouped-100000` (the `synthetic` snapshots, 88
 //!   buckets), `distinct-1000` (the first 1,000 buckets of the all-distinct
 //!   10k snapshot, cut from `Buckets` so both formats render exactly those),
-//!   `distinct-10064` (all of its buckets) and `native-64x40` (64 parked
+//!   `distinct-10064` (all of its buckets: JSON writes all, the HTML page
+//!   its first 1,000, so that ratio is not of the same work) and `native-64x40` (64 parked
 //!   threads, each a bucket of 40 native frames with addresses and source
 //!   lines, as an `augment=1` page shows them). Each case also prints the
 //!   HTML / JSON ratio from interleaved timings, and the native case the
