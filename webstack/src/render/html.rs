@@ -50,8 +50,10 @@ static TEMPLATES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
     Ok(tera)
 });
 
-/// What `head.html` and `foot.html` show; buckets are rendered one at a
-/// time with `bucket.html`, so the page is streamed and never held whole.
+/// What `head.html` and `foot.html` show; buckets are rendered a
+/// chunk at a time with `bucket.html` (and their distinct frame rows with
+/// `rows.html`), so the page is streamed and never held whole: what is held
+/// is a chunk and the rows rendered so far.
 #[derive(Serialize)]
 struct Page<'a> {
     version: &'a str,
