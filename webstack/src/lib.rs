@@ -166,11 +166,16 @@ use std::time::Instant;
 
 static STARTED: OnceLock<Instant> = OnceLock::new();
 
-/// Initialises webstack: registers the calling thread and starts the uptime
-/// clock. `#[webstack::main]` calls it; calling it again does nothing.
+/// Initialises webstack: registers the calling thread, starts the uptime
+/// clock and, on Linux, a low-priority thread (`webstack-symbols`) that
+/// loads the program's symbols in the background and exits, so the first
+/// `augment=1` snapshot is not slower than later ones (see
+/// [`native`](crate::native#symbols)). `#[webstack::main]` calls it; calling
+/// it again does nothing.
 pub fn init() {
     STARTED.get_or_init(Instant::now);
     record::stack::current();
+    native::warm_up();
 }
 
 /// Time since [`init`] was first called (or since the first snapshot).

@@ -42,9 +42,9 @@
 //! an [`Origin`] so the page can fold the standard library, runtimes and
 //! webstack itself.
 //!
-//! Addresses are symbolised afterwards, outside the handler, with the
-//! `backtrace` crate, and cached by address across snapshots, so a warm
-//! snapshot costs a few microseconds per thread.
+//! Addresses are symbolised afterwards, outside the handler, and cached by
+//! address across snapshots, so a warm snapshot costs a few microseconds
+//! per thread. See [Symbols](self#symbols).
 //!
 //! # Unwinding method
 //!
@@ -96,6 +96,41 @@
 //! For the best stacks build with debug information (`debug = 1` in the
 //! profile: file and line numbers, inlined frames) and with frame pointers.
 //!
+//! # Symbols
+//!
+//! The object holding an address (the program or a shared library, listed
+//! with `dl_iterate_phdr`) is mapped read-only from its file the first time
+//! one of its addresses is asked for. Its ELF symbol table gives function
+//! names, and its DWARF debug information (through `addr2line`) files,
+//! lines and inlined calls: an index of the compilation units is built
+//! once, and the line program and functions of a unit are parsed the first
+//! time an address falls in it.
+//!
+//! [`init`](crate::init) (and so `#[webstack::main]`) starts a thread named
+//! `webstack-symbols`, once per process (not again in a forked child), at
+//! the lowest priority (nice 19): it maps the program, builds the index and
+//! parses the units of the standard library's thread start and blocking
+//! calls, then hands them over and exits, so the first snapshot costs about
+//! what later ones do. A snapshot that comes first does not wait for it: it
+//! loads what it needs itself, and the thread's work is dropped.
+//!
+//! Memory: what symbols keep on the heap is bounded by a process-wide
+//! budget, [`set_symbol_budget`] (default [`DEFAULT_SYMBOL_BUDGET`],
+//! 16 MiB), separate from a snapshot's `maxmem` (which bounds one
+//! snapshot's own data and is given back when the snapshot is dropped).
+//! Half of the budget holds parsed units, estimated from the size of their
+//! debug information: past it, every parsed unit is dropped and the index
+//! rebuilt on the next lookup. A quarter holds the resolved addresses and a
+//! quarter the source files read for `source` lines; each cache is emptied
+//! when full. Outside the budget: the index and the symbol table (16 bytes
+//! per function symbol; together about 1 MiB for a 50 MB binary), and the
+//! interned names of the functions and files shown so far. The mapped files
+//! are file-backed memory (`RssFile`), not heap: the kernel drops their
+//! pages under pressure and rereads them when needed. Debug information
+//! that is compressed or split into other files (`.dwo`,
+//! `.gnu_debuglink`) is not read: frames then have the symbol table's
+//! function names, without file or line.
+//!
 //! # Signal
 //!
 //! The signal is `SIGRTMIN+3` unless [`set_signal`] chose another real-time
@@ -146,6 +181,32 @@ pub(crate) unsafe fn prepare_fork() {
 pub(crate) unsafe fn after_fork(child: bool) {
     // SAFETY: guaranteed by the caller.
     unsafe { sys::after_fork(child) };
+}
+
+/// Default process-wide budget for symbols: 16 MiB. See
+/// [`set_symbol_budget`].
+pub const DEFAULT_SYMBOL_BUDGET: usize = 16 << 20;
+
+/// Bounds the heap memory that symbols keep across snapshots (parsed debug
+/// information, resolved addresses, source files), process-wide; at least
+/// 1 MiB (smaller values are raised to it). Default:
+/// [`DEFAULT_SYMBOL_BUDGET`] (16 MiB). A smaller budget makes snapshots
+/// reparse debug information more often; what stays outside the budget is
+/// described in the [module docs](self#symbols). Independent of a
+/// snapshot's `maxmem`.
+pub fn set_symbol_budget(bytes: usize) {
+    sys::set_symbol_budget(bytes);
+}
+
+/// The process-wide symbol budget in bytes; see [`set_symbol_budget`].
+pub fn symbol_budget() -> usize {
+    sys::symbol_budget()
+}
+
+/// Starts loading symbols in the background, once per process; see
+/// [Symbols](self#symbols). Called by [`crate::init`].
+pub(crate) fn warm_up() {
+    sys::warm_up();
 }
 
 /// Return addresses kept per thread; deeper native frames are dropped.
@@ -359,9 +420,36 @@ pub(crate) mod hooks {
         phases
     }
 
-    /// Empties the symbol cache. For benchmarks.
+    /// Empties the cache of resolved addresses. For benchmarks.
     pub fn clear_symbol_cache() {
         let _gate = crate::fork::capturing();
         sys::clear_symbol_cache();
+    }
+
+    /// Drops the parsed debug information, as an exceeded symbol budget
+    /// does. For benchmarks.
+    pub fn drop_parsed_symbols() {
+        let _gate = crate::fork::capturing();
+        sys::drop_parsed_symbols();
+    }
+
+    /// Estimated bytes held within the symbol budget. For tests.
+    pub fn symbol_bytes() -> usize {
+        let _gate = crate::fork::capturing();
+        sys::symbol_bytes()
+    }
+
+    /// Bytes of the symbol indexes and tables, kept outside the budget.
+    /// For benchmarks.
+    pub fn symbol_index_bytes() -> usize {
+        let _gate = crate::fork::capturing();
+        sys::symbol_index_bytes()
+    }
+
+    /// Whether symbols of some object are loaded (by a snapshot or the
+    /// background warm-up). For tests.
+    pub fn symbols_loaded() -> bool {
+        let _gate = crate::fork::capturing();
+        sys::symbols_loaded()
     }
 }

@@ -60,3 +60,30 @@ pub(super) fn symbolize(_address: usize) -> usize {
 }
 
 pub(super) fn clear_symbol_cache() {}
+
+pub(super) fn drop_parsed_symbols() {}
+
+pub(super) fn symbol_bytes() -> usize {
+    0
+}
+
+pub(super) fn symbol_index_bytes() -> usize {
+    0
+}
+
+pub(super) fn symbols_loaded() -> bool {
+    false
+}
+
+static BUDGET: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(super::DEFAULT_SYMBOL_BUDGET);
+
+pub(super) fn set_symbol_budget(bytes: usize) {
+    BUDGET.store(bytes.max(1 << 20), std::sync::atomic::Ordering::Relaxed);
+}
+
+pub(super) fn symbol_budget() -> usize {
+    BUDGET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+pub(super) fn warm_up() {}

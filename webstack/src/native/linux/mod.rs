@@ -1,7 +1,8 @@
 //! Native stacks on Linux: `/proc` for the thread list and states, a
-//! real-time signal whose handler unwinds into a preallocated slot, the
-//! `backtrace` crate to symbolise afterwards, and the merge of native and
-//! shadow frames. See the [parent module](super) for how a capture works.
+//! real-time signal whose handler unwinds into a preallocated slot,
+//! `addr2line` over the mapped objects to symbolise afterwards (within the
+//! symbol budget, loaded in the background after `init`), and the merge of
+//! native and shadow frames. See the [parent module](super) for how a capture works.
 
 mod collect;
 mod merge;
@@ -91,4 +92,32 @@ pub(super) fn symbolize(address: usize) -> usize {
 
 pub(super) fn clear_symbol_cache() {
     symbolize::clear();
+}
+
+pub(super) fn drop_parsed_symbols() {
+    symbolize::drop_parsed();
+}
+
+pub(super) fn symbol_bytes() -> usize {
+    symbolize::kept_bytes()
+}
+
+pub(super) fn symbol_index_bytes() -> usize {
+    symbolize::fixed_bytes()
+}
+
+pub(super) fn symbols_loaded() -> bool {
+    symbolize::loaded()
+}
+
+pub(super) fn set_symbol_budget(bytes: usize) {
+    symbolize::set_budget(bytes);
+}
+
+pub(super) fn symbol_budget() -> usize {
+    symbolize::budget()
+}
+
+pub(super) fn warm_up() {
+    symbolize::warm_up();
 }

@@ -1,10 +1,46 @@
 //! Addresses to functions, files and lines, outside the signal handler, with
 //! caches that survive across snapshots: symbols by address, source files
-//! by path. Both caches are bounded; when full they are emptied and refilled.
+//! by path.
+//!
+//! # How an address is resolved
+//!
+//! The loaded objects (the program and its shared libraries) are listed
+//! with `dl_iterate_phdr`, each with its load bias and segments. The object
+//! holding an address is mapped read-only from its file (`mmap`: file-backed
+//! pages, which the kernel can drop and reread) the first time one of its
+//! addresses is asked for; then its ELF symbol table is read into a sorted
+//! table of function starts (the outer function's name when nothing better
+//! is known), and an `addr2line` index of its DWARF compilation units is
+//! built (unit headers and address ranges only). A lookup parses the line
+//! program and the functions (with their inlined calls) of the one unit that
+//! holds the address, and keeps them for later lookups in that unit.
+//!
+//! # Memory
+//!
+//! Everything kept here is bounded by the process-wide symbol budget
+//! ([`crate::native::set_symbol_budget`], default
+//! [`crate::native::DEFAULT_SYMBOL_BUDGET`]): half of it for parsed units
+//! (estimated from the size of each unit's debug information; past it every
+//! parsed unit is dropped and the index rebuilt), a quarter for the cache of
+//! resolved addresses and a quarter for source files. The indexes and the
+//! symbol tables are kept for the life of the process (about 1 MiB for a
+//! 50 MB binary), as are the interned function and file names of the frames
+//! resolved so far. The mapped files are not counted: their pages are the
+//! kernel's to drop.
+//!
+//! Debug information that is missing, compressed (`SHF_COMPRESSED`) or
+//! split into other files (`.dwo`, `.gnu_debuglink`) is not read: such an
+//! object's frames have the symbol table's function names and no file or
+//! line.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock};
+use std::ffi::{c_int, c_void, CStr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Once};
 
+use gimli::Reader as _;
+use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 use parking_lot::Mutex;
 
 use super::merge::match_key;
@@ -24,7 +60,8 @@ pub(super) struct SymFrame {
 }
 
 /// Function and file names, kept for the life of the process so frames can
-/// borrow them instead of allocating. Bounded by the program's own symbols.
+/// borrow them instead of allocating. Bounded by the names of the frames
+/// the program's snapshots showed.
 static NAMES: LazyLock<Mutex<HashSet<&'static str>>> = LazyLock::new(Default::default);
 
 fn intern(name: &str) -> &'static str {
@@ -37,50 +74,927 @@ fn intern(name: &str) -> &'static str {
     interned
 }
 
-/// Addresses kept in the symbol cache.
-const MAX_CACHED_ADDRESSES: usize = 1 << 16;
-/// Source files kept in the source cache.
-const MAX_CACHED_FILES: usize = 512;
+/// Default process-wide symbol budget: 16 MiB.
+pub(crate) const DEFAULT_BUDGET: usize = 16 << 20;
+/// The smallest budget accepted: 1 MiB.
+const MIN_BUDGET: usize = 1 << 20;
+
+static BUDGET: AtomicUsize = AtomicUsize::new(DEFAULT_BUDGET);
+
+pub(crate) fn set_budget(bytes: usize) {
+    BUDGET.store(bytes.max(MIN_BUDGET), Ordering::Relaxed);
+}
+
+pub(crate) fn budget() -> usize {
+    BUDGET.load(Ordering::Relaxed)
+}
+
 /// Larger source files are not read.
 const MAX_FILE_BYTES: u64 = 4 << 20;
 /// Longer source lines are cut.
 const MAX_LINE_CHARS: usize = 240;
+/// Resolved addresses, with an estimate of their heap bytes.
+#[derive(Default)]
+struct SymCache {
+    by_address: HashMap<usize, Arc<[SymFrame]>>,
+    bytes: usize,
+}
 
-type SymCache = HashMap<usize, Arc<[SymFrame]>>;
+fn entry_cost(frames: &[SymFrame]) -> usize {
+    64 + std::mem::size_of_val(frames)
+}
 
 static SYMBOLS: LazyLock<Mutex<SymCache>> = LazyLock::new(Default::default);
+
+/// The loaded objects and what was read of them.
+static OBJECTS: Mutex<Objects> = Mutex::new(Objects::new());
 
 /// The functions at `lookup`, innermost inlined call first. `lookup` is a
 /// return address (the resolver looks one byte before it); pass an exact
 /// instruction address plus one.
 pub(super) fn symbolize(lookup: usize) -> Arc<[SymFrame]> {
-    if let Some(found) = SYMBOLS.lock().get(&lookup) {
+    if let Some(found) = SYMBOLS.lock().by_address.get(&lookup) {
         return found.clone();
     }
-    let mut frames = Vec::new();
-    backtrace::resolve(lookup as *mut std::ffi::c_void, |symbol| {
-        let function = symbol.name().map(|name| intern(&format!("{name:#}")));
-        let file = symbol
-            .filename()
-            .map(|path| intern(&tidy(&path.to_string_lossy())));
-        let origin = function.map_or(Origin::Unknown, |function| {
-            classify_with_file(function, file)
-        });
-        frames.push(SymFrame {
-            function,
-            key: function.map_or("", |function| intern(&match_key(function))),
-            file,
-            line: symbol.lineno().unwrap_or(0),
-            origin,
-        });
-    });
-    let frames: Arc<[SymFrame]> = frames.into();
+    let mut raw = Vec::new();
+    OBJECTS.lock().resolve(lookup, &mut raw);
+    let frames: Arc<[SymFrame]> = raw
+        .into_iter()
+        .map(|raw| {
+            let function = raw.function.as_deref().map(intern);
+            let file = raw.file.as_deref().map(|path| intern(&tidy(path)));
+            let origin = function.map_or(Origin::Unknown, |function| {
+                classify_with_file(function, file)
+            });
+            SymFrame {
+                function,
+                key: function.map_or("", |function| intern(&match_key(function))),
+                file,
+                line: raw.line,
+                origin,
+            }
+        })
+        .collect();
     let mut cache = SYMBOLS.lock();
-    if cache.len() >= MAX_CACHED_ADDRESSES {
-        cache.clear();
+    let cost = entry_cost(&frames);
+    if cache.bytes + cost > budget() / 4 {
+        *cache = SymCache::default();
     }
-    cache.insert(lookup, frames.clone());
+    cache.bytes += cost;
+    cache.by_address.insert(lookup, frames.clone());
     frames
+}
+
+/// A frame as read from the object, before interning.
+struct RawFrame {
+    function: Option<String>,
+    file: Option<String>,
+    line: u32,
+}
+
+type Reader = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
+
+/// A read-only private mapping of a whole file, unmapped on drop.
+struct Mapping {
+    address: *mut c_void,
+    len: usize,
+}
+
+// SAFETY: the mapping is read-only and owned by this value alone; sharing or
+// moving the pointer between threads reads immutable memory.
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    fn open(path: &std::path::Path) -> Option<(Mapping, std::fs::File)> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open(path).ok()?;
+        let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
+        if len == 0 {
+            return None;
+        }
+        // SAFETY: a fresh read-only private mapping of an open file at an
+        // address the kernel chooses; the result is checked below.
+        let address = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if address == libc::MAP_FAILED {
+            return None;
+        }
+        Some((Mapping { address, len }, file))
+    }
+
+    /// The mapped bytes. `'static` is a promise kept by the owner: every
+    /// borrow is dropped before the mapping (see [`Loaded`]).
+    fn bytes(&self) -> &'static [u8] {
+        // SAFETY: `address` is a readable mapping of `len` bytes that lives
+        // until `self` is dropped; `Loaded` drops its borrows first. A file
+        // truncated meanwhile could fault on access: the program's own
+        // loaded objects are not truncated while it runs.
+        unsafe { std::slice::from_raw_parts(self.address.cast::<u8>(), self.len) }
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `address` and `len` describe a mapping this value created
+        // and nothing borrows any longer.
+        unsafe { libc::munmap(self.address, self.len) };
+    }
+}
+
+/// A function start from the ELF symbol table: 16 bytes, the name read
+/// from the mapped file when needed.
+struct Symbol {
+    address: u64,
+    /// Size in bytes; 0 when unknown.
+    size: u32,
+    /// File offset of the NUL-terminated name.
+    name: u32,
+}
+
+/// A compilation unit of the index.
+struct UnitInfo {
+    /// Its bytes in `.debug_info`.
+    offset: usize,
+    len: usize,
+    /// Estimated heap bytes once parsed.
+    cost: usize,
+}
+
+/// Addresses `begin..end` belong to unit `unit`.
+struct UnitRange {
+    begin: u64,
+    end: u64,
+    /// The largest `end` of this range and all before it.
+    max_end: u64,
+    unit: u32,
+}
+
+/// A parsed unit: an `addr2line` context over a view of that unit's
+/// `.debug_info` and of the units it refers to, at their offsets in the
+/// section (references between units are section offsets): a sparse
+/// reservation where each unit's pages are mapped from the file (so they
+/// stay file-backed), and whose gaps hold empty padding units (written
+/// over the file's bytes: a private copy of one page each). Field order
+/// matters: the context borrows the view.
+struct Parsed {
+    context: addr2line::Context<Reader>,
+    /// The units copied: the parsed one first.
+    group: Vec<u32>,
+    cost: usize,
+    /// When it was last used (see [`Objects::tick`]).
+    used: u64,
+    _copy: Scratch,
+}
+
+/// An address range reserved without swap backing (`MAP_NORESERVE`) in
+/// which parts of a file are mapped; `shift` aligns it so that view offset
+/// `x` and file offset `origin + x` share their offset within a page.
+struct Scratch {
+    address: *mut c_void,
+    len: usize,
+    shift: usize,
+    view: usize,
+}
+
+// SAFETY: the mapping is owned by this value alone; it is written only
+// while being built, through `&mut self`, and read-only afterwards.
+unsafe impl Send for Scratch {}
+// SAFETY: as above.
+unsafe impl Sync for Scratch {}
+
+fn page_size() -> usize {
+    // SAFETY: `sysconf` has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size)
+        .ok()
+        .filter(|&s| s > 0)
+        .unwrap_or(4096)
+}
+
+impl Scratch {
+    /// Reserves room for a view of `view` bytes of a file section that
+    /// starts at file offset `origin`.
+    fn new(view: usize, origin: u64) -> Option<Scratch> {
+        let page = page_size();
+        let shift = (origin % page as u64) as usize;
+        let len = (shift + view).div_ceil(page) * page;
+        if view == 0 {
+            return None;
+        }
+        // SAFETY: a fresh anonymous mapping at an address the kernel
+        // chooses; the result is checked below.
+        let address = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        (address != libc::MAP_FAILED).then_some(Scratch {
+            address,
+            len,
+            shift,
+            view,
+        })
+    }
+
+    /// Maps view bytes `start..end` (and the rest of their pages) from
+    /// `file` at offset `origin + start`.
+    fn map(&mut self, file: &std::fs::File, origin: u64, start: usize, end: usize) -> Option<()> {
+        use std::os::fd::AsRawFd;
+        let page = page_size();
+        let first = (self.shift + start) / page * page;
+        let last = ((self.shift + end).div_ceil(page) * page).min(self.len);
+        let offset = origin + start as u64 - (self.shift + start - first) as u64;
+        // SAFETY: `first..last` lies within the reservation owned by
+        // `self` (nothing else uses it), page aligned; MAP_FIXED replaces
+        // those pages only. The result is checked.
+        let mapped = unsafe {
+            libc::mmap(
+                self.address.cast::<u8>().add(first).cast(),
+                last - first,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                file.as_raw_fd(),
+                libc::off_t::try_from(offset).ok()?,
+            )
+        };
+        (mapped != libc::MAP_FAILED).then_some(())
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `shift + view <= len` bytes of a readable and writable
+        // mapping owned by `self`, borrowed mutably through `self`.
+        unsafe {
+            std::slice::from_raw_parts_mut(self.address.cast::<u8>().add(self.shift), self.view)
+        }
+    }
+
+    /// The view; `'static` is kept by [`Parsed`], which drops the context
+    /// borrowing it first.
+    fn bytes(&self) -> &'static [u8] {
+        // SAFETY: a readable mapping that lives until `self` is dropped,
+        // after every borrow (see [`Parsed`]).
+        unsafe { std::slice::from_raw_parts(self.address.cast::<u8>().add(self.shift), self.view) }
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // SAFETY: a mapping this value created, no longer borrowed.
+        unsafe { libc::munmap(self.address, self.len) };
+    }
+}
+
+/// Units a parse may pull in through references before it gives up.
+const MAX_GROUP: usize = 16;
+
+/// What was read of one object. Field order matters: the borrows of the
+/// mapping (parsed units, sections, symbols) are dropped before it.
+struct Loaded {
+    /// Parsed units by index in `units`.
+    parsed: HashMap<u32, Parsed>,
+    /// The DWARF sections, by id; empty without debug information.
+    sections: Vec<(gimli::SectionId, Reader)>,
+    /// The index: the address ranges of the units, sorted by start. They
+    /// may overlap: a linker can point the debug information of a discarded
+    /// duplicate (a generic function instantiated in several units) at the
+    /// copy it kept.
+    ranges: Vec<UnitRange>,
+    units: Vec<UnitInfo>,
+    symbols: Vec<Symbol>,
+    /// The file, to map units from, and where `.debug_info` starts in it.
+    file: std::fs::File,
+    info_origin: u64,
+    _map: Mapping,
+}
+
+/// Heap bytes a parsed unit is estimated to take per 8 bytes of its
+/// `.debug_info` (abbreviations, functions and their inlined calls) and of
+/// its line program (sequences of rows), besides the copy of its
+/// `.debug_info` (measured on the demo and the test binaries).
+const PARSED_PER_8_INFO_BYTES: usize = 4;
+const PARSED_PER_8_LINE_BYTES: usize = 8;
+
+impl Loaded {
+    fn open(path: &std::path::Path) -> Option<Loaded> {
+        let (map, opened) = Mapping::open(path)?;
+        let data = map.bytes();
+        let file = object::File::parse(data).ok()?;
+        let function = |s: object::Symbol<'_, '_>| {
+            if s.kind() != object::SymbolKind::Text || s.address() == 0 {
+                return None;
+            }
+            let name = s.name_bytes().ok().filter(|name| !name.is_empty())?;
+            Some(Symbol {
+                address: s.address(),
+                size: u32::try_from(s.size()).unwrap_or(0),
+                name: u32::try_from((name.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?)
+                    .ok()?,
+            })
+        };
+        let mut symbols: Vec<Symbol> = file.symbols().filter_map(function).collect();
+        if symbols.is_empty() {
+            symbols = file.dynamic_symbols().filter_map(function).collect();
+        }
+        symbols.sort_by_key(|s| (s.address, std::cmp::Reverse(s.size)));
+        symbols.dedup_by_key(|s| s.address);
+        symbols.shrink_to_fit();
+
+        let endian = if file.is_little_endian() {
+            gimli::RunTimeEndian::Little
+        } else {
+            gimli::RunTimeEndian::Big
+        };
+        let info_origin = file
+            .section_by_name(".debug_info")
+            .and_then(|s| s.file_range())
+            .map_or(0, |r| r.0);
+        let mut sections = Vec::new();
+        for section in file.sections() {
+            let Ok(name) = section.name() else { continue };
+            let Some(id) = SECTION_IDS.iter().find(|id| id.name() == name) else {
+                continue;
+            };
+            let uncompressed = section
+                .compressed_file_range()
+                .is_ok_and(|r| r.format == object::CompressionFormat::None);
+            if let (true, Ok(bytes)) = (uncompressed, section.data()) {
+                sections.push((*id, gimli::EndianSlice::new(bytes, endian)));
+            }
+        }
+        let mut loaded = Loaded {
+            parsed: HashMap::new(),
+            sections,
+            ranges: Vec::new(),
+            units: Vec::new(),
+            symbols,
+            file: opened,
+            info_origin,
+            _map: map,
+        };
+        loaded.index();
+        Some(loaded)
+    }
+
+    fn section(&self, id: gimli::SectionId) -> Reader {
+        self.sections.iter().find(|(found, _)| *found == id).map_or(
+            gimli::EndianSlice::new(&[], gimli::RunTimeEndian::Little),
+            |s| s.1,
+        )
+    }
+
+    /// The DWARF of the whole object, or with `.debug_info` replaced by
+    /// `info` (a copy of some units at their offsets).
+    fn dwarf(&self, info: Option<&'static [u8]>) -> gimli::Dwarf<Reader> {
+        let load = |id: gimli::SectionId| -> Result<Reader, ()> {
+            let section = self.section(id);
+            Ok(match (id, info) {
+                (gimli::SectionId::DebugInfo, Some(info)) => {
+                    gimli::EndianSlice::new(info, section.endian())
+                }
+                // Without `.debug_aranges`, `addr2line` reads the ranges
+                // of the units it is given.
+                (gimli::SectionId::DebugAranges, Some(_)) => {
+                    gimli::EndianSlice::new(&[], section.endian())
+                }
+                _ => section,
+            })
+        };
+        gimli::Dwarf::load(load).unwrap_or_default()
+    }
+
+    /// A context over a copy of the units of `group` (see [`Parsed`]).
+    fn parse(&self, group: Vec<u32>, used: u64) -> Option<Parsed> {
+        let info = self.section(gimli::SectionId::DebugInfo);
+        let endian = info.endian();
+        let mut units: Vec<&UnitInfo> = group
+            .iter()
+            .filter_map(|&u| self.units.get(u as usize))
+            .collect();
+        units.sort_by_key(|u| u.offset);
+        let end = units.last().map(|u| u.offset + u.len)?;
+        let mut copy = Scratch::new(end, self.info_origin)?;
+        for unit in &units {
+            copy.map(
+                &self.file,
+                self.info_origin,
+                unit.offset,
+                unit.offset + unit.len,
+            )?;
+        }
+        let bytes = copy.bytes_mut();
+        // An empty abbreviation table: the 0 that ends the last table.
+        let abbrev = self.section(gimli::SectionId::DebugAbbrev).slice();
+        let empty_abbrev = match abbrev.last() {
+            Some(0) => u32::try_from(abbrev.len() - 1).ok()?,
+            _ => return None,
+        };
+        let mut cursor = 0;
+        for unit in units {
+            if unit.offset > cursor {
+                pad(&mut bytes[cursor..unit.offset], empty_abbrev, endian)?;
+            }
+            cursor = unit.offset + unit.len;
+        }
+        let context = addr2line::Context::from_dwarf(self.dwarf(Some(copy.bytes()))).ok()?;
+        // What parsing the first unit keeps; of the others, their headers
+        // and abbreviations (read for names only) and a padding page each.
+        let cost = group
+            .iter()
+            .filter_map(|&u| self.units.get(u as usize))
+            .map(|u| u.len / 16 + page_size())
+            .sum::<usize>()
+            + self.units.get(group[0] as usize).map_or(0, |u| u.cost);
+        Some(Parsed {
+            context,
+            group,
+            cost,
+            used,
+            _copy: copy,
+        })
+    }
+
+    /// Unit `index` and the units it refers to (`DW_FORM_ref_addr`: the
+    /// abstract origins of functions inlined from other units), found by
+    /// one pass over its entries.
+    fn group_of(&self, index: u32) -> Vec<u32> {
+        let mut group = vec![index];
+        let Some(unit) = self.units.get(index as usize) else {
+            return group;
+        };
+        let dwarf = self.dwarf(None);
+        let Ok(header) = dwarf
+            .debug_info
+            .header_from_offset(gimli::DebugInfoOffset(unit.offset))
+        else {
+            return group;
+        };
+        let Ok(unit) = dwarf.unit(header) else {
+            return group;
+        };
+        let Ok(mut entries) = unit.entries_raw(None) else {
+            return group;
+        };
+        while !entries.is_empty() {
+            let Ok(abbrev) = entries.read_abbreviation() else {
+                break;
+            };
+            let Some(abbrev) = abbrev else { continue };
+            for spec in abbrev.attributes() {
+                let Ok(attr) = entries.read_attribute(*spec) else {
+                    return group;
+                };
+                if let gimli::AttributeValue::DebugInfoRef(offset) = attr.value() {
+                    if let Some(other) = self.unit_holding(offset.0) {
+                        if !group.contains(&other) && group.len() < MAX_GROUP {
+                            group.push(other);
+                        }
+                    }
+                }
+            }
+        }
+        group
+    }
+
+    /// The unit holding `.debug_info` offset `offset`.
+    fn unit_holding(&self, offset: usize) -> Option<u32> {
+        let after = self.units.partition_point(|u| u.offset <= offset);
+        let index = after.checked_sub(1)?;
+        let unit = &self.units[index];
+        (offset < unit.offset + unit.len).then(|| u32::try_from(index).ok())?
+    }
+
+    /// Reads the address ranges of every unit: its header and first entry,
+    /// nothing kept but the ranges. The unit headers' abbreviations and
+    /// file tables are parsed one unit at a time and dropped.
+    fn index(&mut self) {
+        let dwarf = self.dwarf(None);
+        let mut headers = dwarf.units();
+        while let Ok(Some(header)) = headers.next() {
+            let offset = header.offset().0;
+            let len = header.length_including_self();
+            let Ok(unit) = dwarf.unit(header) else {
+                continue;
+            };
+            let Ok(index) = u32::try_from(self.units.len()) else {
+                break;
+            };
+            let line_len = unit
+                .line_program
+                .as_ref()
+                .map_or(0, |p| p.header().unit_length());
+            self.units.push(UnitInfo {
+                offset,
+                len,
+                cost: (len / 8)
+                    .saturating_mul(PARSED_PER_8_INFO_BYTES)
+                    .saturating_add((line_len / 8).saturating_mul(PARSED_PER_8_LINE_BYTES)),
+            });
+            let Ok(mut ranges) = dwarf.unit_ranges(&unit) else {
+                continue;
+            };
+            while let Ok(Some(range)) = ranges.next() {
+                if range.begin >= range.end {
+                    continue;
+                }
+                match self.ranges.last_mut() {
+                    Some(last) if last.unit == index && last.end == range.begin => {
+                        last.end = range.end;
+                    }
+                    _ => self.ranges.push(UnitRange {
+                        begin: range.begin,
+                        end: range.end,
+                        max_end: 0,
+                        unit: index,
+                    }),
+                }
+            }
+        }
+        self.ranges.sort_unstable_by_key(|r| (r.begin, r.end));
+        let mut max_end = 0;
+        for range in &mut self.ranges {
+            max_end = max_end.max(range.end);
+            range.max_end = max_end;
+        }
+        self.ranges.shrink_to_fit();
+        self.units.shrink_to_fit();
+    }
+
+    /// Bytes of the index and symbol table, kept outside the budget.
+    fn fixed_bytes(&self) -> usize {
+        std::mem::size_of_val(self.ranges.as_slice())
+            + std::mem::size_of_val(self.units.as_slice())
+            + std::mem::size_of_val(self.symbols.as_slice())
+    }
+
+    /// The units whose ranges hold `svma`, latest start first.
+    fn units_at(&self, svma: u64) -> Vec<u32> {
+        let mut units = Vec::new();
+        let before = self.ranges.partition_point(|r| r.begin <= svma);
+        for range in self.ranges[..before].iter().rev() {
+            if range.max_end <= svma {
+                break;
+            }
+            if svma < range.end && !units.contains(&range.unit) {
+                units.push(range.unit);
+            }
+        }
+        units
+    }
+
+    /// The symbol table's function around `svma`.
+    fn symbol(&self, svma: u64) -> Option<&'static str> {
+        let after = self.symbols.partition_point(|s| s.address <= svma);
+        let symbol = self.symbols.get(after.checked_sub(1)?)?;
+        if symbol.size != 0 && svma >= symbol.address + u64::from(symbol.size) {
+            return None;
+        }
+        let bytes = self._map.bytes().get(symbol.name as usize..)?;
+        let name = CStr::from_bytes_until_nul(bytes).ok()?;
+        name.to_str().ok()
+    }
+
+    /// The frames at `svma` (a stated virtual address of this object),
+    /// innermost first. Parses the unit holding it if needed.
+    fn resolve(&mut self, svma: u64, tick: u64, out: &mut Vec<RawFrame>) {
+        let outer = self.symbol(svma);
+        for index in self.units_at(svma) {
+            for _ in 0..MAX_GROUP {
+                if !self.parsed.contains_key(&index) {
+                    let Some(parsed) = self.parse(self.group_of(index), tick) else {
+                        break;
+                    };
+                    self.parsed.insert(index, parsed);
+                }
+                let Some(parsed) = self.parsed.get_mut(&index) else {
+                    break;
+                };
+                parsed.used = tick;
+                out.clear();
+                match frames(&parsed.context, svma, out) {
+                    Err(gimli::Error::NoEntryAtGivenOffset(offset)) => {
+                        // A reference into a unit not copied: copy it too.
+                        let wanted = usize::try_from(offset).ok();
+                        let Some(unit) = wanted.and_then(|o| self.unit_holding(o)) else {
+                            break;
+                        };
+                        let Some(mut group) = self
+                            .parsed
+                            .remove(&index)
+                            .map(|p| p.group.clone())
+                            .filter(|g| !g.contains(&unit) && g.len() < MAX_GROUP)
+                        else {
+                            break;
+                        };
+                        group.push(unit);
+                        if let Some(parsed) = self.parse(group, tick) {
+                            self.parsed.insert(index, parsed);
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            if !out.is_empty() {
+                break;
+            }
+        }
+        match out.last_mut() {
+            Some(last) if last.function.is_none() => {
+                last.function = outer.map(demangle);
+            }
+            None => {
+                if let Some(name) = outer {
+                    out.push(RawFrame {
+                        function: Some(demangle(name)),
+                        file: None,
+                        line: 0,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn parsed_bytes(&self) -> usize {
+        self.parsed.values().map(|p| p.cost).sum()
+    }
+}
+
+/// The sections `addr2line` reads.
+const SECTION_IDS: [gimli::SectionId; 12] = [
+    gimli::SectionId::DebugAbbrev,
+    gimli::SectionId::DebugAddr,
+    gimli::SectionId::DebugAranges,
+    gimli::SectionId::DebugInfo,
+    gimli::SectionId::DebugLine,
+    gimli::SectionId::DebugLineStr,
+    gimli::SectionId::DebugLoc,
+    gimli::SectionId::DebugLocLists,
+    gimli::SectionId::DebugRanges,
+    gimli::SectionId::DebugRngLists,
+    gimli::SectionId::DebugStr,
+    gimli::SectionId::DebugStrOffsets,
+];
+
+/// Writes over `gap` a unit that readers skip without reading its entries:
+/// a DWARF 5 type unit header (`addr2line` needs nothing from type units),
+/// or for a gap too short for one, an empty DWARF 4 unit.
+fn pad(gap: &mut [u8], empty_abbrev: u32, endian: gimli::RunTimeEndian) -> Option<()> {
+    let u16_bytes = |v: u16| match endian {
+        gimli::RunTimeEndian::Little => v.to_le_bytes(),
+        gimli::RunTimeEndian::Big => v.to_be_bytes(),
+    };
+    let u32_bytes = |v: u32| match endian {
+        gimli::RunTimeEndian::Little => v.to_le_bytes(),
+        gimli::RunTimeEndian::Big => v.to_be_bytes(),
+    };
+    let length = u32::try_from(gap.len().checked_sub(4)?).ok()?;
+    let address_size = std::mem::size_of::<usize>() as u8;
+    if gap.len() > 24 {
+        gap[0..4].copy_from_slice(&u32_bytes(length));
+        gap[4..6].copy_from_slice(&u16_bytes(5));
+        gap[6] = 0x02; // DW_UT_type
+        gap[7] = address_size;
+        gap[8..12].copy_from_slice(&u32_bytes(empty_abbrev));
+        gap[12..20].fill(0); // type signature
+        gap[20..24].copy_from_slice(&u32_bytes(24)); // type offset
+        gap[24] = 0;
+    } else if gap.len() >= 12 {
+        gap[0..4].copy_from_slice(&u32_bytes(length));
+        gap[4..6].copy_from_slice(&u16_bytes(4));
+        gap[6..10].copy_from_slice(&u32_bytes(empty_abbrev));
+        gap[10] = address_size;
+        gap[11..].fill(0); // null entries
+    } else {
+        return None;
+    }
+    Some(())
+}
+
+/// The frames of one unit's context at `svma`, innermost first.
+fn frames(
+    context: &addr2line::Context<Reader>,
+    svma: u64,
+    out: &mut Vec<RawFrame>,
+) -> Result<(), gimli::Error> {
+    let mut frames = context.find_frames(svma).skip_all_loads()?;
+    while let Some(frame) = frames.next()? {
+        let function = frame
+            .function
+            .as_ref()
+            .and_then(|f| f.raw_name().ok())
+            .map(|name| demangle(&name));
+        let (file, line) = frame.location.map_or((None, 0), |l| {
+            (l.file.map(str::to_owned), l.line.unwrap_or(0))
+        });
+        out.push(RawFrame {
+            function,
+            file,
+            line,
+        });
+    }
+    Ok(())
+}
+
+/// A Rust name demangled without its hash; other names as they are.
+fn demangle(name: &str) -> String {
+    match rustc_demangle::try_demangle(name) {
+        Ok(demangled) => format!("{demangled:#}"),
+        Err(_) => name.to_owned(),
+    }
+}
+
+/// One loaded object.
+struct Object {
+    /// Absolute address ranges of its loaded segments.
+    segments: Vec<(usize, usize)>,
+    bias: usize,
+    path: PathBuf,
+    /// `None` until first used; `Some(None)` if it could not be read.
+    loaded: Option<Option<Loaded>>,
+}
+
+impl Object {
+    fn contains(&self, address: usize) -> bool {
+        self.segments
+            .iter()
+            .any(|&(start, end)| (start..end).contains(&address))
+    }
+}
+
+/// The objects of the process, listed when an address falls outside all of
+/// them.
+struct Objects {
+    list: Vec<Object>,
+    /// Counts lookups, to find the least recently used parsed unit.
+    tick: u64,
+}
+
+impl Objects {
+    const fn new() -> Self {
+        Objects {
+            list: Vec::new(),
+            tick: 0,
+        }
+    }
+
+    fn resolve(&mut self, lookup: usize, out: &mut Vec<RawFrame>) {
+        let Some(probe) = lookup.checked_sub(1) else {
+            return;
+        };
+        let index = match self.list.iter().position(|o| o.contains(probe)) {
+            Some(index) => index,
+            None => {
+                self.relist();
+                match self.list.iter().position(|o| o.contains(probe)) {
+                    Some(index) => index,
+                    None => return,
+                }
+            }
+        };
+        self.tick += 1;
+        let tick = self.tick;
+        let object = &mut self.list[index];
+        let svma = probe.wrapping_sub(object.bias) as u64;
+        let loaded = object
+            .loaded
+            .get_or_insert_with(|| Loaded::open(&object.path));
+        if let Some(loaded) = loaded {
+            loaded.resolve(svma, tick, out);
+        }
+        self.keep_within_budget(tick);
+    }
+
+    /// Drops the least recently used parsed units while their estimate
+    /// exceeds half the budget; never the one just used.
+    fn keep_within_budget(&mut self, now: u64) {
+        let limit = budget() / 2;
+        let mut total: usize = self.loaded().map(Loaded::parsed_bytes).sum();
+        while total > limit {
+            let oldest = self
+                .loaded_mut()
+                .enumerate()
+                .flat_map(|(object, loaded)| {
+                    loaded
+                        .parsed
+                        .iter()
+                        .map(move |(&unit, parsed)| (parsed.used, object, unit))
+                })
+                .filter(|&(used, _, _)| used != now)
+                .min();
+            let Some((_, object, unit)) = oldest else {
+                break;
+            };
+            if let Some(loaded) = self.loaded_mut().nth(object) {
+                if let Some(parsed) = loaded.parsed.remove(&unit) {
+                    total -= parsed.cost;
+                }
+            }
+        }
+    }
+
+    fn loaded(&self) -> impl Iterator<Item = &Loaded> {
+        self.list.iter().filter_map(|o| o.loaded.as_ref()?.as_ref())
+    }
+
+    fn loaded_mut(&mut self) -> impl Iterator<Item = &mut Loaded> {
+        self.list
+            .iter_mut()
+            .filter_map(|o| o.loaded.as_mut()?.as_mut())
+    }
+
+    /// Lists the loaded objects again, keeping what was read of those still
+    /// loaded at the same place.
+    fn relist(&mut self) {
+        let mut fresh = list_objects();
+        for object in &mut fresh {
+            if let Some(old) = self
+                .list
+                .iter_mut()
+                .find(|o| o.path == object.path && o.bias == object.bias)
+            {
+                object.loaded = old.loaded.take();
+            }
+        }
+        self.list = fresh;
+    }
+}
+
+/// The loaded objects, from `dl_iterate_phdr`.
+fn list_objects() -> Vec<Object> {
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut c_void,
+    ) -> c_int {
+        // SAFETY: `data` is the `Vec<Object>` passed below, used by this
+        // thread only; `info` is valid during the callback.
+        let (objects, info) = unsafe { (&mut *data.cast::<Vec<Object>>(), &*info) };
+        let name = if info.dlpi_name.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: a non-null `dlpi_name` is a NUL-terminated string.
+            unsafe { CStr::from_ptr(info.dlpi_name) }.to_bytes()
+        };
+        let path = if name.is_empty() {
+            if !objects.is_empty() {
+                return 0; // only the first object without a name is the program
+            }
+            PathBuf::from("/proc/self/exe")
+        } else {
+            use std::os::unix::ffi::OsStrExt;
+            PathBuf::from(std::ffi::OsStr::from_bytes(name))
+        };
+        let bias = info.dlpi_addr as usize;
+        let headers: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
+            &[]
+        } else {
+            // SAFETY: `dlpi_phdr` points at `dlpi_phnum` program headers.
+            unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
+        };
+        let segments = headers
+            .iter()
+            .filter(|h| h.p_type == libc::PT_LOAD)
+            .map(|h| {
+                let start = bias.wrapping_add(h.p_vaddr as usize);
+                (start, start.wrapping_add(h.p_memsz as usize))
+            })
+            .collect();
+        objects.push(Object {
+            segments,
+            bias,
+            path,
+            loaded: None,
+        });
+        0
+    }
+    let mut objects: Vec<Object> = Vec::new();
+    // SAFETY: `each` matches the callback type and only uses `data` as the
+    // vector passed here, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(each), (&raw mut objects).cast()) };
+    objects
+}
+
+/// Source files by path (`None` for files that cannot be read), with their
+/// total size.
+#[derive(Default)]
+struct SourceCache {
+    files: HashMap<Arc<str>, Option<Arc<SourceFile>>>,
+    bytes: usize,
 }
 
 struct SourceFile {
@@ -89,28 +1003,32 @@ struct SourceFile {
     starts: Vec<usize>,
 }
 
-/// Source files by path; `None` for files that cannot be read.
-type SourceCache = HashMap<Arc<str>, Option<Arc<SourceFile>>>;
-
 static SOURCES: LazyLock<Mutex<SourceCache>> = LazyLock::new(Default::default);
 
 /// The text of line `line` (1-based) of `file`, trimmed, when the file is
-/// readable; files are read once and kept.
+/// readable; files are read once and kept while they fit a quarter of the
+/// symbol budget.
 pub(super) fn source_line(file: &str, line: u32) -> Option<String> {
     if file.is_empty() || line == 0 {
         return None;
     }
     let source = {
-        let cached = SOURCES.lock().get(file).cloned();
+        let cached = SOURCES.lock().files.get(file).cloned();
         match cached {
             Some(source) => source,
             None => {
                 let source = read_source(file).map(Arc::new);
+                let cost = 64
+                    + file.len()
+                    + source.as_ref().map_or(0, |s| {
+                        s.text.len() + s.starts.len() * std::mem::size_of::<usize>()
+                    });
                 let mut sources = SOURCES.lock();
-                if sources.len() >= MAX_CACHED_FILES {
-                    sources.clear();
+                if sources.bytes + cost > budget() / 4 {
+                    *sources = SourceCache::default();
                 }
-                sources.insert(file.into(), source.clone());
+                sources.bytes += cost;
+                sources.files.insert(file.into(), source.clone());
                 source
             }
         }
@@ -143,8 +1061,188 @@ fn read_source(file: &str) -> Option<SourceFile> {
     Some(SourceFile { text, starts })
 }
 
-/// Empties the symbol cache (the `backtrace` crate keeps its own caches of
-/// loaded debug information).
+/// Empties the cache of resolved addresses (what was parsed of the objects
+/// stays).
 pub(super) fn clear() {
-    SYMBOLS.lock().clear();
+    *SYMBOLS.lock() = SymCache::default();
+}
+
+/// Drops every parsed unit, as the budget does when it is exceeded; the
+/// next lookups parse them again. For benchmarks.
+pub(super) fn drop_parsed() {
+    for loaded in OBJECTS.lock().loaded_mut() {
+        loaded.parsed.clear();
+    }
+}
+
+/// Estimated heap bytes of the parsed units, resolved addresses and source
+/// files that the budget bounds. For tests and benchmarks.
+pub(super) fn kept_bytes() -> usize {
+    OBJECTS
+        .lock()
+        .loaded()
+        .map(Loaded::parsed_bytes)
+        .sum::<usize>()
+        + SYMBOLS.lock().bytes
+        + SOURCES.lock().bytes
+}
+
+/// Bytes of the indexes and symbol tables, kept outside the budget. For
+/// benchmarks.
+pub(super) fn fixed_bytes() -> usize {
+    OBJECTS.lock().loaded().map(Loaded::fixed_bytes).sum()
+}
+
+/// Whether the symbols of some object are loaded. For tests.
+pub(super) fn loaded() -> bool {
+    OBJECTS.lock().loaded().next().is_some()
+}
+
+static WARMING: Once = Once::new();
+
+/// Starts, once per process, a low-priority thread that reads the
+/// program's symbol table and debug information index and resolves a few
+/// addresses every snapshot meets, so the first snapshot does not pay for
+/// them. The thread builds its own copy without taking the symbolizer's
+/// lock, installs it only if no snapshot loaded symbols meanwhile, and
+/// exits. A forked child does not start it again.
+pub(super) fn warm_up() {
+    WARMING.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("webstack-symbols".into())
+            .spawn(warm);
+    });
+}
+
+fn warm() {
+    // What takes the loader's lock (listing the objects, unwinding this
+    // thread's stack) runs before the priority drops, so that the lock is
+    // never held by a thread that may wait long for the CPU.
+    let mut objects = Objects::new();
+    objects.relist();
+    let addresses = warm_addresses();
+    lower_priority();
+    let mut sink = Vec::new();
+    for lookup in addresses {
+        objects.resolve(lookup, &mut sink);
+        sink.clear();
+    }
+    let _gate = crate::fork::capturing();
+    let mut installed = OBJECTS.lock();
+    if installed.loaded().next().is_none() {
+        *installed = objects;
+    }
+}
+
+/// Gives the calling thread the lowest priority, nice 19: it gets the CPU
+/// when the program leaves it idle, and a small share (1.5% of a nice-0
+/// thread's) when it does not. Not `SCHED_IDLE`, which can starve a thread
+/// indefinitely, and with it whatever kernel lock its page faults on the
+/// mapped file take.
+fn lower_priority() {
+    // SAFETY: `gettid` has no preconditions; `setpriority` on a thread id
+    // changes only that thread.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
+    }
+}
+
+/// Return addresses in code that most threads' stacks go through: this
+/// thread's own stack (thread start, the standard library) and the
+/// standard library's blocking calls.
+fn warm_addresses() -> Vec<usize> {
+    let mut addresses = Vec::new();
+    // SAFETY: on Linux the unwinder is thread-safe; skipping `backtrace`'s
+    // lock means a fork never finds it held by this thread.
+    unsafe {
+        backtrace::trace_unsynchronized(|frame| {
+            addresses.push(frame.ip() as usize);
+            addresses.len() < 64
+        })
+    };
+    let blocking: [usize; 4] = [
+        std::thread::park as fn() as usize,
+        std::thread::sleep as fn(std::time::Duration) as usize,
+        std::thread::yield_now as fn() as usize,
+        warm_up as fn() as usize,
+    ];
+    // A function's address plus one resolves the function itself.
+    addresses.extend(blocking.iter().map(|a| a + 1));
+    addresses
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[inline(never)]
+    fn here() -> usize {
+        let mut ip = 0;
+        // SAFETY: the unwinder is thread-safe on Linux.
+        unsafe {
+            backtrace::trace_unsynchronized(|frame| {
+                ip = frame.ip() as usize;
+                false
+            })
+        };
+        ip
+    }
+
+    #[test]
+    fn a_return_address_resolves_to_its_function_file_and_line() {
+        let frames = symbolize(here());
+        eprintln!("{frames:#?}");
+        assert!(frames
+            .iter()
+            .any(|f| f.file.is_some_and(|f| f.ends_with(".rs")) && f.line > 0));
+        let frames = symbolize(here as fn() -> usize as usize + 1);
+        eprintln!("{frames:#?}");
+        assert!(frames
+            .iter()
+            .any(|f| f.function.is_some_and(|f| f.ends_with("tests::here"))));
+    }
+}
+
+#[cfg(test)]
+mod every_function {
+    use super::*;
+
+    /// Functions of this test binary, every 16th from its symbol table,
+    /// resolve to a file and line whenever a unit's ranges hold them, even
+    /// those whose names are in other units (`DW_FORM_ref_addr`).
+    #[test]
+    fn functions_with_debug_information_resolve_to_a_file() {
+        let mut loaded = Loaded::open(std::path::Path::new("/proc/self/exe")).unwrap();
+        let starts: Vec<u64> = loaded
+            .symbols
+            .iter()
+            .step_by(16)
+            .map(|s| s.address)
+            .collect();
+        let mut in_units = 0;
+        let mut missing = Vec::new();
+        for (tick, &start) in starts.iter().enumerate() {
+            if loaded.units_at(start).is_empty() {
+                continue;
+            }
+            in_units += 1;
+            let mut out = Vec::new();
+            loaded.resolve(start, tick as u64, &mut out);
+            if out.iter().all(|f| f.file.is_none()) {
+                missing.push((start, loaded.symbol(start)));
+            }
+            // Keep memory low: this is not the budget under test.
+            if loaded.parsed.len() > 8 {
+                loaded.parsed.clear();
+            }
+        }
+        assert!(in_units > 100, "{in_units} functions in units");
+        assert!(
+            missing.is_empty(),
+            "{} of {in_units} without a file: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(10)]
+        );
+    }
 }
