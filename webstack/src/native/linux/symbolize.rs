@@ -968,7 +968,7 @@ fn list_objects() -> Vec<Object> {
         };
         let segments = headers
             .iter()
-            .filter(|h| h.p_type == libc::PT_LOAD)
+            .filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_X != 0)
             .map(|h| {
                 let start = bias.wrapping_add(h.p_vaddr as usize);
                 (start, start.wrapping_add(h.p_memsz as usize))
@@ -1127,11 +1127,83 @@ fn warm() {
         objects.resolve(lookup, &mut sink);
         sink.clear();
     }
-    let _gate = crate::fork::capturing();
-    let mut installed = OBJECTS.lock();
-    if installed.loaded().next().is_none() {
-        *installed = objects;
+    // The program starts its threads after `init`: a second later, resolve
+    // what their stacks hold.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let mut files = HashSet::new();
+    for lookup in stack_words(&objects) {
+        objects.resolve(lookup, &mut sink);
+        files.extend(sink.drain(..).filter_map(|f| f.file));
     }
+    {
+        let _gate = crate::fork::capturing();
+        let mut installed = OBJECTS.lock();
+        if installed.loaded().next().is_none() {
+            *installed = objects;
+        }
+    }
+    // And read the source files of those frames, for their `source` lines.
+    for file in files {
+        let _gate = crate::fork::capturing();
+        source_line(&tidy(&file), 1);
+    }
+}
+
+/// Words found on the stacks of the process's threads (from the stack
+/// pointer each blocked thread's `/proc/self/task/*/syscall` shows, up to
+/// 16 KiB, read with `process_vm_readv`) that point into the code of a
+/// loaded object: return addresses, mostly, without interrupting anyone.
+fn stack_words(objects: &Objects) -> Vec<usize> {
+    const SCAN: usize = 16 << 10;
+    const MAX_WORDS: usize = 2048;
+    let mut found = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return found;
+    };
+    let mut buffer = vec![0usize; SCAN / std::mem::size_of::<usize>()];
+    for task in tasks.flatten() {
+        let Ok(text) = std::fs::read_to_string(task.path().join("syscall")) else {
+            continue;
+        };
+        // "nr arg1 .. arg6 sp pc", or "-1 sp pc" outside a system call.
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let Some(sp) = fields
+            .len()
+            .checked_sub(2)
+            .and_then(|i| usize::from_str_radix(fields[i].trim_start_matches("0x"), 16).ok())
+        else {
+            continue;
+        };
+        let local = libc::iovec {
+            iov_base: buffer.as_mut_ptr().cast(),
+            iov_len: SCAN,
+        };
+        let remote = libc::iovec {
+            iov_base: sp as *mut c_void,
+            iov_len: SCAN,
+        };
+        // SAFETY: reads this process's memory into `buffer` (SCAN bytes);
+        // an unmapped source makes the call fail or stop short, never
+        // fault.
+        let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        let Ok(read) = usize::try_from(read) else {
+            continue;
+        };
+        for &word in &buffer[..read / std::mem::size_of::<usize>()] {
+            if objects
+                .list
+                .iter()
+                .any(|o| o.contains(word.wrapping_sub(1)))
+                && !found.contains(&word)
+            {
+                found.push(word);
+                if found.len() >= MAX_WORDS {
+                    return found;
+                }
+            }
+        }
+    }
+    found
 }
 
 /// Gives the calling thread the lowest priority, nice 19: it gets the CPU
