@@ -390,7 +390,36 @@ const PARSED_PER_8_INFO_BYTES: usize = 4;
 const PARSED_PER_8_LINE_BYTES: usize = 8;
 
 impl Loaded {
+    /// Reads the object at `path`, or, when it has neither debug
+    /// information nor a symbol table (a stripped system library), its
+    /// separate debug file under `/usr/lib/debug/.build-id/` if installed
+    /// (same addresses; its symbol table names local functions such as
+    /// `start_thread`; compressed debug sections in it are not read).
     fn open(path: &std::path::Path) -> Option<Loaded> {
+        let (map, _) = Mapping::open(path)?;
+        let file = object::File::parse(map.bytes()).ok()?;
+        let stripped = file.section_by_name(".debug_info").is_none()
+            && file.section_by_name(".symtab").is_none();
+        if stripped {
+            if let Ok(Some(id)) = file.build_id() {
+                if id.len() > 1 {
+                    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+                    let debug =
+                        format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..]);
+                    if let Some(loaded) = Loaded::open_file(std::path::Path::new(&debug)) {
+                        if !loaded.symbols.is_empty() {
+                            return Some(loaded);
+                        }
+                    }
+                }
+            }
+        }
+        drop(file);
+        drop(map);
+        Loaded::open_file(path)
+    }
+
+    fn open_file(path: &std::path::Path) -> Option<Loaded> {
         let (map, opened) = Mapping::open(path)?;
         let data = map.bytes();
         let file = object::File::parse(data).ok()?;
