@@ -127,9 +127,10 @@
 //! interned names of the functions and files shown so far. The mapped files
 //! are file-backed memory (`RssFile`), not heap: the kernel drops their
 //! pages under pressure and rereads them when needed. Debug information
-//! that is compressed or split into other files (`.dwo`,
-//! `.gnu_debuglink`) is not read: frames then have the symbol table's
-//! function names, without file or line.
+//! that is compressed or split into `.dwo` files is not read: frames then
+//! have the symbol table's function names, without file or line. A
+//! stripped library's symbol table is read from its separate debug file
+//! (`/usr/lib/debug/.build-id/…`) when one is installed.
 //!
 //! # Signal
 //!

@@ -29,9 +29,11 @@
 //! kernel's to drop.
 //!
 //! Debug information that is missing, compressed (`SHF_COMPRESSED`) or
-//! split into other files (`.dwo`, `.gnu_debuglink`) is not read: such an
-//! object's frames have the symbol table's function names and no file or
-//! line.
+//! split into `.dwo` files is not read: such an object's frames have the
+//! symbol table's function names and no file or line. An object with
+//! neither debug information nor a symbol table (a stripped system
+//! library) is read from its separate debug file under
+//! `/usr/lib/debug/.build-id/` when one is installed.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{c_int, c_void, CStr};
