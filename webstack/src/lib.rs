@@ -175,7 +175,13 @@ static STARTED: OnceLock<Instant> = OnceLock::new();
 pub fn init() {
     STARTED.get_or_init(Instant::now);
     record::stack::current();
-    native::warm_up();
+    native::warm_up(warm_page);
+}
+
+/// Run by the warm-up thread, at its low priority: prepares what the first
+/// page needs beside symbols (the HTML templates, parsed once per process).
+fn warm_page() {
+    render::warm_up();
 }
 
 /// Time since [`init`] was first called (or since the first snapshot).

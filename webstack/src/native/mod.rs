@@ -205,9 +205,12 @@ pub fn symbol_budget() -> usize {
 }
 
 /// Starts loading symbols in the background, once per process; see
-/// [Symbols](self#symbols). Called by [`crate::init`].
-pub(crate) fn warm_up() {
-    sys::warm_up();
+/// [Symbols](self#symbols). Called by [`crate::init`], which passes in
+/// `also` what else the first page needs ready (later stages' warm-ups);
+/// the thread runs it at its low priority. Without native stacks, `also`
+/// runs on a thread of its own.
+pub(crate) fn warm_up(also: fn()) {
+    sys::warm_up(also);
 }
 
 /// Return addresses kept per thread; deeper native frames are dropped.

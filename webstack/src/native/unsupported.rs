@@ -86,4 +86,13 @@ pub(super) fn symbol_budget() -> usize {
     BUDGET.load(std::sync::atomic::Ordering::Relaxed)
 }
 
-pub(super) fn warm_up() {}
+/// No symbols to load here: only `also`, once per process, on a thread of
+/// its own (which exits when done).
+pub(super) fn warm_up(also: fn()) {
+    static WARMING: std::sync::Once = std::sync::Once::new();
+    WARMING.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("webstack-warm-up".into())
+            .spawn(also);
+    });
+}

@@ -35,6 +35,11 @@ use crate::hash::FxBuild;
 use crate::snapshot::resolve::crate_name;
 use crate::snapshot::{Kind, Snapshot, State};
 
+/// Parses the templates if no page did yet.
+pub(super) fn warm_up() {
+    LazyLock::force(&TEMPLATES);
+}
+
 static TEMPLATES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
     let mut tera = Tera::default();
     tera.autoescape_on(vec![".html"]);

@@ -407,6 +407,13 @@ pub(crate) enum Run {
 /// easy to read as a line saying so.
 pub(crate) const RECURSION_LEVELS: usize = 3;
 
+/// Parses the HTML templates now, so the first page does not (about 40% of
+/// a small program's first page). Called by the warm-up thread
+/// [`crate::init`] starts.
+pub(crate) fn warm_up() {
+    html::warm_up();
+}
+
 /// Most frames one level of a recursion may span (the recursive function
 /// and the frames between it and its next call).
 pub(crate) const RECURSION_PERIOD: usize = 8;

@@ -118,6 +118,6 @@ pub(super) fn symbol_budget() -> usize {
     symbolize::budget()
 }
 
-pub(super) fn warm_up() {
-    symbolize::warm_up();
+pub(super) fn warm_up(also: fn()) {
+    symbolize::warm_up(also);
 }

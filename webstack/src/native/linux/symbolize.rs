@@ -1136,16 +1136,17 @@ static WARMING: Once = Once::new();
 /// addresses every snapshot meets, so the first snapshot does not pay for
 /// them. The thread builds its own copy without taking the symbolizer's
 /// lock, installs it only if no snapshot loaded symbols meanwhile, and
-/// exits. A forked child does not start it again.
-pub(super) fn warm_up() {
+/// exits. It runs `also` (what later stages warm up) first, at its low
+/// priority. A forked child does not start it again.
+pub(super) fn warm_up(also: fn()) {
     WARMING.call_once(|| {
         let _ = std::thread::Builder::new()
             .name("webstack-symbols".into())
-            .spawn(warm);
+            .spawn(move || warm(also));
     });
 }
 
-fn warm() {
+fn warm(also: fn()) {
     // What takes the loader's lock (listing the objects, unwinding this
     // thread's stack) runs before the priority drops, so that the lock is
     // never held by a thread that may wait long for the CPU.
@@ -1153,6 +1154,7 @@ fn warm() {
     objects.relist();
     let addresses = warm_addresses();
     lower_priority();
+    also();
     let mut sink = Vec::new();
     for lookup in addresses {
         objects.resolve(lookup, &mut sink);
@@ -1268,7 +1270,7 @@ fn warm_addresses() -> Vec<usize> {
         std::thread::park as fn() as usize,
         std::thread::sleep as fn(std::time::Duration) as usize,
         std::thread::yield_now as fn() as usize,
-        warm_up as fn() as usize,
+        warm_up as fn(fn()) as usize,
     ];
     // A function's address plus one resolves the function itself.
     addresses.extend(blocking.iter().map(|a| a + 1));
