@@ -164,6 +164,7 @@ pub(super) fn render<W: Write>(
         chunk.buckets.push(view);
         if chunk.frames >= CHUNK_FRAMES || i + 1 == shown.len() {
             render_chunk(tera, &mut chunk, &mut rows, &mut w)?;
+            rows.forget_past(MAX_CACHED_ROW_BYTES);
         }
     }
     let context = Context::from_serialize(&page).map_err(|e| RenderError::new("html", e))?;
@@ -334,7 +335,25 @@ impl Hash for RowKey<'_> {
     }
 }
 
+/// HTML of rendered rows kept for reuse by later chunks. Past it the cache
+/// starts again from empty, so that a page of mostly distinct rows does not
+/// hold a second copy of itself: a page's memory is bounded by `maxmem`,
+/// 1 MiB and its output (tests/hardening_memory.rs).
+const MAX_CACHED_ROW_BYTES: usize = 128 * 1024;
+
 impl<'a> Rows<'a> {
+    /// Forgets every rendered row once their HTML exceeds `max` bytes (rows
+    /// seen again are rendered again). Only between chunks: a chunk's
+    /// groups refer to rows by id until it is written.
+    fn forget_past(&mut self, max: usize) {
+        if self.html.len() > max {
+            self.html.clear();
+            self.html.shrink_to(max);
+            self.spans.clear();
+            self.ids.clear();
+        }
+    }
+
     /// The id of the row for `frame`, the `index`th of a bucket of `kind`;
     /// a row not seen before is queued in `chunk` for `rows.html`.
     fn id(
@@ -442,7 +461,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// Frames (plus one per bucket) rendered by one call of `bucket.html`: few
 /// enough that the view of a chunk stays small, enough that setting up a
 /// template call is paid rarely.
-const CHUNK_FRAMES: usize = 512;
+const CHUNK_FRAMES: usize = 256;
 
 /// HTML escaping for tera's autoescape: the characters and entities of
 /// `tera::escape_html` (`& < > " ' /`), copying the runs between them
