@@ -23,7 +23,8 @@
 //! Snapshots use a `maxmem` of 1 GiB so that every routine is captured.
 //! Throughput is per task. Run with
 //! `cargo bench -p webstack --bench snapshot`; the target-4 figures alone
-//! with `cargo bench -p webstack --bench snapshot -- 0000tasks+64threads`.
+//! with `cargo bench -p webstack --bench snapshot -- 0000tasks.64threads`
+//! (criterion filters are regular expressions: `.` for the `+`).
 
 mod util;
 
@@ -138,7 +139,9 @@ impl Scale {
             tasks,
             page: median_ms(runs, || page(Format::Html)),
             capture: median_ms(runs, || Snapshot::capture(&options(false))),
-            aggregate: median_ms(runs, || Buckets::aggregate(&snapshot, Similarity::AnyPointer)),
+            aggregate: median_ms(runs, || {
+                Buckets::aggregate(&snapshot, Similarity::AnyPointer)
+            }),
         }
     }
 }

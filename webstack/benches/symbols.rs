@@ -15,8 +15,11 @@
 //! `symbols/warm_page` is the same page in this process once everything is
 //! cached. The target: `after_init_2s` ≤ 2× `warm_page`.
 //!
-//! Every child also reports, on stderr, its own second page (warm, same
-//! process) and `RssAnon` from `/proc/self/status` at start, after the 2 s
+//! Every child also reports, on stderr, its own second page (right after
+//! the first, same process), a third page after another 2 s of idleness
+//! (caches warm, threads asleep as long as before the first: a thread
+//! asleep for seconds answers the signal slower than one that just ran, so
+//! this is the warm page comparable with the first), and `RssAnon` from `/proc/self/status` at start, after the 2 s
 //! wait and after its first page: the anonymous memory that symbolisation
 //! adds (target ≤ 16 MiB), printed as a summary after the group.
 //!
@@ -75,7 +78,11 @@ fn page() -> usize {
         .len()
 }
 
-/// The child: prints `first_ns warm_ns anon_start anon_before anon_after`.
+/// The child: prints `first_ns warm_ns idle_ns anon_start anon_before
+/// anon_after`: its first page, its second page right after, and a third
+/// page after the same 2 s of idleness the first one followed (threads
+/// asleep for seconds answer the signal slower than threads that just ran,
+/// whatever webstack has loaded).
 fn child(mode: &str) {
     let anon_start = rss_anon_kib();
     if mode == "after_init_2s" {
@@ -91,10 +98,15 @@ fn child(mode: &str) {
     let start = Instant::now();
     std::hint::black_box(page());
     let warm = start.elapsed();
+    std::thread::sleep(WAIT);
+    let start = Instant::now();
+    std::hint::black_box(page());
+    let idle = start.elapsed();
     println!(
-        "{} {} {anon_start} {anon_before} {anon_after}",
+        "{} {} {} {anon_start} {anon_before} {anon_after}",
         first.as_nanos(),
-        warm.as_nanos()
+        warm.as_nanos(),
+        idle.as_nanos()
     );
 }
 
@@ -102,6 +114,8 @@ fn child(mode: &str) {
 struct Run {
     first: Duration,
     warm: Duration,
+    /// A page after 2 s idle, the caches warm.
+    idle: Duration,
     anon_start: u64,
     anon_before: u64,
     anon_after: u64,
@@ -119,13 +133,14 @@ fn run_child(mode: &str) -> Run {
         .split_whitespace()
         .map(|f| f.parse().expect("a number"))
         .collect();
-    assert_eq!(fields.len(), 5, "child {mode} printed {text:?}");
+    assert_eq!(fields.len(), 6, "child {mode} printed {text:?}");
     Run {
         first: Duration::from_nanos(fields[0]),
         warm: Duration::from_nanos(fields[1]),
-        anon_start: fields[2],
-        anon_before: fields[3],
-        anon_after: fields[4],
+        idle: Duration::from_nanos(fields[2]),
+        anon_start: fields[3],
+        anon_before: fields[4],
+        anon_after: fields[5],
     }
 }
 
@@ -167,11 +182,15 @@ fn first_page(c: &mut Criterion) {
         }
         let first = median(mine.iter().map(|r| r.first).collect());
         let warm = median(mine.iter().map(|r| r.warm).collect());
-        let ratio = median(
-            mine.iter()
-                .map(|r| (r.first.as_secs_f64() / r.warm.as_secs_f64() * 100.0) as u64)
-                .collect(),
-        );
+        let idle = median(mine.iter().map(|r| r.idle).collect());
+        let ratio = |to: fn(&Run) -> Duration| {
+            median(
+                mine.iter()
+                    .map(|r| (r.first.as_secs_f64() / to(r).as_secs_f64() * 100.0) as u64)
+                    .collect(),
+            ) as f64
+                / 100.0
+        };
         let wait = median(
             mine.iter()
                 .map(|r| r.anon_before as i64 - r.anon_start as i64)
@@ -184,11 +203,13 @@ fn first_page(c: &mut Criterion) {
         );
         eprintln!(
             "symbols/first_page/{mode}: {} children, median first page {first:?}, \
-             same child's second page {warm:?}, first/second {:.2}x (target <= 2x); \
+             same child's second page right after {warm:?} (first/second {:.2}x), \
+             its third page after 2 s idle {idle:?} (first/third {:.2}x; target <= 2x); \
              RssAnon added during the 2 s wait {wait} KiB, by the first page {page} KiB, \
              together {} KiB (target <= 16384 KiB)",
             mine.len(),
-            ratio as f64 / 100.0,
+            ratio(|r| r.warm),
+            ratio(|r| r.idle),
             wait + page,
         );
     }
