@@ -194,13 +194,16 @@ impl Mapping {
         Some((Mapping { address, len }, file))
     }
 
-    /// The mapped bytes. `'static` is a promise kept by the owner: every
-    /// borrow is dropped before the mapping (see [`Loaded`]).
-    fn bytes(&self) -> &'static [u8] {
+    /// The mapped bytes, with a lifetime the caller keeps.
+    ///
+    /// # Safety
+    /// The slice and everything borrowed from it must be dropped before
+    /// `self` (see [`Loaded`], whose fields drop in that order).
+    unsafe fn bytes(&self) -> &'static [u8] {
         // SAFETY: `address` is a readable mapping of `len` bytes that lives
-        // until `self` is dropped; `Loaded` drops its borrows first. A file
-        // truncated meanwhile could fault on access: the program's own
-        // loaded objects are not truncated while it runs.
+        // until `self` is dropped, after every borrow (the caller's promise).
+        // A file truncated meanwhile could fault on access: the program's
+        // own loaded objects are not truncated while it runs.
         unsafe { std::slice::from_raw_parts(self.address.cast::<u8>(), self.len) }
     }
 }
@@ -345,11 +348,14 @@ impl Scratch {
         }
     }
 
-    /// The view; `'static` is kept by [`Parsed`], which drops the context
-    /// borrowing it first.
-    fn bytes(&self) -> &'static [u8] {
+    /// The view, with a lifetime the caller keeps.
+    ///
+    /// # Safety
+    /// The slice and everything borrowed from it must be dropped before
+    /// `self` (see [`Parsed`], which drops the context borrowing it first).
+    unsafe fn bytes(&self) -> &'static [u8] {
         // SAFETY: a readable mapping that lives until `self` is dropped,
-        // after every borrow (see [`Parsed`]).
+        // after every borrow (the caller's promise).
         unsafe { std::slice::from_raw_parts(self.address.cast::<u8>().add(self.shift), self.view) }
     }
 }
@@ -399,7 +405,10 @@ impl Loaded {
     /// `start_thread`; compressed debug sections in it are not read).
     fn open(path: &std::path::Path) -> Option<Loaded> {
         let (map, _) = Mapping::open(path)?;
-        let file = object::File::parse(map.bytes()).ok()?;
+        // SAFETY: `file` borrows the bytes and is dropped before `map`
+        // below (or with it, on an early return, in declaration order:
+        // `file` is declared after `map` and dropped first).
+        let file = object::File::parse(unsafe { map.bytes() }).ok()?;
         let stripped = file.section_by_name(".debug_info").is_none()
             && file.section_by_name(".symtab").is_none();
         if stripped {
@@ -423,7 +432,11 @@ impl Loaded {
 
     fn open_file(path: &std::path::Path) -> Option<Loaded> {
         let (map, opened) = Mapping::open(path)?;
-        let data = map.bytes();
+        // SAFETY: what borrows `data` (the sections, and the contexts parsed
+        // from them later) is stored in the `Loaded` beside `map`, in
+        // fields that drop before `_map`; `file` and the rest are dropped
+        // in this function, before `map` is moved into it.
+        let data = unsafe { map.bytes() };
         let file = object::File::parse(data).ok()?;
         let function = |s: object::Symbol<'_, '_>| {
             if s.kind() != object::SymbolKind::Text || s.address() == 0 {
@@ -541,7 +554,10 @@ impl Loaded {
             }
             cursor = unit.offset + unit.len;
         }
-        let context = addr2line::Context::from_dwarf(self.dwarf(Some(copy.bytes()))).ok()?;
+        // SAFETY: the context borrowing the view is stored in the same
+        // `Parsed` as `copy`, in a field that drops before `_copy`.
+        let info = unsafe { copy.bytes() };
+        let context = addr2line::Context::from_dwarf(self.dwarf(Some(info))).ok()?;
         // What parsing the first unit keeps; of the others, their headers
         // and abbreviations (read for names only) and a padding page each.
         let cost = group
@@ -688,13 +704,15 @@ impl Loaded {
     }
 
     /// The symbol table's function around `svma`.
-    fn symbol(&self, svma: u64) -> Option<&'static str> {
+    fn symbol(&self, svma: u64) -> Option<&str> {
         let after = self.symbols.partition_point(|s| s.address <= svma);
         let symbol = self.symbols.get(after.checked_sub(1)?)?;
         if symbol.size != 0 && svma >= symbol.address + u64::from(symbol.size) {
             return None;
         }
-        let bytes = self._map.bytes().get(symbol.name as usize..)?;
+        // SAFETY: the name is borrowed for as long as `self`, which owns
+        // the mapping.
+        let bytes = unsafe { self._map.bytes() }.get(symbol.name as usize..)?;
         let name = CStr::from_bytes_until_nul(bytes).ok()?;
         name.to_str().ok()
     }
@@ -702,7 +720,6 @@ impl Loaded {
     /// The frames at `svma` (a stated virtual address of this object),
     /// innermost first. Parses the unit holding it if needed.
     fn resolve(&mut self, svma: u64, tick: u64, out: &mut Vec<RawFrame>) {
-        let outer = self.symbol(svma);
         for index in self.units_at(svma) {
             for _ in 0..MAX_GROUP {
                 if !self.parsed.contains_key(&index) {
@@ -743,6 +760,7 @@ impl Loaded {
                 break;
             }
         }
+        let outer = self.symbol(svma);
         match out.last_mut() {
             Some(last) if last.function.is_none() => {
                 last.function = outer.map(demangle);
@@ -1335,7 +1353,7 @@ mod every_function {
             let mut out = Vec::new();
             loaded.resolve(start, tick as u64, &mut out);
             if out.iter().all(|f| f.file.is_none()) {
-                missing.push((start, loaded.symbol(start)));
+                missing.push((start, loaded.symbol(start).map(str::to_owned)));
             }
             // Keep memory low: this is not the budget under test.
             if loaded.parsed.len() > 8 {
