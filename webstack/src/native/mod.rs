@@ -25,7 +25,7 @@
 //! that keeps the signal blocked costs one timeout, once (`no answer (signal
 //! blocked)` afterwards). The slots are allocated outside the handler (64 at a
 //! time, never freed) as the number of threads grows.
-//! //! Threads that exit meanwhile are left out. Blocking system calls resume
+//! Threads that exit meanwhile are left out. Blocking system calls resume
 //! after the handler (`SA_RESTART`), except those the kernel never restarts
 //! after a handler (see `signal(7)`: `poll`, `epoll_wait`, `select`,
 //! `nanosleep`, socket calls with a timeout, …), which return `EINTR` as they
@@ -108,19 +108,24 @@
 //!
 //! [`init`](crate::init) (and so `#[webstack::main]`) starts a thread named
 //! `webstack-symbols`, once per process (not again in a forked child), at
-//! the lowest priority (nice 19): it maps the program, builds the index and
+//! the lowest priority (nice 19): it maps the program, builds the index,
 //! parses the units of the standard library's thread start and blocking
-//! calls, then hands them over and exits, so the first snapshot costs about
-//! what later ones do. A snapshot that comes first does not wait for it: it
-//! loads what it needs itself, and the thread's work is dropped.
+//! calls, parses the page's templates, and about a second later resolves
+//! the words on every thread's stack that point into code (read with
+//! `process_vm_readv` from the stack pointer `/proc/self/task/*/syscall`
+//! shows: no signal is sent and no handler installed), hands what it loaded
+//! over, reads those frames' source files and exits, so the first snapshot
+//! costs about what later ones do. A snapshot that comes first does not
+//! wait for it: it loads what it needs itself, and the thread's work is
+//! dropped.
 //!
 //! Memory: what symbols keep on the heap is bounded by a process-wide
 //! budget, [`set_symbol_budget`] (default [`DEFAULT_SYMBOL_BUDGET`],
 //! 16 MiB), separate from a snapshot's `maxmem` (which bounds one
 //! snapshot's own data and is given back when the snapshot is dropped).
 //! Half of the budget holds parsed units, estimated from the size of their
-//! debug information: past it, every parsed unit is dropped and the index
-//! rebuilt on the next lookup. A quarter holds the resolved addresses and a
+//! debug information: past it, the least recently used are dropped (and
+//! parsed again when an address falls in them). A quarter holds the resolved addresses and a
 //! quarter the source files read for `source` lines; each cache is emptied
 //! when full. Outside the budget: the index and the symbol table (16 bytes
 //! per function symbol; together about 1 MiB for a 50 MB binary), and the
