@@ -60,6 +60,15 @@ fn spawn_threads() -> (
     (blocking, answering, release, handles)
 }
 
+/// The routine of the thread `tid` in `snapshot`; `what` names it if absent.
+fn thread<'a>(snapshot: &'a Snapshot, tid: i64, what: &str) -> &'a webstack::Routine {
+    snapshot
+        .routines
+        .iter()
+        .find(|r| r.tid == Some(tid))
+        .unwrap_or_else(|| panic!("{what} {tid} is not in the snapshot"))
+}
+
 #[test]
 fn threads_blocking_the_signal_cost_one_timeout_together() {
     native::set_method(Method::FramePointers);
@@ -76,11 +85,7 @@ fn threads_blocking_the_signal_cost_one_timeout_together() {
     assert!(snapshot.augmented, "{:?}", snapshot.native_error);
 
     for tid in &blocking {
-        let routine = snapshot
-            .routines
-            .iter()
-            .find(|r| r.tid == Some(*tid))
-            .expect("a blocking thread");
+        let routine = thread(&snapshot, *tid, "a blocking thread");
         assert!(
             routine.state.as_str().contains("no answer (timed out)"),
             "{}",
@@ -88,11 +93,7 @@ fn threads_blocking_the_signal_cost_one_timeout_together() {
         );
     }
     for tid in &answering {
-        let routine = snapshot
-            .routines
-            .iter()
-            .find(|r| r.tid == Some(*tid))
-            .expect("an answering thread");
+        let routine = thread(&snapshot, *tid, "an answering thread");
         assert!(
             !routine.state.as_str().contains("no answer"),
             "{}",
@@ -117,11 +118,7 @@ fn threads_blocking_the_signal_cost_one_timeout_together() {
     let snapshot = Snapshot::capture(&Options::default().augment(true));
     assert!(snapshot.augmented, "{:?}", snapshot.native_error);
     for tid in &blocking {
-        let routine = snapshot
-            .routines
-            .iter()
-            .find(|r| r.tid == Some(*tid))
-            .expect("a blocking thread");
+        let routine = thread(&snapshot, *tid, "a blocking thread");
         assert!(
             routine.state.as_str().contains("no answer (signal"),
             "{}",

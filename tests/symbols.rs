@@ -52,6 +52,16 @@ fn park(threads: usize) -> Vec<mpsc::Sender<()>> {
 /// needs. The anonymous memory this adds stays within the default 16 MiB
 /// symbol budget plus what the snapshot itself holds (the `backtrace`
 /// crate added 300 MiB here).
+/// Frames of `snapshot` resolved to a Rust source file and line.
+fn with_file_and_line(snapshot: &Snapshot) -> usize {
+    snapshot
+        .routines
+        .iter()
+        .flat_map(|r| &r.frames)
+        .filter(|f| f.file.ends_with(".rs") && f.line > 0)
+        .count()
+}
+
 #[test]
 fn the_first_augmented_snapshot_adds_at_most_the_budget_of_anonymous_memory() {
     run_in_child(
@@ -65,12 +75,7 @@ fn the_first_augmented_snapshot_adds_at_most_the_budget_of_anonymous_memory() {
             let after = rss_anon_kib();
             assert!(snapshot.augmented, "{:?}", snapshot.native_error);
             let frames: usize = snapshot.routines.iter().map(|r| r.frames.len()).sum();
-            let named = snapshot
-                .routines
-                .iter()
-                .flat_map(|r| &r.frames)
-                .filter(|f| f.file.ends_with(".rs") && f.line > 0)
-                .count();
+            let named = with_file_and_line(&snapshot);
             println!(
                 "RssAnon {before} KiB -> {after} KiB (+{} KiB), {frames} frames, {named} with file and line",
                 after as i64 - before as i64
@@ -102,12 +107,7 @@ fn a_smaller_symbol_budget_keeps_less_and_still_resolves() {
             for _ in 0..3 {
                 let snapshot = Snapshot::capture(&options);
                 assert!(snapshot.augmented, "{:?}", snapshot.native_error);
-                let named = snapshot
-                    .routines
-                    .iter()
-                    .flat_map(|r| &r.frames)
-                    .filter(|f| f.file.ends_with(".rs") && f.line > 0)
-                    .count();
+                let named = with_file_and_line(&snapshot);
                 assert!(named > 16, "symbols with files and lines: {snapshot:#?}");
                 let kept = webstack::__private::native::symbol_bytes();
                 assert!(kept <= 1 << 20, "{kept} bytes kept, budget 1 MiB");
