@@ -14,14 +14,10 @@ use support::child::run_in_child;
 use support::wait::wait_until;
 use webstack::{Options, Snapshot};
 
-/// `RssAnon` of this process, in KiB.
+/// Anonymous resident memory of this process, in KiB.
 fn rss_anon_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("RssAnon:"))
-        .expect("RssAnon");
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    let bytes = support::thread_cost::anonymous_resident().expect("/proc/self/smaps_rollup");
+    bytes as u64 / 1024
 }
 
 fn thread_names() -> Vec<String> {

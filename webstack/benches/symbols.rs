@@ -19,9 +19,10 @@
 //! the first, same process), a third page after another 2 s of idleness
 //! (caches warm, threads asleep as long as before the first: a thread
 //! asleep for seconds answers the signal slower than one that just ran, so
-//! this is the warm page comparable with the first), and `RssAnon` from `/proc/self/status` at start, after the 2 s
-//! wait and after its first page: the anonymous memory that symbolisation
-//! adds (target ≤ 16 MiB), printed as a summary after the group.
+//! this is the warm page comparable with the first), and its anonymous
+//! resident memory (`/proc/self/smaps_rollup`) at start, after the 2 s wait
+//! and after its first page: what symbolisation adds (target ≤ 16 MiB),
+//! printed as a summary after the group.
 //!
 //! `symbols/resolve` measures 16 return addresses of one call chain:
 //! `cold_unit` (the address cache emptied and every parsed unit dropped, as
@@ -38,19 +39,19 @@ use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughpu
 use webstack::render::{render, Format, Links};
 use webstack::{Buckets, Options, Similarity, Snapshot};
 
+// Only its reader of the anonymous resident memory is used here.
+#[allow(dead_code)]
+#[path = "../../tests/support/thread_cost.rs"]
+mod thread_cost;
+
 const CHILD: &str = "WEBSTACK_BENCH_SYMBOLS_CHILD";
 const THREADS: usize = 16;
 const WAIT: Duration = Duration::from_secs(2);
 
-/// `RssAnon` of this process, in KiB.
+/// Anonymous resident memory of this process, in KiB (0 where
+/// `/proc/self/smaps_rollup` is missing).
 fn rss_anon_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("RssAnon:"))?;
-            line.split_whitespace().nth(1)?.parse().ok()
-        })
-        .unwrap_or(0)
+    thread_cost::anonymous_resident().map_or(0, |bytes| bytes as u64 / 1024)
 }
 
 fn park(threads: usize) -> Vec<mpsc::Sender<()>> {
