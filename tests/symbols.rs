@@ -15,7 +15,7 @@ use support::wait::wait_until;
 use webstack::{Options, Snapshot};
 
 /// Anonymous resident memory of this process, in KiB.
-fn rss_anon_kib() -> u64 {
+fn anonymous_kib() -> u64 {
     let bytes = support::thread_cost::anonymous_resident().expect("/proc/self/smaps_rollup");
     bytes as u64 / 1024
 }
@@ -42,12 +42,6 @@ fn park(threads: usize) -> Vec<mpsc::Sender<()>> {
         .collect()
 }
 
-/// The first `augment=1` snapshot of a process resolves every thread's
-/// stack: it reads the symbol table and the debug information of this test
-/// binary (hundreds of MB, mapped from the file) and parses the units it
-/// needs. The anonymous memory this adds stays within the default 16 MiB
-/// symbol budget plus what the snapshot itself holds (the `backtrace`
-/// crate added 300 MiB here).
 /// Frames of `snapshot` resolved to a Rust source file and line.
 fn with_file_and_line(snapshot: &Snapshot) -> usize {
     snapshot
@@ -58,6 +52,12 @@ fn with_file_and_line(snapshot: &Snapshot) -> usize {
         .count()
 }
 
+/// The first `augment=1` snapshot of a process resolves every thread's
+/// stack: it reads the symbol table and the debug information of this test
+/// binary (hundreds of MB, mapped from the file) and parses the units it
+/// needs. The anonymous memory this adds stays within the default 16 MiB
+/// symbol budget plus what the snapshot itself holds (the `backtrace`
+/// crate added 300 MiB here).
 #[test]
 fn the_first_augmented_snapshot_adds_at_most_the_budget_of_anonymous_memory() {
     run_in_child(
@@ -66,14 +66,14 @@ fn the_first_augmented_snapshot_adds_at_most_the_budget_of_anonymous_memory() {
         || {
             let _parked = park(16);
             let options = Options::default().augment(true);
-            let before = rss_anon_kib();
+            let before = anonymous_kib();
             let snapshot = Snapshot::capture(&options);
-            let after = rss_anon_kib();
+            let after = anonymous_kib();
             assert!(snapshot.augmented, "{:?}", snapshot.native_error);
             let frames: usize = snapshot.routines.iter().map(|r| r.frames.len()).sum();
             let named = with_file_and_line(&snapshot);
             println!(
-                "RssAnon {before} KiB -> {after} KiB (+{} KiB), {frames} frames, {named} with file and line",
+                "anonymous {before} KiB -> {after} KiB (+{} KiB), {frames} frames, {named} with file and line",
                 after as i64 - before as i64
             );
             assert!(named > 16, "symbols with files and lines: {snapshot:#?}");
