@@ -50,7 +50,7 @@ const WAIT: Duration = Duration::from_secs(2);
 
 /// Anonymous resident memory of this process, in KiB (0 where
 /// `/proc/self/smaps_rollup` is missing).
-fn rss_anon_kib() -> u64 {
+fn anonymous_kib() -> u64 {
     thread_cost::anonymous_resident().map_or(0, |bytes| bytes as u64 / 1024)
 }
 
@@ -85,17 +85,17 @@ fn page() -> usize {
 /// asleep for seconds answer the signal slower than threads that just ran,
 /// whatever webstack has loaded).
 fn child(mode: &str) {
-    let anon_start = rss_anon_kib();
+    let anon_start = anonymous_kib();
     if mode == "after_init_2s" {
         webstack::init();
     }
     let _parked = park(THREADS);
     std::thread::sleep(WAIT);
-    let anon_before = rss_anon_kib();
+    let anon_before = anonymous_kib();
     let start = Instant::now();
     std::hint::black_box(page());
     let first = start.elapsed();
-    let anon_after = rss_anon_kib();
+    let anon_after = anonymous_kib();
     let start = Instant::now();
     std::hint::black_box(page());
     let warm = start.elapsed();
@@ -206,7 +206,7 @@ fn first_page(c: &mut Criterion) {
             "symbols/first_page/{mode}: {} children, median first page {first:?}, \
              same child's second page right after {warm:?} (first/second {:.2}x), \
              its third page after 2 s idle {idle:?} (first/third {:.2}x; target <= 2x); \
-             RssAnon added during the 2 s wait {wait} KiB, by the first page {page} KiB, \
+             anonymous memory added during the 2 s wait {wait} KiB, by the first page {page} KiB, \
              together {} KiB (target <= 16384 KiB)",
             mine.len(),
             ratio(|r| r.warm),
