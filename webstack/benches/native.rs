@@ -2,12 +2,12 @@
 //! `/proc` reads) per thread at 8, 64 and 256 threads, every thread at once
 //! (`parallel`, the default) beside one thread at a time (`serial`, as the
 //! libgcc unwinder does and as every capture did before) in the same run;
-//! symbolisation of one address, cold (cache miss) and warm; a full
-//! snapshot with `augment` on and off; and what `augment=1` adds to a page
-//! of 64 parked threads, end to end and phase by phase.
+//! a full snapshot with `augment` on and off; and what `augment=1` adds to
+//! a page of 64 parked threads, end to end and phase by phase.
 //!
 //! Run with `cargo bench -p webstack --bench native -- --quick`; the
 //! per-thread figures and the phase table are printed on stderr.
+//! Symbolisation alone, cold and warm, is in the `symbols` bench.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -120,42 +120,6 @@ fn print_per_thread(threads: usize) {
         line(&mut parallel),
         line(&mut serial)
     );
-}
-
-fn symbolisation(c: &mut Criterion) {
-    // Return addresses of this very call chain.
-    let mut addresses = Vec::new();
-    backtrace::trace(|frame| {
-        addresses.push(frame.ip() as usize);
-        addresses.len() < 16
-    });
-    let first_use = Instant::now();
-    webstack::__private::native::symbolize(addresses[0]);
-    eprintln!(
-        "native/symbolize first use (loads debug info): {:?}",
-        first_use.elapsed()
-    );
-
-    let mut group = c.benchmark_group("native/symbolize");
-    group.throughput(Throughput::Elements(addresses.len() as u64));
-    group.bench_function("cold", |b| {
-        b.iter(|| {
-            webstack::__private::native::clear_symbol_cache();
-            addresses
-                .iter()
-                .map(|&a| webstack::__private::native::symbolize(a))
-                .sum::<usize>()
-        })
-    });
-    group.bench_function("warm", |b| {
-        b.iter(|| {
-            addresses
-                .iter()
-                .map(|&a| webstack::__private::native::symbolize(a))
-                .sum::<usize>()
-        })
-    });
-    group.finish();
 }
 
 fn full_snapshot(c: &mut Criterion) {
@@ -298,11 +262,5 @@ fn augment_profile(c: &mut Criterion) {
     drop(parked);
 }
 
-criterion_group!(
-    benches,
-    capture_per_thread,
-    symbolisation,
-    full_snapshot,
-    augment_profile
-);
+criterion_group!(benches, capture_per_thread, full_snapshot, augment_profile);
 criterion_main!(benches);
