@@ -464,9 +464,7 @@ const PREFETCH_AHEAD: usize = 4;
 fn prefetch_frames(routine: &Routine) {
     let frames = routine.frames.as_ptr().cast::<u8>();
     let bytes = std::mem::size_of_val(routine.frames.as_slice()).min(PREFETCH_BYTES);
-    for line in (0..bytes).step_by(64) {
-        crate::record::registry::prefetch(frames.wrapping_add(line));
-    }
+    crate::prefetch::bytes(frames, bytes);
 }
 
 /// How much of a routine's frames [`prefetch_frames`] asks for.

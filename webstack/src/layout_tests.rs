@@ -17,9 +17,8 @@ use std::path::{Path, PathBuf};
 /// helpers, which any stage may use.
 fn stage_of(name: &str) -> Result<Option<u8>, String> {
     Ok(Some(match name {
-        "clock" | "hash" | "lock" | "futex" | "sync" | "sealed" | "fork" | "uptime" | "init" => {
-            return Ok(None)
-        }
+        "clock" | "hash" | "lock" | "futex" | "sync" | "sealed" | "fork" | "uptime" | "init"
+        | "prefetch" => return Ok(None),
         // `__private` re-exports the record side for the macros.
         "record" | "__private" | "Capture" | "Value" | "Shape" | "Collection" | "MAX_ARGS"
         | "MAX_DEPTH" | "thread" | "task" | "tokio" => 0,

@@ -123,6 +123,7 @@ mod hash;
 mod lock;
 pub mod native;
 mod pipeline;
+mod prefetch;
 mod record;
 pub mod render;
 mod sealed;

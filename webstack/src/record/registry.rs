@@ -220,24 +220,9 @@ impl Stored {
             // `ArcInner` puts the counts 64 bytes before a record aligned
             // to 64; were it laid out otherwise, the hint would only be
             // wasted: a prefetch reads nothing and cannot fault.
-            prefetch(task.0.cast::<u8>().wrapping_sub(64));
+            crate::prefetch::line(task.0.cast::<u8>().wrapping_sub(64));
         }
     }
-}
-
-/// Asks the CPU to start loading the cache line at `address` into its
-/// caches, for a read soon after. Only a hint: it reads nothing the program
-/// sees, never faults, and is a no-op off x86-64.
-#[inline]
-pub(crate) fn prefetch(address: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint that loads nothing into registers and
-    // does not fault, whatever the address; SSE is part of x86-64.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(address.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = address;
 }
 
 /// How many entries ahead of the one cloned [`for_each_shard`] prefetches.

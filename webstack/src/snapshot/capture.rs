@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::budget::{self, Budget};
 use super::model::{Kind, LeftOut, Process, Routine, Snapshot, State};
 use super::resolve::FrameCache;
-use crate::record::registry::{self, prefetch, Entry};
+use crate::record::registry::{self, Entry};
 use crate::record::slot::FrameWords;
 use crate::record::stack::{ThreadStack, MAX_DEPTH};
 use crate::record::task::spawned::{self, Source};
@@ -161,9 +161,7 @@ const PREFETCH_AHEAD: usize = 4;
 #[inline]
 fn prefetch_record(task: &std::sync::Arc<TaskShared>) {
     let record = std::sync::Arc::as_ptr(task).cast::<u8>();
-    for line in (0..std::mem::size_of::<TaskShared>()).step_by(64) {
-        prefetch(record.wrapping_add(line));
-    }
+    crate::prefetch::bytes(record, std::mem::size_of::<TaskShared>());
 }
 
 impl Process {
