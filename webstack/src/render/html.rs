@@ -149,18 +149,15 @@ pub(super) fn render<W: Write>(
         out: Vec::with_capacity(32 * 1024),
         ..Chunk::default()
     };
+    let input = Input {
+        snapshot,
+        buckets,
+        links,
+        detail,
+    };
     let shown = &buckets.buckets[..buckets.buckets.len().min(MAX_BUCKETS)];
     for (i, b) in shown.iter().enumerate() {
-        let view = bucket(
-            i + 1,
-            b,
-            snapshot,
-            buckets,
-            links,
-            detail,
-            &mut rows,
-            &mut chunk,
-        );
+        let view = bucket(i + 1, b, &input, &mut rows, &mut chunk);
         chunk.buckets.push(view);
         if chunk.frames >= CHUNK_FRAMES || i + 1 == shown.len() {
             render_chunk(tera, &mut chunk, &mut rows, &mut w)?;
@@ -172,6 +169,15 @@ pub(super) fn render<W: Write>(
         .map_err(|e| RenderError::new("html", e))?;
     w.flush()?;
     Ok(())
+}
+
+/// What the page is rendered from, as [`render`] was given it.
+#[derive(Clone, Copy)]
+struct Input<'s> {
+    snapshot: &'s Snapshot,
+    buckets: &'s Buckets,
+    links: &'s Links,
+    detail: Detail,
 }
 
 #[derive(Debug)]
@@ -522,17 +528,19 @@ fn optional(s: Option<impl Into<String>>) -> Value {
 /// template only looks values up and prints them (escaped). Frames, their
 /// arguments, member groups and frame groups are arrays whose positions
 /// the template's header lists; the bucket itself is an object.
-#[allow(clippy::too_many_arguments)]
 fn bucket<'a>(
     number: usize,
     b: &'a Bucket,
-    snapshot: &Snapshot,
-    buckets: &Buckets,
-    links: &Links,
-    detail: Detail,
+    input: &Input<'_>,
     rows: &mut Rows<'a>,
     chunk: &mut Chunk,
 ) -> Value {
+    let Input {
+        snapshot,
+        buckets,
+        links,
+        detail,
+    } = *input;
     let (groups, more) = members(b);
     let members: Vec<Value> = groups
         .into_iter()
