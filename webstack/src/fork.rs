@@ -43,9 +43,7 @@
 //!
 //! Not covered: a lock outside webstack held at the fork (a memory
 //! allocator's is the allocator's business: glibc's handles fork; the
-//! `backtrace` crate's lock held by the application's own use of it), and
-//! libgcc's frame-registration lock held by a thread inside
-//! `__register_frame` (JIT compilers), which the native unwinder may take.
+//! `backtrace` crate's lock held by the application's own use of it).
 
 use std::cell::UnsafeCell;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};

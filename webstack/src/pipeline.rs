@@ -16,8 +16,7 @@ impl Snapshot {
     /// that another snapshot is copying (at most 1 ms per snapshot in all),
     /// and, while another thread is inside `fork()`, starts once the fork
     /// returns. With `augment`, the threads that do not answer their signal
-    /// cost at most [`native::timeout`](crate::native::timeout) together
-    /// (each, with [`Method::Libgcc`](crate::native::Method::Libgcc)).
+    /// cost at most [`native::timeout`](crate::native::timeout) together.
     pub fn capture(options: &Options) -> Snapshot {
         let _gate = crate::fork::capturing();
         let _here = Capturing::enter();

@@ -9,10 +9,14 @@
 //! thread at once (`rt_tgsigqueueinfo`), each request carrying the index of
 //! its own preallocated slot and a sequence number. Each handler checks that
 //! the signal came from this process (`si_pid`, `si_code == SI_QUEUE`) with
-//! the expected sequence number, claims its slot, unwinds into it (at most
-//! [`MAX_NATIVE_FRAMES`] addresses, without allocating, locking or
-//! formatting), publishes the count, and counts itself off a shared futex
-//! word; the last answer wakes the collector. It saves and restores `errno`.
+//! the expected sequence number, claims its slot, saves the registers of the
+//! interrupted context (pc, sp, fp and the callee-saved ones) and copies the
+//! top of the thread's stack into the slot's buffer with one
+//! `process_vm_readv` (from the stack pointer to the end of the thread's
+//! stack mapping, at most [`stack_copy`], 64 KiB by default), publishes,
+//! and counts itself off a shared futex word; the last answer wakes the
+//! collector. It does not unwind, allocate, lock or format, needs a few
+//! hundred bytes of stack, and saves and restores `errno`.
 //! The collector waits for all the answers against one deadline, [`timeout`]
 //! after the last request was sent: threads that do not answer (they block
 //! the signal, or are stuck in the kernel) are shown as `no answer (timed
@@ -24,7 +28,12 @@
 //! Such a thread's signal mask is read before it is asked again, so a thread
 //! that keeps the signal blocked costs one timeout, once (`no answer (signal
 //! blocked)` afterwards). The slots are allocated outside the handler (64 at a
-//! time, never freed) as the number of threads grows.
+//! time, never freed) as the number of threads grows; their copy buffers
+//! are anonymous memory whose pages are only backed as far as a copy goes,
+//! and are given back to the kernel after each capture. The copies of the
+//! threads asked at once count against the snapshot's `maxmem`: a capture
+//! asks at most `room left / stack_copy` threads at a time, and unwinds a
+//! batch's copies (see [Unwinding](self#unwinding)) before it asks the next.
 //! Threads that exit meanwhile are left out. Blocking system calls resume
 //! after the handler (`SA_RESTART`), except those the kernel never restarts
 //! after a handler (see `signal(7)`: `poll`, `epoll_wait`, `select`,
@@ -46,55 +55,45 @@
 //! address across snapshots, so a warm snapshot costs a few microseconds
 //! per thread. See [Symbols](self#symbols).
 //!
-//! # Unwinding method
+//! # Unwinding
 //!
-//! By default ([`Method::Auto`], which is [`Method::FramePointers`]) the
-//! handler walks the frame-pointer chain from the interrupted context. The
-//! walk takes no lock and reads the stack only with `process_vm_readv`, so a
-//! broken chain ends it with an error instead of a fault; it stops where
-//! the frame addresses stop increasing, are misaligned, or leave the
-//! thread's stack: the writable mapping that holds the interrupted stack
-//! pointer (the collector reads `/proc/self/maps` once per capture, about
-//! 10 µs for a small process, and hands the table to the handlers), and
-//! never more than 64 MiB above the stack pointer. It sees every function
-//! only in code built with frame pointers (`RUSTFLAGS="-C
-//! force-frame-pointers=yes"`; the standard library ships with them):
-//! without them, a function that keeps none hides its caller, and
-//! instrumented frames it would have placed are kept next to the nearest
-//! native frame found instead.
+//! The collector unwinds each copy after its thread answered, outside any
+//! handler. By default ([`Method::Auto`], which is [`Method::Dwarf`]) it
+//! reads DWARF call-frame information, the `.eh_frame` tables every Rust
+//! and C object carries for panics and exceptions, with the `framehop`
+//! crate: complete stacks for code built with Rust's defaults (no frame
+//! pointers, debug or release), whatever the size of the thread's
+//! alternate signal stack. The objects are listed with `dl_iterate_phdr`
+//! (again only when the C library's load or unload counters changed) and
+//! mapped read-only from their files, sharing their pages with the
+//! symboliser's mappings through the page cache; the vDSO is read in
+//! memory. Code without unwind information (generated at run time by a JIT
+//! compiler, which cannot hang anything here: no lock is taken and the
+//! copy is plain memory) is walked by its frame pointers where it keeps
+//! them. [`Method::FramePointers`] walks only the frame-pointer chain in the
+//! copy, and sees every function only in code built with
+//! `-C force-frame-pointers=yes`.
 //!
-//! The libgcc unwinder (`_Unwind_Backtrace`, [`Method::Libgcc`]) reads DWARF
-//! unwind tables and gives complete stacks without frame pointers, but it
-//! can hang the interrupted thread: it searches the unwind information that
-//! JIT compilers register at run time (`__register_frame`: wasmtime,
-//! cranelift, LuaJIT) under a lock, which the interrupted thread may hold.
-//! Nothing outside libgcc can tell whether a process registered any, so
-//! webstack never chooses it: choose it only for a process in which nothing
-//! does, and whose C library finds unwind tables without the loader lock
-//! (glibc 2.35 or later with `_dl_find_object`, which libgcc uses from GCC
-//! 12 on; webstack checks neither). The libgcc unwinder must not run on two
-//! threads at once (`_Unwind_Backtrace` through
-//! `backtrace::trace_unsynchronized`), so with this method the collector
-//! asks one thread at a time, waiting up to [`timeout`] for each; captures
-//! are serialised by a global lock as well. The libgcc unwinder is called
-//! once outside any handler before the first capture, so its lazy
-//! initialisation and symbol binding never happen inside a handler. The
-//! frame-pointer walk reads memory only through `process_vm_readv` and
-//! shares nothing but a read-only table of mappings, so its handlers run in
-//! parallel.
+//! A stack deeper than the copy shows its innermost frames, and the
+//! thread's state ends with `stack deeper than 64 KiB: the outermost frames
+//! are not shown`; raise [`set_stack_copy`] for deeper stacks (each
+//! thread asked costs that much memory while the capture runs). Likewise
+//! past [`MAX_NATIVE_FRAMES`] frames. Signal handler frames of the thread
+//! itself (a thread interrupted inside its own signal handler) end the walk.
 //!
 //! The handler runs on the thread's alternate signal stack where it has one
-//! (`SA_ONSTACK`; std gives one to every thread it starts), and unwinds only
-//! if the stack it runs on has room: at least 2 KiB for the frame-pointer
-//! walk, 6 KiB for libgcc (which otherwise gives way to the walk). A thread
-//! without that room is shown as `no room to unwind` with its shadow frames.
-//! A thread created without an alternate stack (by C code) that is within a
-//! signal frame (up to 4 KiB on x86_64 with AVX-512) plus about 1 KiB of its
-//! stack's end when the signal arrives cannot be protected: the kernel or
-//! the handler's first frames overflow it before any check can run.
+//! (`SA_ONSTACK`; std gives one to every thread it starts, 8 KiB on x86_64
+//! CPUs without AMX, about 4.5 KiB of it left below an AVX-512 signal
+//! frame), and copies only if the stack it runs on has 2 KiB of room below
+//! its frame; a thread without that room is shown as `no room to unwind`
+//! with its shadow frames. A thread created without an alternate stack (by
+//! C code) that is within a signal frame (up to 4 KiB on x86_64 with
+//! AVX-512) plus about 1 KiB of its stack's end when the signal arrives
+//! cannot be protected: the kernel or the handler's first frames overflow
+//! it before any check can run.
 //!
 //! For the best stacks build with debug information (`debug = 1` in the
-//! profile: file and line numbers, inlined frames) and with frame pointers.
+//! profile: file and line numbers, inlined frames).
 //!
 //! # Symbols
 //!
@@ -218,31 +217,53 @@ pub(crate) fn warm_up(also: fn()) {
     sys::warm_up(also);
 }
 
-/// Return addresses kept per thread; deeper native frames are dropped.
+/// Native frames kept per thread (the interrupted instruction and return
+/// addresses); deeper ones are dropped, and the thread's state says so.
 pub const MAX_NATIVE_FRAMES: usize = 128;
 
 /// Default time to wait for the threads' answers: 100 ms.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// How the signal handler unwinds a thread's stack.
+/// How the collector unwinds the stack copies the signal handler took.
+/// Either way the handler does the same: it saves the registers and copies
+/// the top of the stack; unwinding runs afterwards, outside any handler.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Method {
-    /// The method that cannot hang or fault in any process: today
-    /// [`Method::FramePointers`]. The default.
+    /// The best method available: today [`Method::Dwarf`]. The default.
     Auto,
-    /// The libgcc unwinder (`_Unwind_Backtrace`), DWARF based: complete
-    /// stacks without frame pointers, but it may deadlock the interrupted
-    /// thread if anything in the process registers unwind information at
-    /// run time (JIT compilers, through `__register_frame`), and takes the
-    /// loader lock unless the C library provides `_dl_find_object` (glibc
-    /// 2.35 or later). Neither is checked: choose it only when both are
-    /// known to hold. See the [module docs](self#unwinding-method).
-    Libgcc,
-    /// A bounded walk of the frame-pointer chain from the interrupted context
-    /// (x86_64 and aarch64). Complete only for code built with
-    /// `-C force-frame-pointers=yes`.
+    /// DWARF call-frame information (`.eh_frame`, through the `framehop`
+    /// crate): complete stacks for code built with Rust's defaults, without
+    /// frame pointers, debug or release. Falls back to frame pointers for
+    /// code without unwind information (generated at run time).
+    Dwarf,
+    /// The frame-pointer chain alone (x86_64 and aarch64). Complete only
+    /// for code built with `-C force-frame-pointers=yes`: a function that
+    /// keeps no frame pointer hides its caller.
     FramePointers,
+}
+
+/// Default bound of the stack copied per thread: 64 KiB. See
+/// [`set_stack_copy`].
+pub const DEFAULT_STACK_COPY: usize = 64 << 10;
+
+/// Sets how much of each thread's stack the signal handler copies, from
+/// the interrupted stack pointer up (at most to the end of the thread's
+/// stack): between 4 KiB and 8 MiB, other values are brought into that
+/// range. Default: [`DEFAULT_STACK_COPY`] (64 KiB), which holds hundreds of
+/// ordinary frames. A thread whose stack is deeper shows its innermost
+/// frames, and its state says `stack deeper than 64 KiB: the outermost
+/// frames are not shown`. The copies of the threads asked at once count
+/// against the snapshot's `maxmem`: a capture asks at most
+/// `room left / stack_copy` threads at a time (at least one). Takes effect
+/// at the next capture.
+pub fn set_stack_copy(bytes: usize) {
+    sys::set_stack_copy(bytes);
+}
+
+/// The bound of the stack copied per thread; see [`set_stack_copy`].
+pub fn stack_copy() -> usize {
+    sys::stack_copy()
 }
 
 /// Why a native-stack setting was refused.
@@ -294,8 +315,7 @@ pub fn current_signal() -> Option<i32> {
 
 /// Sets how long a capture waits for the threads to answer before it reports
 /// those that did not as `no answer`: one deadline for all the threads asked
-/// together (with [`Method::Libgcc`], which asks one thread at a time, for
-/// each thread). Default: [`DEFAULT_TIMEOUT`] (100 ms).
+/// together. Default: [`DEFAULT_TIMEOUT`] (100 ms).
 pub fn set_timeout(timeout: Duration) {
     sys::set_timeout(timeout);
 }
@@ -385,9 +405,9 @@ pub(crate) mod hooks {
         sys::skip_blocked_check(skip);
     }
 
-    /// Whether the frame-pointer walk signals every thread at once (`true`,
-    /// the default) or one thread at a time, as the libgcc unwinder always
-    /// does. For benchmarks that compare the two.
+    /// Whether a capture signals every thread at once (`true`, the default,
+    /// within the budget) or one thread at a time. For benchmarks that
+    /// compare the two.
     pub fn set_parallel(parallel: bool) {
         sys::set_parallel(parallel);
     }

@@ -25,6 +25,12 @@ pub(super) fn timeout() -> Duration {
     DEFAULT_TIMEOUT
 }
 
+pub(super) fn set_stack_copy(_bytes: usize) {}
+
+pub(super) fn stack_copy() -> usize {
+    super::DEFAULT_STACK_COPY
+}
+
 pub(super) fn set_method(_method: Method) {}
 
 pub(super) fn method() -> Method {

@@ -1,26 +1,44 @@
-//! The collector: lists the threads, asks them all for their stacks at once
-//! (one at a time with the libgcc unwinder) under the capture lock, then
-//! (lock released) symbolises and merges into the snapshot.
+//! The collector: lists the threads, asks them for their registers and
+//! stack copies in batches that fit the snapshot's memory budget, unwinds
+//! each copy as its batch settles (all under the capture lock), then (lock
+//! released) symbolises and merges into the snapshot.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use super::merge::{merge, NativeFrame};
 use super::proc::{self, TaskInfo};
-use super::signal::{self, Answer};
+use super::signal::{self, Answer, Contents};
 use super::symbolize::{source_line, symbolize};
-use super::{Method, DEFAULT_TIMEOUT};
+use super::unwind::{Ending, Unwinder};
+use super::{DEFAULT_STACK_COPY, DEFAULT_TIMEOUT, MAX_NATIVE_FRAMES};
 use crate::snapshot::budget::{self, Budget};
 use crate::snapshot::{Frame, Kind, Routine, Snapshot, State};
 
 static TIMEOUT_NANOS: AtomicU64 = AtomicU64::new(DEFAULT_TIMEOUT.as_nanos() as u64);
 static SKIP_BLOCKED_CHECK: AtomicBool = AtomicBool::new(false);
-/// Whether the frame-pointer walk signals every thread at once (the
-/// default), or one thread at a time as the libgcc unwinder must.
+/// Whether every thread is signalled at once (within the budget: the
+/// default), or one thread at a time (for benchmarks).
 static PARALLEL: AtomicBool = AtomicBool::new(true);
+static STACK_COPY: AtomicUsize = AtomicUsize::new(DEFAULT_STACK_COPY);
+
+/// Bounds of the stack copy: a page, and 8 MiB (std's main-thread stack).
+const MIN_STACK_COPY: usize = 4 << 10;
+const MAX_STACK_COPY: usize = 8 << 20;
+
+pub(super) fn set_stack_copy(bytes: usize) {
+    STACK_COPY.store(
+        bytes.clamp(MIN_STACK_COPY, MAX_STACK_COPY),
+        Ordering::Relaxed,
+    );
+}
+
+pub(super) fn stack_copy() -> usize {
+    STACK_COPY.load(Ordering::Relaxed)
+}
 
 pub(super) fn set_timeout(timeout: Duration) {
     TIMEOUT_NANOS.store(
@@ -53,12 +71,12 @@ struct Collector {
     tids: Vec<i32>,
     /// The writable mappings published to the handlers during signalling.
     mappings: Vec<[usize; 2]>,
+    unwinder: Unwinder,
     buf: String,
 }
 
 /// Held for the whole signalling phase, so that the slots have one reader
-/// and two captures never signal at once (with the libgcc unwinder, two
-/// unwinds never run at once).
+/// and two captures never signal at once.
 static CAPTURE: Mutex<Option<Collector>> = Mutex::new(None);
 
 /// Forgets the state kept about the parent's threads, in the child of a
@@ -71,8 +89,9 @@ pub(super) fn forget_threads() {
 
 /// The answer of one thread.
 enum Outcome {
-    /// Return addresses, innermost first; whether the first is exact.
-    Stack(Vec<usize>, bool),
+    /// The interrupted instruction, then return addresses; how the walk
+    /// ended.
+    Stack(Vec<usize>, Ending),
     /// Asked, but no stack; the reason.
     NoAnswer(&'static str),
     /// The handler ran, but the stack it ran on had no room to unwind.
@@ -94,7 +113,7 @@ impl Captured {
     /// The symbolised native stack, if the thread answered with one.
     fn symbolize(&self) -> Option<Vec<NativeFrame>> {
         match &self.outcome {
-            Outcome::Stack(ips, exact) => Some(native_frames(ips, *exact)),
+            Outcome::Stack(ips, _) => Some(native_frames(ips)),
             _ => None,
         }
     }
@@ -116,14 +135,15 @@ pub(super) fn augment_with(snapshot: &mut Snapshot, mark: &mut dyn FnMut(&'stati
         }
     };
     let registered = registered_tids(snapshot);
-    let (captured, uptime) = match signal_all(&registered, &mut sig, &mut native_error) {
+    let room = snapshot.maxmem.saturating_sub(snapshot.bytes_used);
+    let (captured, uptime) = match signal_all(&registered, room, &mut sig, &mut native_error) {
         Ok(found) => found,
         Err(error) => {
             snapshot.native_error = Some(error);
             return;
         }
     };
-    mark("signal+unwind");
+    mark("signal+copy+unwind");
     let natives = captured.iter().map(|c| c.symbolize()).collect();
     mark("symbolise");
     merge_into(snapshot, &registered, captured, natives, uptime);
@@ -139,17 +159,20 @@ pub(super) fn augment_with(snapshot: &mut Snapshot, mark: &mut dyn FnMut(&'stati
 pub(super) fn stacks_only() -> Result<usize, String> {
     let mut native_error = None;
     let mut sig = Some(signal::ensure_installed()?);
-    let (captured, _) = signal_all(&HashMap::new(), &mut sig, &mut native_error)?;
+    let room = crate::DEFAULT_MAXMEM;
+    let (captured, _) = signal_all(&HashMap::new(), room, &mut sig, &mut native_error)?;
     Ok(captured
         .iter()
         .filter(|c| matches!(c.outcome, Outcome::Stack(..)))
         .count())
 }
 
-/// Lists the threads and asks each for its stack, under the capture lock.
-/// `sig` becomes `None` if native stacks had to be given up.
+/// Lists the threads and asks each for its stack, under the capture lock,
+/// in batches whose copies fit in `room` bytes (at least one thread a
+/// batch). `sig` becomes `None` if native stacks had to be given up.
 fn signal_all(
     registered: &HashMap<i64, usize>,
+    room: usize,
     sig: &mut Option<i32>,
     native_error: &mut Option<String>,
 ) -> Result<(Vec<Captured>, Option<Duration>), String> {
@@ -162,6 +185,7 @@ fn signal_all(
         suspects: HashSet::new(),
         tids: Vec::new(),
         mappings: Vec::new(),
+        unwinder: Unwinder::new(),
         buf: String::new(),
     });
     if collector.stuck {
@@ -173,8 +197,10 @@ fn signal_all(
     let dir =
         proc::TaskDir::open().map_err(|error| format!("cannot open /proc/self/task: {error}"))?;
     let uptime = proc::uptime(&mut collector.buf);
-    let method = super::unwind::activate();
+    let copy = stack_copy();
     if sig.is_some() {
+        collector.unwinder.refresh();
+        signal::prepare(copy);
         // Without the table the walk is bounded by its span alone.
         if proc::writable_mappings(&mut collector.buf, &mut collector.mappings).is_err() {
             collector.mappings.clear();
@@ -182,16 +208,16 @@ fn signal_all(
         // SAFETY: `collector.mappings` is not touched again until it is
         // withdrawn below, after the last answer, or leaked if a handler
         // never finished.
-        unsafe { super::unwind::publish_mappings(&collector.mappings) };
+        unsafe { super::copy::publish_mappings(&collector.mappings) };
     }
     // SAFETY: `getpid` and `getuid` have no preconditions.
     let pid = unsafe { (libc::getpid(), libc::getuid()) };
-    // The libgcc unwinder must not run on two threads at once: one request
-    // at a time. The frame-pointer walk runs in every handler at once.
-    let batch = if method == Method::Libgcc || !PARALLEL.load(Ordering::Relaxed) {
-        1
+    // The copies of one batch are in memory at once, and count against the
+    // snapshot's budget.
+    let batch = if PARALLEL.load(Ordering::Relaxed) {
+        (room / copy).max(1)
     } else {
-        usize::MAX
+        1
     };
     let tids = std::mem::take(&mut collector.tids);
     let mut round = Round {
@@ -254,9 +280,10 @@ fn signal_all(
         round.captured.push(Captured { info, outcome, id });
     }
     round.settle(timeout, &dir, collector, sig, native_error);
+    signal::release_copies();
     // SAFETY: an empty table; no handler reads the old one any more (each
     // request was answered, abandoned, or leaked its table in `settle`).
-    unsafe { super::unwind::publish_mappings(&[]) };
+    unsafe { super::copy::publish_mappings(&[]) };
     collector
         .ids
         .retain(|tid, _| tids.binary_search(tid).is_ok());
@@ -300,10 +327,17 @@ impl Round {
             captured.outcome = match answer {
                 Answer::Done => {
                     collector.suspects.remove(&tid);
-                    match signal::read_slot(request.slot(), &mut self.ips) {
-                        Some(exact) => Outcome::Stack(self.ips.clone(), exact),
-                        None => Outcome::NoRoom,
-                    }
+                    let (unwinder, ips) = (&mut collector.unwinder, &mut self.ips);
+                    let method = super::unwind::effective_method();
+                    signal::read_slot(request.slot(), |contents| match contents {
+                        Contents::Copy { regs, stack, cut } => {
+                            let ending = unwinder.unwind(method, &regs, stack, cut, ips);
+                            Outcome::Stack(ips.clone(), ending)
+                        }
+                        Contents::NoRoom => Outcome::NoRoom,
+                        Contents::NoContext => Outcome::NoAnswer("no register context"),
+                    })
+                    .unwrap_or(Outcome::NoAnswer("no copy buffer"))
                 }
                 Answer::Exited => Outcome::Exited,
                 Answer::TimedOut if !dir.exists(tid) => Outcome::Exited,
@@ -320,7 +354,7 @@ impl Round {
                     collector.stuck = true;
                     *native_error = Some(STUCK.to_owned());
                     *sig = None;
-                    Outcome::NoAnswer("unwinder did not finish")
+                    Outcome::NoAnswer("handler did not finish")
                 }
             };
         }
@@ -367,7 +401,7 @@ fn refusal(
 /// The state of a thread whose handler had no room to unwind.
 const NO_ROOM: &str = "no room to unwind (stack nearly full)";
 
-const STUCK: &str = "a thread's unwinder did not finish within its timeout; \
+const STUCK: &str = "a thread's signal handler did not finish within its timeout; \
                      native stacks are disabled for the rest of the process";
 
 fn registered_tids(snapshot: &Snapshot) -> HashMap<i64, usize> {
@@ -380,10 +414,12 @@ fn registered_tids(snapshot: &Snapshot) -> HashMap<i64, usize> {
         .collect()
 }
 
-fn native_frames(ips: &[usize], exact_first: bool) -> Vec<NativeFrame> {
+/// Symbolises `ips`: the interrupted instruction (looked up as is), then
+/// return addresses (looked up one byte before, in the call).
+fn native_frames(ips: &[usize]) -> Vec<NativeFrame> {
     let mut out = Vec::with_capacity(ips.len() * 2);
     for (i, &ip) in ips.iter().enumerate() {
-        let lookup = if i == 0 && exact_first { ip + 1 } else { ip };
+        let lookup = if i == 0 { ip + 1 } else { ip };
         let symbols = symbolize(lookup);
         if symbols.is_empty() {
             out.push(NativeFrame {
@@ -420,7 +456,21 @@ fn merge_into(
     for (Captured { info, outcome, id }, native) in captured.into_iter().zip(natives) {
         let kernel = info.state_text();
         let (state, native) = match &outcome {
-            Outcome::Stack(..) => (kernel, native),
+            Outcome::Stack(_, Ending::Whole) => (kernel, native),
+            Outcome::Stack(_, Ending::Deep) => (
+                format!(
+                    "{kernel}; stack deeper than {} KiB: the outermost frames are not shown",
+                    stack_copy() >> 10
+                ),
+                native,
+            ),
+            Outcome::Stack(_, Ending::TooManyFrames) => (
+                format!(
+                    "{kernel}; more than {MAX_NATIVE_FRAMES} native frames: \
+                     the outermost are not shown"
+                ),
+                native,
+            ),
             Outcome::NoAnswer(reason) => (format!("no answer ({reason}), {kernel}"), None),
             Outcome::NoRoom => (format!("{NO_ROOM}, {kernel}"), None),
             Outcome::NotAsked | Outcome::Exited => (kernel, None),

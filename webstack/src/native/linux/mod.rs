@@ -1,11 +1,15 @@
 //! Native stacks on Linux: `/proc` for the thread list and states, a
-//! real-time signal whose handler unwinds into a preallocated slot,
-//! `addr2line` over the mapped objects to symbolise afterwards (within the
-//! symbol budget, loaded in the background after `init`), and the merge of
-//! native and shadow frames. See the [parent module](super) for how a capture works.
+//! real-time signal whose handler saves the registers and copies the top of
+//! the stack into a preallocated slot, DWARF unwinding of the copies by the
+//! collector, `addr2line` over the mapped objects to symbolise afterwards
+//! (within the symbol budget, loaded in the background after `init`), and
+//! the merge of native and shadow frames. See the [parent module](super) for how a capture works.
 
 mod collect;
+mod copy;
+mod mapped;
 mod merge;
+mod objects;
 mod proc;
 mod signal;
 mod symbolize;
@@ -13,7 +17,7 @@ mod unwind;
 
 use std::time::Duration;
 
-use super::{Error, Method, DEFAULT_TIMEOUT, MAX_NATIVE_FRAMES};
+use super::{Error, Method, DEFAULT_STACK_COPY, DEFAULT_TIMEOUT, MAX_NATIVE_FRAMES};
 use crate::snapshot::{Origin, Snapshot};
 
 pub(super) fn augment(snapshot: &mut Snapshot) {
@@ -38,6 +42,14 @@ pub(super) fn set_timeout(timeout: Duration) {
 
 pub(super) fn timeout() -> Duration {
     collect::timeout()
+}
+
+pub(super) fn set_stack_copy(bytes: usize) {
+    collect::set_stack_copy(bytes);
+}
+
+pub(super) fn stack_copy() -> usize {
+    collect::stack_copy()
 }
 
 pub(super) fn set_method(method: Method) {

@@ -2,7 +2,9 @@
 //! of the request/answer protocol.
 //!
 //! Each request uses its own slot of a grow-only pool, allocated by the
-//! collector outside any handler and never freed. A slot's `phase` word
+//! collector outside any handler and never freed; each slot has a copy
+//! buffer of the configured size (64 KiB by default), in one anonymous
+//! mapping per 64 slots whose pages are given back after every capture. A slot's `phase` word
 //! holds a 30-bit sequence number and a 2-bit tag: the collector writes
 //! `REQUESTED(seq)`, counts the request in [`REMAINING`] and queues the
 //! signal with the slot's index and `seq` in `sival_ptr`; the handler claims
@@ -26,12 +28,12 @@ use std::sync::atomic::{
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::unwind;
-use super::{Error, MAX_NATIVE_FRAMES};
+use super::copy::{self, Taken, REGS};
+use super::Error;
 
 use crate::native::protocol::{self, Settled, SEQ_BITS, SEQ_MASK};
 
-/// Where the handler writes one thread's stack.
+/// Where the handler writes one thread's registers and stack copy.
 struct Slot {
     phase: AtomicU32,
     /// The thread running the handler in this slot right now, or 0.
@@ -39,10 +41,12 @@ struct Slot {
     /// Set by the collector when a handler never finished in this slot: it is
     /// never used again.
     retired: AtomicBool,
-    len: AtomicUsize,
-    /// [`EXACT_FIRST`] and [`NO_ROOM`].
+    /// The interrupted context's registers (see [`copy::REGS`]).
+    regs: [AtomicUsize; REGS],
+    /// Bytes of the stack copied into the slot's buffer.
+    copied: AtomicUsize,
+    /// [`NO_ROOM`], [`NO_CONTEXT`] and [`CUT`].
     flags: AtomicUsize,
-    ips: [AtomicUsize; MAX_NATIVE_FRAMES],
 }
 
 impl Slot {
@@ -51,17 +55,19 @@ impl Slot {
             phase: AtomicU32::new(protocol::IDLE),
             tid: AtomicI32::new(0),
             retired: AtomicBool::new(false),
-            len: AtomicUsize::new(0),
+            regs: [const { AtomicUsize::new(0) }; REGS],
+            copied: AtomicUsize::new(0),
             flags: AtomicUsize::new(0),
-            ips: [const { AtomicUsize::new(0) }; MAX_NATIVE_FRAMES],
         }
     }
 }
 
-/// `ips[0]` is the exact interrupted instruction, not a return address.
-const EXACT_FIRST: usize = 1;
-/// The stack the handler ran on had no room for the unwinder.
-const NO_ROOM: usize = 2;
+/// The stack the handler ran on had no room to copy.
+const NO_ROOM: usize = 1;
+/// The kernel gave no usable context.
+const NO_CONTEXT: usize = 2;
+/// The stack goes on above the copy.
+const CUT: usize = 4;
 
 /// Slots per chunk of the pool.
 const CHUNK: usize = 64;
@@ -82,6 +88,18 @@ const MAX_SLOTS: usize = {
 /// handlers forever; only the collector (under the capture lock) grows it.
 static CHUNKS: [AtomicPtr<Slot>; MAX_CHUNKS] =
     [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_CHUNKS];
+
+/// The copy buffers of chunk `c`: one anonymous mapping of `CHUNK` buffers
+/// of `BUFFER[c]` bytes each, slot `i` of the chunk at `i * BUFFER[c]`;
+/// null until allocated. Replaced by the collector (under the capture lock)
+/// only while no handler can write it: between captures, and never for a
+/// chunk holding a retired slot.
+static REGIONS: [AtomicPtr<u8>; MAX_CHUNKS] =
+    [const { AtomicPtr::new(std::ptr::null_mut()) }; MAX_CHUNKS];
+static BUFFER: [AtomicUsize; MAX_CHUNKS] = [const { AtomicUsize::new(0) }; MAX_CHUNKS];
+
+/// The buffer size the collector wants for this capture (see [`prepare`]).
+static WANTED: AtomicUsize = AtomicUsize::new(0);
 
 /// Requests sent and not yet answered or taken back; the futex word the
 /// collector sleeps on.
@@ -108,13 +126,107 @@ fn grow(index: usize) -> Option<&'static Slot> {
     if index >= MAX_SLOTS {
         return None;
     }
-    let cell = CHUNKS.get(index / CHUNK)?;
+    let chunk = index / CHUNK;
+    let cell = CHUNKS.get(chunk)?;
     if cell.load(Ordering::Acquire).is_null() {
-        let chunk: Box<[Slot]> = (0..CHUNK).map(|_| Slot::new()).collect();
-        let ptr = Box::leak(chunk).as_mut_ptr();
+        let slots: Box<[Slot]> = (0..CHUNK).map(|_| Slot::new()).collect();
+        let ptr = Box::leak(slots).as_mut_ptr();
         cell.store(ptr, Ordering::Release);
     }
+    if REGIONS[chunk].load(Ordering::Relaxed).is_null() {
+        map_region(chunk, WANTED.load(Ordering::Relaxed))?;
+    }
     slot_at(index)
+}
+
+/// Maps the copy buffers of `chunk`, `buffer` bytes each, replacing those
+/// it had (collector only, when no handler can write them).
+fn map_region(chunk: usize, buffer: usize) -> Option<()> {
+    let buffer = buffer.max(PAGE).next_multiple_of(PAGE);
+    // SAFETY: a fresh anonymous mapping at an address the kernel chooses,
+    // reserving no swap: pages are only backed as the copies touch them.
+    // The result is checked.
+    let region = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            CHUNK * buffer,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if region == libc::MAP_FAILED {
+        return None;
+    }
+    let old = REGIONS[chunk].swap(region.cast(), Ordering::Relaxed);
+    let old_buffer = BUFFER[chunk].swap(buffer, Ordering::Relaxed);
+    if !old.is_null() {
+        // SAFETY: the old region was mapped above with this size; the caller
+        // guarantees no handler writes it any more, and the collector holds
+        // no slice of it across captures.
+        unsafe { libc::munmap(old.cast(), CHUNK * old_buffer) };
+    }
+    Some(())
+}
+
+const PAGE: usize = 4096;
+
+/// Sets the size of the copy buffers for the coming capture: chunks with
+/// another size get new buffers, except a chunk holding a retired slot,
+/// whose stuck handler may still write its old one. Collector only, under
+/// the capture lock, with no request in flight.
+pub(super) fn prepare(buffer: usize) {
+    WANTED.store(buffer, Ordering::Relaxed);
+    for chunk in 0..MAX_CHUNKS {
+        let slots = CHUNKS[chunk].load(Ordering::Acquire);
+        if slots.is_null() {
+            break;
+        }
+        let size = buffer.max(PAGE).next_multiple_of(PAGE);
+        if BUFFER[chunk].load(Ordering::Relaxed) == size {
+            continue;
+        }
+        // SAFETY: as in `slot_at`: a published chunk of `CHUNK` slots.
+        let retired = (0..CHUNK).any(|i| unsafe { &*slots.add(i) }.retired.load(Ordering::Relaxed));
+        if !retired {
+            map_region(chunk, buffer);
+        }
+    }
+}
+
+/// Gives the pages of the copy buffers back to the kernel after a capture,
+/// so that copies cost memory only while a capture runs. Collector only,
+/// under the capture lock, with no request in flight.
+pub(super) fn release_copies() {
+    for chunk in 0..MAX_CHUNKS {
+        let region = REGIONS[chunk].load(Ordering::Relaxed);
+        if region.is_null() {
+            break;
+        }
+        // SAFETY: a region mapped by `map_region` with this size. A stuck
+        // handler still writing into a retired slot's buffer only sees its
+        // pages zeroed; nothing reads that buffer again.
+        unsafe {
+            libc::madvise(
+                region.cast(),
+                CHUNK * BUFFER[chunk].load(Ordering::Relaxed),
+                libc::MADV_DONTNEED,
+            )
+        };
+    }
+}
+
+/// The copy buffer of slot `index` and its size.
+fn buffer_of(index: usize) -> Option<(*mut u8, usize)> {
+    let chunk = index / CHUNK;
+    let region = REGIONS.get(chunk)?.load(Ordering::Relaxed);
+    if region.is_null() {
+        return None;
+    }
+    let size = BUFFER[chunk].load(Ordering::Relaxed);
+    // The offset stays inside the region of `CHUNK * size` bytes.
+    Some((region.wrapping_add(index % CHUNK * size), size))
 }
 
 /// The first usable slot at or after `*cursor` (allocating it if needed),
@@ -259,9 +371,6 @@ pub(super) fn ensure_installed() -> Result<i32, String> {
             sig - libc::SIGRTMIN()
         ));
     }
-    // Bind the unwinder's symbols and run its one-time initialisation here,
-    // outside any handler.
-    unwind::warm_up();
     // SAFETY: a zeroed `sigaction` is a valid value; every field the kernel
     // reads is set below.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -471,27 +580,54 @@ pub(super) fn wait_all(sent: &[Sent], timeout: Duration, answers: &mut Vec<Answe
     }
 }
 
-/// Copies slot `slot`'s addresses, innermost first, after [`Answer::Done`].
-/// Returns whether the first address is the exact interrupted instruction,
-/// or `None` if the handler had no room to unwind.
-pub(super) fn read_slot(slot: usize, out: &mut Vec<usize>) -> Option<bool> {
-    out.clear();
+/// What a handler left in its slot.
+pub(super) enum Contents<'a> {
+    /// The registers, the stack copied from the stack pointer up, and
+    /// whether the stack goes on above the copy.
+    Copy {
+        regs: [usize; REGS],
+        stack: &'a [u8],
+        cut: bool,
+    },
+    /// The stack the handler ran on had no room to copy.
+    NoRoom,
+    /// The kernel gave no usable context.
+    NoContext,
+}
+
+/// Hands slot `slot`'s contents to `read`, after [`Answer::Done`] and
+/// before the slot is requested again.
+pub(super) fn read_slot<R>(slot: usize, read: impl FnOnce(Contents<'_>) -> R) -> Option<R> {
+    let (buffer, size) = buffer_of(slot)?;
     let slot = slot_at(slot)?;
     let flags = slot.flags.load(Ordering::Relaxed);
     if flags & NO_ROOM != 0 {
-        return None;
+        return Some(read(Contents::NoRoom));
     }
-    let len = slot.len.load(Ordering::Relaxed).min(MAX_NATIVE_FRAMES);
-    out.extend(slot.ips[..len].iter().map(|ip| ip.load(Ordering::Relaxed)));
-    Some(flags & EXACT_FIRST != 0)
+    if flags & NO_CONTEXT != 0 {
+        return Some(read(Contents::NoContext));
+    }
+    let regs = std::array::from_fn(|i| slot.regs[i].load(Ordering::Relaxed));
+    let copied = slot.copied.load(Ordering::Relaxed).min(size);
+    // SAFETY: the buffer holds `size >= copied` bytes, of which the handler
+    // wrote the first `copied` (its `DONE` was read with `Acquire` in
+    // `wait_all`); no handler writes it again before the collector requests
+    // this slot anew, after `read` has returned, and its region is only
+    // replaced between captures.
+    let stack = unsafe { std::slice::from_raw_parts(buffer, copied) };
+    Some(read(Contents::Copy {
+        regs,
+        stack,
+        cut: flags & CUT != 0,
+    }))
 }
 
-/// The signal handler. Async-signal-safe: atomics, `getpid`, `gettid`, the
-/// unwinder (see `unwind`) and a futex wake; no allocation, lock or
-/// formatting. Saves and restores `errno`. Runs on the thread's alternate
-/// signal stack where it has one (`SA_ONSTACK`), and unwinds only when the
-/// stack it runs on has room (see `unwind::capture`). Handlers of one batch
-/// run at once on their threads, each in its own slot.
+/// The signal handler. Async-signal-safe: atomics, `getpid`, `gettid`,
+/// `sigaltstack`, `process_vm_readv` and a futex wake; no allocation, lock,
+/// unwinder or formatting. Saves and restores `errno`. Runs on the thread's
+/// alternate signal stack where it has one (`SA_ONSTACK`), and copies only
+/// when the stack it runs on has room (see [`copy::take`]). Handlers of one
+/// batch run at once on their threads, each in its own slot.
 extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, context: *mut c_void) {
     // SAFETY: `__errno_location` returns this thread's errno, always valid.
     let errno_ptr = unsafe { libc::__errno_location() };
@@ -510,18 +646,28 @@ extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, context: *m
     };
     let request = value.and_then(|value| {
         let seq = value as u32 & SEQ_MASK;
-        Some((slot_at(value >> SEQ_BITS)?, seq))
+        let index = value >> SEQ_BITS;
+        Some((slot_at(index)?, index, seq))
     });
-    if let Some((slot, seq)) = request {
+    if let Some((slot, value_slot, seq)) = request {
         if protocol::claim(&slot.phase, seq) {
             // SAFETY: `gettid` has no preconditions.
             slot.tid.store(unsafe { libc::gettid() }, Ordering::Relaxed);
-            let mut exact_first = false;
-            let (len, flags) = match unwind::capture(context, &slot.ips, &mut exact_first, pid) {
-                Some(len) => (len, if exact_first { EXACT_FIRST } else { 0 }),
-                None => (0, NO_ROOM),
+            let (copied, flags) = match buffer_of(value_slot) {
+                Some((buffer, size)) => {
+                    // SAFETY: the slot's buffer, `size` writable bytes that
+                    // only this handler writes until it publishes (the slot
+                    // is claimed; the collector reads it after `DONE` and
+                    // replaces the region only between captures).
+                    match unsafe { copy::take(context, &slot.regs, buffer, size, pid) } {
+                        Taken::Copied { copied, cut } => (copied, if cut { CUT } else { 0 }),
+                        Taken::NoContext => (0, NO_CONTEXT),
+                        Taken::NoRoom => (0, NO_ROOM),
+                    }
+                }
+                None => (0, NO_CONTEXT),
             };
-            slot.len.store(len, Ordering::Relaxed);
+            slot.copied.store(copied, Ordering::Relaxed);
             slot.flags.store(flags, Ordering::Relaxed);
             HANDLER_RUNS.fetch_add(1, Ordering::Relaxed);
             slot.tid.store(0, Ordering::Relaxed);

@@ -1,457 +1,418 @@
-//! Unwinding inside the signal handler: a bounded frame-pointer walk by
-//! default, the libgcc unwinder only when chosen explicitly. Everything
-//! called from [`capture`] is async-signal-safe: no allocation, no lock.
+//! Unwinding the handlers' stack copies, in the collector, outside any
+//! signal handler: DWARF call-frame information by default, frame pointers
+//! on request.
 //!
-//! # Why frame pointers by default
+//! # DWARF (the default)
 //!
-//! libgcc's `_Unwind_Find_FDE` first searches the unwind information that
-//! JIT compilers (cranelift/wasmtime, LuaJIT, some profilers) register at run
-//! time with `__register_frame`, under a global mutex (GCC 12 and earlier) or
-//! a version lock that readers spin on (GCC 13 and later), and the first
-//! search of a newly registered object sorts it with `malloc`. A handler
-//! that unwinds with libgcc on a thread interrupted inside
-//! `__register_frame`, `__deregister_frame` or its own unwinding (a panic, a
-//! backtrace) waits forever on a lock its own thread holds. Whether anything
-//! registered frames cannot be known from outside libgcc, and no version of
-//! glibc or libgcc makes the search lock-free, so no run-time check can make
-//! the libgcc unwinder safe in every process. The frame-pointer walk takes no
-//! lock, calls nothing but `process_vm_readv`, and reads the interrupted
-//! stack only through it: a read outside mapped memory fails with `EFAULT`
-//! instead of faulting. It follows records only inside the thread's stack,
-//! the writable mapping holding the interrupted stack pointer, from a table
-//! of mappings the collector reads before signalling
-//! ([`publish_mappings`]), so that a register that holds data instead of a
-//! frame pointer does not send it through the heap. It is the default ([`Method::Auto`]); the libgcc
-//! unwinder stays available as [`Method::Libgcc`] for processes that know
-//! nothing registers frames at run time.
+//! [`framehop`] reads the `.eh_frame_hdr` and `.eh_frame` sections of the
+//! object holding each address (the tables the compiler emits for panics,
+//! present in every Rust and C object, debug and release, with or without
+//! frame pointers), starting from the registers the handler saved and
+//! reading the stack only from the copy. Where an address has no unwind
+//! information (code generated at run time, assembly without CFI) it falls
+//! back to the frame-pointer chain. The objects are listed with
+//! `dl_iterate_phdr` and mapped read-only from their files (file-backed
+//! pages that the symboliser's mappings share through the page cache; the
+//! vDSO is read in memory), again only when the C library's load or unload
+//! counters changed. A copy that ends before the stack does (the copy
+//! bound) ends the walk where the unwinder asks for memory beyond it: the
+//! thread is marked as deeper than the copy.
 //!
-//! Its cost: code built without frame pointers (Rust's default on x86_64,
-//! in debug and release builds alike; the standard library is shipped with
-//! them) records no frame of its own, so the function that called it is not
-//! seen, and the stack shows the functions that called code *with* frame
-//! pointers. Build with `RUSTFLAGS="-C force-frame-pointers=yes"` for
-//! complete stacks.
+//! # Frame pointers
 //!
-//! # Room to run
-//!
-//! The handler is installed with `SA_ONSTACK`, so it runs on the thread's
-//! alternate signal stack where the thread has one (std gives one to the
-//! main thread and to every thread it spawns, of
-//! `max(SIGSTKSZ, getauxval(AT_MINSIGSTKSZ))` bytes, part of which holds the
-//! kernel's signal frame). Before unwinding, [`capture`] measures the room
-//! left below its own frame: on the alternate stack from its bounds
-//! (`sigaltstack`), on the thread's own stack (a thread created without one)
-//! by reading one byte of each page below the stack pointer with
-//! `process_vm_readv`, which fails on the guard page. With less than
-//! [`FRAME_POINTER_ROOM`] it unwinds nothing and the thread is shown as
-//! `no room to unwind`; the libgcc unwinder, which needs more, runs only
-//! with [`LIBGCC_ROOM`] to spare and otherwise gives way to the frame-pointer
-//! walk. A thread without an alternate stack whose own stack cannot even
-//! hold the kernel's signal frame and the handler's first frames (about
-//! 1 KiB in a debug build, before the check runs) is killed when the signal
-//! arrives: no handler can prevent that. Nor can one help a thread whose
-//! alternate stack is smaller than the kernel's signal frame (one of the
-//! legacy `MINSIGSTKSZ`, 2 KiB): such a thread cannot take any `SA_ONSTACK`
-//! signal, its own application's included.
+//! [`Method::FramePointers`] follows the chain of frame records in the
+//! copy: each record must lie above the previous one, be aligned and lie
+//! wholly in the copy. It sees every function only in code built with frame
+//! pointers (`-C force-frame-pointers=yes`; without them a function hides
+//! its caller), and is kept for comparison and for processes whose code
+//! has frame pointers and no unwind tables.
 
-use std::ffi::c_void;
-use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use std::ops::Deref;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
 
-use super::Method;
+use framehop::{ExplicitModuleSectionInfo, MayAllocateDuringUnwind, Module, Unwinder as _};
+use object::{Object as _, ObjectSection as _};
 
-/// The method chosen by [`set_method`]: 0 auto, 1 libgcc, 2 frame pointers.
-static CHOSEN: AtomicU8 = AtomicU8::new(0);
-/// The method the handler uses, set by the collector before each capture.
-static ACTIVE: AtomicU8 = AtomicU8::new(2);
+use super::copy::{FP, PC, REGS, SP};
+use super::mapped::Mapping;
+use super::{objects, Method, MAX_NATIVE_FRAMES};
 
-const LIBGCC: u8 = 1;
-const FRAME_POINTERS: u8 = 2;
+/// The method chosen by [`set_method`]: DWARF or frame pointers.
+static CHOSEN: AtomicU8 = AtomicU8::new(DWARF);
 
-/// The frame-pointer walk never goes further than this above the
-/// interrupted stack pointer. Only a stop for a corrupt chain: the walk
-/// reads through `process_vm_readv`, so no address it follows can fault.
-const MAX_STACK_SPAN: usize = 64 << 20;
-
-/// The process's writable mappings, `[start, end)` sorted by start, as
-/// published by the collector for the handlers of one capture (see
-/// [`publish_mappings`]); null when none is published.
-static MAPPINGS: AtomicPtr<[usize; 2]> = AtomicPtr::new(std::ptr::null_mut());
-static MAPPINGS_LEN: AtomicUsize = AtomicUsize::new(0);
-
-/// Frames the libgcc walk may skip (the handler, the unwinder, the signal
-/// trampoline) before it finds the interrupted instruction.
-const MAX_SKIPPED: usize = 32;
-
-/// Stack the frame-pointer walk needs below the handler's frame, with a
-/// wide margin: it used under 300 bytes in a debug build (measured on a
-/// painted alternate stack).
-pub(super) const FRAME_POINTER_ROOM: usize = 2 << 10;
-
-/// Stack the libgcc unwinder needs below the handler's frame, with a
-/// margin: it used about 1.6 KiB in a debug build. std's alternate stacks
-/// leave about 8 KiB below the kernel's signal frame on an AVX-512 machine
-/// (`AT_MINSIGSTKSZ` 11,952 bytes, a signal frame of about 3.7 KiB).
-pub(super) const LIBGCC_ROOM: usize = 6 << 10;
+const DWARF: u8 = 0;
+const FRAME_POINTERS: u8 = 1;
 
 pub(super) fn set_method(method: Method) {
     let code = match method {
-        Method::Auto => 0,
-        Method::Libgcc => LIBGCC,
         Method::FramePointers => FRAME_POINTERS,
+        _ => DWARF,
     };
     CHOSEN.store(code, Ordering::Relaxed);
 }
 
 pub(super) fn effective_method() -> Method {
     match CHOSEN.load(Ordering::Relaxed) {
-        LIBGCC => Method::Libgcc,
-        _ => Method::FramePointers,
+        FRAME_POINTERS => Method::FramePointers,
+        _ => Method::Dwarf,
     }
 }
 
-/// Sets the method the handler will use; called by the collector under the
+/// Bytes of one object's sections: a slice of a file mapping, kept mapped
+/// by the `Arc`, or of the vDSO's image, mapped for the process's life.
+#[derive(Clone)]
+struct Bytes {
+    _file: Option<Arc<Mapping>>,
+    bytes: &'static [u8],
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.bytes
+    }
+}
+
+type Dwarf = framehop::UnwinderNative<Bytes, MayAllocateDuringUnwind>;
+type Cache = framehop::CacheNative<MayAllocateDuringUnwind>;
+
+/// How a walk ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Ending {
+    /// At the outermost frame, or where the unwind information ran out.
+    Whole,
+    /// Where the unwinder needed stack above the copy, which the copy bound
+    /// cut: the outermost frames are missing.
+    Deep,
+    /// At [`MAX_NATIVE_FRAMES`].
+    TooManyFrames,
+}
+
+/// One module given to the DWARF unwinder.
+struct Known {
+    path: Option<PathBuf>,
+    bias: usize,
+    start: u64,
+}
+
+/// The unwinder and the objects it knows; kept across captures under the
 /// capture lock.
-pub(super) fn activate() -> Method {
-    let method = effective_method();
-    let code = if method == Method::Libgcc {
-        LIBGCC
-    } else {
-        FRAME_POINTERS
-    };
-    ACTIVE.store(code, Ordering::Relaxed);
-    method
+pub(super) struct Unwinder {
+    dwarf: Dwarf,
+    cache: Box<Cache>,
+    known: Vec<Known>,
+    /// The C library's load and unload counters when the objects were last
+    /// listed; `None` before the first listing.
+    generation: Option<Option<(u64, u64)>>,
 }
 
-/// Publishes the process's writable mappings (sorted, disjoint `[start,
-/// end)` pairs) for the handlers of the coming requests, which end the
-/// frame-pointer walk at the end of the mapping holding the interrupted
-/// stack pointer: the thread's stack. An empty slice withdraws them.
-///
-/// # Safety
-///
-/// `mappings` must stay allocated and unchanged until every handler that
-/// may read it has finished: the collector publishes it before it sends the
-/// first request (whose `Release` store orders it before the handler's
-/// claim), withdraws it after the last answer, and leaks it if a handler
-/// never finished.
-pub(super) unsafe fn publish_mappings(mappings: &[[usize; 2]]) {
-    let ptr = if mappings.is_empty() {
-        std::ptr::null_mut()
-    } else {
-        mappings.as_ptr().cast_mut()
-    };
-    MAPPINGS_LEN.store(mappings.len(), Ordering::Relaxed);
-    MAPPINGS.store(ptr, Ordering::Relaxed);
-}
-
-/// The end of the published mapping that holds `sp`, if any.
-fn stack_end(sp: usize) -> Option<usize> {
-    let ptr = MAPPINGS.load(Ordering::Relaxed);
-    if ptr.is_null() {
-        return None;
-    }
-    let len = MAPPINGS_LEN.load(Ordering::Relaxed);
-    // SAFETY: a non-null pointer was published with this length by
-    // `publish_mappings`, whose caller keeps the slice alive and unchanged
-    // until this handler has finished; the collector publishes before the
-    // first request of a capture and withdraws after the last answer, never
-    // while a handler that claimed a slot runs.
-    let mappings = unsafe { std::slice::from_raw_parts(ptr, len) };
-    mapping_end(mappings, sp)
-}
-
-/// The end of the mapping in `mappings` (sorted, disjoint) that holds `sp`.
-fn mapping_end(mappings: &[[usize; 2]], sp: usize) -> Option<usize> {
-    let after = mappings.partition_point(|m| m[0] <= sp);
-    let [start, end] = *mappings.get(after.checked_sub(1)?)?;
-    (start..end).contains(&sp).then_some(end)
-}
-
-/// Runs the unwinder once outside any handler, so that symbol binding and
-/// its one-time initialisation (which may lock or allocate) happen here.
-pub(super) fn warm_up() {
-    let mut frames = 0usize;
-    // SAFETY: captures are serialised by the caller (the capture lock or the
-    // installation lock); the closure does not panic.
-    unsafe {
-        backtrace::trace_unsynchronized(|_| {
-            frames += 1;
-            frames < 4
-        });
-    }
-}
-
-/// Registers of the interrupted context: instruction, stack and frame
-/// pointers.
-fn registers(context: *mut c_void) -> Option<(usize, usize, usize)> {
-    if context.is_null() {
-        return None;
-    }
-    let uc = context.cast::<libc::ucontext_t>();
-    #[cfg(target_arch = "x86_64")]
-    {
-        // SAFETY: the kernel passes a valid `ucontext_t` as the handler's third
-        // argument.
-        let gregs = unsafe { &(*uc).uc_mcontext.gregs };
-        Some((
-            gregs[libc::REG_RIP as usize] as usize,
-            gregs[libc::REG_RSP as usize] as usize,
-            gregs[libc::REG_RBP as usize] as usize,
-        ))
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        // SAFETY: as above.
-        let mc = unsafe { &(*uc).uc_mcontext };
-        Some((mc.pc as usize, mc.sp as usize, mc.regs[29] as usize))
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        let _ = uc;
-        None
-    }
-}
-
-/// Unwinds the interrupted thread into `out`, innermost first; returns the
-/// count, or `None` if the stack the handler runs on has no room for the
-/// unwinder (see the module docs). Called only from the signal handler.
-pub(super) fn capture(
-    context: *mut c_void,
-    out: &[AtomicUsize],
-    exact_first: &mut bool,
-    pid: libc::pid_t,
-) -> Option<usize> {
-    let room = stack_room(LIBGCC_ROOM, pid);
-    if room < FRAME_POINTER_ROOM {
-        return None;
-    }
-    let regs = registers(context);
-    if ACTIVE.load(Ordering::Relaxed) == LIBGCC && room >= LIBGCC_ROOM {
-        let n = libgcc_walk(regs.map(|(pc, _, _)| pc), out);
-        // One frame only: the interrupted code has no unwind tables (or the
-        // trampoline was not crossed); frame pointers may still go further.
-        if n > 1 || (n == 1 && regs.is_none()) {
-            *exact_first = regs.is_some();
-            return Some(n);
+impl Unwinder {
+    pub(super) fn new() -> Unwinder {
+        Unwinder {
+            dwarf: Dwarf::new(),
+            cache: Box::new(Cache::new()),
+            known: Vec::new(),
+            generation: None,
         }
     }
-    Some(match regs {
-        Some((pc, sp, fp)) => {
-            *exact_first = true;
-            let span_end = sp.saturating_add(MAX_STACK_SPAN);
-            let limit = stack_end(sp).map_or(span_end, |end| end.min(span_end));
-            frame_pointer_walk(pc, sp, fp, limit, out, pid)
+
+    /// Lists the objects again if any was loaded or unloaded since the last
+    /// listing (always, if the C library keeps no counters).
+    pub(super) fn refresh(&mut self) {
+        let now = objects::generation();
+        if now.is_some() && self.generation == Some(now) {
+            return;
         }
-        None => 0,
-    })
-}
-
-/// Bytes of stack below the caller's frame, up to `wanted`: on the
-/// alternate signal stack if the handler runs there, else on the thread's
-/// own stack, as far as its pages are readable. Async-signal-safe: raw
-/// system calls only (`sigaltstack`, `process_vm_readv`). `pid` is this
-/// process's.
-#[inline(never)]
-fn stack_room(wanted: usize, pid: libc::pid_t) -> usize {
-    let marker = 0u8;
-    let here = std::hint::black_box(&marker) as *const u8 as usize;
-    // SAFETY: a zeroed `stack_t` is a valid out-parameter.
-    let mut alt: libc::stack_t = unsafe { std::mem::zeroed() };
-    // SAFETY: a null new stack only queries; `alt` is writable. A raw system
-    // call, async-signal-safe.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_sigaltstack,
-            std::ptr::null::<libc::stack_t>(),
-            &mut alt as *mut libc::stack_t,
-        )
-    };
-    if rc == 0 && alt.ss_flags & libc::SS_ONSTACK != 0 {
-        let low = alt.ss_sp as usize;
-        return if (low..low.saturating_add(alt.ss_size)).contains(&here) {
-            (here - low).min(wanted)
-        } else {
-            0
-        };
+        self.generation = Some(now);
+        let fresh = objects::list();
+        let gone: Vec<u64> = self
+            .known
+            .iter()
+            .filter(|k| !fresh.iter().any(|o| o.path == k.path && o.bias == k.bias))
+            .map(|k| k.start)
+            .collect();
+        for start in gone {
+            self.dwarf.remove_module(start);
+            self.known.retain(|k| k.start != start);
+        }
+        for object in &fresh {
+            if self
+                .known
+                .iter()
+                .any(|k| k.path == object.path && k.bias == object.bias)
+            {
+                continue;
+            }
+            if let Some(module) = module(object) {
+                let start = module.avma_range().start;
+                self.dwarf.add_module(module);
+                self.known.push(Known {
+                    path: object.path.clone(),
+                    bias: object.bias,
+                    start,
+                });
+            }
+        }
     }
-    readable_below(here, wanted, pid)
-}
 
-/// How many of the `wanted` bytes below `here` lie in readable pages,
-/// counted in whole pages from the one holding `here` down, stopping at the
-/// first unreadable page (a guard page, or the end of the mapping).
-fn readable_below(here: usize, wanted: usize, pid: libc::pid_t) -> usize {
-    const PAGE: usize = 4096;
-    const PAGES: usize = LIBGCC_ROOM.div_ceil(PAGE);
-    let top = here & !(PAGE - 1);
-    let pages = wanted.div_ceil(PAGE).min(PAGES).min(top / PAGE);
-    let mut bytes = [0u8; PAGES];
-    let mut remote = [libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 1,
-    }; PAGES];
-    let mut k = 0;
-    while k < pages {
-        // One byte of the page k+1 pages below the one holding `here`.
-        remote[k].iov_base = (top - (k + 1) * PAGE) as *mut c_void;
-        k += 1;
-    }
-    let local = libc::iovec {
-        iov_base: bytes.as_mut_ptr().cast(),
-        iov_len: pages,
-    };
-    // SAFETY: `local` describes `bytes`, writable for `pages` bytes; the
-    // first `pages` entries of `remote` are set above; the kernel validates
-    // each remote address and stops at the first one it cannot read (a
-    // partial read) instead of faulting.
-    let read = unsafe {
-        libc::process_vm_readv(pid, &local, 1, remote.as_ptr(), pages as libc::c_ulong, 0)
-    };
-    let pages_read = usize::try_from(read).unwrap_or(0);
-    (here - top + pages_read * PAGE).min(wanted)
-}
-
-/// Walks with `_Unwind_Backtrace`, dropping the frames above the
-/// interrupted instruction `pc` (the handler, the unwinder, the signal
-/// trampoline). Returns 0 if `pc` is never reached.
-fn libgcc_walk(pc: Option<usize>, out: &[AtomicUsize]) -> usize {
-    let mut n = 0;
-    let mut skipped = 0;
-    let mut found = pc.is_none();
-    // SAFETY: with `Method::Libgcc` the collector asks one thread at a time
-    // under the capture lock and waits for each answer (a handler that never
-    // finishes disables native stacks), so no other unwind runs in the
-    // process; the closure neither panics nor allocates. Signal
-    // safety is the caller's choice: this runs only for `Method::Libgcc`,
-    // documented as safe only where nothing registers frames at run time and
-    // the C library finds unwind tables without the loader lock.
-    unsafe {
-        backtrace::trace_unsynchronized(|frame| {
-            let ip = frame.ip() as usize;
-            if !found {
-                if Some(ip) == pc {
-                    found = true;
-                } else {
-                    skipped += 1;
-                    return skipped < MAX_SKIPPED;
+    /// Unwinds one copy: `regs` as [`super::copy`] saved them, `stack` the
+    /// bytes copied from the stack pointer up, `cut` whether the stack goes
+    /// on above them. Pushes the interrupted instruction, then the return
+    /// addresses, onto `out`.
+    pub(super) fn unwind(
+        &mut self,
+        method: Method,
+        regs: &[usize; REGS],
+        stack: &[u8],
+        cut: bool,
+        out: &mut Vec<usize>,
+    ) -> Ending {
+        out.clear();
+        if method == Method::FramePointers {
+            return frame_pointer_walk(regs, stack, cut, out);
+        }
+        let sp = regs[SP] as u64;
+        let mut beyond = false;
+        let mut read = |address: u64| -> Result<u64, ()> {
+            let word = address
+                .checked_sub(sp)
+                .and_then(|offset| usize::try_from(offset).ok())
+                .and_then(|at| stack.get(at..at.checked_add(8)?));
+            match word {
+                Some(word) => {
+                    let mut bytes = [0u8; 8];
+                    bytes.copy_from_slice(word);
+                    Ok(u64::from_ne_bytes(bytes))
+                }
+                None => {
+                    beyond |= address >= sp;
+                    Err(())
                 }
             }
-            if let Some(slot) = out.get(n) {
-                slot.store(ip, Ordering::Relaxed);
-                n += 1;
-            }
-            n < out.len() && ip != 0
-        });
-    }
-    if found {
-        n
-    } else {
-        0
-    }
-}
-
-/// Follows the frame-pointer chain from the interrupted context. Each frame
-/// record must lie above the previous one, be aligned and lie wholly in
-/// `sp..limit` (the thread's stack: up to the end of the mapping that holds
-/// `sp`, and never more than [`MAX_STACK_SPAN`]); records are read with
-/// `process_vm_readv`, which fails instead of faulting on a bad address.
-fn frame_pointer_walk(
-    pc: usize,
-    sp: usize,
-    mut fp: usize,
-    limit: usize,
-    out: &[AtomicUsize],
-    pid: libc::pid_t,
-) -> usize {
-    const RECORD: usize = 2 * std::mem::size_of::<usize>();
-    let Some(first) = out.first() else {
-        return 0;
-    };
-    first.store(pc, Ordering::Relaxed);
-    let mut n = 1;
-    while n < out.len() {
-        if fp < sp || fp.saturating_add(RECORD) > limit || fp % std::mem::align_of::<usize>() != 0 {
-            break;
-        }
-        let Some([next_fp, ret]) = read_two_words(fp, pid) else {
-            break;
         };
-        if ret == 0 {
-            break;
+        let mut frames = self.dwarf.iter_frames(
+            regs[PC] as u64,
+            initial(regs, &self.dwarf),
+            &mut self.cache,
+            &mut read,
+        );
+        let mut ending = Ending::Whole;
+        // An error ends the walk as the end of the stack does: what was
+        // found stands.
+        while let Ok(Some(frame)) = frames.next() {
+            if out.len() == MAX_NATIVE_FRAMES {
+                ending = Ending::TooManyFrames;
+                break;
+            }
+            out.push(frame.address() as usize);
         }
-        out[n].store(ret, Ordering::Relaxed);
-        n += 1;
-        if next_fp <= fp {
-            break;
+        if beyond && cut && ending == Ending::Whole {
+            ending = Ending::Deep;
         }
-        fp = next_fp;
+        ending
     }
-    n
 }
 
-/// Reads the frame record at `addr` in this process (`pid`).
-fn read_two_words(addr: usize, pid: libc::pid_t) -> Option<[usize; 2]> {
-    let mut words = [0usize; 2];
-    let local = libc::iovec {
-        iov_base: words.as_mut_ptr().cast(),
-        iov_len: std::mem::size_of_val(&words),
+#[cfg(target_arch = "x86_64")]
+fn initial(regs: &[usize; REGS], _dwarf: &Dwarf) -> framehop::UnwindRegsNative {
+    framehop::UnwindRegsNative::new(regs[PC] as u64, regs[SP] as u64, regs[FP] as u64)
+}
+
+#[cfg(target_arch = "aarch64")]
+fn initial(regs: &[usize; REGS], dwarf: &Dwarf) -> framehop::UnwindRegsNative {
+    // Return addresses signed with pointer authentication (`pac-ret`) carry
+    // a hash in the bits above the highest code address.
+    let mask =
+        framehop::aarch64::PtrAuthMask::from_max_known_address(dwarf.max_known_code_address());
+    framehop::UnwindRegsNative::new_with_ptr_auth_mask(
+        mask,
+        regs[super::copy::LR] as u64,
+        regs[SP] as u64,
+        regs[FP] as u64,
+    )
+}
+
+/// The module for `object`: its unwind sections and code, read from a
+/// read-only mapping of its file (the vDSO from memory).
+fn module(object: &objects::Loaded) -> Option<Module<Bytes>> {
+    let (file, data): (Option<Arc<Mapping>>, &'static [u8]) = match &object.path {
+        Some(path) => {
+            let (map, _) = Mapping::open(path)?;
+            let map = Arc::new(map);
+            // SAFETY: every slice of `data` kept is wrapped in a `Bytes`
+            // that holds this `Arc`, so the mapping outlives it; the slices
+            // used below only while parsing are dropped before `map` is.
+            let data = unsafe { map.bytes() };
+            (Some(map), data)
+        }
+        None => {
+            let (start, end) = object.image;
+            // SAFETY: the vDSO's image (ELF header to the end of its last
+            // segment) is mapped readable by the kernel for the life of the
+            // process and never written.
+            (None, unsafe {
+                std::slice::from_raw_parts(start as *const u8, end.checked_sub(start)?)
+            })
+        }
     };
-    let remote = libc::iovec {
-        iov_base: addr as *mut c_void,
-        iov_len: std::mem::size_of_val(&words),
+    let elf = object::File::parse(data).ok()?;
+    let section = |name: &str| {
+        let section = elf.section_by_name(name)?;
+        let bytes = section.data().ok().filter(|b| !b.is_empty())?;
+        let svma = section.address()..section.address() + section.size();
+        Some((
+            svma,
+            Bytes {
+                _file: file.clone(),
+                bytes,
+            },
+        ))
     };
-    // SAFETY: `local` describes `words`, writable for its length; the kernel
-    // validates `remote` and returns an error instead of faulting.
-    let read = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
-    (read == std::mem::size_of_val(&words) as isize).then_some(words)
+    let (text_svma, text) = section(".text").unzip();
+    let (eh_frame_svma, eh_frame) = section(".eh_frame").unzip();
+    let (eh_frame_hdr_svma, eh_frame_hdr) = section(".eh_frame_hdr").unzip();
+    let got_svma = elf
+        .section_by_name(".got")
+        .map(|s| s.address()..s.address() + s.size());
+    let start = object.code.iter().map(|c| c.0).min()? as u64;
+    let end = object.code.iter().map(|c| c.1).max()? as u64;
+    let name = object
+        .path
+        .as_ref()
+        .map_or_else(|| "[vdso]".to_owned(), |p| p.display().to_string());
+    Some(Module::new(
+        name,
+        start..end,
+        object.bias as u64,
+        ExplicitModuleSectionInfo {
+            base_svma: 0,
+            text_svma,
+            text,
+            got_svma,
+            eh_frame_svma,
+            eh_frame,
+            eh_frame_hdr_svma,
+            eh_frame_hdr,
+            stubs_svma: None,
+            stub_helper_svma: None,
+            unwind_info: None,
+            debug_frame: None,
+            text_segment_svma: None,
+            text_segment: None,
+        },
+    ))
+}
+
+/// Follows the chain of frame records in the copy from the saved frame
+/// pointer. Each record must lie above the previous one, be aligned and lie
+/// wholly in the copy.
+fn frame_pointer_walk(
+    regs: &[usize; REGS],
+    stack: &[u8],
+    cut: bool,
+    out: &mut Vec<usize>,
+) -> Ending {
+    const WORD: usize = std::mem::size_of::<usize>();
+    let sp = regs[SP];
+    let end = sp.saturating_add(stack.len());
+    let word = |address: usize| -> usize {
+        let at = address - sp;
+        let mut bytes = [0u8; WORD];
+        bytes.copy_from_slice(&stack[at..at + WORD]);
+        usize::from_ne_bytes(bytes)
+    };
+    out.clear();
+    out.push(regs[PC]);
+    let mut fp = regs[FP];
+    loop {
+        if fp < sp || fp % WORD != 0 {
+            return Ending::Whole;
+        }
+        if fp.saturating_add(2 * WORD) > end {
+            return if cut { Ending::Deep } else { Ending::Whole };
+        }
+        let (next, ret) = (word(fp), word(fp + WORD));
+        if ret == 0 {
+            return Ending::Whole;
+        }
+        if out.len() == MAX_NATIVE_FRAMES {
+            return Ending::TooManyFrames;
+        }
+        out.push(ret);
+        if next <= fp {
+            return Ending::Whole;
+        }
+        fp = next;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn mapping_end_finds_the_mapping_holding_the_address() {
-        let mappings = [[0x1000, 0x3000], [0x5000, 0x6000]];
-        assert_eq!(mapping_end(&mappings, 0x1000), Some(0x3000));
-        assert_eq!(mapping_end(&mappings, 0x2fff), Some(0x3000));
-        assert_eq!(mapping_end(&mappings, 0x3000), None);
-        assert_eq!(mapping_end(&mappings, 0x5800), Some(0x6000));
-        assert_eq!(mapping_end(&mappings, 0x0fff), None);
-        assert_eq!(mapping_end(&mappings, 0x7000), None);
-        assert_eq!(mapping_end(&[], 0x1000), None);
+    fn regs(pc: usize, sp: usize, fp: usize) -> [usize; REGS] {
+        let mut regs = [0; REGS];
+        regs[PC] = pc;
+        regs[SP] = sp;
+        regs[FP] = fp;
+        regs
     }
 
-    /// A chain of frame records in one buffer: the first half plays the
-    /// thread's stack, the second half the memory above it.
-    #[test]
-    fn the_frame_pointer_walk_stays_inside_the_limit() {
-        let mut words = vec![0usize; 64];
-        let base = words.as_ptr() as usize;
+    /// A chain of frame records in a copy: records at words 4, 12, 20, 36.
+    fn chain() -> (Vec<u8>, usize) {
+        let sp = 0x7000_0000usize;
         let word = std::mem::size_of::<usize>();
-        // Records at words 4, 12, 20 (below the limit), 36 and 44 (above).
-        let records = [4, 12, 20, 36, 44];
+        let mut words = vec![0usize; 48];
+        let records = [4, 12, 20, 36];
         for (i, &at) in records.iter().enumerate() {
-            let next = records.get(i + 1).map_or(0, |&w| base + w * word);
-            words[at] = next;
+            words[at] = records.get(i + 1).map_or(0, |&w| sp + w * word);
             words[at + 1] = 0x1000 + i;
         }
-        let sp = base;
-        let fp = base + 4 * word;
-        let out: Vec<AtomicUsize> = (0..16).map(|_| AtomicUsize::new(0)).collect();
-        let read = |n: usize| -> Vec<usize> {
-            out[..n].iter().map(|a| a.load(Ordering::Relaxed)).collect()
-        };
-        let limit = base + 32 * word;
-        // SAFETY: `getpid` has no preconditions.
-        let pid = unsafe { libc::getpid() };
-        let n = frame_pointer_walk(0x42, sp, fp, limit, &out, pid);
-        assert_eq!(read(n), [0x42, 0x1000, 0x1001, 0x1002]);
-        let n = frame_pointer_walk(0x42, sp, fp, base + 64 * word, &out, pid);
-        assert_eq!(read(n), [0x42, 0x1000, 0x1001, 0x1002, 0x1003, 0x1004]);
-        // A record straddling the limit is not read.
-        let n = frame_pointer_walk(0x42, sp, fp, base + 21 * word, &out, pid);
-        assert_eq!(read(n), [0x42, 0x1000, 0x1001]);
-        std::hint::black_box(&mut words);
+        (words.iter().flat_map(|w| w.to_ne_bytes()).collect(), sp)
+    }
+
+    #[test]
+    fn the_frame_pointer_walk_follows_the_chain_in_the_copy() {
+        let (stack, sp) = chain();
+        let regs = regs(0x42, sp, sp + 4 * 8);
+        let mut out = Vec::new();
+        assert_eq!(
+            frame_pointer_walk(&regs, &stack, false, &mut out),
+            Ending::Whole
+        );
+        assert_eq!(out, [0x42, 0x1000, 0x1001, 0x1002, 0x1003]);
+    }
+
+    #[test]
+    fn a_chain_leaving_a_cut_copy_is_deep() {
+        let (stack, sp) = chain();
+        let regs = regs(0x42, sp, sp + 4 * 8);
+        let mut out = Vec::new();
+        // The copy ends inside the record at word 20.
+        let short = &stack[..21 * 8];
+        assert_eq!(
+            frame_pointer_walk(&regs, short, true, &mut out),
+            Ending::Deep
+        );
+        assert_eq!(out, [0x42, 0x1000, 0x1001]);
+        assert_eq!(
+            frame_pointer_walk(&regs, short, false, &mut out),
+            Ending::Whole
+        );
+    }
+
+    #[test]
+    fn a_frame_pointer_below_the_stack_pointer_ends_the_walk() {
+        let (stack, sp) = chain();
+        let regs = regs(0x42, sp, sp - 16);
+        let mut out = Vec::new();
+        assert_eq!(
+            frame_pointer_walk(&regs, &stack, true, &mut out),
+            Ending::Whole
+        );
+        assert_eq!(out, [0x42]);
     }
 }
