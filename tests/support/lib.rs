@@ -6,8 +6,11 @@
 //! the `webstack` crate, so they use nothing else of this crate.
 
 pub mod agreement;
+#[cfg(target_os = "linux")]
+pub mod altstack;
 pub mod checks;
 pub mod child;
+pub mod gate;
 pub mod model;
 pub mod normalise;
 pub mod poll;
@@ -16,5 +19,6 @@ pub mod server;
 pub mod slowdown;
 pub mod snapshot;
 pub mod spin;
+pub mod stack;
 pub mod thread_cost;
 pub mod wait;
