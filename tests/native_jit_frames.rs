@@ -5,7 +5,8 @@
 //! native stacks stay enabled.
 //!
 //! Runs in a child process: a handler deadlocked on its own thread would
-//! otherwise leave a stuck test binary.
+//! otherwise leave a stuck test binary. The registering thread runs on the
+//! smallest alternate signal stack std gives (`support::altstack`).
 #![cfg(all(
     target_os = "linux",
     any(target_arch = "x86_64", target_arch = "aarch64")
@@ -15,7 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use support::altstack;
 use support::child::run_in_child;
+use support::wait::watchdog;
 use webstack::{Options, Snapshot};
 
 extern "C" {
@@ -117,6 +120,7 @@ fn captures_while_a_thread_registers_frames() {
         std::thread::Builder::new()
             .name("jit".into())
             .spawn(move || {
+                let _altstack = altstack::install_small();
                 // SAFETY: `gettid` has no preconditions.
                 tid_tx.send(i64::from(unsafe { libc::gettid() })).unwrap();
                 register_in_a_loop(&stop, &rounds)
@@ -178,6 +182,10 @@ fn captures_while_a_thread_registers_frames() {
 
 #[test]
 fn captures_never_hang_on_a_thread_registering_unwind_info() {
+    let _watchdog = watchdog(
+        "native_jit_frames::captures_never_hang_on_a_thread_registering_unwind_info",
+        Duration::from_secs(120),
+    );
     run_in_child(
         "captures_never_hang_on_a_thread_registering_unwind_info",
         Duration::from_secs(30),

@@ -2,31 +2,42 @@
 //! innermost first, instrumented frames with their arguments at their place
 //! among the native ones.
 //!
-//! The captures use the libgcc unwinder ([`Method::Libgcc`]): this test
-//! builds without frame pointers, so the default frame-pointer walk would
-//! miss the test's own functions, and nothing here registers unwind
-//! information at run time, which is what makes libgcc unsafe in a handler.
+//! The captures use the default method, which must give whole stacks of
+//! code built without frame pointers, as this test is: from the futex call
+//! through the test's own plain and instrumented functions to the thread's
+//! start. The captured threads run on the smallest alternate signal stack
+//! std gives (`support::altstack`); the gates they wait at open when a test
+//! fails, so that a failure ends the test instead of hanging its join or its
+//! runtime's drop, and every test is bounded by a watchdog.
 #![cfg(target_os = "linux")]
 
-use std::sync::{mpsc, Condvar, Mutex};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use webstack::native::{self, Method, Origin};
+use support::altstack;
+use support::gate::Gate;
+use support::stack::assert_whole;
+use support::wait::watchdog;
+use webstack::native::Origin;
 use webstack::{Frame, Kind, Options, Routine, Snapshot, State};
 
-type Gate = (Mutex<bool>, Condvar);
+/// Far above any test's time (10 s at most, when a stack never shows).
+const LIMIT: Duration = Duration::from_secs(120);
 
-fn open(gate: &Gate) {
-    *gate.0.lock().unwrap() = true;
-    gate.1.notify_all();
+/// Where the threads of these tests block: a plain function of the test,
+/// between the futex call and the instrumented frames.
+#[inline(never)]
+fn block_on_gate(gate: &Gate) {
+    gate.wait();
 }
 
-fn wait(gate: &Gate) {
-    let mut open = gate.0.lock().unwrap();
-    while !*open {
-        open = gate.1.wait(open).unwrap();
-    }
-}
+/// A thread blocked in [`block_on_gate`], from the futex call up.
+const IN_GATE: [&str; 4] = [
+    "syscall|futex_wait",
+    "Condvar::wait",
+    "support::gate::Gate::wait",
+    "native_merge::block_on_gate",
+];
 
 fn describe(frames: &[Frame]) -> String {
     frames
@@ -55,7 +66,6 @@ fn find(frames: &[Frame], suffix: &str, instrumented: bool) -> Option<usize> {
 /// Captures until some thread's stack has the instrumented `marker` and a
 /// native frame inside it; returns the snapshot and that thread.
 fn capture_until(marker: &str) -> (Snapshot, Routine) {
-    native::set_method(Method::Libgcc);
     let started = Instant::now();
     loop {
         let snapshot = Snapshot::capture(&Options::default().augment(true));
@@ -92,7 +102,7 @@ fn capture_until(marker: &str) -> (Snapshot, Routine) {
 
 #[webstack::instrument]
 fn wait_for(job: u32, label: &str, gate: &Gate) {
-    wait(gate);
+    block_on_gate(gate);
 }
 
 #[webstack::instrument]
@@ -102,22 +112,43 @@ fn run_job(job: u32, gate: &Gate) {
 
 #[test]
 fn instrumented_thread_blocked_in_condvar() {
-    let gate: &'static Gate = Box::leak(Box::new((Mutex::new(false), Condvar::new())));
+    let _watchdog = watchdog(
+        "native_merge::instrumented_thread_blocked_in_condvar",
+        LIMIT,
+    );
+    static GATE: Gate = Gate::new();
     let (tid_tx, tid_rx) = mpsc::channel();
     let handle = std::thread::Builder::new()
         .name("job-runner".into())
         .spawn(move || {
+            let _altstack = altstack::install_small();
             // SAFETY: `gettid` has no preconditions.
             tid_tx.send(unsafe { libc::gettid() } as i64).unwrap();
-            run_job(7, gate);
+            run_job(7, &GATE);
         })
         .unwrap();
+    let _open = GATE.opener();
     let tid = tid_rx.recv().unwrap();
     let (snapshot, routine) = capture_until("native_merge::wait_for");
     assert_eq!(routine.tid, Some(tid));
     assert_eq!(routine.name, "job-runner");
     let frames = &routine.frames;
     let text = describe(frames);
+
+    // The whole stack: the plain function that blocks, both instrumented
+    // frames, the thread's closure, down to the thread's start.
+    assert_whole(
+        frames,
+        &[
+            &IN_GATE[..],
+            &[
+                "native_merge::wait_for",
+                "native_merge::run_job",
+                "native_merge::instrumented_thread_blocked_in_condvar",
+            ],
+        ]
+        .concat(),
+    );
 
     let futex = frames
         .iter()
@@ -144,7 +175,11 @@ fn instrumented_thread_blocked_in_condvar() {
     assert!(wait_for.address.is_some(), "{text}");
     assert!(wait_for.file.ends_with("tests/native_merge.rs"), "{text}");
     assert_eq!(wait_for.origin, Origin::App);
-    assert_eq!(wait_for.source.as_deref(), Some("wait(gate);"), "{text}");
+    assert_eq!(
+        wait_for.source.as_deref(),
+        Some("block_on_gate(gate);"),
+        "{text}"
+    );
     assert_eq!(frames[outer].args[0].value.to_string(), "7");
     assert_eq!(
         frames[outer].source.as_deref(),
@@ -164,30 +199,42 @@ fn instrumented_thread_blocked_in_condvar() {
     assert!(json.contains("\"origin\":\"app\""), "{json}");
     assert!(json.contains("\"origin\":\"std\""), "{json}");
 
-    open(gate);
+    GATE.open();
     handle.join().unwrap();
 }
 
 #[webstack::instrument]
 async fn serve(request: u32, gate: &'static Gate) -> u32 {
     // Blocks the worker on purpose, so the task is caught running.
-    wait(gate);
+    block_on_gate(gate);
     request + 1
 }
 
 #[test]
 fn running_task_sits_inside_its_worker_thread() {
-    let gate: &'static Gate = Box::leak(Box::new((Mutex::new(false), Condvar::new())));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let _watchdog = watchdog(
+        "native_merge::running_task_sits_inside_its_worker_thread",
+        LIMIT,
+    );
+    static GATE: Gate = Gate::new();
+    let runtime = altstack::on_runtime_threads(&mut tokio::runtime::Builder::new_multi_thread())
         .worker_threads(1)
         .thread_name("merge-worker")
         .build()
         .unwrap();
-    let task = runtime.spawn(serve(42, gate));
+    // Dropped before the runtime, whose drop waits for the blocked worker.
+    let _open = GATE.opener();
+    let task = runtime.spawn(serve(42, &GATE));
     let (snapshot, worker) = capture_until("native_merge::serve");
     let frames = &worker.frames;
     let text = describe(frames);
     assert_eq!(worker.name, "merge-worker");
+    // The whole stack: the plain function that blocks, the task's
+    // instrumented frame, the runtime polling it, the thread's start.
+    assert_whole(
+        frames,
+        &[&IN_GATE[..], &["native_merge::serve", "tokio::runtime"]].concat(),
+    );
     let serve = find(frames, "native_merge::serve", true).unwrap();
     assert_eq!(frames[serve].args[0].value.to_string(), "42", "{text}");
     let task_id = frames[serve].task.expect("root frame carries its task id");
@@ -205,12 +252,13 @@ fn running_task_sits_inside_its_worker_thread() {
     assert_eq!(task_routine.state, State::Running);
     assert_eq!(task_routine.running_on, Some(worker.id));
 
-    open(gate);
+    GATE.open();
     assert_eq!(runtime.block_on(task).unwrap(), 43);
 }
 
 #[test]
 fn classify_known_paths() {
+    let _watchdog = watchdog("native_merge::classify_known_paths", LIMIT);
     use webstack::native::classify;
     assert_eq!(classify("std::sync::condvar::Condvar::wait"), Origin::Std);
     assert_eq!(classify("tokio::runtime::task::raw::poll"), Origin::Runtime);
@@ -229,6 +277,7 @@ fn classify_known_paths() {
 
 #[test]
 fn augment_off_takes_no_native_stacks() {
+    let _watchdog = watchdog("native_merge::augment_off_takes_no_native_stacks", LIMIT);
     let snapshot = Snapshot::capture(&Options::default().augment(false));
     assert!(!snapshot.augmented);
     assert!(snapshot

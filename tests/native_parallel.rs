@@ -1,35 +1,35 @@
 //! Native capture in parallel: every thread is signalled at once and the
 //! collector waits for all answers against one deadline, so threads that
 //! block the signal cost one timeout together, not one each, and every
-//! other thread still answers in the same snapshot.
+//! other thread still answers in the same snapshot. The threads run on the
+//! smallest alternate signal stack std gives (`support::altstack`) and wait
+//! at a gate that opens if the test fails; a watchdog bounds the test.
 #![cfg(target_os = "linux")]
 
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use webstack::native::{self, Method};
+use support::altstack;
+use support::gate::Gate;
+use support::wait::watchdog;
+use webstack::native;
 use webstack::{Options, Snapshot};
 
 const BLOCKING: usize = 4;
 const ANSWERING: usize = 16;
 
 /// Spawns `BLOCKING` threads that block the native-stack signal and
-/// `ANSWERING` threads that wait on a barrier; returns their tids and the
-/// barrier that releases them all.
-fn spawn_threads() -> (
-    Vec<i64>,
-    Vec<i64>,
-    Arc<Barrier>,
-    Vec<std::thread::JoinHandle<()>>,
-) {
+/// `ANSWERING` threads, all waiting at the gate `release`; returns their
+/// tids.
+fn spawn_threads(release: &Arc<Gate>) -> (Vec<i64>, Vec<i64>, Vec<std::thread::JoinHandle<()>>) {
     let signal = native::current_signal().expect("Linux");
-    let release = Arc::new(Barrier::new(BLOCKING + ANSWERING + 1));
     let (tx, rx) = mpsc::channel();
     let mut handles = Vec::new();
     for i in 0..BLOCKING + ANSWERING {
         let tx = tx.clone();
         let release = release.clone();
         handles.push(std::thread::spawn(move || {
+            let _altstack = altstack::install_small();
             let blocks = i < BLOCKING;
             if blocks {
                 // SAFETY: a zeroed `sigset_t` is valid to initialise; the
@@ -57,7 +57,7 @@ fn spawn_threads() -> (
         }
     }
     std::thread::sleep(Duration::from_millis(50));
-    (blocking, answering, release, handles)
+    (blocking, answering, handles)
 }
 
 /// The routine of the thread `tid` in `snapshot`; `what` names it if absent.
@@ -71,9 +71,14 @@ fn thread<'a>(snapshot: &'a Snapshot, tid: i64, what: &str) -> &'a webstack::Rou
 
 #[test]
 fn threads_blocking_the_signal_cost_one_timeout_together() {
-    native::set_method(Method::FramePointers);
+    let _watchdog = watchdog(
+        "native_parallel::threads_blocking_the_signal_cost_one_timeout_together",
+        Duration::from_secs(120),
+    );
     native::set_timeout(Duration::from_secs(1));
-    let (blocking, answering, release, handles) = spawn_threads();
+    let release = Arc::new(Gate::new());
+    let (blocking, answering, handles) = spawn_threads(&release);
+    let _open = release.opener();
 
     // Ask every thread, even those known to block the signal.
     webstack::__private::native::skip_blocked_check(true);
@@ -125,7 +130,7 @@ fn threads_blocking_the_signal_cost_one_timeout_together() {
             routine.state.as_str()
         );
     }
-    release.wait();
+    release.open();
     for handle in handles {
         handle.join().unwrap();
     }

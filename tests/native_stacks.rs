@@ -2,26 +2,33 @@
 //! busy loop; threads that block the signal, that exit mid-capture, and a
 //! long run of snapshots while threads come and go.
 //!
-//! The captures use the libgcc unwinder ([`Method::Libgcc`]), since the
-//! checks name this test's own functions and the test builds without frame
-//! pointers, which the default frame-pointer walk needs to see them; nothing
-//! here registers unwind information at run time, which is what makes
-//! libgcc unsafe in a handler. `native_small_stack` and `native_jit_frames`
-//! capture with the default.
+//! The captures use the default method, which must give whole stacks of
+//! code built without frame pointers, as this test is: the checks name this
+//! test's own functions, from the blocking call to the thread's start
+//! (`support::stack`). Every captured thread runs on the smallest alternate
+//! signal stack std gives (`support::altstack`), whatever this machine's
+//! `AT_MINSIGSTKSZ`, and every test is bounded by a watchdog.
 #![cfg(target_os = "linux")]
 
 use std::io::Read;
 use std::os::fd::FromRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use webstack::native::{self, Method};
+use support::altstack;
+use support::gate::Gate;
+use support::stack::{assert_whole, whole};
+use support::wait::watchdog;
+use webstack::native;
 use webstack::{Frame, Options, Routine, Snapshot};
 
+/// Far above the slowest test's time (`thousand_snapshots_…`, about 20 s in
+/// a debug build, 45 s at most).
+const LIMIT: Duration = Duration::from_secs(120);
+
 fn capture() -> Snapshot {
-    native::set_method(Method::Libgcc);
     Snapshot::capture(&Options::default().augment(true))
 }
 
@@ -50,19 +57,14 @@ fn position(frames: &[Frame], suffix: &str) -> Option<usize> {
     frames.iter().position(|f| f.function.ends_with(suffix))
 }
 
-fn describe(frames: &[Frame]) -> String {
-    frames
-        .iter()
-        .map(|f| format!("  {} {}:{}\n", f.function, f.file, f.line))
-        .collect()
-}
-
-/// Spawns a thread that reports its tid, then runs `body`.
+/// Spawns a thread on the small alternate stack that reports its tid, then
+/// runs `body`.
 fn spawn_reporting(name: &str, body: impl FnOnce() + Send + 'static) -> (i64, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel();
     let handle = std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(move || {
+            let _altstack = altstack::install_small();
             tx.send(gettid()).unwrap();
             body();
         })
@@ -70,40 +72,51 @@ fn spawn_reporting(name: &str, body: impl FnOnce() + Send + 'static) -> (i64, Jo
     (rx.recv().unwrap(), handle)
 }
 
-/// Captures until the thread's stack shows `marker` (the thread may not have
-/// reached its wait yet), and returns that routine.
-fn capture_until(tid: i64, marker: &str) -> Routine {
+/// What a thread started by [`spawn_reporting`] has outermost, before the
+/// thread's start.
+const REPORTING: &str = "native_stacks::spawn_reporting";
+
+/// Captures until the thread's native stack is whole down to `chain` (the
+/// thread may not have reached its wait yet), and returns that routine;
+/// fails with the last stack after 10 s.
+fn capture_until(tid: i64, chain: &[&str]) -> Routine {
     let started = Instant::now();
     loop {
         let snapshot = capture();
         let routine = thread_by_tid(&snapshot, tid).clone();
-        if position(&routine.frames, marker).is_some() {
-            return routine;
+        match whole(&routine.frames, chain) {
+            Ok(()) => return routine,
+            Err(e) => assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "tid {tid} ({}) never showed a whole stack: {e}",
+                routine.state.as_str(),
+            ),
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{marker} never appeared on tid {tid} ({}):\n{}",
-            routine.state.as_str(),
-            describe(&routine.frames)
-        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 #[inline(never)]
-fn wait_on_condvar(pair: &(Mutex<bool>, Condvar)) {
-    let mut done = pair.0.lock().unwrap();
-    while !*done {
-        done = pair.1.wait(done).unwrap();
-    }
+fn wait_on_condvar(gate: &Gate) {
+    gate.wait();
 }
+
+/// A thread in [`wait_on_condvar`], from the futex call up.
+const IN_CONDVAR: [&str; 4] = [
+    "syscall|futex_wait",
+    "Condvar::wait",
+    "support::gate::Gate::wait",
+    "native_stacks::wait_on_condvar",
+];
 
 #[test]
 fn futex_wait_answers_with_its_stack() {
-    let pair = Arc::new((Mutex::new(false), Condvar::new()));
-    let waiter = pair.clone();
+    let _watchdog = watchdog("native_stacks::futex_wait_answers_with_its_stack", LIMIT);
+    let gate = Arc::new(Gate::new());
+    let waiter = gate.clone();
     let (tid, handle) = spawn_reporting("condvar-waiter", move || wait_on_condvar(&waiter));
-    let routine = capture_until(tid, "native_stacks::wait_on_condvar");
+    let _open = gate.opener();
+    let routine = capture_until(tid, &[&IN_CONDVAR[..], &[REPORTING]].concat());
     assert_eq!(routine.name, "condvar-waiter");
     assert!(
         routine.state.as_str().starts_with("sleeping"),
@@ -111,12 +124,6 @@ fn futex_wait_answers_with_its_stack() {
         routine.state.as_str()
     );
     let marker = position(&routine.frames, "native_stacks::wait_on_condvar").unwrap();
-    let condvar = routine
-        .frames
-        .iter()
-        .position(|f| f.function.contains("Condvar") || f.function.contains("futex"))
-        .unwrap_or_else(|| panic!("no futex frame:\n{}", describe(&routine.frames)));
-    assert!(condvar < marker, "{}", describe(&routine.frames));
     let frame = &routine.frames[marker];
     assert!(!frame.instrumented);
     assert!(frame.address.is_some());
@@ -128,8 +135,7 @@ fn futex_wait_answers_with_its_stack() {
         .frames
         .iter()
         .all(|f| !f.function.contains("native::signal::handler")));
-    *pair.0.lock().unwrap() = true;
-    pair.1.notify_all();
+    gate.open();
     handle.join().unwrap();
 }
 
@@ -144,6 +150,10 @@ fn read_from_pipe(fd: i32) -> Vec<u8> {
 
 #[test]
 fn blocking_pipe_read_answers_and_still_returns_its_data() {
+    let _watchdog = watchdog(
+        "native_stacks::blocking_pipe_read_answers_and_still_returns_its_data",
+        LIMIT,
+    );
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors.
     assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
@@ -152,7 +162,15 @@ fn blocking_pipe_read_answers_and_still_returns_its_data() {
     let (tid, handle) = spawn_reporting("pipe-reader", move || {
         result_tx.send(read_from_pipe(read_end)).unwrap();
     });
-    let routine = capture_until(tid, "native_stacks::read_from_pipe");
+    let routine = capture_until(
+        tid,
+        &[
+            "libc_read|__read",
+            "read_to_end",
+            "native_stacks::read_from_pipe",
+            REPORTING,
+        ],
+    );
     assert!(
         routine.state.as_str().starts_with("sleeping"),
         "{}",
@@ -185,17 +203,19 @@ fn sleep_until(stop: &AtomicBool) {
 
 #[test]
 fn sleeping_thread_answers() {
+    let _watchdog = watchdog("native_stacks::sleeping_thread_answers", LIMIT);
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let (tid, handle) = spawn_reporting("sleeper", move || sleep_until(&flag));
-    let routine = capture_until(tid, "native_stacks::sleep_until");
-    let marker = position(&routine.frames, "native_stacks::sleep_until").unwrap();
-    let sleep = routine
-        .frames
-        .iter()
-        .position(|f| f.function.starts_with("std::") && f.function.ends_with("::sleep"))
-        .unwrap_or_else(|| panic!("{}", describe(&routine.frames)));
-    assert!(sleep < marker);
+    let routine = capture_until(
+        tid,
+        &[
+            "nanosleep",
+            "std::thread",
+            "native_stacks::sleep_until",
+            REPORTING,
+        ],
+    );
     assert!(
         routine.state.as_str().contains("sleep"),
         "{}",
@@ -216,12 +236,13 @@ fn spin_until(stop: &AtomicBool) -> u64 {
 
 #[test]
 fn busy_thread_answers() {
+    let _watchdog = watchdog("native_stacks::busy_thread_answers", LIMIT);
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let (tid, handle) = spawn_reporting("spinner", move || {
         std::hint::black_box(spin_until(&flag));
     });
-    let routine = capture_until(tid, "native_stacks::spin_until");
+    let routine = capture_until(tid, &["native_stacks::spin_until", REPORTING]);
     assert!(position(&routine.frames, "native_stacks::spin_until").unwrap() <= 2);
     stop.store(true, Ordering::Relaxed);
     handle.join().unwrap();
@@ -242,6 +263,12 @@ fn block_signal(signal: i32) {
 
 #[test]
 fn thread_blocking_the_signal_is_no_answer_without_stalling() {
+    let _watchdog = watchdog(
+        "native_stacks::thread_blocking_the_signal_is_no_answer_without_stalling",
+        LIMIT,
+    );
+    // This thread is captured too.
+    let _altstack = altstack::install_small();
     let signal = native::current_signal().unwrap();
     let (release_tx, release_rx) = mpsc::channel::<()>();
     let (tid, handle) = spawn_reporting("blocks-signal", move || {
@@ -293,16 +320,11 @@ fn thread_blocking_the_signal_is_no_answer_without_stalling() {
         "{}",
         routine.state.as_str()
     );
-    // Other threads still answered in the same snapshot.
+    // Other threads still answered in the same snapshot, whole.
     let me = thread_by_tid(&snapshot, gettid());
-    assert!(
-        position(
-            &me.frames,
-            "native_stacks::thread_blocking_the_signal_is_no_answer_without_stalling"
-        )
-        .is_some(),
-        "{}",
-        describe(&me.frames)
+    assert_whole(
+        &me.frames,
+        &["native_stacks::thread_blocking_the_signal_is_no_answer_without_stalling"],
     );
     release_tx.send(()).unwrap();
     handle.join().unwrap();
@@ -310,6 +332,10 @@ fn thread_blocking_the_signal_is_no_answer_without_stalling() {
 
 #[test]
 fn threads_exiting_during_captures_are_left_out() {
+    let _watchdog = watchdog(
+        "native_stacks::threads_exiting_during_captures_are_left_out",
+        LIMIT,
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let spawner = std::thread::spawn(move || {
@@ -319,7 +345,10 @@ fn threads_exiting_during_captures_are_left_out() {
                 .map(|i| {
                     std::thread::Builder::new()
                         .name("short-lived".into())
-                        .spawn(move || std::thread::sleep(Duration::from_millis(1 + i)))
+                        .spawn(move || {
+                            let _altstack = altstack::install_small();
+                            std::thread::sleep(Duration::from_millis(1 + i));
+                        })
                         .unwrap()
                 })
                 .collect();
@@ -355,16 +384,22 @@ fn threads_exiting_during_captures_are_left_out() {
 
 #[test]
 fn thousand_snapshots_while_threads_come_and_go() {
+    let _watchdog = watchdog(
+        "native_stacks::thousand_snapshots_while_threads_come_and_go",
+        LIMIT,
+    );
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let churn = std::thread::spawn(move || {
         while !flag.load(Ordering::Relaxed) {
-            let pair = Arc::new((Mutex::new(false), Condvar::new()));
-            let waiter = pair.clone();
-            let handle = std::thread::spawn(move || wait_on_condvar(&waiter));
+            let gate = Arc::new(Gate::new());
+            let waiter = gate.clone();
+            let handle = std::thread::spawn(move || {
+                let _altstack = altstack::install_small();
+                wait_on_condvar(&waiter);
+            });
             std::thread::sleep(Duration::from_micros(300));
-            *pair.0.lock().unwrap() = true;
-            pair.1.notify_all();
+            gate.open();
             handle.join().unwrap();
         }
     });
@@ -376,7 +411,7 @@ fn thousand_snapshots_while_threads_come_and_go() {
         if snapshot
             .routines
             .iter()
-            .any(|r| position(&r.frames, "native_stacks::wait_on_condvar").is_some())
+            .any(|r| whole(&r.frames, &IN_CONDVAR).is_ok())
         {
             with_native += 1;
         }

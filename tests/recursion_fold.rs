@@ -3,18 +3,21 @@
 //! hand-built stacks for the rules (threshold, mutual recursion, values
 //! that vary in the middle). JSON keeps every frame; `fold=0` shows all.
 
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use pretty_assertions::assert_eq;
 use support::checks::check_html;
+use support::gate::Gate;
 use support::model::{self, arg, frame, native};
 use support::normalise::normalise;
 use support::snapshot::shadow_snapshot_until;
+use support::wait::watchdog;
 use webstack::render::{render_to_with, Detail, Format, Links};
 use webstack::{Buckets, Origin, Similarity, Snapshot, Value};
 
-type Gate = (Mutex<bool>, Condvar);
+/// Far above any test's time (a few seconds in a debug build).
+const LIMIT: Duration = Duration::from_secs(120);
 
 const DEPTH: u32 = 250;
 /// The recursing threads, one per test.
@@ -34,14 +37,12 @@ fn descend(level: u32, limit: u32, tag: &str, gate: &Gate) -> u32 {
     if level < limit {
         return descend(level + 1, limit, tag, gate) + 1;
     }
-    let mut open = gate.0.lock().unwrap();
-    while !*open {
-        open = gate.1.wait(open).unwrap();
-    }
+    gate.wait();
     0
 }
 
-/// A thread parked 250 levels deep in `descend` (levels 1 to 250), let go
+/// A thread parked 250 levels deep in `descend` (levels 1 to 250), on the
+/// smallest alternate signal stack std gives (`support::altstack`), let go
 /// and joined when dropped, also when a test fails.
 struct Recursion {
     gate: &'static Gate,
@@ -50,12 +51,16 @@ struct Recursion {
 
 impl Recursion {
     fn start(name: &str) -> Self {
-        let gate: &'static Gate = Box::leak(Box::new((Mutex::new(false), Condvar::new())));
+        let gate: &'static Gate = Box::leak(Box::new(Gate::new()));
         let handle = std::thread::Builder::new()
             .name(name.into())
             // 250 debug-build levels need more than the default 2 MiB.
             .stack_size(64 << 20)
-            .spawn(move || descend(1, DEPTH, TAG, gate))
+            .spawn(move || {
+                #[cfg(target_os = "linux")]
+                let _altstack = support::altstack::install_small();
+                descend(1, DEPTH, TAG, gate)
+            })
             .unwrap();
         Recursion {
             gate,
@@ -66,8 +71,7 @@ impl Recursion {
 
 impl Drop for Recursion {
     fn drop(&mut self) {
-        *self.gate.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.gate.1.notify_all();
+        self.gate.open();
         if let Some(handle) = self.handle.take() {
             let returned = handle.join();
             if !std::thread::panicking() {
@@ -130,6 +134,10 @@ const SUMMARY: &str = "recursion_fold::descend × 250 (level = 250 → 1, limit 
 
 #[test]
 fn deep_recursion_is_one_line_in_text_and_html() {
+    let _watchdog = watchdog(
+        "recursion_fold::deep_recursion_is_one_line_in_text_and_html",
+        LIMIT,
+    );
     let _serial = one_recursion_at_a_time();
     let _recursion = Recursion::start(THREAD);
     let snapshot = shadow_snapshot_until(Duration::from_secs(10), |s| {
@@ -210,16 +218,24 @@ fn deep_recursion_is_one_line_in_text_and_html() {
 }
 
 /// With native stacks, each level of `descend` is its native frame with
-/// the arguments merged in; the levels still fold into one line, the
-/// frames the thread is blocked in stay shown.
+/// the arguments merged in (the default method unwinds this test, built
+/// without frame pointers, from the futex call through every level it
+/// keeps); the levels still fold into one line, the frames the thread is
+/// blocked in stay shown.
 #[cfg(target_os = "linux")]
 #[test]
 fn deep_recursion_folds_on_the_merged_stack() {
-    use webstack::native::{self, Method};
+    use support::stack::in_order;
+    use webstack::native::{self, DEFAULT_STACK_COPY, MAX_NATIVE_FRAMES};
     use webstack::Options;
 
-    // This test builds without frame pointers (see tests/native_merge.rs).
-    native::set_method(Method::Libgcc);
+    let _watchdog = watchdog(
+        "recursion_fold::deep_recursion_folds_on_the_merged_stack",
+        LIMIT,
+    );
+    // A level takes about 3 KiB of stack in a debug build: copy enough for
+    // every frame webstack keeps, not the default 64 KiB (20 levels).
+    native::set_stack_copy(1 << 20);
     let _serial = one_recursion_at_a_time();
     let _recursion = Recursion::start(MERGED);
     let ready = |s: &Snapshot| {
@@ -238,6 +254,33 @@ fn deep_recursion_folds_on_the_merged_stack() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(ready(&snapshot), "the recursion never showed blocked");
+
+    // The native stack goes from the futex call through the wait into the
+    // recursion, and each level it keeps (all but the few frames of the
+    // wait) is a native frame with the level's arguments merged in.
+    let frames = &snapshot
+        .routines
+        .iter()
+        .find(|r| r.name == MERGED)
+        .expect("the recursion's thread")
+        .frames;
+    let wait = [
+        "syscall|futex_wait",
+        "Condvar::wait",
+        "support::gate::Gate::wait",
+        "recursion_fold::descend",
+    ];
+    if let Err(e) = in_order(frames, &wait) {
+        panic!("the native stack is cut: {e}");
+    }
+    let native_levels = frames
+        .iter()
+        .filter(|f| f.instrumented && f.address.is_some())
+        .count();
+    assert!(
+        native_levels >= MAX_NATIVE_FRAMES - 16,
+        "{native_levels} levels of descend merged into native frames"
+    );
 
     let text = rendered(&snapshot, Format::Text, Detail::default());
     let block = normalise(text_block(&text, MERGED));
@@ -270,6 +313,7 @@ fn deep_recursion_folds_on_the_merged_stack() {
             .count(),
         DEPTH as usize
     );
+    native::set_stack_copy(DEFAULT_STACK_COPY);
 }
 
 fn level(function: &'static str, n: u64) -> webstack::Frame {
@@ -284,6 +328,7 @@ fn text_of(frames: Vec<webstack::Frame>) -> String {
 
 #[test]
 fn two_levels_stay_rows_three_fold() {
+    let _watchdog = watchdog("recursion_fold::two_levels_stay_rows_three_fold", LIMIT);
     assert_eq!(
         text_of(vec![level("app::f", 2), level("app::f", 1)]),
         "1: thread alive [1 s] t 1
@@ -317,6 +362,7 @@ fn two_levels_stay_rows_three_fold() {
 /// both ends but not between says so; lines that differ are listed.
 #[test]
 fn levels_of_several_frames() {
+    let _watchdog = watchdog("recursion_fold::levels_of_several_frames", LIMIT);
     let mut frames = Vec::new();
     for n in [4, 3, 2] {
         frames.push(level("app::even", n));
