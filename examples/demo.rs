@@ -370,11 +370,6 @@ async fn index() -> HttpResponse {
 #[webstack::main(panic_hook, dump_on_signal)]
 #[actix_web::main]
 pub(crate) async fn main() -> std::io::Result<()> {
-    // Complete native stacks without frame pointers: libgcc's unwinder is
-    // safe here because nothing in this program registers JIT code (see
-    // `webstack::native::Method::Libgcc`); the default frame-pointer walk
-    // shows little of code built without `-C force-frame-pointers=yes`.
-    webstack::native::set_method(webstack::native::Method::Libgcc);
     start_threads()?;
     spawn_tasks(200, 60, 12);
     #[cfg(tokio_unstable)]
