@@ -30,7 +30,8 @@
 //! blocked)` afterwards). The slots are allocated outside the handler (64 at a
 //! time, never freed) as the number of threads grows; their copy buffers
 //! are anonymous memory whose pages are only backed as far as a copy goes,
-//! and are given back to the kernel after each capture. The copies of the
+//! and that the kernel may take back after each capture (`MADV_FREE`:
+//! reclaimed when memory runs short). The copies of the
 //! threads asked at once count against the snapshot's `maxmem`: a capture
 //! asks at most `room left / stack_copy` threads at a time, and unwinds a
 //! batch's copies (see [Unwinding](self#unwinding)) before it asks the next.

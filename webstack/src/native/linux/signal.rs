@@ -4,7 +4,8 @@
 //! Each request uses its own slot of a grow-only pool, allocated by the
 //! collector outside any handler and never freed; each slot has a copy
 //! buffer of the configured size (64 KiB by default), in one anonymous
-//! mapping per 64 slots whose pages are given back after every capture. A slot's `phase` word
+//! mapping per 64 slots whose pages the kernel may take back after
+//! every capture (`MADV_FREE`). A slot's `phase` word
 //! holds a 30-bit sequence number and a 2-bit tag: the collector writes
 //! `REQUESTED(seq)`, counts the request in [`REMAINING`] and queues the
 //! signal with the slot's index and `seq` in `sival_ptr`; the handler claims
@@ -195,9 +196,12 @@ pub(super) fn prepare(buffer: usize) {
     }
 }
 
-/// Gives the pages of the copy buffers back to the kernel after a capture,
-/// so that copies cost memory only while a capture runs. Collector only,
-/// under the capture lock, with no request in flight.
+/// Lets the kernel take the pages of the copy buffers back after a
+/// capture (`MADV_FREE`): reclaimed when memory runs short, and reused
+/// without a page fault by the next capture if they are still there (with
+/// `MADV_DONTNEED` each capture faulted and zeroed every page again, a
+/// tenth of the signalling phase's time). Collector only, under the capture
+/// lock, with no request in flight.
 pub(super) fn release_copies() {
     for chunk in 0..MAX_CHUNKS {
         let region = REGIONS[chunk].load(Ordering::Relaxed);
@@ -211,7 +215,7 @@ pub(super) fn release_copies() {
             libc::madvise(
                 region.cast(),
                 CHUNK * BUFFER[chunk].load(Ordering::Relaxed),
-                libc::MADV_DONTNEED,
+                libc::MADV_FREE,
             )
         };
     }
