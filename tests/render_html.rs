@@ -340,7 +340,7 @@ fn shared_rows_stay_escaped_in_every_bucket() {
         7,
         vec![arg("tag", "<script>", Value::str("<b></tr>\n<!--rows-->"))],
     );
-    shared.source = Some(HOSTILE.to_owned());
+    shared.source = Some(HOSTILE.into());
     let routines = (1..=3)
         .map(|id| {
             thread(

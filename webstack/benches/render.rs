@@ -363,9 +363,10 @@ fn native(threads: usize, frames: usize) -> Snapshot {
                     let mut frame = Frame::new(function, file, line);
                     frame.address = Some(0x5555_5555_0000 + 0x40 * i as u64);
                     if !file.is_empty() {
-                        frame.source = Some(format!(
-                            "        let value = call_{i}(&mut state, <T as Trait>::x);"
-                        ));
+                        frame.source = Some(
+                            format!("        let value = call_{i}(&mut state, <T as Trait>::x);")
+                                .into(),
+                        );
                     }
                     frame
                 })

@@ -150,7 +150,7 @@ pub struct BucketFrame {
     /// Instruction address of a native frame, if all members agree.
     pub address: Option<u64>,
     /// The source line's text, taken from the first member.
-    pub source: Option<String>,
+    pub source: Option<std::sync::Arc<str>>,
     /// Where the frame's code comes from, taken from the first member.
     pub origin: Origin,
 }

@@ -12,6 +12,7 @@
 //! fields.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::ser::SerializeStruct;
@@ -365,7 +366,7 @@ pub struct Frame {
     pub address: Option<u64>,
     /// The source line's text, when `augment` is on and the file is readable.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub source: Option<Arc<str>>,
     /// Where the frame's code comes from (app, dependency, std, runtime,
     /// webstack), so a page can fold what is not the application's.
     pub origin: Origin,

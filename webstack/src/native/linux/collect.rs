@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -15,6 +16,7 @@ use super::signal::{self, Answer, Contents};
 use super::symbolize::{source_line, symbolize};
 use super::unwind::{Ending, Unwinder};
 use super::{DEFAULT_STACK_COPY, DEFAULT_TIMEOUT, MAX_NATIVE_FRAMES};
+use crate::hash::FxBuild;
 use crate::snapshot::budget::{self, Budget};
 use crate::snapshot::{Frame, Kind, Routine, Snapshot, State};
 
@@ -453,6 +455,7 @@ fn merge_into(
     uptime: Option<Duration>,
 ) {
     let mut budget = Budget::of(snapshot);
+    let mut added = Vec::new();
     for (Captured { info, outcome, id }, native) in captured.into_iter().zip(natives) {
         let kernel = info.state_text();
         let (state, native) = match &outcome {
@@ -501,26 +504,43 @@ fn merge_into(
         routine.age = proc::age(&info, uptime).unwrap_or_default();
         routine.tid = Some(info.tid as i64);
         routine.frames = frames;
-        snapshot.routines.push(routine);
+        added.push(routine);
     }
     budget.store(snapshot);
-    snapshot.routines.sort_by_key(|r| (r.kind, r.id));
+    // The routines are in order, threads first: the new threads join the
+    // threads, and the tasks after them move once.
+    let key = |r: &Routine| (r.kind, r.id);
+    debug_assert!(snapshot.routines.is_sorted_by_key(key));
+    let threads = snapshot
+        .routines
+        .partition_point(|r| r.kind == Kind::Thread);
+    let added_len = added.len();
+    snapshot.routines.splice(threads..threads, added);
+    snapshot.routines[..threads + added_len].sort_by_key(key);
 }
 
+/// Gives every frame the text of its source line. Tasks repeat a handful
+/// of lines many times over: each distinct line is looked up once per
+/// snapshot (by the address of its interned file name) and shared.
 fn add_sources(snapshot: &mut Snapshot) {
     let mut budget = Budget::of(snapshot);
+    let mut lines: HashMap<(usize, usize, u32), Option<Arc<str>>, FxBuild> = HashMap::default();
     'routines: for routine in &mut snapshot.routines {
         for frame in &mut routine.frames {
-            if frame.source.is_some() {
+            if frame.source.is_some() || frame.line == 0 {
                 continue;
             }
-            let Some(text) = source_line(&frame.file, frame.line) else {
+            let key = (frame.file.as_ptr() as usize, frame.file.len(), frame.line);
+            let text = lines
+                .entry(key)
+                .or_insert_with(|| source_line(&frame.file, frame.line).map(Arc::from));
+            let Some(text) = text else {
                 continue;
             };
             if !budget.take(budget::source_cost(text.len())) {
                 break 'routines;
             }
-            frame.source = Some(text);
+            frame.source = Some(text.clone());
         }
     }
     budget.store(snapshot);
