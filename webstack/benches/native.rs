@@ -1,20 +1,29 @@
-//! Cost of native stacks: the signalling phase (signal + unwind, with the
-//! `/proc` reads) per thread at 8, 64 and 256 threads, every thread at once
-//! (`parallel`, the default) beside one thread at a time (`serial`, as the
-//! libgcc unwinder does and as every capture did before) in the same run;
-//! a full snapshot with `augment` on and off; and what `augment=1` adds to
-//! a page of 64 parked threads, end to end and phase by phase.
+//! Cost of native stacks: the signalling phase (signal, register save and
+//! stack copy in the handler, then the unwind of every copy, with the
+//! `/proc` reads) per thread at 8, 64 and 256 threads, every thread at
+//! once, with the DWARF unwinder (the default) beside the frame-pointer
+//! walk of the same copies in the same run; a full snapshot with `augment`
+//! on and off; what `augment=1` adds to a page of 64 parked threads, phase
+//! by phase; and what a user pays for it: the JSON page through the serving
+//! core (the handler every adapter calls) with 64 parked instrumented
+//! threads and 10,000 idle instrumented tasks, `augment=1` minus
+//! `augment=0`, per thread.
 //!
 //! Run with `cargo bench -p webstack --bench native -- --quick`; the
-//! per-thread figures and the phase table are printed on stderr.
+//! per-thread figures and the phase tables are printed on stderr.
 //! Symbolisation alone, cold and warm, is in the `symbols` bench.
+
+mod util;
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use util::workload::{Tasks, Threads};
+use webstack::native::{self, Method};
 use webstack::render::{self, Format, Links};
+use webstack::serve::{Request, Service, Tokio};
 use webstack::{Buckets, Options, Similarity, Snapshot};
 
 type Gate = Arc<(Mutex<bool>, Condvar)>;
@@ -76,27 +85,34 @@ fn capture_per_thread(c: &mut Criterion) {
         let parked = park(threads);
         print_per_thread(threads);
         group.throughput(Throughput::Elements(threads as u64));
-        for (mode, parallel) in [("parallel", true), ("serial", false)] {
-            webstack::__private::native::set_parallel(parallel);
+        for (mode, method) in METHODS {
+            native::set_method(method);
             group.bench_with_input(BenchmarkId::new(mode, threads), &threads, |b, _| {
                 b.iter(|| webstack::__private::native::stacks_only().unwrap())
             });
         }
-        webstack::__private::native::set_parallel(true);
+        native::set_method(Method::Auto);
         drop(parked);
     }
     group.finish();
 }
 
-/// Prints the signalling phase's cost per thread, parallel beside serial,
-/// alternating the two: the median and the mean (which counts the slow
-/// captures, as criterion's estimate does) of 50 captures each.
+/// The unwinders compared: DWARF (the default) and the frame-pointer walk,
+/// both on the same kind of copy.
+const METHODS: [(&str, Method); 2] = [
+    ("dwarf", Method::Dwarf),
+    ("frame_pointers", Method::FramePointers),
+];
+
+/// Prints the signalling phase's cost per thread, DWARF beside frame
+/// pointers, alternating the two: the median and the mean (which counts the
+/// slow captures, as criterion's estimate does) of 50 captures each.
 fn print_per_thread(threads: usize) {
-    let mut parallel = Vec::new();
-    let mut serial = Vec::new();
+    let mut dwarf = Vec::new();
+    let mut frame_pointers = Vec::new();
     for _ in 0..10 {
-        for (parallel_mode, out) in [(true, &mut parallel), (false, &mut serial)] {
-            webstack::__private::native::set_parallel(parallel_mode);
+        for ((_, method), out) in METHODS.into_iter().zip([&mut dwarf, &mut frame_pointers]) {
+            native::set_method(method);
             for _ in 0..5 {
                 let started = Instant::now();
                 webstack::__private::native::stacks_only().unwrap();
@@ -104,7 +120,7 @@ fn print_per_thread(threads: usize) {
             }
         }
     }
-    webstack::__private::native::set_parallel(true);
+    native::set_method(Method::Auto);
     let line = |times: &mut Vec<Duration>| {
         times.sort();
         let median = times[times.len() / 2].as_secs_f64() * 1e6;
@@ -116,9 +132,9 @@ fn print_per_thread(threads: usize) {
         )
     };
     eprintln!(
-        "native/capture {threads} threads: parallel {}; serial {}",
-        line(&mut parallel),
-        line(&mut serial)
+        "native/capture {threads} threads: dwarf {}; frame pointers {}",
+        line(&mut dwarf),
+        line(&mut frame_pointers)
     );
 }
 
@@ -146,7 +162,7 @@ fn page(augment: bool, format: Format) -> String {
 /// aggregate and render, each also on the same capture without augment.
 const PHASES: [&str; 11] = [
     "shadow capture",
-    "signal+unwind",
+    "signal+copy+unwind",
     "symbolise",
     "merge",
     "add_sources",
@@ -262,5 +278,93 @@ fn augment_profile(c: &mut Criterion) {
     drop(parked);
 }
 
-criterion_group!(benches, capture_per_thread, full_snapshot, augment_profile);
+/// One JSON page through the serving core, as an adapter asks for it; its
+/// length.
+fn served(runtime: &tokio::runtime::Runtime, service: &Service, query: &str) -> usize {
+    let request = Request::new("GET", "/debug/webstack", query)
+        .peer(Some(std::net::Ipv4Addr::LOCALHOST.into()));
+    let response = runtime.block_on(service.respond(request, &Tokio));
+    assert_eq!(response.status, 200, "{query}: {:?}", response.body);
+    match response.body {
+        webstack::serve::Body::Chunks(chunks) => chunks.iter().map(Vec::len).sum(),
+        webstack::serve::Body::None => 0,
+    }
+}
+
+/// What a user pays for `augment=1`: the JSON page through the serving
+/// core with 64 parked instrumented threads and 10,000 idle instrumented
+/// tasks, with and without it (release build, warm caches). Prints the
+/// median difference per thread over alternating pages, and the phases of
+/// the native pass on the same process.
+fn end_to_end(c: &mut Criterion) {
+    let (threads, tasks) = if util::quick() {
+        (8, 500)
+    } else {
+        (64, 10_000)
+    };
+    let mut parked = Threads::new();
+    parked.grow(threads);
+    let mut idle = Tasks::new();
+    idle.grow_webstack(tasks);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let service = Service::new("/debug/webstack").min_interval(Duration::ZERO);
+    for _ in 0..3 {
+        served(&runtime, &service, "augment=1&format=json");
+    }
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for _ in 0..21 {
+        for (query, out) in [
+            ("augment=1&format=json", &mut on),
+            ("augment=0&format=json", &mut off),
+        ] {
+            let started = Instant::now();
+            served(&runtime, &service, query);
+            out.push(started.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    on.sort_by(f64::total_cmp);
+    off.sort_by(f64::total_cmp);
+    let (on, off) = (on[on.len() / 2], off[off.len() / 2]);
+    let all = std::fs::read_dir("/proc/self/task").map_or(0, |d| d.count());
+    eprintln!(
+        "native/end_to_end json, {threads} parked threads + {tasks} idle tasks \
+         ({all} threads in the process): augment=1 {on:.0} µs, augment=0 {off:.0} µs, \
+         difference {:.0} µs = {:.1} µs per thread",
+        on - off,
+        (on - off) / all as f64
+    );
+    let mut runs: Vec<_> = (0..21).map(|_| timed_page()).collect();
+    for (index, phase) in PHASES.iter().enumerate().take(6) {
+        runs.sort_by_key(|r| r.0[index]);
+        let t = runs[runs.len() / 2].0[index];
+        eprintln!(
+            "  {phase:<24} {:>8.0} µs {:>7.2} µs/thread",
+            t.as_secs_f64() * 1e6,
+            t.as_secs_f64() * 1e6 / all as f64
+        );
+    }
+
+    let mut group = c.benchmark_group("native/end_to_end");
+    group.throughput(Throughput::Elements(all as u64));
+    for augment in [0, 1] {
+        let query = format!("augment={augment}&format=json");
+        group.bench_function(format!("json/augment={augment}"), |b| {
+            b.iter(|| served(&runtime, &service, &query))
+        });
+    }
+    group.finish();
+    drop(parked);
+}
+
+criterion_group!(
+    benches,
+    capture_per_thread,
+    full_snapshot,
+    augment_profile,
+    end_to_end
+);
 criterion_main!(benches);
