@@ -44,9 +44,6 @@
 //! `kill -QUIT <pid>` prints the same, as text, to stderr (the demo keeps
 //! running), and a panic would print it after the panic's message
 //! (`#[webstack::main(panic_hook, dump_on_signal)]`).
-//!
-//! It opts into libgcc's unwinder for the native stacks (it registers no JIT
-//! code, the one case where that unwinder can hang a thread).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
