@@ -9,6 +9,7 @@ use pretty_assertions::assert_eq;
 use support::model::{arg, frame, secs, snapshot, task, thread};
 use support::normalise::normalise;
 use support::snapshot::shadow_snapshot_until;
+use support::wait::watchdog;
 use webstack::render::{render, Format, Links};
 use webstack::{Buckets, Kind, Merged, Options, Similarity, Snapshot, Value};
 
@@ -439,6 +440,10 @@ fn many_routines_aggregate_quickly() {
 
 // Real captures of instrumented code.
 
+/// Far above any of these tests' time (well under a second in a debug
+/// build).
+const LIMIT: Duration = Duration::from_secs(60);
+
 struct Queue;
 
 #[webstack::instrument]
@@ -449,6 +454,7 @@ fn bs_worker(id: u32, queue: &Queue, ready: &Barrier, rx: &mpsc::Receiver<()>) {
 
 #[test]
 fn real_threads() {
+    let _watchdog = watchdog("bucket_similarity::real_threads", LIMIT);
     let queue = Arc::new(Queue);
     let ready = Arc::new(Barrier::new(4));
     let mut senders = Vec::new();
@@ -540,6 +546,7 @@ async fn bs_conn(conn: u32, rx: tokio::sync::oneshot::Receiver<()>) {
 
 #[test]
 fn real_tasks() {
+    let _watchdog = watchdog("bucket_similarity::real_tasks", LIMIT);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -644,6 +651,10 @@ async fn bs_transfer(
 /// each gets a label, the same in every task.
 #[test]
 fn by_value_arguments_get_no_address_and_shared_objects_a_label() {
+    let _watchdog = watchdog(
+        "bucket_similarity::by_value_arguments_get_no_address_and_shared_objects_a_label",
+        LIMIT,
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

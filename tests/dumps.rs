@@ -8,7 +8,12 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use support::child::{is_child, run_in_child, Interactive};
+use support::wait::watchdog;
 use webstack::{DumpOptions, DumpSignal, SignalError};
+
+/// Above the longest chain of a test's own limits (four 30 s waits for the
+/// child in `sigquit_…`); each test takes a few seconds.
+const LIMIT: Duration = Duration::from_secs(180);
 
 #[webstack::instrument]
 fn hold_order(order: u32, customer: &str, release: &mpsc::Receiver<()>) {
@@ -27,6 +32,10 @@ fn explode(order: u32, customer: &str) {
 
 #[test]
 fn dump_writes_the_grouped_text_form_to_any_writer() {
+    let _watchdog = watchdog(
+        "dumps::dump_writes_the_grouped_text_form_to_any_writer",
+        LIMIT,
+    );
     let (tx, rx) = mpsc::channel();
     let (ready_tx, ready_rx) = mpsc::channel();
     let holder = std::thread::Builder::new()
@@ -58,6 +67,10 @@ fn dump_writes_the_grouped_text_form_to_any_writer() {
 
 #[test]
 fn sigquit_prints_a_dump_and_the_process_keeps_running() {
+    let _watchdog = watchdog(
+        "dumps::sigquit_prints_a_dump_and_the_process_keeps_running",
+        LIMIT,
+    );
     const TEST: &str = "sigquit_prints_a_dump_and_the_process_keeps_running";
     if is_child(TEST) {
         webstack::dump_on_signal(DumpSignal::Quit).expect("arm SIGQUIT");
@@ -118,6 +131,10 @@ fn sigquit_prints_a_dump_and_the_process_keeps_running() {
 
 #[test]
 fn dump_on_signal_keeps_a_handler_the_application_installed() {
+    let _watchdog = watchdog(
+        "dumps::dump_on_signal_keeps_a_handler_the_application_installed",
+        LIMIT,
+    );
     run_in_child(
         "dump_on_signal_keeps_a_handler_the_application_installed",
         Duration::from_secs(60),
@@ -177,6 +194,10 @@ fn panicking_child(test: &str, body: fn()) -> String {
 
 #[test]
 fn a_panic_prints_the_panicking_threads_frames_with_their_arguments() {
+    let _watchdog = watchdog(
+        "dumps::a_panic_prints_the_panicking_threads_frames_with_their_arguments",
+        LIMIT,
+    );
     let err = panicking_child(
         "a_panic_prints_the_panicking_threads_frames_with_their_arguments",
         || {
@@ -208,6 +229,10 @@ fn a_panic_prints_the_panicking_threads_frames_with_their_arguments() {
 
 #[test]
 fn panics_inside_webstack_or_at_once_neither_hang_nor_repeat() {
+    let _watchdog = watchdog(
+        "dumps::panics_inside_webstack_or_at_once_neither_hang_nor_repeat",
+        LIMIT,
+    );
     let err = panicking_child(
         "panics_inside_webstack_or_at_once_neither_hang_nor_repeat",
         || {

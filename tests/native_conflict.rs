@@ -4,7 +4,9 @@
 //! else captures while the process's signal dispositions change.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
+use support::wait::watchdog;
 use webstack::native::{self, Error};
 use webstack::{Options, Snapshot, State};
 
@@ -30,6 +32,7 @@ fn capture_inside(request: u32) -> Snapshot {
 }
 
 fn main() {
+    let _watchdog = watchdog("native_conflict", Duration::from_secs(120));
     let default_signal = libc::SIGRTMIN() + 3;
     assert_eq!(native::current_signal(), Some(default_signal));
 

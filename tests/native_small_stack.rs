@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use support::child::run_in_child;
 use support::spin::spin_until;
+use support::wait::watchdog;
 use webstack::{Options, Snapshot};
 
 /// The lowest usable address of the calling thread's stack.
@@ -135,6 +136,10 @@ fn capture_a_thread_near_its_guard_page(target: usize, alternate: bool) {
 
 #[test]
 fn a_thread_near_its_guard_page_survives_a_capture() {
+    let _watchdog = watchdog(
+        "native_small_stack::a_thread_near_its_guard_page_survives_a_capture",
+        Duration::from_secs(120),
+    );
     run_in_child(
         "a_thread_near_its_guard_page_survives_a_capture",
         Duration::from_secs(60),
@@ -144,6 +149,10 @@ fn a_thread_near_its_guard_page_survives_a_capture() {
 
 #[test]
 fn a_thread_without_alternate_stack_near_its_guard_page_survives_a_capture() {
+    let _watchdog = watchdog(
+        "native_small_stack::a_thread_without_alternate_stack_near_its_guard_page_survives_a_capture",
+        Duration::from_secs(120),
+    );
     run_in_child(
         "a_thread_without_alternate_stack_near_its_guard_page_survives_a_capture",
         Duration::from_secs(60),

@@ -8,11 +8,16 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use pretty_assertions::assert_eq;
+use support::gate::Gate;
 use support::snapshot::{describe, shadow_snapshot_until};
+use support::wait::watchdog;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use webstack::render::{render, Format, Links};
 use webstack::{Buckets, Kind, Options, Routine, Similarity, Snapshot, State};
+
+/// Far above any test's time (well under a second in a debug build).
+const LIMIT: Duration = Duration::from_secs(60);
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -46,6 +51,10 @@ fn accept(conn: u32, rx: oneshot::Receiver<u32>) -> (JoinHandle<u32>, u32) {
 
 #[test]
 fn a_task_without_instrumented_frames_is_listed_with_its_creator() {
+    let _watchdog = watchdog(
+        "spawn_wrappers::a_task_without_instrumented_frames_is_listed_with_its_creator",
+        LIMIT,
+    );
     let rt = runtime();
     let (tx, rx) = oneshot::channel();
     let (handle, line) = rt.block_on(async { accept(1, rx) });
@@ -102,6 +111,10 @@ fn dispatch(job: u32, rx: oneshot::Receiver<u32>) -> (JoinHandle<u32>, u32) {
 
 #[test]
 fn a_spawned_instrumented_async_fn_shows_once_with_its_creator() {
+    let _watchdog = watchdog(
+        "spawn_wrappers::a_spawned_instrumented_async_fn_shows_once_with_its_creator",
+        LIMIT,
+    );
     let rt = runtime();
     let (tx, rx) = oneshot::channel();
     let (handle, line) = rt.block_on(async { dispatch(7, rx) });
@@ -130,6 +143,7 @@ fn a_spawned_instrumented_async_fn_shows_once_with_its_creator() {
 
 #[test]
 fn a_builder_names_the_task() {
+    let _watchdog = watchdog("spawn_wrappers::a_builder_names_the_task", LIMIT);
     let rt = runtime();
     let (tx, rx) = oneshot::channel::<()>();
     let handle = webstack::task::Builder::new()
@@ -154,26 +168,33 @@ fn a_builder_names_the_task() {
     assert!(rt.block_on(handle).unwrap());
 }
 
-#[webstack::instrument(skip(barrier))]
-fn crunch(rows: u32, barrier: &Barrier) -> u32 {
-    barrier.wait();
-    barrier.wait();
+#[webstack::instrument(skip(inside, release))]
+fn crunch(rows: u32, inside: &Barrier, release: &Gate) -> u32 {
+    inside.wait();
+    release.wait();
     rows * 2
 }
 
-#[webstack::instrument(skip(barrier))]
-fn start_crunch(barrier: Arc<Barrier>) -> (JoinHandle<u32>, u32) {
+#[webstack::instrument(skip(inside, release))]
+fn start_crunch(inside: Arc<Barrier>, release: Arc<Gate>) -> (JoinHandle<u32>, u32) {
     let line = line!() + 1;
-    let handle = webstack::task::spawn_blocking(move || crunch(21, &barrier));
+    let handle = webstack::task::spawn_blocking(move || crunch(21, &inside, &release));
     (handle, line)
 }
 
 #[test]
 fn a_blocking_closure_shows_as_a_task_running_on_its_pool_thread() {
+    let _watchdog = watchdog(
+        "spawn_wrappers::a_blocking_closure_shows_as_a_task_running_on_its_pool_thread",
+        LIMIT,
+    );
     let rt = runtime();
-    let barrier = Arc::new(Barrier::new(2));
-    let (handle, line) = rt.block_on(async { start_crunch(barrier.clone()) });
-    barrier.wait();
+    let inside = Arc::new(Barrier::new(2));
+    let release = Arc::new(Gate::new());
+    // Dropped before the runtime, whose drop waits for the blocked thread.
+    let _open = release.opener();
+    let (handle, line) = rt.block_on(async { start_crunch(inside.clone(), release.clone()) });
+    inside.wait();
     let snapshot = shadow_snapshot_until(Duration::from_secs(5), |_| true);
     let tasks = created_at(&snapshot, line);
     assert_eq!(tasks.len(), 1, "{snapshot:#?}");
@@ -190,7 +211,7 @@ fn a_blocking_closure_shows_as_a_task_running_on_its_pool_thread() {
         .expect("the pool thread running the closure is listed");
     assert_eq!(thread.kind, Kind::Thread);
     assert_eq!(thread.frames[0].function, "spawn_wrappers::crunch");
-    barrier.wait();
+    release.open();
     assert_eq!(rt.block_on(handle).unwrap(), 42);
     let snapshot =
         shadow_snapshot_until(Duration::from_secs(5), |s| created_at(s, line).is_empty());
@@ -198,11 +219,13 @@ fn a_blocking_closure_shows_as_a_task_running_on_its_pool_thread() {
 }
 
 /// Spawns `n` idle tasks at one line, and one task that blocks inside its
-/// poll at another; returns both lines.
+/// poll at another (it meets `inside`, then waits at `gate`); returns both
+/// lines.
 fn spawn_sites(
     n: usize,
     release: &Arc<tokio::sync::Notify>,
-    barrier: &Arc<Barrier>,
+    inside: &Arc<Barrier>,
+    gate: &Arc<Gate>,
 ) -> (Vec<JoinHandle<()>>, u32, u32) {
     let mut handles = Vec::new();
     let idle_line = line!() + 3;
@@ -212,32 +235,38 @@ fn spawn_sites(
             async move { release.notified().await },
         ));
     }
-    let barrier = barrier.clone();
+    let (inside, gate) = (inside.clone(), gate.clone());
     let busy_line = line!() + 1;
     handles.push(webstack::task::spawn(async move {
-        barrier.wait();
-        barrier.wait();
+        inside.wait();
+        gate.wait();
     }));
     (handles, idle_line, busy_line)
 }
 
 #[test]
 fn tasks_group_by_spawn_site_and_state() {
+    let _watchdog = watchdog("spawn_wrappers::tasks_group_by_spawn_site_and_state", LIMIT);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .build()
         .unwrap();
     let release = Arc::new(tokio::sync::Notify::new());
-    let barrier = Arc::new(Barrier::new(2));
+    let inside = Arc::new(Barrier::new(2));
+    let gate = Arc::new(Gate::new());
+    // Dropped before the runtime, whose drop waits for the blocked worker.
+    let _open = gate.opener();
     let (handles, idle_line, busy_line) = {
         let _enter = rt.enter();
-        let first = spawn_sites(3, &release, &barrier);
-        let second = spawn_sites(2, &release, &Arc::new(Barrier::new(1)));
+        let first = spawn_sites(3, &release, &inside, &gate);
+        let open = Arc::new(Gate::new());
+        open.open();
+        let second = spawn_sites(2, &release, &Arc::new(Barrier::new(1)), &open);
         let mut handles = first.0;
         handles.extend(second.0);
         (handles, first.1, first.2)
     };
-    barrier.wait();
+    inside.wait();
     let snapshot = shadow_snapshot_until(Duration::from_secs(5), |s| {
         created_at(s, idle_line)
             .iter()
@@ -259,7 +288,7 @@ fn tasks_group_by_spawn_site_and_state() {
         .collect();
     seen.sort();
     // With native stacks, the running task shows its worker's stack: the
-    // task's own code, blocked in the barrier.
+    // task's own code, blocked at the gate.
     let augmented = Snapshot::capture(&Options::default());
     let worker_stack = augmented.augmented.then(|| {
         created_at(&augmented, busy_line)
@@ -268,12 +297,13 @@ fn tasks_group_by_spawn_site_and_state() {
             .map(|r| r.frames.clone())
             .unwrap_or_default()
     });
-    barrier.wait();
+    gate.open();
     release.notify_waiters();
     for handle in handles {
         rt.block_on(handle).unwrap();
     }
-    // The second busy task ran to its end at once (a one-party barrier).
+    // The second busy task ran to its end at once (a one-party barrier, an
+    // open gate).
     assert_eq!(
         seen,
         vec![

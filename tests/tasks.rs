@@ -7,9 +7,13 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use pretty_assertions::assert_eq;
+use support::gate::Gate;
 use support::poll::poll_once;
 use support::snapshot::{describe, describe_all, routines, shadow_snapshot};
-use support::wait::wait_until;
+use support::wait::{wait_until, watchdog};
+
+/// Far above any test's time (well under a second in a debug build).
+const LIMIT: Duration = Duration::from_secs(60);
 use tokio::sync::oneshot;
 
 #[webstack::instrument(skip(rx))]
@@ -43,6 +47,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 #[test]
 fn idle_tasks_show_their_await_chain() {
+    let _watchdog = watchdog("tasks::idle_tasks_show_their_await_chain", LIMIT);
     let rt = runtime();
     let mut senders = Vec::new();
     let mut handles = Vec::new();
@@ -89,19 +94,23 @@ fn idle_tasks_show_their_await_chain() {
     .is_empty()));
 }
 
-#[webstack::instrument(skip(barrier))]
-async fn busy_task(job: u32, barrier: Arc<Barrier>) {
+#[webstack::instrument(skip(inside, release))]
+async fn busy_task(job: u32, inside: Arc<Barrier>, release: Arc<Gate>) {
     // Block inside a poll: the task is running, its frames are on the worker.
-    barrier.wait();
-    barrier.wait();
+    inside.wait();
+    release.wait();
 }
 
 #[test]
 fn running_task_appears_on_its_worker_thread() {
+    let _watchdog = watchdog("tasks::running_task_appears_on_its_worker_thread", LIMIT);
     let rt = runtime();
-    let barrier = Arc::new(Barrier::new(2));
-    let handle = rt.spawn(busy_task(42, barrier.clone()));
-    barrier.wait();
+    let inside = Arc::new(Barrier::new(2));
+    let release = Arc::new(Gate::new());
+    // Dropped before the runtime, whose drop waits for the blocked worker.
+    let _open = release.opener();
+    let handle = rt.spawn(busy_task(42, inside.clone(), release.clone()));
+    inside.wait();
     let snapshot = shadow_snapshot();
     let task = routines(&snapshot, |n| n == "busy_task")[0];
     assert_eq!(task.state.as_str(), "running");
@@ -116,7 +125,7 @@ fn running_task_appears_on_its_worker_thread() {
         "Thread \"task-worker\" alive\n  tasks::busy_task(job: u32 = 42) tasks.rs:LINE [task root]\n"
     );
     assert_eq!(worker.frames[0].task, Some(task.id));
-    barrier.wait();
+    release.open();
     rt.block_on(handle).unwrap();
 }
 
@@ -143,6 +152,10 @@ fn spawn_jobs(count: u32, rt: &tokio::runtime::Runtime) -> Vec<tokio::task::Join
 
 #[test]
 fn impl_future_records_its_creator_at_call_time_and_async_fn_at_first_poll() {
+    let _watchdog = watchdog(
+        "tasks::impl_future_records_its_creator_at_call_time_and_async_fn_at_first_poll",
+        LIMIT,
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_time()
@@ -215,6 +228,10 @@ async fn selector(round: u32, a: oneshot::Receiver<u32>, b: oneshot::Receiver<u3
 
 #[test]
 fn futures_polled_in_select_then_awaited_elsewhere_are_sound() {
+    let _watchdog = watchdog(
+        "tasks::futures_polled_in_select_then_awaited_elsewhere_are_sound",
+        LIMIT,
+    );
     let rt = runtime();
     let (ta, ra) = oneshot::channel();
     let (tb, rb) = oneshot::channel();
@@ -238,6 +255,7 @@ fn futures_polled_in_select_then_awaited_elsewhere_are_sound() {
 
 #[test]
 fn a_root_moved_between_threads_keeps_working() {
+    let _watchdog = watchdog("tasks::a_root_moved_between_threads_keeps_working", LIMIT);
     let (tx, rx) = oneshot::channel();
     let mut fut = Box::pin(connection(9, rx));
     assert!(poll_once(fut.as_mut()).is_pending());
@@ -274,6 +292,7 @@ fn blocking_entry(seed: u32) -> u32 {
 
 #[test]
 fn unpolled_futures_are_not_registered() {
+    let _watchdog = watchdog("tasks::unpolled_futures_are_not_registered", LIMIT);
     assert_eq!(blocking_entry(4), 4);
     let (tx, rx) = oneshot::channel::<u32>();
     let fut = connection(11, rx);
@@ -306,6 +325,10 @@ fn creator_fn(
 
 #[test]
 fn first_poll_inside_an_instrumented_fn_names_it_as_creator() {
+    let _watchdog = watchdog(
+        "tasks::first_poll_inside_an_instrumented_fn_names_it_as_creator",
+        LIMIT,
+    );
     let (tx, fut) = creator_fn(3);
     assert_eq!(
         describe_all(&shadow_snapshot(), |n| n == "parked_under"),

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use pretty_assertions::assert_eq;
 use support::snapshot::{describe_all, routines, shadow_snapshot};
-use support::wait::wait_until;
+use support::wait::{wait_until, watchdog};
+
+/// Far above any test's time (well under a second in a debug build).
+const LIMIT: Duration = Duration::from_secs(60);
 
 pub struct Queue {
     items: Mutex<Vec<u32>>,
@@ -45,6 +48,10 @@ fn start_pool(size: u32, queue: Arc<Queue>) -> Vec<std::thread::JoinHandle<u32>>
 
 #[test]
 fn blocked_workers_show_nested_frames_and_creator() {
+    let _watchdog = watchdog(
+        "threads::blocked_workers_show_nested_frames_and_creator",
+        LIMIT,
+    );
     let queue = Arc::new(Queue {
         items: Mutex::new(Vec::new()),
         ready: Condvar::new(),
@@ -111,6 +118,10 @@ fn recurse(level: u32, barrier: &Barrier) {
 
 #[test]
 fn deep_recursion_is_bounded_and_counts_elided_frames() {
+    let _watchdog = watchdog(
+        "threads::deep_recursion_is_bounded_and_counts_elided_frames",
+        LIMIT,
+    );
     let barrier = Arc::new(Barrier::new(2));
     let worker = {
         let barrier = barrier.clone();
@@ -153,6 +164,7 @@ fn survive_panic(barrier: &Barrier) {
 
 #[test]
 fn caught_panic_pops_unwound_frames() {
+    let _watchdog = watchdog("threads::caught_panic_pops_unwound_frames", LIMIT);
     let barrier = Arc::new(Barrier::new(2));
     let worker = {
         let barrier = barrier.clone();
@@ -180,6 +192,10 @@ fn plain_worker(barrier: &Barrier) {
 
 #[test]
 fn std_threads_register_on_first_call_and_leave_on_exit() {
+    let _watchdog = watchdog(
+        "threads::std_threads_register_on_first_call_and_leave_on_exit",
+        LIMIT,
+    );
     let barrier = Arc::new(Barrier::new(2));
     let worker = {
         let barrier = barrier.clone();
@@ -214,6 +230,7 @@ fn std_threads_register_on_first_call_and_leave_on_exit() {
 
 #[test]
 fn uninstrumented_threads_are_not_registered() {
+    let _watchdog = watchdog("threads::uninstrumented_threads_are_not_registered", LIMIT);
     let handle = std::thread::Builder::new()
         .name("never-instrumented".into())
         .spawn(|| std::thread::sleep(Duration::from_millis(200)))

@@ -10,7 +10,9 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use pretty_assertions::assert_eq;
+use support::gate::Gate;
 use support::snapshot::{describe, shadow_snapshot_until};
+use support::wait::watchdog;
 use tokio::sync::oneshot;
 use webstack::render::{render, Format, Links};
 use webstack::{Buckets, Kind, Routine, Similarity, Snapshot, State};
@@ -29,6 +31,9 @@ mod library {
         (handle, line)
     }
 }
+
+/// Far above any test's time (well under a second in a debug build).
+const LIMIT: Duration = Duration::from_secs(60);
 
 fn runtime() -> tokio::runtime::Runtime {
     webstack::tokio::hooks(&mut tokio::runtime::Builder::new_multi_thread())
@@ -57,6 +62,10 @@ fn app_start(rx: oneshot::Receiver<()>) -> (tokio::task::JoinHandle<()>, u32) {
 
 #[test]
 fn a_task_spawned_inside_a_library_is_listed() {
+    let _watchdog = watchdog(
+        "tokio_hooks::a_task_spawned_inside_a_library_is_listed",
+        LIMIT,
+    );
     let rt = runtime();
     let (tx, rx) = oneshot::channel();
     let (handle, line) = rt.block_on(async { app_start(rx) });
@@ -102,6 +111,10 @@ async fn served(conn: u32, rx: oneshot::Receiver<()>) {
 
 #[test]
 fn a_hooked_task_running_instrumented_frames_shows_once() {
+    let _watchdog = watchdog(
+        "tokio_hooks::a_hooked_task_running_instrumented_frames_shows_once",
+        LIMIT,
+    );
     let rt = runtime();
     let (tx, rx) = oneshot::channel();
     let line = line!() + 1;
@@ -131,19 +144,26 @@ fn a_hooked_task_running_instrumented_frames_shows_once() {
 
 #[test]
 fn a_hooked_task_blocked_in_its_poll_is_running_on_its_worker() {
+    let _watchdog = watchdog(
+        "tokio_hooks::a_hooked_task_blocked_in_its_poll_is_running_on_its_worker",
+        LIMIT,
+    );
     let rt = runtime();
-    let barrier = Arc::new(Barrier::new(2));
-    let inner = barrier.clone();
-    let handle = rt.spawn(async move {
-        inner.wait();
-        inner.wait();
-    });
+    let inside = Arc::new(Barrier::new(2));
+    let release = Arc::new(Gate::new());
+    // Dropped before the runtime, whose drop waits for the blocked worker.
+    let _open = release.opener();
+    let handle = {
+        let (inside, release) = (inside.clone(), release.clone());
+        rt.spawn(async move {
+            inside.wait();
+            release.wait();
+        })
+    };
     let id: u64 = handle.id().to_string().parse().unwrap();
-    barrier.wait();
+    inside.wait();
     let snapshot = shadow_snapshot_until(Duration::from_secs(5), |_| true);
-    // Let the task finish before asserting: a failed assertion must not
-    // leave a worker blocked (the runtime's drop would wait for it).
-    barrier.wait();
+    release.open();
     rt.block_on(handle).unwrap();
     let task = snapshot
         .routines
@@ -164,6 +184,10 @@ fn a_hooked_task_blocked_in_its_poll_is_running_on_its_worker() {
 /// the hooks, so a library's plain `tokio::spawn` is listed.
 #[test]
 fn the_main_attribute_runtime_has_the_hooks() {
+    let _watchdog = watchdog(
+        "tokio_hooks::the_main_attribute_runtime_has_the_hooks",
+        LIMIT,
+    );
     // Its own spawn line: the other tests of this file run at the same time
     // and spawn through `library::start_background`.
     fn spawn_plain(rx: oneshot::Receiver<()>) -> (tokio::task::JoinHandle<()>, u32) {

@@ -1,6 +1,7 @@
 //! Waiting with a limit: poll a condition until a deadline, or abort a test
 //! that hangs.
 
+use std::io::Write;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +30,12 @@ pub fn watchdog(what: &'static str, limit: Duration) -> Watchdog {
         .name(format!("watchdog-{what}"))
         .spawn(move || {
             if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
-                eprintln!("watchdog: {what} did not finish within {limit:?}; aborting");
+                // Straight to stderr: `eprintln!` on a thread a test started
+                // goes to the test's captured output, which the abort loses.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "watchdog: {what} did not finish within {limit:?}; aborting"
+                );
                 std::process::abort();
             }
         })
