@@ -2,7 +2,10 @@
 //! an in-process actix server and we check the DOM it built — one block per
 //! bucket of the JSON form, typed arguments shown, a thread named with a
 //! `<script>` tag shown as text and never run — and save a screenshot to
-//! `artifacts/webstack.png`.
+//! `artifacts/webstack.png`. It also loads the demo's page with native
+//! stacks (the demo runs in a child process): its threads' stacks are
+//! whole, the demo's own uninstrumented functions shown beside the
+//! syscall and the instrumented frames.
 //!
 //! Without Chromium (`$WEBSTACK_CHROMIUM` if set, else `/usr/bin/chromium`,
 //! or `chromium` / `chromium-browser` on `PATH`) the test prints a SKIP line
@@ -11,13 +14,23 @@
 //! `docs/screenshot.png`.
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use support::child::{is_child, Interactive};
 use support::server::{get, start_server};
+use support::wait::{wait_until, watchdog};
 use webstack::actix::Webstack;
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../examples/demo.rs"]
+mod demo;
+
+/// Above two Chromium runs of at most 90 s each.
+const LIMIT: Duration = Duration::from_secs(300);
 
 const HOSTILE_NAME: &str = "<script>document.title='pwned'</script>";
 
@@ -133,9 +146,11 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-#[test]
-fn chromium_renders_the_page_safely() {
-    let Some(binary) = find_chromium() else {
+/// Chromium, or `None` after a SKIP line (a failure with
+/// `WEBSTACK_REQUIRE_BROWSER=1`).
+fn chromium_or_skip() -> Option<PathBuf> {
+    let found = find_chromium();
+    if found.is_none() {
         if std::env::var("WEBSTACK_REQUIRE_BROWSER").as_deref() == Ok("1") {
             panic!("chromium not found and WEBSTACK_REQUIRE_BROWSER=1");
         }
@@ -146,6 +161,14 @@ fn chromium_renders_the_page_safely() {
             "SKIP browser test: chromium not found ($WEBSTACK_CHROMIUM, /usr/bin/chromium \
              or on PATH); set WEBSTACK_REQUIRE_BROWSER=1 to make this a failure"
         );
+    }
+    found
+}
+
+#[test]
+fn chromium_renders_the_page_safely() {
+    let _watchdog = watchdog("browser::chromium_renders_the_page_safely", LIMIT);
+    let Some(binary) = chromium_or_skip() else {
         return;
     };
     let _releases = start_workload();
@@ -207,4 +230,127 @@ fn chromium_renders_the_page_safely() {
         std::fs::create_dir_all(&docs).unwrap();
         std::fs::copy(&shot, docs.join("screenshot.png")).unwrap();
     }
+}
+
+/// The rows of the page's bucket whose members include `member`, innermost
+/// first: each function's name as the DOM has it, and whether it is an
+/// instrumented frame (shown with its arguments).
+fn bucket_rows(dom: &str, member: &str) -> Vec<(String, bool)> {
+    let at = dom
+        .find(&format!("<span class=\"rname\">{member}</span>"))
+        .unwrap_or_else(|| panic!("no bucket of {member} in the DOM:\n{dom}"));
+    let start = dom[..at].rfind("<section").expect("the bucket's section");
+    let end = at + dom[at..].find("</section>").expect("the section's end");
+    dom[start..end]
+        .split("<span class=\"name\">")
+        .skip(1)
+        .map(|row| {
+            let (name, rest) = row.split_once("</span>").expect("a closed name");
+            (name.to_owned(), rest.starts_with("(<span class=\"args\">"))
+        })
+        .collect()
+}
+
+/// Checks that `rows` hold, in this order, a row for each of `chain` (a
+/// part of the function's name, and whether the frame is instrumented),
+/// then `start_thread`.
+fn assert_rows_in_order(member: &str, rows: &[(String, bool)], chain: &[(&str, bool)]) {
+    let mut next = 0;
+    for (part, instrumented) in chain.iter().chain([&("start_thread", false)]) {
+        match rows[next..]
+            .iter()
+            .position(|(name, i)| name.contains(part) && i == instrumented)
+        {
+            Some(at) => next += at + 1,
+            None => panic!(
+                "{member}: no {} {part:?} after row {next}; the rows (* instrumented):\n{}",
+                if *instrumented {
+                    "instrumented"
+                } else {
+                    "plain"
+                },
+                rows.iter()
+                    .map(|(name, i)| format!("  {}{name}\n", if *i { "*" } else { " " }))
+                    .collect::<String>()
+            ),
+        }
+    }
+}
+
+const DEMO: &str = "the_demo_page_shows_its_threads_whole";
+
+/// The demo's default page (`augment=1`) in Chromium: the report client,
+/// parked in `open_report_connection`'s thread, shows that uninstrumented
+/// function between the futex call and the thread's start; the pool
+/// workers show the futex call, their instrumented frames, then the
+/// uninstrumented closure of `start_threads` that called them, down to the
+/// thread's start. Stacks cut as in issue 22 (`syscall`, `Condvar::wait`,
+/// `start_thread`) miss both.
+#[test]
+fn the_demo_page_shows_its_threads_whole() {
+    if is_child(DEMO) {
+        // The demo prints the address it got.
+        std::env::set_var("WEBSTACK_DEMO_ADDR", "127.0.0.1:0");
+        demo::main().expect("the demo runs");
+        return;
+    }
+    let _watchdog = watchdog("browser::the_demo_page_shows_its_threads_whole", LIMIT);
+    let Some(binary) = chromium_or_skip() else {
+        return;
+    };
+    let child = Interactive::start(DEMO);
+    const OPEN: &str = "webstack demo: open http://";
+    assert!(
+        child.wait_for(Duration::from_secs(60), |out, _| out.contains(OPEN)),
+        "the demo did not start\n{}",
+        child.output()
+    );
+    let stdout = child.stdout();
+    let url = stdout[stdout.find(OPEN).unwrap() + OPEN.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let addr: SocketAddr = url.split('/').next().unwrap().parse().unwrap();
+    // Until the report client has sent its request and parked, the page is
+    // not the demo's page.
+    let ready = wait_until(Duration::from_secs(60), || {
+        get(addr, "/debug/webstack?augment=1&format=text").is_ok_and(|page| {
+            page.text()
+                .lines()
+                .any(|l| l.contains(" sleeping") && l.contains(" report-client "))
+                && page.text().contains("render_report")
+        })
+    });
+    assert!(
+        ready,
+        "the demo's report connection never parked\n{}",
+        child.output()
+    );
+
+    let dom = chromium(
+        &binary,
+        &["--dump-dom"],
+        &format!("http://{addr}/debug/webstack?augment=1"),
+    );
+    assert_rows_in_order(
+        "report-client",
+        &bucket_rows(&dom, "report-client"),
+        &[
+            ("syscall", false),
+            ("park", false),
+            ("demo::open_report_connection", false),
+        ],
+    );
+    assert_rows_in_order(
+        "worker-0",
+        &bucket_rows(&dom, "worker-0"),
+        &[
+            ("syscall", false),
+            ("Condvar", false),
+            ("demo::next_job", true),
+            ("demo::worker_loop", true),
+            ("demo::start_threads::{{closure}}", false),
+        ],
+    );
 }
