@@ -11,8 +11,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use support::child::run_in_child;
-use support::wait::wait_until;
+use support::wait::{wait_until, watchdog};
 use webstack::{Options, Snapshot};
+
+/// Above the 120 s each test gives its child process.
+const LIMIT: Duration = Duration::from_secs(180);
 
 /// Anonymous resident memory of this process, in KiB.
 fn anonymous_kib() -> u64 {
@@ -60,6 +63,10 @@ fn with_file_and_line(snapshot: &Snapshot) -> usize {
 /// crate added 300 MiB here).
 #[test]
 fn the_first_augmented_snapshot_adds_at_most_the_budget_of_anonymous_memory() {
+    let _watchdog = watchdog(
+        "symbols::the_first_augmented_snapshot_adds_at_most_the_budget_of_anonymous_memory",
+        LIMIT,
+    );
     run_in_child(
         "the_first_augmented_snapshot_adds_at_most_the_budget_of_anonymous_memory",
         Duration::from_secs(120),
@@ -92,6 +99,10 @@ fn the_first_augmented_snapshot_adds_at_most_the_budget_of_anonymous_memory() {
 /// when their estimate passes it, and the snapshots still resolve.
 #[test]
 fn a_smaller_symbol_budget_keeps_less_and_still_resolves() {
+    let _watchdog = watchdog(
+        "symbols::a_smaller_symbol_budget_keeps_less_and_still_resolves",
+        LIMIT,
+    );
     run_in_child(
         "a_smaller_symbol_budget_keeps_less_and_still_resolves",
         Duration::from_secs(120),
@@ -116,6 +127,10 @@ fn a_smaller_symbol_budget_keeps_less_and_still_resolves() {
 /// program's symbols before any snapshot asks, then exits.
 #[test]
 fn init_loads_symbols_in_the_background_and_the_thread_exits() {
+    let _watchdog = watchdog(
+        "symbols::init_loads_symbols_in_the_background_and_the_thread_exits",
+        LIMIT,
+    );
     run_in_child(
         "init_loads_symbols_in_the_background_and_the_thread_exits",
         Duration::from_secs(120),
@@ -143,6 +158,7 @@ fn init_loads_symbols_in_the_background_and_the_thread_exits() {
 /// inherits what the parent loaded.
 #[test]
 fn a_forked_child_does_not_warm_up_again() {
+    let _watchdog = watchdog("symbols::a_forked_child_does_not_warm_up_again", LIMIT);
     run_in_child(
         "a_forked_child_does_not_warm_up_again",
         Duration::from_secs(120),
