@@ -24,7 +24,7 @@
 //! alternate signal stack where the thread has one (std gives one to the
 //! main thread and to every thread it spawns, of
 //! `max(SIGSTKSZ, getauxval(AT_MINSIGSTKSZ))` bytes, part of which holds the
-//! kernel's signal frame). Before copying, [`take`] measures the room left
+//! kernel's signal frame). Before copying, [`has_room`] measures the room left
 //! below its own frame: on the alternate stack from its bounds
 //! (`sigaltstack`), on the thread's own stack (a thread created without
 //! one) by reading one byte of each page below the stack pointer with
@@ -116,13 +116,19 @@ pub(super) enum Taken {
     /// The kernel gave no usable context (an architecture webstack does not
     /// read registers of).
     NoContext,
-    /// The stack the handler runs on has no room to copy.
-    NoRoom,
+}
+
+/// Whether the stack the handler runs on has [`ROOM`] below this call.
+/// Called from the signal handler before anything else.
+#[inline(never)]
+pub(super) fn has_room(pid: libc::pid_t) -> bool {
+    stack_room(ROOM, pid) >= ROOM
 }
 
 /// Saves the interrupted context's registers into `regs` and copies the
 /// top of its stack into `buffer` (`capacity` bytes, written by the kernel
-/// only). Called only from the signal handler; `pid` is this process's.
+/// only). Called only from the signal handler, after [`has_room`]; `pid`
+/// is this process's.
 ///
 /// # Safety
 ///
@@ -135,9 +141,6 @@ pub(super) unsafe fn take(
     capacity: usize,
     pid: libc::pid_t,
 ) -> Taken {
-    if stack_room(ROOM, pid) < ROOM {
-        return Taken::NoRoom;
-    }
     let Some(saved) = registers(context) else {
         return Taken::NoContext;
     };

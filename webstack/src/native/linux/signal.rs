@@ -626,6 +626,24 @@ pub(super) fn read_slot<R>(slot: usize, read: impl FnOnce(Contents<'_>) -> R) ->
     }))
 }
 
+/// Saves the registers and copies the stack into claimed slot `slot`
+/// (index `index`); returns the bytes copied and the flags. Called by the
+/// handler once it knows the stack it runs on has room: kept out of the
+/// handler's own frame, which runs before that check.
+#[inline(never)]
+fn fill(slot: &Slot, index: usize, context: *mut c_void, pid: libc::pid_t) -> (usize, usize) {
+    let Some((buffer, size)) = buffer_of(index) else {
+        return (0, NO_CONTEXT);
+    };
+    // SAFETY: the slot's buffer, `size` writable bytes that only this
+    // handler writes until it publishes (the slot is claimed; the collector
+    // reads it after `DONE` and replaces the region only between captures).
+    match unsafe { copy::take(context, &slot.regs, buffer, size, pid) } {
+        Taken::Copied { copied, cut } => (copied, if cut { CUT } else { 0 }),
+        Taken::NoContext => (0, NO_CONTEXT),
+    }
+}
+
 /// The signal handler. Async-signal-safe: atomics, `getpid`, `gettid`,
 /// `sigaltstack`, `process_vm_readv` and a futex wake; no allocation, lock,
 /// unwinder or formatting. Saves and restores `errno`. Runs on the thread's
@@ -657,19 +675,12 @@ extern "C" fn handler(_sig: libc::c_int, info: *mut libc::siginfo_t, context: *m
         if protocol::claim(&slot.phase, seq) {
             // SAFETY: `gettid` has no preconditions.
             slot.tid.store(unsafe { libc::gettid() }, Ordering::Relaxed);
-            let (copied, flags) = match buffer_of(value_slot) {
-                Some((buffer, size)) => {
-                    // SAFETY: the slot's buffer, `size` writable bytes that
-                    // only this handler writes until it publishes (the slot
-                    // is claimed; the collector reads it after `DONE` and
-                    // replaces the region only between captures).
-                    match unsafe { copy::take(context, &slot.regs, buffer, size, pid) } {
-                        Taken::Copied { copied, cut } => (copied, if cut { CUT } else { 0 }),
-                        Taken::NoContext => (0, NO_CONTEXT),
-                        Taken::NoRoom => (0, NO_ROOM),
-                    }
-                }
-                None => (0, NO_CONTEXT),
+            // The room is measured before anything else runs on a stack
+            // that may be nearly full.
+            let (copied, flags) = if copy::has_room(pid) {
+                fill(slot, value_slot, context, pid)
+            } else {
+                (0, NO_ROOM)
             };
             slot.copied.store(copied, Ordering::Relaxed);
             slot.flags.store(flags, Ordering::Relaxed);
