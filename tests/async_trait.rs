@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pretty_assertions::assert_eq;
 use support::snapshot::{describe_all, routines, shadow_snapshot};
-use support::wait::wait_until;
+use support::wait::{wait_until, watchdog};
 use tokio::sync::oneshot;
 
 #[async_trait]
@@ -34,6 +34,10 @@ async fn request(store: Arc<dyn Store + Send + Sync>, id: u32, rx: oneshot::Rece
 
 #[test]
 fn an_async_trait_method_shows_while_its_future_is_pending() {
+    let _watchdog = watchdog(
+        "async_trait::an_async_trait_method_shows_while_its_future_is_pending",
+        Duration::from_secs(60),
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .build()

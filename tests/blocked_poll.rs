@@ -9,6 +9,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use support::wait::watchdog;
 use webstack::{Options, Snapshot};
 
 #[webstack::instrument(skip(started, release))]
@@ -113,6 +114,8 @@ fn main() {
         ),
     ];
     for (name, case) in cases {
+        // A capture that waits for the blocked poll would hang the joins.
+        let _watchdog = watchdog(name, Duration::from_secs(60));
         case();
         println!("test {name} ... ok");
     }

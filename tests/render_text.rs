@@ -1,9 +1,12 @@
 //! The plain-text form: a whole dump of a hand-built snapshot, and the block
 //! of real idle tasks.
 
+use std::time::Duration;
+
 use pretty_assertions::assert_eq;
 use support::model;
 use support::normalise::normalise;
+use support::wait::watchdog;
 use webstack::render::{render, render_to, render_to_with, Detail, Format, Links};
 use webstack::{Buckets, Options, Similarity, Snapshot};
 
@@ -134,6 +137,7 @@ fn rt_hold(
 
 #[test]
 fn real_threads_dump() {
+    let _watchdog = watchdog("render_text::real_threads_dump", Duration::from_secs(60));
     let lock = std::sync::Arc::new(Lock);
     let mut stops = Vec::new();
     let mut handles = Vec::new();
