@@ -249,10 +249,13 @@ fn module(object: &objects::Loaded) -> Option<Module<Bytes>> {
             (Some(map), data)
         }
         None => {
+            // The kernel maps the vDSO's whole image in whole pages; its
+            // section headers lie past its one segment, in the last page.
             let (start, end) = object.image;
-            // SAFETY: the vDSO's image (ELF header to the end of its last
-            // segment) is mapped readable by the kernel for the life of the
-            // process and never written.
+            let end = end.checked_next_multiple_of(4096)?;
+            // SAFETY: the pages holding the vDSO's segment, from its ELF
+            // header on, are mapped readable by the kernel for the life of
+            // the process and never written.
             (None, unsafe {
                 std::slice::from_raw_parts(start as *const u8, end.checked_sub(start)?)
             })
@@ -402,6 +405,24 @@ mod tests {
             frame_pointer_walk(&regs, short, false, &mut out),
             Ending::Whole
         );
+    }
+
+    #[test]
+    fn the_unwinder_knows_the_program_the_c_library_and_the_vdso() {
+        let mut unwinder = Unwinder::new();
+        unwinder.refresh();
+        let known = |what: &str| {
+            unwinder.known.iter().any(|k| match &k.path {
+                Some(path) => path.to_string_lossy().contains(what),
+                None => what == "[vdso]",
+            })
+        };
+        assert!(known("/proc/self/exe"));
+        assert!(known("libc.so"));
+        assert!(known("[vdso]"));
+        let before = unwinder.known.len();
+        unwinder.refresh();
+        assert_eq!(unwinder.known.len(), before);
     }
 
     #[test]
