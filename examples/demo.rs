@@ -338,24 +338,39 @@ async fn render_report(order: OrderId, stage: ReportStage) {
 
 /// Opens a connection to the demo's own `/report` and leaves it waiting.
 fn open_report_connection(addr: SocketAddr) {
-    let spawned = std::thread::Builder::new()
+    let spawned = webstack::thread::Builder::new()
         .name("report-client".into())
-        .spawn(move || {
-            use std::io::Write;
-            let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-                return;
-            };
-            let request = format!("GET /report HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-            if stream.write_all(request.as_bytes()).is_ok() {
-                // Keep the connection open for the life of the demo.
-                loop {
-                    std::thread::park();
-                }
-            }
-        });
+        .spawn(move || report_client(addr));
     if let Err(e) = spawned {
         eprintln!("webstack demo: no report connection: {e}");
     }
+}
+
+/// Asks for `/report`, whose handler never answers, and waits for the
+/// answer: its native stack shows `wait_for_report`, which is not
+/// instrumented, between the socket read and this frame.
+#[webstack::instrument]
+fn report_client(addr: SocketAddr) {
+    use std::io::Write;
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return;
+    };
+    let request = format!("GET /report HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_ok() {
+        wait_for_report(&mut stream);
+    }
+    // Keep the thread for the life of the demo.
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Reads the socket until the server closes it.
+#[inline(never)]
+fn wait_for_report(stream: &mut std::net::TcpStream) {
+    use std::io::Read;
+    let mut buf = [0u8; 512];
+    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
 }
 
 async fn index() -> HttpResponse {

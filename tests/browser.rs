@@ -280,8 +280,8 @@ fn assert_rows_in_order(member: &str, rows: &[(String, bool)], chain: &[(&str, b
 const DEMO: &str = "the_demo_page_shows_its_threads_whole";
 
 /// The demo's default page (`augment=1`) in Chromium: the report client,
-/// parked in `open_report_connection`'s thread, shows that uninstrumented
-/// function between the futex call and the thread's start; the pool
+/// reading its socket, shows the uninstrumented `wait_for_report` between
+/// the `recv` call and its instrumented `report_client`; the pool
 /// workers show the futex call, their instrumented frames, then the
 /// uninstrumented closure of `start_threads` that called them, down to the
 /// thread's start. Stacks cut as in issue 22 (`syscall`, `Condvar::wait`,
@@ -337,9 +337,9 @@ fn the_demo_page_shows_its_threads_whole() {
         "report-client",
         &bucket_rows(&dom, "report-client"),
         &[
-            ("syscall", false),
-            ("park", false),
-            ("demo::open_report_connection", false),
+            ("recv", false),
+            ("demo::wait_for_report", false),
+            ("demo::report_client", true),
         ],
     );
     assert_rows_in_order(
