@@ -47,7 +47,7 @@ fn routine(snapshot: &Snapshot, tid: i64) -> &Routine {
 #[test]
 fn a_stack_deeper_than_the_copy_says_so_and_a_larger_copy_shows_it_whole() {
     let _watchdog = watchdog(
-        "a_stack_deeper_than_the_copy_says_so_and_a_larger_copy_shows_it_whole",
+        "native_deep::a_stack_deeper_than_the_copy_says_so_and_a_larger_copy_shows_it_whole",
         Duration::from_secs(120),
     );
     let gate = Arc::new(Gate::new());
