@@ -14,7 +14,9 @@
 //! locks that the interrupted thread may hold (`__register_frame` of JIT
 //! compilers). Copying needs neither: the handler records the registers an
 //! unwinder starts from and copies the stack from the stack pointer up to
-//! the end of the thread's stack mapping, at most the copy bound
+//! the end of the thread's stack (its descriptor, which the C library puts
+//! at the top of the stack, or else the end of the mapping holding the
+//! stack pointer), at most the copy bound
 //! ([`set_stack_copy`](crate::native::set_stack_copy), 64 KiB by default),
 //! into its slot's preallocated buffer, in one system call.
 //!
@@ -150,7 +152,18 @@ pub(super) unsafe fn take(
     let sp = saved[SP];
     let mut wanted = capacity;
     let mut cut = true;
-    if let Some(end) = stack_end(sp) {
+    if let Some(mut end) = stack_end(sp) {
+        // The C library keeps a thread's descriptor at the top of the
+        // stack it allocated, above every frame (glibc and musl). The
+        // kernel may have merged the stack's mapping with memory above it:
+        // where the descriptor lies in the same mapping, the stack ends
+        // there. (The main thread's lies elsewhere.)
+        // SAFETY: `pthread_self` reads the thread pointer register and
+        // nothing else: no lock, no allocation, no system call.
+        let descriptor = unsafe { libc::pthread_self() } as usize;
+        if (sp..end).contains(&descriptor) {
+            end = descriptor;
+        }
         if end - sp <= capacity {
             wanted = end - sp;
             cut = false;
