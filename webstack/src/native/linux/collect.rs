@@ -203,7 +203,7 @@ fn signal_all(
     if sig.is_some() {
         collector.unwinder.refresh();
         signal::prepare(copy);
-        // Without the table the walk is bounded by its span alone.
+        // Without the table each copy runs to the copy bound.
         if proc::writable_mappings(&mut collector.buf, &mut collector.mappings).is_err() {
             collector.mappings.clear();
         }
