@@ -28,18 +28,29 @@
 //! resolved so far. The mapped files are not counted: their pages are the
 //! kernel's to drop.
 //!
-//! Debug information that is missing, compressed (`SHF_COMPRESSED`) or
-//! split into `.dwo` files is not read: such an object's frames have the
-//! symbol table's function names and no file or line. An object with
-//! neither debug information nor a symbol table (a stripped system
-//! library) is read from its separate debug file under
-//! `/usr/lib/debug/.build-id/` when one is installed.
+//! Debug sections compressed with zlib (`SHF_COMPRESSED`, as in the
+//! separate debug files of Debian's `libc6-dbg`) are decompressed the first
+//! time an address of their object is resolved, into anonymous memory
+//! charged to the half of the budget for parsed units: all but
+//! `.debug_info` are kept (2.6 MiB for glibc 2.36's libc), provided all
+//! objects' together take at most a quarter of the budget, and the parsed
+//! units get the rest of the half. `.debug_info` (5.5 MiB for that libc) is
+//! not kept: the index is built from it one unit at a time, and parsing a
+//! unit decompresses it again up to that unit, keeping a copy of the unit
+//! only. Sections that do not fit, or are compressed otherwise (zstd), are
+//! not read, as is debug information that is missing or split into `.dwo`
+//! files: such an object's frames have the symbol table's function names
+//! and no file or line. An object with neither debug information nor a
+//! symbol table (a stripped system library) is read from its separate
+//! debug file under `/usr/lib/debug/.build-id/` when one is installed.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{c_int, c_void, CStr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Once};
+
+use std::io::Read as _;
 
 use gimli::Reader as _;
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
@@ -262,8 +273,9 @@ struct Parsed {
 }
 
 /// An address range reserved without swap backing (`MAP_NORESERVE`) in
-/// which parts of a file are mapped; `shift` aligns it so that view offset
-/// `x` and file offset `origin + x` share their offset within a page.
+/// which parts of a file are mapped, or decompressed bytes written (with
+/// `origin` 0); `shift` aligns it so that view offset `x` and file offset
+/// `origin + x` share their offset within a page.
 struct Scratch {
     address: *mut c_void,
     len: usize,
@@ -352,7 +364,9 @@ impl Scratch {
     ///
     /// # Safety
     /// The slice and everything borrowed from it must be dropped before
-    /// `self` (see [`Parsed`], which drops the context borrowing it first).
+    /// `self` (see [`Parsed`], which drops the context borrowing it first,
+    /// and [`Loaded`], which drops its sections before the decompressed
+    /// ones).
     unsafe fn bytes(&self) -> &'static [u8] {
         // SAFETY: a readable mapping that lives until `self` is dropped,
         // after every borrow (the caller's promise).
@@ -371,7 +385,8 @@ impl Drop for Scratch {
 const MAX_GROUP: usize = 16;
 
 /// What was read of one object. Field order matters: the borrows of the
-/// mapping (parsed units, sections, symbols) are dropped before it.
+/// mapping and of the decompressed sections (parsed units, sections) are
+/// dropped before them.
 struct Loaded {
     /// Parsed units by index in `units`.
     parsed: HashMap<u32, Parsed>,
@@ -384,10 +399,22 @@ struct Loaded {
     ranges: Vec<UnitRange>,
     units: Vec<UnitInfo>,
     symbols: Vec<Symbol>,
-    /// The file, to map units from, and where `.debug_info` starts in it.
+    /// The file, to map units from, and where its `.debug_info` is.
     file: std::fs::File,
-    info_origin: u64,
+    info: Info,
+    /// The decompressed sections `sections` holds, charged to the budget.
+    inflated: Vec<Scratch>,
     _map: Mapping,
+}
+
+/// Where the units of an object's `.debug_info` are read from.
+#[derive(Clone, Copy)]
+enum Info {
+    /// At this offset of the file, uncompressed: units are mapped from it.
+    Mapped(u64),
+    /// A zlib stream in the mapping (`SHF_COMPRESSED`): units are
+    /// decompressed again from its start each time some are parsed.
+    Zlib(&'static [u8]),
 }
 
 /// Heap bytes a parsed unit is estimated to take per 8 bytes of its
@@ -402,8 +429,10 @@ impl Loaded {
     /// information nor a symbol table (a stripped system library), its
     /// separate debug file under `/usr/lib/debug/.build-id/` if installed
     /// (same addresses; its symbol table names local functions such as
-    /// `start_thread`; compressed debug sections in it are not read).
-    fn open(path: &std::path::Path) -> Option<Loaded> {
+    /// `start_thread`). Its zlib-compressed debug sections are
+    /// decompressed if those kept take at most `room` bytes (see
+    /// [Memory](self#memory)); otherwise they are not read.
+    fn open(path: &std::path::Path, room: usize) -> Option<Loaded> {
         let (map, _) = Mapping::open(path)?;
         // SAFETY: `file` borrows the bytes and is dropped before `map`
         // below (or with it, on an early return, in declaration order:
@@ -417,7 +446,7 @@ impl Loaded {
                     let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
                     let debug =
                         format!("/usr/lib/debug/.build-id/{}/{}.debug", &hex[..2], &hex[2..]);
-                    if let Some(loaded) = Loaded::open_file(std::path::Path::new(&debug)) {
+                    if let Some(loaded) = Loaded::open_file(std::path::Path::new(&debug), room) {
                         if !loaded.symbols.is_empty() {
                             return Some(loaded);
                         }
@@ -427,14 +456,14 @@ impl Loaded {
         }
         drop(file);
         drop(map);
-        Loaded::open_file(path)
+        Loaded::open_file(path, room)
     }
 
-    fn open_file(path: &std::path::Path) -> Option<Loaded> {
+    fn open_file(path: &std::path::Path, room: usize) -> Option<Loaded> {
         let (map, opened) = Mapping::open(path)?;
-        // SAFETY: what borrows `data` (the sections, and the contexts parsed
-        // from them later) is stored in the `Loaded` beside `map`, in
-        // fields that drop before `_map`; `file` and the rest are dropped
+        // SAFETY: what borrows `data` (the sections, a compressed
+        // `.debug_info`, and the contexts parsed from them later) is stored
+        // in the `Loaded` beside `map`, in fields that drop before `_map`; `file` and the rest are dropped
         // in this function, before `map` is moved into it.
         let data = unsafe { map.bytes() };
         let file = object::File::parse(data).ok()?;
@@ -463,21 +492,65 @@ impl Loaded {
         } else {
             gimli::RunTimeEndian::Big
         };
-        let info_origin = file
-            .section_by_name(".debug_info")
-            .and_then(|s| s.file_range())
-            .map_or(0, |r| r.0);
+        let mut info = Info::Mapped(
+            file.section_by_name(".debug_info")
+                .and_then(|s| s.file_range())
+                .map_or(0, |r| r.0),
+        );
         let mut sections = Vec::new();
+        let mut compressed = Vec::new();
         for section in file.sections() {
             let Ok(name) = section.name() else { continue };
-            let Some(id) = SECTION_IDS.iter().find(|id| id.name() == name) else {
+            let Some(&id) = SECTION_IDS.iter().find(|id| id.name() == name) else {
                 continue;
             };
-            let uncompressed = section
-                .compressed_file_range()
-                .is_ok_and(|r| r.format == object::CompressionFormat::None);
-            if let (true, Ok(bytes)) = (uncompressed, section.data()) {
-                sections.push((*id, gimli::EndianSlice::new(bytes, endian)));
+            let Ok(range) = section.compressed_file_range() else {
+                continue;
+            };
+            match range.format {
+                object::CompressionFormat::None => {
+                    if let Ok(bytes) = section.data() {
+                        sections.push((id, gimli::EndianSlice::new(bytes, endian)));
+                    }
+                }
+                object::CompressionFormat::Zlib if !NOT_READ.contains(&id) => {
+                    let stream = usize::try_from(range.offset)
+                        .ok()
+                        .and_then(|start| data.get(start..)?.get(..range.compressed_size as usize))
+                        .zip(usize::try_from(range.uncompressed_size).ok());
+                    if let Some((stream, len)) = stream {
+                        compressed.push((id, stream, len));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut inflated = Vec::new();
+        let kept = compressed
+            .iter()
+            .filter(|(id, _, _)| *id != gimli::SectionId::DebugInfo)
+            .map(|&(_, _, len)| len)
+            .sum::<usize>();
+        if kept <= room {
+            for (id, stream, len) in compressed {
+                if id == gimli::SectionId::DebugInfo {
+                    info = Info::Zlib(stream);
+                    continue;
+                }
+                let Some(mut buffer) = Scratch::new(len, 0) else {
+                    continue;
+                };
+                let mut decoder = flate2::bufread::ZlibDecoder::new(stream);
+                if decoder.read_exact(buffer.bytes_mut()).is_err() {
+                    continue;
+                }
+                // SAFETY: the reader is stored in `sections` (and the
+                // contexts parsed later copy it), which drop before
+                // `inflated`, where `buffer` goes next; moving the
+                // `Scratch` does not move the mapping it owns.
+                let bytes = unsafe { buffer.bytes() };
+                sections.push((id, gimli::EndianSlice::new(bytes, endian)));
+                inflated.push(buffer);
             }
         }
         let mut loaded = Loaded {
@@ -487,24 +560,34 @@ impl Loaded {
             units: Vec::new(),
             symbols,
             file: opened,
-            info_origin,
+            info,
+            inflated,
             _map: map,
         };
         loaded.index();
         Some(loaded)
     }
 
+    /// Section `id`, empty (in the object's byte order) when absent: a
+    /// compressed `.debug_info` is not among the sections.
     fn section(&self, id: gimli::SectionId) -> Reader {
-        self.sections.iter().find(|(found, _)| *found == id).map_or(
-            gimli::EndianSlice::new(&[], gimli::RunTimeEndian::Little),
-            |s| s.1,
-        )
+        let endian = self
+            .sections
+            .first()
+            .map_or(gimli::RunTimeEndian::Little, |s| s.1.endian());
+        self.sections
+            .iter()
+            .find(|(found, _)| *found == id)
+            .map_or(gimli::EndianSlice::new(&[], endian), |s| s.1)
     }
 
     /// The DWARF of the whole object, or with `.debug_info` replaced by
-    /// `info` (a copy of some units at their offsets).
-    fn dwarf(&self, info: Option<&'static [u8]>) -> gimli::Dwarf<Reader> {
-        let load = |id: gimli::SectionId| -> Result<Reader, ()> {
+    /// `info` (a copy of some units at their offsets, or one unit).
+    fn dwarf<'a>(
+        &self,
+        info: Option<&'a [u8]>,
+    ) -> gimli::Dwarf<gimli::EndianSlice<'a, gimli::RunTimeEndian>> {
+        let load = |id: gimli::SectionId| -> Result<gimli::EndianSlice<'a, _>, ()> {
             let section = self.section(id);
             Ok(match (id, info) {
                 (gimli::SectionId::DebugInfo, Some(info)) => {
@@ -531,14 +614,18 @@ impl Loaded {
             .collect();
         units.sort_by_key(|u| u.offset);
         let end = units.last().map(|u| u.offset + u.len)?;
-        let mut copy = Scratch::new(end, self.info_origin)?;
-        for unit in &units {
-            copy.map(
-                &self.file,
-                self.info_origin,
-                unit.offset,
-                unit.offset + unit.len,
-            )?;
+        let mut copy;
+        match self.info {
+            Info::Mapped(origin) => {
+                copy = Scratch::new(end, origin)?;
+                for unit in &units {
+                    copy.map(&self.file, origin, unit.offset, unit.offset + unit.len)?;
+                }
+            }
+            Info::Zlib(stream) => {
+                copy = Scratch::new(end, 0)?;
+                inflate_units(stream, &units, copy.bytes_mut())?;
+            }
         }
         let bytes = copy.bytes_mut();
         // An empty abbreviation table: the 0 that ends the last table.
@@ -559,11 +646,13 @@ impl Loaded {
         let info = unsafe { copy.bytes() };
         let context = addr2line::Context::from_dwarf(self.dwarf(Some(info))).ok()?;
         // What parsing the first unit keeps; of the others, their headers
-        // and abbreviations (read for names only) and a padding page each.
+        // and abbreviations (read for names only) and a padding page each;
+        // and the copies of units decompressed, which are not file-backed.
+        let inflated = matches!(self.info, Info::Zlib(_));
         let cost = group
             .iter()
             .filter_map(|&u| self.units.get(u as usize))
-            .map(|u| u.len / 16 + page_size())
+            .map(|u| u.len / 16 + page_size() + if inflated { u.len } else { 0 })
             .sum::<usize>()
             + self.units.get(group[0] as usize).map_or(0, |u| u.cost);
         Some(Parsed {
@@ -577,7 +666,9 @@ impl Loaded {
 
     /// Unit `index` and the units it refers to (`DW_FORM_ref_addr`: the
     /// abstract origins of functions inlined from other units), found by
-    /// one pass over its entries.
+    /// one pass over its entries. Only unit `index` when `.debug_info` is
+    /// compressed (it is not kept): [`Loaded::resolve`] adds the others
+    /// when the parse reports them missing.
     fn group_of(&self, index: u32) -> Vec<u32> {
         let mut group = vec![index];
         let Some(unit) = self.units.get(index as usize) else {
@@ -629,45 +720,31 @@ impl Loaded {
     /// nothing kept but the ranges. The unit headers' abbreviations and
     /// file tables are parsed one unit at a time and dropped.
     fn index(&mut self) {
-        let dwarf = self.dwarf(None);
-        let mut headers = dwarf.units();
-        while let Ok(Some(header)) = headers.next() {
-            let offset = header.offset().0;
-            let len = header.length_including_self();
-            let Ok(unit) = dwarf.unit(header) else {
-                continue;
-            };
-            let Ok(index) = u32::try_from(self.units.len()) else {
-                break;
-            };
-            let line_len = unit
-                .line_program
-                .as_ref()
-                .map_or(0, |p| p.header().unit_length());
-            self.units.push(UnitInfo {
-                offset,
-                len,
-                cost: (len / 8)
-                    .saturating_mul(PARSED_PER_8_INFO_BYTES)
-                    .saturating_add((line_len / 8).saturating_mul(PARSED_PER_8_LINE_BYTES)),
-            });
-            let Ok(mut ranges) = dwarf.unit_ranges(&unit) else {
-                continue;
-            };
-            while let Ok(Some(range)) = ranges.next() {
-                if range.begin >= range.end {
-                    continue;
-                }
-                match self.ranges.last_mut() {
-                    Some(last) if last.unit == index && last.end == range.begin => {
-                        last.end = range.end;
+        match self.info {
+            Info::Mapped(_) => {
+                let dwarf = self.dwarf(None);
+                let mut headers = dwarf.units();
+                while let Ok(Some(header)) = headers.next() {
+                    let offset = header.offset().0;
+                    if self.index_unit(&dwarf, header, offset).is_none() {
+                        break;
                     }
-                    _ => self.ranges.push(UnitRange {
-                        begin: range.begin,
-                        end: range.end,
-                        max_end: 0,
-                        unit: index,
-                    }),
+                }
+            }
+            Info::Zlib(stream) => {
+                // One unit at a time: only the largest is held at once.
+                let endian = self.section(gimli::SectionId::DebugInfo).endian();
+                let mut decoder = flate2::bufread::ZlibDecoder::new(stream);
+                let mut unit = Vec::new();
+                let mut offset = 0;
+                while read_unit(&mut decoder, endian, &mut unit).is_some() {
+                    let dwarf = self.dwarf(Some(&unit));
+                    if let Ok(Some(header)) = dwarf.units().next() {
+                        if self.index_unit(&dwarf, header, offset).is_none() {
+                            break;
+                        }
+                    }
+                    offset += unit.len();
                 }
             }
         }
@@ -679,6 +756,52 @@ impl Loaded {
         }
         self.ranges.shrink_to_fit();
         self.units.shrink_to_fit();
+    }
+
+    /// Adds the unit of `header`, at `offset` in `.debug_info`, to the
+    /// index; `None` when the index is full.
+    fn index_unit(
+        &mut self,
+        dwarf: &gimli::Dwarf<gimli::EndianSlice<'_, gimli::RunTimeEndian>>,
+        header: gimli::UnitHeader<gimli::EndianSlice<'_, gimli::RunTimeEndian>>,
+        offset: usize,
+    ) -> Option<()> {
+        let len = header.length_including_self();
+        let Ok(unit) = dwarf.unit(header) else {
+            return Some(());
+        };
+        let index = u32::try_from(self.units.len()).ok()?;
+        let line_len = unit
+            .line_program
+            .as_ref()
+            .map_or(0, |p| p.header().unit_length());
+        self.units.push(UnitInfo {
+            offset,
+            len,
+            cost: (len / 8)
+                .saturating_mul(PARSED_PER_8_INFO_BYTES)
+                .saturating_add((line_len / 8).saturating_mul(PARSED_PER_8_LINE_BYTES)),
+        });
+        let Ok(mut ranges) = dwarf.unit_ranges(&unit) else {
+            return Some(());
+        };
+        while let Ok(Some(range)) = ranges.next() {
+            if range.begin >= range.end {
+                continue;
+            }
+            match self.ranges.last_mut() {
+                Some(last) if last.unit == index && last.end == range.begin => {
+                    last.end = range.end;
+                }
+                _ => self.ranges.push(UnitRange {
+                    begin: range.begin,
+                    end: range.end,
+                    max_end: 0,
+                    unit: index,
+                }),
+            }
+        }
+        Some(())
     }
 
     /// Bytes of the index and symbol table, kept outside the budget.
@@ -781,6 +904,70 @@ impl Loaded {
     fn parsed_bytes(&self) -> usize {
         self.parsed.values().map(|p| p.cost).sum()
     }
+
+    /// Bytes of the decompressed sections kept.
+    fn inflated_bytes(&self) -> usize {
+        self.inflated.iter().map(|s| s.len).sum()
+    }
+}
+
+/// Sections of [`SECTION_IDS`] that nothing here reads, so not worth
+/// decompressing: the units' own ranges replace `.debug_aranges`, and
+/// location lists describe variables.
+const NOT_READ: [gimli::SectionId; 3] = [
+    gimli::SectionId::DebugAranges,
+    gimli::SectionId::DebugLoc,
+    gimli::SectionId::DebugLocLists,
+];
+
+/// Reads the next unit of a `.debug_info` stream into `unit`: its length
+/// field, then as many bytes as that says. `None` at the end of the
+/// stream, or when it ends early.
+fn read_unit(
+    stream: &mut impl std::io::Read,
+    endian: gimli::RunTimeEndian,
+    unit: &mut Vec<u8>,
+) -> Option<()> {
+    use gimli::Endianity as _;
+    let mut length = [0; 4];
+    stream.read_exact(&mut length).ok()?;
+    let rest = match endian.read_u32(&length) {
+        0xffff_ffff => {
+            let mut length = [0; 8];
+            stream.read_exact(&mut length).ok()?;
+            unit.clear();
+            unit.extend_from_slice(&[0xff; 4]);
+            unit.extend_from_slice(&length);
+            usize::try_from(endian.read_u64(&length)).ok()?
+        }
+        short if short >= 0xffff_fff0 => return None,
+        short => {
+            unit.clear();
+            unit.extend_from_slice(&length);
+            short as usize
+        }
+    };
+    let start = unit.len();
+    stream.take(rest as u64).read_to_end(unit).ok()?;
+    (unit.len() - start == rest).then_some(())
+}
+
+/// Decompresses the zlib stream of a `.debug_info` up to the end of the
+/// last of `units` (sorted by offset), writing each unit at its offset in
+/// `view`, the rest nowhere.
+fn inflate_units(stream: &[u8], units: &[&UnitInfo], view: &mut [u8]) -> Option<()> {
+    let mut decoder = flate2::bufread::ZlibDecoder::new(stream);
+    let mut at = 0;
+    for unit in units {
+        let skip = unit.offset.checked_sub(at)? as u64;
+        let skipped = std::io::copy(&mut (&mut decoder).take(skip), &mut std::io::sink()).ok()?;
+        (skipped == skip).then_some(())?;
+        decoder
+            .read_exact(view.get_mut(unit.offset..unit.offset + unit.len)?)
+            .ok()?;
+        at = unit.offset + unit.len;
+    }
+    Some(())
 }
 
 /// The sections `addr2line` reads.
@@ -917,11 +1104,12 @@ impl Objects {
         };
         self.tick += 1;
         let tick = self.tick;
+        let room = (budget() / 4).saturating_sub(self.inflated_bytes());
         let object = &mut self.list[index];
         let svma = probe.wrapping_sub(object.bias) as u64;
         let loaded = object
             .loaded
-            .get_or_insert_with(|| Loaded::open(&object.path));
+            .get_or_insert_with(|| Loaded::open(&object.path, room));
         if let Some(loaded) = loaded {
             loaded.resolve(svma, tick, out);
         }
@@ -929,9 +1117,10 @@ impl Objects {
     }
 
     /// Drops the least recently used parsed units while their estimate
-    /// exceeds half the budget; never the one just used.
+    /// exceeds half the budget less the decompressed sections; never the
+    /// one just used.
     fn keep_within_budget(&mut self, now: u64) {
-        let limit = budget() / 2;
+        let limit = (budget() / 2).saturating_sub(self.inflated_bytes());
         let mut total: usize = self.loaded().map(Loaded::parsed_bytes).sum();
         while total > limit {
             let oldest = self
@@ -954,6 +1143,10 @@ impl Objects {
                 }
             }
         }
+    }
+
+    fn inflated_bytes(&self) -> usize {
+        self.loaded().map(Loaded::inflated_bytes).sum()
     }
 
     fn loaded(&self) -> impl Iterator<Item = &Loaded> {
@@ -1124,13 +1317,14 @@ pub(super) fn drop_parsed() {
     }
 }
 
-/// Estimated heap bytes of the parsed units, resolved addresses and source
-/// files that the budget bounds. For tests and benchmarks.
+/// Estimated heap bytes of the parsed units, decompressed sections,
+/// resolved addresses and source files that the budget bounds. For tests
+/// and benchmarks.
 pub(super) fn kept_bytes() -> usize {
     OBJECTS
         .lock()
         .loaded()
-        .map(Loaded::parsed_bytes)
+        .map(|l| l.parsed_bytes() + l.inflated_bytes())
         .sum::<usize>()
         + SYMBOLS.lock().bytes
         + SOURCES.lock().bytes
@@ -1325,6 +1519,35 @@ mod tests {
             .iter()
             .any(|f| f.function.is_some_and(|f| f.ends_with("tests::here"))));
     }
+
+    /// The C library's compressed debug sections (those of Debian's
+    /// `libc6-dbg`) are read when they fit the room given, and not at all
+    /// otherwise: its frames then have the symbol table's names only.
+    #[test]
+    fn compressed_debug_sections_are_read_only_within_their_room() {
+        let read = libc::read as *const () as usize;
+        let mut objects = Objects::new();
+        objects.relist();
+        let object = objects.list.iter().find(|o| o.contains(read)).unwrap();
+        let svma = read.wrapping_sub(object.bias) as u64;
+        let mut with = Loaded::open(&object.path, budget() / 4).unwrap();
+        if with.inflated.is_empty() {
+            eprintln!(
+                "SKIP: {} has no compressed debug sections",
+                object.path.display()
+            );
+            return;
+        }
+        assert!(with.inflated_bytes() <= budget() / 4);
+        let mut out = Vec::new();
+        with.resolve(svma, 1, &mut out);
+        assert!(out.iter().any(|f| f.file.is_some() && f.line > 0));
+        let mut without = Loaded::open(&object.path, 0).unwrap();
+        assert!(without.inflated.is_empty() && without.units.is_empty());
+        out.clear();
+        without.resolve(svma, 1, &mut out);
+        assert!(out.iter().all(|f| f.file.is_none() && f.function.is_some()));
+    }
 }
 
 #[cfg(test)]
@@ -1336,7 +1559,7 @@ mod every_function {
     /// those whose names are in other units (`DW_FORM_ref_addr`).
     #[test]
     fn functions_with_debug_information_resolve_to_a_file() {
-        let mut loaded = Loaded::open(std::path::Path::new("/proc/self/exe")).unwrap();
+        let mut loaded = Loaded::open(std::path::Path::new("/proc/self/exe"), budget()).unwrap();
         let starts: Vec<u64> = loaded
             .symbols
             .iter()
