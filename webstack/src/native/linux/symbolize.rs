@@ -45,7 +45,7 @@
 //! debug file under `/usr/lib/debug/.build-id/` when one is installed.
 
 use std::collections::{HashMap, HashSet};
-use std::ffi::{c_int, c_void, CStr};
+use std::ffi::{c_void, CStr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Once};
@@ -56,7 +56,9 @@ use gimli::Reader as _;
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 use parking_lot::Mutex;
 
+use super::mapped::Mapping;
 use super::merge::match_key;
+use super::objects;
 use super::Origin;
 use crate::snapshot::resolve::{classify_with_file, tidy};
 
@@ -166,66 +168,6 @@ struct RawFrame {
 }
 
 type Reader = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
-
-/// A read-only private mapping of a whole file, unmapped on drop.
-struct Mapping {
-    address: *mut c_void,
-    len: usize,
-}
-
-// SAFETY: the mapping is read-only and owned by this value alone; sharing or
-// moving the pointer between threads reads immutable memory.
-unsafe impl Send for Mapping {}
-// SAFETY: as above.
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    fn open(path: &std::path::Path) -> Option<(Mapping, std::fs::File)> {
-        use std::os::fd::AsRawFd;
-        let file = std::fs::File::open(path).ok()?;
-        let len = usize::try_from(file.metadata().ok()?.len()).ok()?;
-        if len == 0 {
-            return None;
-        }
-        // SAFETY: a fresh read-only private mapping of an open file at an
-        // address the kernel chooses; the result is checked below.
-        let address = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        if address == libc::MAP_FAILED {
-            return None;
-        }
-        Some((Mapping { address, len }, file))
-    }
-
-    /// The mapped bytes, with a lifetime the caller keeps.
-    ///
-    /// # Safety
-    /// The slice and everything borrowed from it must be dropped before
-    /// `self` (see [`Loaded`], whose fields drop in that order).
-    unsafe fn bytes(&self) -> &'static [u8] {
-        // SAFETY: `address` is a readable mapping of `len` bytes that lives
-        // until `self` is dropped, after every borrow (the caller's promise).
-        // A file truncated meanwhile could fault on access: the program's
-        // own loaded objects are not truncated while it runs.
-        unsafe { std::slice::from_raw_parts(self.address.cast::<u8>(), self.len) }
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: `address` and `len` describe a mapping this value created
-        // and nothing borrows any longer.
-        unsafe { libc::munmap(self.address, self.len) };
-    }
-}
 
 /// A function start from the ELF symbol table: 16 bytes, the name read
 /// from the mapped file when needed.
@@ -1162,7 +1104,18 @@ impl Objects {
     /// Lists the loaded objects again, keeping what was read of those still
     /// loaded at the same place.
     fn relist(&mut self) {
-        let mut fresh = list_objects();
+        // The vDSO has no file to read symbols from.
+        let mut fresh: Vec<Object> = objects::list()
+            .into_iter()
+            .filter_map(|o| {
+                Some(Object {
+                    segments: o.code,
+                    bias: o.bias,
+                    path: o.path?,
+                    loaded: None,
+                })
+            })
+            .collect();
         for object in &mut fresh {
             if let Some(old) = self
                 .list
@@ -1174,61 +1127,6 @@ impl Objects {
         }
         self.list = fresh;
     }
-}
-
-/// The loaded objects, from `dl_iterate_phdr`.
-fn list_objects() -> Vec<Object> {
-    unsafe extern "C" fn each(
-        info: *mut libc::dl_phdr_info,
-        _size: libc::size_t,
-        data: *mut c_void,
-    ) -> c_int {
-        // SAFETY: `data` is the `Vec<Object>` passed below, used by this
-        // thread only; `info` is valid during the callback.
-        let (objects, info) = unsafe { (&mut *data.cast::<Vec<Object>>(), &*info) };
-        let name = if info.dlpi_name.is_null() {
-            &[][..]
-        } else {
-            // SAFETY: a non-null `dlpi_name` is a NUL-terminated string.
-            unsafe { CStr::from_ptr(info.dlpi_name) }.to_bytes()
-        };
-        let path = if name.is_empty() {
-            if !objects.is_empty() {
-                return 0; // only the first object without a name is the program
-            }
-            PathBuf::from("/proc/self/exe")
-        } else {
-            use std::os::unix::ffi::OsStrExt;
-            PathBuf::from(std::ffi::OsStr::from_bytes(name))
-        };
-        let bias = info.dlpi_addr as usize;
-        let headers: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
-            &[]
-        } else {
-            // SAFETY: `dlpi_phdr` points at `dlpi_phnum` program headers.
-            unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
-        };
-        let segments = headers
-            .iter()
-            .filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_X != 0)
-            .map(|h| {
-                let start = bias.wrapping_add(h.p_vaddr as usize);
-                (start, start.wrapping_add(h.p_memsz as usize))
-            })
-            .collect();
-        objects.push(Object {
-            segments,
-            bias,
-            path,
-            loaded: None,
-        });
-        0
-    }
-    let mut objects: Vec<Object> = Vec::new();
-    // SAFETY: `each` matches the callback type and only uses `data` as the
-    // vector passed here, which outlives the call.
-    unsafe { libc::dl_iterate_phdr(Some(each), (&raw mut objects).cast()) };
-    objects
 }
 
 /// Source files by path (`None` for files that cannot be read), with their
