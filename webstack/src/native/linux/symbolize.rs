@@ -1295,7 +1295,8 @@ fn warm(also: fn()) {
 /// Words found on the stacks of the process's threads (from the stack
 /// pointer each blocked thread's `/proc/self/task/*/syscall` shows, up to
 /// 16 KiB, read with `process_vm_readv`) that point into the code of a
-/// loaded object: return addresses, mostly, without interrupting anyone.
+/// loaded object: return addresses, mostly, without interrupting anyone;
+/// and each thread's instruction pointer from the same file.
 fn stack_words(objects: &Objects) -> Vec<usize> {
     const SCAN: usize = 16 << 10;
     const MAX_WORDS: usize = 2048;
@@ -1310,13 +1311,22 @@ fn stack_words(objects: &Objects) -> Vec<usize> {
         };
         // "nr arg1 .. arg6 sp pc", or "-1 sp pc" outside a system call.
         let fields: Vec<&str> = text.split_whitespace().collect();
-        let Some(sp) = fields
-            .len()
-            .checked_sub(2)
-            .and_then(|i| usize::from_str_radix(fields[i].trim_start_matches("0x"), 16).ok())
-        else {
+        let field = |back: usize| {
+            let at = fields.len().checked_sub(back)?;
+            usize::from_str_radix(fields[at].trim_start_matches("0x"), 16).ok()
+        };
+        let Some(sp) = field(2) else {
             continue;
         };
+        // The instruction the thread will resume at is where a capture
+        // finds it (looked up as an exact address: one byte on), and no
+        // stack word points at it; in a system call it is the C library's.
+        if let Some(pc) = field(1) {
+            let lookup = pc.wrapping_add(1);
+            if objects.list.iter().any(|o| o.contains(pc)) && !found.contains(&lookup) {
+                found.push(lookup);
+            }
+        }
         let local = libc::iovec {
             iov_base: buffer.as_mut_ptr().cast(),
             iov_len: SCAN,
