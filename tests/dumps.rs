@@ -171,16 +171,17 @@ fn dump_on_signal_keeps_a_handler_the_application_installed() {
     );
 }
 
-/// Runs `body` in a child that installs the panic hook first, and returns
-/// the child's stderr once it exited successfully.
-fn panicking_child(test: &str, body: fn()) -> String {
+/// Runs `body` in a child that installs the panic hook first. In the
+/// parent, returns the child's stderr once it exited successfully; in the
+/// child, `None` once `body` returned (the caller checks nothing there).
+fn panicking_child(test: &str, body: fn()) -> Option<String> {
     if is_child(test) {
         // The first dump with native stacks loads the test binary's debug
         // info (seconds, unoptimised): wait for it longer than the default.
         webstack::panic_hook_with(DumpOptions::default().timeout(Duration::from_secs(60)));
         body();
         println!("survived");
-        return String::new();
+        return None;
     }
     let mut child = Interactive::start(test);
     let status = child.exit_status(Duration::from_secs(120));
@@ -189,7 +190,7 @@ fn panicking_child(test: &str, body: fn()) -> String {
         "the child did not finish normally: {status:?}\n{}",
         child.output()
     );
-    child.stderr()
+    Some(child.stderr())
 }
 
 #[test]
@@ -198,7 +199,7 @@ fn a_panic_prints_the_panicking_threads_frames_with_their_arguments() {
         "dumps::a_panic_prints_the_panicking_threads_frames_with_their_arguments",
         LIMIT,
     );
-    let err = panicking_child(
+    let Some(err) = panicking_child(
         "a_panic_prints_the_panicking_threads_frames_with_their_arguments",
         || {
             let thread = std::thread::Builder::new()
@@ -207,10 +208,9 @@ fn a_panic_prints_the_panicking_threads_frames_with_their_arguments() {
                 .unwrap();
             assert!(thread.join().is_err());
         },
-    );
-    if err.is_empty() {
+    ) else {
         return;
-    }
+    };
     let message = err.find("boom in order 7 for alice").expect(&err);
     let header = err
         .find("webstack: every thread and task at the panic in thread 'exploder'")
@@ -233,7 +233,7 @@ fn panics_inside_webstack_or_at_once_neither_hang_nor_repeat() {
         "dumps::panics_inside_webstack_or_at_once_neither_hang_nor_repeat",
         LIMIT,
     );
-    let err = panicking_child(
+    let Some(err) = panicking_child(
         "panics_inside_webstack_or_at_once_neither_hang_nor_repeat",
         || {
             // A writer that panics makes the panic happen inside webstack's
@@ -280,10 +280,9 @@ fn panics_inside_webstack_or_at_once_neither_hang_nor_repeat() {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             busy.join().unwrap();
         },
-    );
-    if err.is_empty() {
+    ) else {
         return;
-    }
+    };
     assert!(err.contains("writer gave up"), "{err}");
     assert_eq!(err.matches("boom in order").count(), 8, "{err}");
     let dumps = err.matches("webstack: end of dump").count();
