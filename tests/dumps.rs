@@ -291,3 +291,50 @@ fn panics_inside_webstack_or_at_once_neither_hang_nor_repeat() {
     assert!((1..=3).contains(&dumps), "{dumps} dumps\n{err}");
     assert!(!err.contains("did not finish within"), "{err}");
 }
+
+/// Makes fd 2 the write end of a pipe whose read end is closed, as when
+/// the log collector reading a service's stderr went away: every write
+/// fails with `EPIPE` (std ignores `SIGPIPE`).
+fn stderr_to_a_closed_pipe() {
+    let mut fds = [0; 2];
+    // SAFETY: `pipe` writes two new fds into the array; `dup2` replaces fd 2
+    // with the write end, and both pipe fds are closed after, leaving fd 2
+    // as the only end. Nothing else in this process holds them.
+    unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        assert_eq!(libc::dup2(fds[1], 2), 2);
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+    let byte = b'x';
+    // SAFETY: `write` reads one byte from a local.
+    let written = unsafe { libc::write(2, std::ptr::addr_of!(byte).cast(), 1) };
+    let error = std::io::Error::last_os_error();
+    println!("a write to stderr: {written}, {error}");
+    assert_eq!(error.raw_os_error(), Some(libc::EPIPE));
+}
+
+#[test]
+fn panics_with_stderr_a_closed_pipe_do_not_abort() {
+    let _watchdog = watchdog(
+        "dumps::panics_with_stderr_a_closed_pipe_do_not_abort",
+        LIMIT,
+    );
+    run_in_child(
+        "panics_with_stderr_a_closed_pipe_do_not_abort",
+        Duration::from_secs(120),
+        || {
+            webstack::panic_hook_with(DumpOptions::default().timeout(Duration::from_secs(60)));
+            stderr_to_a_closed_pipe();
+            // The second panic comes within a second of the first dump's
+            // end: the hook writes a note instead of a dump.
+            for order in [1, 2] {
+                let caught = std::panic::catch_unwind(|| explode(order, "closed"));
+                assert!(caught.is_err());
+                println!("panic {order} caught");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            println!("survived");
+        },
+    );
+}

@@ -239,10 +239,12 @@ impl<T: ?Sized> ViaValue for Probe<'_, T> {
 pub fn dump_on_sigquit() {
     #[cfg(target_os = "linux")]
     if let Err(e) = crate::dump_on_signal(crate::DumpSignal::Quit) {
-        eprintln!("webstack: no dump on SIGQUIT: {e}");
+        crate::dump::note(format_args!("webstack: no dump on SIGQUIT: {e}"));
     }
     #[cfg(not(target_os = "linux"))]
-    eprintln!("webstack: no dump on SIGQUIT: signals are supported on Linux only");
+    crate::dump::note(format_args!(
+        "webstack: no dump on SIGQUIT: signals are supported on Linux only"
+    ));
 }
 
 /// `#[webstack::main(tokio_hooks)]`: runs `main`'s future on a

@@ -117,6 +117,13 @@ pub fn dump_to_string(options: &DumpOptions) -> String {
     String::from_utf8(out).expect("the text form is UTF-8")
 }
 
+/// Writes one line to stderr and ignores a failure, as std's panic hook
+/// does: `eprintln!` panics when stderr fails (`EPIPE` once the process
+/// reading it went away), and a panic inside a panic hook aborts.
+pub(crate) fn note(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr(), "{line}");
+}
+
 /// Groups and writes `snapshot` as text.
 fn write_dump<W: Write + ?Sized>(
     out: &mut W,

@@ -37,7 +37,9 @@ pub fn panic_hook() {
 pub fn panic_hook_with(options: DumpOptions) {
     *OPTIONS.lock() = Some(options);
     if let Err(e) = worker::get() {
-        eprintln!("webstack: panic dumps are off: could not start the dump thread: {e}");
+        super::note(format_args!(
+            "webstack: panic dumps are off: could not start the dump thread: {e}"
+        ));
         return;
     }
     if INSTALLED.swap(true, Ordering::AcqRel) {
@@ -92,20 +94,24 @@ fn on_panic() {
         header.push_str("; it panicked inside a snapshot, so native stacks are left out");
     }
     let Ok(worker) = worker::get() else {
-        eprintln!("webstack: no dump: the dump thread could not be started");
+        super::note(format_args!(
+            "webstack: no dump: the dump thread could not be started"
+        ));
         return;
     };
     let timeout = options.timeout;
     match worker.dump_for_panic(header, options) {
         PanicDump::Written | PanicDump::Shared => {}
-        PanicDump::TooSoon(ago) => eprintln!(
+        PanicDump::TooSoon(ago) => super::note(format_args!(
             "webstack: no dump for this panic: the previous panic dump ended {} ms ago",
             ago.as_millis()
-        ),
-        PanicDump::TimedOut => eprintln!(
+        )),
+        PanicDump::TimedOut => super::note(format_args!(
             "webstack: the panic dump did not finish within {timeout:?}; going on without it"
-        ),
-        PanicDump::Failed => eprintln!("webstack: no dump: the dump thread is gone"),
+        )),
+        PanicDump::Failed => {
+            super::note(format_args!("webstack: no dump: the dump thread is gone"))
+        }
     }
 }
 
