@@ -5,6 +5,7 @@
 //! visits one shard at a time and holds its lock only while it clones the
 //! entries' `Arc`s, never while it reads a stack.
 
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -35,37 +36,41 @@ enum Stored {
 }
 
 /// A task record kept alive by its root future for as long as it is stored
-/// (see [`insert_task`]). Made by [`Arc::as_ptr`], so that it may be given
-/// back to [`Arc::increment_strong_count`] and [`Arc::from_raw`].
-struct TaskPtr(*const TaskShared);
+/// (see [`insert_task`]): a bitwise copy of the future's `Arc`, which owns
+/// no count of its own and so is never dropped. Cloning it is cloning the
+/// future's `Arc`, which std's contract for `Arc::clone` covers; no raw
+/// pointer is turned back into an `Arc`.
+struct TaskPtr(ManuallyDrop<Arc<TaskShared>>);
 
-// SAFETY: `TaskShared` is `Send + Sync`; the pointer is only turned into an
-// `Arc` (a new counted reference) under the shard lock, while the owner's
-// reference is known to be alive.
-unsafe impl Send for TaskPtr {}
+impl TaskPtr {
+    /// # Safety
+    ///
+    /// `task` must stay alive (its count above zero) for as long as the
+    /// copy is used: the contract of [`insert_task`].
+    unsafe fn copy_of(task: &Arc<TaskShared>) -> Self {
+        // SAFETY: reading an `Arc` out of a reference makes a second value
+        // that points at the same allocation without adding a count; it
+        // is wrapped in `ManuallyDrop` at once and never dropped, so the
+        // counts stay exactly those of the caller's `Arc`s, and the caller
+        // keeps one alive while the copy is used.
+        TaskPtr(ManuallyDrop::new(unsafe { std::ptr::read(task) }))
+    }
+
+    fn record(&self) -> &TaskShared {
+        &self.0
+    }
+}
 
 impl Stored {
     /// A counted reference for a snapshot. Called under the shard lock.
     fn to_entry(&self) -> Entry {
         match self {
             Stored::Thread(thread) => Entry::Thread(thread.clone()),
-            Stored::Task(task) => {
-                let ptr = task.0;
-                // SAFETY: `ptr` is the value of `Arc::as_ptr` on an
-                // `Arc<TaskShared>` (see `insert_task`), which is what both
-                // calls require: its provenance is that of the `Arc`'s own
-                // pointer, so it covers the reference counts next to the
-                // record, not only the record as a `&TaskShared` would. A task
-                // stays stored only while its root future holds an `Arc` of it
-                // (the contract of `insert_task`), and the future removes the
-                // entry under this shard's lock before it lets go of that
-                // `Arc`, so the count is at least one here, and the `Arc` made
-                // by `from_raw` owns the count just added.
-                unsafe {
-                    Arc::increment_strong_count(ptr);
-                    Entry::Task(Arc::from_raw(ptr))
-                }
-            }
+            // The count is at least one here: a task stays stored only
+            // while its root future holds an `Arc` of it (the contract of
+            // `insert_task`), and the future removes the entry under this
+            // shard's lock before it lets go of that `Arc`.
+            Stored::Task(task) => Entry::Task(Arc::clone(&task.0)),
         }
     }
 }
@@ -163,9 +168,9 @@ pub(crate) fn insert_thread(shard: usize, thread: Arc<ThreadStack>) -> Key {
 /// The caller must keep an `Arc` of `task` alive until it has called
 /// [`remove`] with the returned key.
 pub(crate) unsafe fn insert_task(shard: usize, task: &Arc<TaskShared>) -> Key {
-    // Not a pointer made from `&**task`: one derived from a reference to the
-    // record may only reach the record, and `to_entry` touches the counts.
-    insert(shard, Stored::Task(TaskPtr(Arc::as_ptr(task))))
+    // SAFETY: the caller keeps an `Arc` of `task` alive until the entry is
+    // removed, and the copy lives only in the entry.
+    insert(shard, Stored::Task(unsafe { TaskPtr::copy_of(task) }))
 }
 
 fn insert(shard: usize, entry: Stored) -> Key {
@@ -220,7 +225,7 @@ impl Stored {
             // `ArcInner` puts the counts 64 bytes before a record aligned
             // to 64; were it laid out otherwise, the hint would only be
             // wasted: a prefetch reads nothing and cannot fault.
-            crate::prefetch::line(task.0.cast::<u8>().wrapping_sub(64));
+            crate::prefetch::line(Arc::as_ptr(&task.0).cast::<u8>().wrapping_sub(64));
         }
     }
 }
@@ -326,10 +331,10 @@ fn keep_only_child(shards: &mut [MutexGuard<'static, Shard>]) {
                 None => continue,
                 Some(Stored::Thread(thread)) => std::ptr::eq(Arc::as_ptr(thread), me),
                 Some(Stored::Task(task)) => {
-                    // SAFETY: a stored task's root future holds an `Arc` of
-                    // it (the contract of `insert_task`), and only this
-                    // thread could drop that future now, and it is here.
-                    let task = unsafe { &*task.0 };
+                    // A stored task's root future holds an `Arc` of it (the
+                    // contract of `insert_task`), and only this thread could
+                    // drop that future now, and it is here.
+                    let task = task.record();
                     let keep = match task.running_on.load(Ordering::Relaxed) {
                         // Idle. A poll sets `running_on` before it takes
                         // the lock and a capture cannot run across a fork,
