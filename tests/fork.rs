@@ -22,7 +22,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use support::poll::poll_once;
-use webstack::{Kind, Options, Snapshot, State};
+use support::wait::{wait_until, watchdog};
+use webstack::__private::fork as hooks;
+use webstack::render::{render, Format, Links};
+use webstack::{Buckets, Kind, Options, Similarity, Snapshot, State};
 
 /// Children forked: enough for some forks to land while a lock is held.
 const FORKS: usize = 50;
@@ -37,6 +40,7 @@ const WRONG_THREADS_NATIVE: i32 = 4;
 const NOT_AUGMENTED: i32 = 5;
 const WRONG_THREADS_AFTER_REGISTRATION: i32 = 6;
 const PANICKED: i32 = 7;
+const NO_PAGE: i32 = 8;
 
 #[webstack::instrument]
 fn short_lived(round: u64) -> u64 {
@@ -225,15 +229,17 @@ enum Outcome {
     Signalled(i32),
 }
 
-fn fork_and_check() -> Outcome {
-    // SAFETY: the child runs only `child_checks` and leaves with `_exit`, so
-    // it never returns into code that assumes the parent's other threads.
+/// Forks a child that runs `checks` and leaves with its exit code; waits
+/// for it (its `alarm` bounds the wait).
+fn fork_and_check(checks: fn() -> i32) -> Outcome {
+    // SAFETY: the child runs only `checks` and leaves with `_exit`, so it
+    // never returns into code that assumes the parent's other threads.
     let pid = unsafe { libc::fork() };
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
     if pid == 0 {
         // SAFETY: `alarm` and `_exit` have no preconditions.
         unsafe { libc::alarm(CHILD_SECONDS) };
-        let code = std::panic::catch_unwind(child_checks).unwrap_or(PANICKED);
+        let code = std::panic::catch_unwind(checks).unwrap_or(PANICKED);
         // SAFETY: as above.
         unsafe { libc::_exit(code) };
     }
@@ -250,8 +256,60 @@ fn fork_and_check() -> Outcome {
     }
 }
 
-fn main() {
+/// Lets the templates' parsing go when dropped, also when an assertion
+/// fails.
+struct ReleaseTemplates;
+
+impl Drop for ReleaseTemplates {
+    fn drop(&mut self) {
+        hooks::hold_template_parsing(false);
+    }
+}
+
+/// A child forked while the warm-up thread parses the HTML templates
+/// renders a page of its own.
+fn child_renders_html() -> i32 {
+    // The hold was copied from the parent; the parse it held is not.
+    hooks::hold_template_parsing(false);
+    let snapshot = Snapshot::capture(&Options::default().augment(false));
+    let buckets = Buckets::aggregate(&snapshot, Similarity::AnyValue);
+    match render(&snapshot, &buckets, Format::Html, &Links::default()) {
+        Ok(page) if page.contains("</html>") => OK,
+        Ok(page) => {
+            say(&format!("a page without its end: {} bytes", page.len()));
+            NO_PAGE
+        }
+        Err(error) => {
+            say(&format!("render: {error}"));
+            NO_PAGE
+        }
+    }
+}
+
+/// `init` starts the warm-up thread, which parses the templates; the fork
+/// lands in the middle of that parse (the hook holds it there).
+fn fork_while_templates_parse() {
+    hooks::hold_template_parsing(true);
+    let _release = ReleaseTemplates;
     webstack::init();
+    assert!(
+        wait_until(Duration::from_secs(20), hooks::template_parsing_held),
+        "the warm-up thread never started parsing the templates"
+    );
+    let outcome = fork_and_check(child_renders_html);
+    println!("fork while the templates parse: {outcome:?}");
+    assert_eq!(
+        outcome,
+        Outcome::Exited(OK),
+        "the child of a fork during the templates' parsing (8: no page; Hung: \
+         it waited for a parse that does not exist in it)"
+    );
+}
+
+fn main() {
+    let _watchdog = watchdog("fork", Duration::from_secs(600));
+    // First, before anything parses the templates.
+    fork_while_templates_parse();
     let mut idle = Box::pin(idle_task(1));
     assert!(poll_once(idle.as_mut()).is_pending());
     // Symbols are loaded once, here: every child starts with them.
@@ -260,7 +318,7 @@ fn main() {
     let busy = Busy::start();
     let mut outcomes = std::collections::BTreeMap::new();
     for round in 0..FORKS {
-        *outcomes.entry(fork_and_check()).or_insert(0) += 1;
+        *outcomes.entry(fork_and_check(child_checks)).or_insert(0) += 1;
         std::thread::sleep(Duration::from_millis(1 + (round as u64 * 7) % 10));
     }
     drop(busy);

@@ -41,11 +41,18 @@
 //! (`parking_lot` keeps its queues in a process-wide table that a fork can
 //! leave locked).
 //!
+//! One-time initialisations: those *prepare* cannot simply run itself
+//! (the HTML templates take tens of milliseconds to parse, and most forks
+//! never render a page) are [`Lazy`] values, which no thread waits for: a
+//! fork in the middle of one leaves the child to build its own, where a
+//! `LazyLock` or `Once` would stay running in the child forever.
+//!
 //! Not covered: a lock outside webstack held at the fork (a memory
 //! allocator's is the allocator's business: glibc's handles fork; the
 //! `backtrace` crate's lock held by the application's own use of it).
 
 use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 /// Held shared by every capture, exclusively from *prepare* to *parent* or
@@ -90,6 +97,79 @@ impl<G> Held<G> {
     pub(crate) unsafe fn take(&self) -> Option<G> {
         // SAFETY: as for `put`.
         unsafe { (*self.0.get()).take() }
+    }
+}
+
+/// A value built on first use by whichever thread asks first, where no
+/// thread ever waits for another's build: threads that ask meanwhile build
+/// their own, and the first one stored wins (the others are dropped).
+///
+/// For the statics that code outside the fork gate initialises (the HTML
+/// templates, parsed by the warm-up thread; the serving core's shared
+/// state). A `LazyLock` or `Once` that a fork finds running stays running
+/// in the child, where the thread running it does not exist: the child's
+/// first use waits forever. Here the child finds nothing stored and builds
+/// its own.
+pub(crate) struct Lazy<T> {
+    value: AtomicPtr<T>,
+    build: fn() -> T,
+}
+
+// SAFETY: the value is built by one thread and then only read, through
+// shared references, by any thread (so `T: Sync`); a built value that lost
+// the race is dropped by the thread that built it, and a stored one is never
+// dropped, so `T` never changes threads by value (`Send` is asked for as
+// `LazyLock` does, so that changing one for the other needs no second look).
+unsafe impl<T: Send + Sync> Sync for Lazy<T> {}
+
+impl<T> Lazy<T> {
+    pub(crate) const fn new(build: fn() -> T) -> Self {
+        Lazy {
+            value: AtomicPtr::new(std::ptr::null_mut()),
+            build,
+        }
+    }
+
+    /// The value, built now if none is stored.
+    pub(crate) fn get(&self) -> &T {
+        let stored = self.value.load(Ordering::Acquire);
+        if !stored.is_null() {
+            // SAFETY: a non-null pointer was stored by `get` from a leaked
+            // `Box`, whose value was fully built before the release store
+            // our acquire load read; it is never freed (`forget` leaks).
+            return unsafe { &*stored };
+        }
+        self.build_and_store()
+    }
+
+    #[cold]
+    fn build_and_store(&self) -> &T {
+        let built = Box::into_raw(Box::new((self.build)()));
+        match self.value.compare_exchange(
+            std::ptr::null_mut(),
+            built,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            // SAFETY: just leaked, never freed.
+            Ok(_) => unsafe { &*built },
+            Err(stored) => {
+                // SAFETY: `built` came from `Box::into_raw` above and was
+                // never shared; `stored` as in `get`.
+                unsafe {
+                    drop(Box::from_raw(built));
+                    &*stored
+                }
+            }
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Lazy<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.get()
     }
 }
 
@@ -178,5 +258,43 @@ mod imp {
             crate::record::registry::after_fork(true);
             drop(GATE_HELD.take());
         }
+    }
+}
+
+/// Hooks for tests that fork at a chosen moment, reached through
+/// `webstack::__private::fork`. Each is checked only on a path that runs
+/// once or on the slow path, where a relaxed load costs nothing measurable.
+pub(crate) mod hooks {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    static HOLD_TEMPLATES: AtomicBool = AtomicBool::new(false);
+    static TEMPLATES_HELD: AtomicBool = AtomicBool::new(false);
+
+    /// While `hold` is set, the parsing of the HTML templates waits before
+    /// it starts (a forked child that means to parse them clears it).
+    pub fn hold_template_parsing(hold: bool) {
+        HOLD_TEMPLATES.store(hold, Ordering::Relaxed);
+    }
+
+    /// Whether a thread is parsing the HTML templates and waits at the hold.
+    pub fn template_parsing_held() -> bool {
+        TEMPLATES_HELD.load(Ordering::Relaxed)
+    }
+
+    /// Called where the templates' parsing starts.
+    pub(crate) fn parsing_templates() {
+        wait_at(&HOLD_TEMPLATES, &TEMPLATES_HELD);
+    }
+
+    fn wait_at(hold: &AtomicBool, held: &AtomicBool) {
+        if !hold.load(Ordering::Relaxed) {
+            return;
+        }
+        held.store(true, Ordering::Relaxed);
+        while hold.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        held.store(false, Ordering::Relaxed);
     }
 }

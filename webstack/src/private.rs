@@ -24,6 +24,11 @@ use crate::record::stack;
 pub mod native {
     pub use crate::native::hooks::*;
 }
+
+/// Hooks for tests that fork at a chosen moment.
+pub mod fork {
+    pub use crate::fork::hooks::*;
+}
 use crate::record::value::fixed_header;
 
 /// Pushes a sync frame on the current thread's shadow stack.

@@ -45,7 +45,7 @@
 //!   # }
 //!   ```
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{AppService, HttpServiceFactory};
@@ -67,7 +67,8 @@ pub use crate::serve::{Cidr, CidrError, CONTENT_SECURITY_POLICY};
 pub async fn snapshot_handler(req: HttpRequest) -> HttpResponse {
     // No `Webstack` path can be empty and also match a request: this key is
     // the handler's own.
-    static SHARED: LazyLock<Service> = LazyLock::new(|| Service::new("").allow_any());
+    static SHARED: crate::fork::Lazy<Service> =
+        crate::fork::Lazy::new(|| Service::new("").allow_any());
     respond(&SHARED, &req).await
 }
 

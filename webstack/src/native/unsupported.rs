@@ -95,10 +95,13 @@ pub(super) fn symbol_budget() -> usize {
 /// No symbols to load here: only `also`, once per process, on a thread of
 /// its own (which exits when done).
 pub(super) fn warm_up(also: fn()) {
-    static WARMING: std::sync::Once = std::sync::Once::new();
-    WARMING.call_once(|| {
-        let _ = std::thread::Builder::new()
-            .name("webstack-warm-up".into())
-            .spawn(also);
-    });
+    // Not a `Once`: one that a fork found running would keep the child's
+    // `init` waiting forever.
+    static WARMING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if WARMING.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("webstack-warm-up".into())
+        .spawn(also);
 }

@@ -19,7 +19,6 @@ use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::ops::Range;
-use std::sync::LazyLock;
 
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -37,10 +36,13 @@ use crate::snapshot::{Kind, Snapshot, State};
 
 /// Parses the templates if no page did yet.
 pub(super) fn warm_up() {
-    LazyLock::force(&TEMPLATES);
+    TEMPLATES.get();
 }
 
-static TEMPLATES: LazyLock<Result<Tera, String>> = LazyLock::new(|| {
+/// Parsed by the warm-up thread, outside the fork gate: see
+/// [`crate::fork::Lazy`].
+static TEMPLATES: crate::fork::Lazy<Result<Tera, String>> = crate::fork::Lazy::new(|| {
+    crate::fork::hooks::parsing_templates();
     let mut tera = Tera::default();
     tera.autoescape_on(vec![".html"]);
     tera.set_escape_fn(escape);

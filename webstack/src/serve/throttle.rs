@@ -3,7 +3,7 @@
 //! path in the process.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -56,7 +56,8 @@ impl Throttle {
     /// `min_interval` nor "one at a time" would hold for the process.
     pub(crate) fn shared(key: &str) -> Throttle {
         type State = (Arc<Semaphore>, Arc<Mutex<Option<Instant>>>);
-        static STATES: LazyLock<Mutex<HashMap<String, State>>> = LazyLock::new(Default::default);
+        static STATES: crate::fork::Lazy<Mutex<HashMap<String, State>>> =
+            crate::fork::Lazy::new(Default::default);
         let (turn, last) = STATES
             .lock()
             .entry(key.to_owned())

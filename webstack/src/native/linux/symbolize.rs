@@ -47,8 +47,8 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::{c_void, CStr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Once};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use std::io::Read as _;
 
@@ -1239,7 +1239,9 @@ pub(super) fn loaded() -> bool {
     OBJECTS.lock().loaded().next().is_some()
 }
 
-static WARMING: Once = Once::new();
+/// Whether the warm-up thread was started. Not a `Once`: one that a fork
+/// found running would keep the child's `init` waiting forever.
+static WARMING: AtomicBool = AtomicBool::new(false);
 
 /// Starts, once per process, a low-priority thread that reads the
 /// program's symbol table and debug information index and resolves a few
@@ -1249,11 +1251,12 @@ static WARMING: Once = Once::new();
 /// exits. It runs `also` (what later stages warm up) first, at its low
 /// priority. A forked child does not start it again.
 pub(super) fn warm_up(also: fn()) {
-    WARMING.call_once(|| {
-        let _ = std::thread::Builder::new()
-            .name("webstack-symbols".into())
-            .spawn(move || warm(also));
-    });
+    if WARMING.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("webstack-symbols".into())
+        .spawn(move || warm(also));
 }
 
 fn warm(also: fn()) {
