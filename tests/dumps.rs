@@ -338,3 +338,133 @@ fn panics_with_stderr_a_closed_pipe_do_not_abort() {
         },
     );
 }
+
+/// The lowest usable address of the calling thread's stack.
+fn stack_low_end() -> usize {
+    // SAFETY: `attr` is initialised by `pthread_getattr_np` before use and
+    // destroyed after; `addr` and `size` are writable out-parameters.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        assert_eq!(libc::pthread_getattr_np(libc::pthread_self(), &mut attr), 0);
+        let mut addr = std::ptr::null_mut();
+        let mut size = 0;
+        assert_eq!(libc::pthread_attr_getstack(&attr, &mut addr, &mut size), 0);
+        libc::pthread_attr_destroy(&mut attr);
+        addr as usize
+    }
+}
+
+/// Recurses until at most `target` bytes of stack remain below this frame,
+/// publishes what remains in `left`, then spins there until `stop`.
+#[inline(never)]
+fn descend(
+    low: usize,
+    target: usize,
+    left: &std::sync::atomic::AtomicUsize,
+    stop: &std::sync::atomic::AtomicBool,
+) -> u64 {
+    let pad = std::hint::black_box([7u8; 128]);
+    let here = std::hint::black_box(&pad) as *const [u8; 128] as usize;
+    let remaining = here.saturating_sub(low);
+    if remaining > target {
+        return descend(low, target, left, stop) + u64::from(pad[1]);
+    }
+    left.store(remaining, std::sync::atomic::Ordering::Release);
+    support::spin::spin_until(stop);
+    u64::from(pad[0])
+}
+
+/// About 1 KiB of stack left: less than the kernel's signal frame on any
+/// x86_64 or aarch64 (`AT_MINSIGSTKSZ`, 2 to 5 KiB), so a handler that
+/// does not run on the thread's alternate stack cannot even start there.
+const NEAR_GUARD: usize = 1024;
+
+#[test]
+fn sigquit_on_a_thread_near_its_guard_page_runs_on_its_alternate_stack() {
+    let _watchdog = watchdog(
+        "dumps::sigquit_on_a_thread_near_its_guard_page_runs_on_its_alternate_stack",
+        LIMIT,
+    );
+    const TEST: &str = "sigquit_on_a_thread_near_its_guard_page_runs_on_its_alternate_stack";
+    if is_child(TEST) {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        webstack::dump_on_signal(DumpSignal::Quit).expect("arm SIGQUIT");
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let left = std::sync::Arc::new(AtomicUsize::new(0));
+        let (tid_tx, tid_rx) = mpsc::channel();
+        let deep = {
+            let (stop, left) = (stop.clone(), left.clone());
+            std::thread::Builder::new()
+                .name("near-guard".into())
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    let _alternate = support::altstack::install_small();
+                    // SAFETY: `gettid` has no preconditions.
+                    tid_tx.send(unsafe { libc::gettid() }).unwrap();
+                    std::hint::black_box(descend(stack_low_end(), NEAR_GUARD, &left, &stop));
+                })
+                .unwrap()
+        };
+        let tid = tid_rx.recv().unwrap();
+        while left.load(Ordering::Acquire) == 0 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        println!("ready {tid} {}", left.load(Ordering::Acquire));
+        for line in std::io::stdin().lock().lines() {
+            if line.unwrap() == "exit" {
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        deep.join().unwrap();
+        println!("exiting normally");
+        return;
+    }
+    let mut child = Interactive::start(TEST);
+    assert!(
+        child.wait_for(Duration::from_secs(30), |out, _| out.contains("ready ")),
+        "the child did not start\n{}",
+        child.output()
+    );
+    let out = child.stdout();
+    let ready = out[out.find("ready ").unwrap()..].lines().next().unwrap();
+    let mut words = ready.split(' ').skip(1);
+    let tid: libc::pid_t = words.next().unwrap().parse().unwrap();
+    let left: usize = words.next().unwrap().parse().unwrap();
+    assert!(
+        (NEAR_GUARD - 512..=NEAR_GUARD).contains(&left),
+        "{left} bytes left\n{}",
+        child.output()
+    );
+    // The signal goes to the thread near its guard page, as a process-wide
+    // `kill -QUIT` does when the kernel picks that thread.
+    // SAFETY: `tgkill` with the child's pid, one of its threads and a
+    // valid signal number.
+    let sent = unsafe { libc::tgkill(child.pid() as libc::pid_t, tid, libc::SIGQUIT) };
+    assert_eq!(sent, 0, "{}", std::io::Error::last_os_error());
+    let dumped = child.wait_for(Duration::from_secs(30), |_, err| {
+        err.contains("webstack: end of dump")
+    });
+    if !dumped {
+        let status = child.exit_status(Duration::ZERO);
+        panic!("no dump came; the child: {status:?}\n{}", child.output());
+    }
+    let err = child.stderr();
+    assert!(
+        err.contains("webstack: dump on SIGQUIT; the process keeps running"),
+        "{err}"
+    );
+    assert!(err.contains("near-guard"), "{err}");
+    child.send("exit");
+    let status = child.exit_status(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "the child did not exit normally: {status:?}\n{}",
+        child.output()
+    );
+    assert!(
+        child.stdout().contains("exiting normally"),
+        "{}",
+        child.output()
+    );
+}

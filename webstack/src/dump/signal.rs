@@ -2,7 +2,8 @@
 //! program keeps running.
 //!
 //! The handler only writes one byte to the dump thread's pipe (`write` is
-//! async-signal-safe; the write end does not block); errno is preserved.
+//! async-signal-safe; the write end does not block); errno is preserved. It
+//! runs on the thread's alternate signal stack where it has one.
 
 use std::fmt;
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
@@ -139,7 +140,11 @@ fn install(signal: DumpSignal) -> Result<(), SignalError> {
     // reads is set below.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
     action.sa_sigaction = ours;
-    action.sa_flags = libc::SA_RESTART;
+    // SA_ONSTACK: on the thread's alternate signal stack where it has one
+    // (std gives one to every thread it starts). A thread near its guard
+    // page has no room for the kernel's signal frame on its own stack: the
+    // delivery would fail with a SIGSEGV instead of a dump.
+    action.sa_flags = libc::SA_RESTART | libc::SA_ONSTACK;
     // SAFETY: a zeroed `sigaction` is a valid out-parameter.
     let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: `sa_mask` is a valid `sigset_t` to initialise; `action` is
