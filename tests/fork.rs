@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::poll::poll_once;
 use support::wait::{wait_until, watchdog};
@@ -232,9 +232,18 @@ enum Outcome {
 /// Forks a child that runs `checks` and leaves with its exit code; waits
 /// for it (its `alarm` bounds the wait).
 fn fork_and_check(checks: fn() -> i32) -> Outcome {
+    let (pid, _) = fork_child(checks);
+    reap(pid)
+}
+
+/// Forks a child that runs `checks` under `alarm` and leaves with its exit
+/// code; returns its pid and how long `fork` took in the parent.
+fn fork_child(checks: fn() -> i32) -> (libc::pid_t, Duration) {
+    let started = Instant::now();
     // SAFETY: the child runs only `checks` and leaves with `_exit`, so it
     // never returns into code that assumes the parent's other threads.
     let pid = unsafe { libc::fork() };
+    let took = started.elapsed();
     assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
     if pid == 0 {
         // SAFETY: `alarm` and `_exit` have no preconditions.
@@ -243,6 +252,11 @@ fn fork_and_check(checks: fn() -> i32) -> Outcome {
         // SAFETY: as above.
         unsafe { libc::_exit(code) };
     }
+    (pid, took)
+}
+
+/// Waits for the child `pid` (its `alarm` bounds the wait).
+fn reap(pid: libc::pid_t) -> Outcome {
     let mut status = 0;
     // SAFETY: `status` is writable; `pid` is our child.
     let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
@@ -254,6 +268,83 @@ fn fork_and_check(checks: fn() -> i32) -> Outcome {
     } else {
         Outcome::Signalled(libc::WTERMSIG(status))
     }
+}
+
+/// What a fork may wait for a capture in flight: the target is 5 ms, the
+/// registry reads; a generous bound, so a loaded machine does not fail it.
+const FORK_WAIT: Duration = Duration::from_millis(50);
+
+/// A child forked during a cold `augment=1` capture: its own capture with
+/// native stacks works, whatever the parent's capture held at the fork.
+fn child_captures_native() -> i32 {
+    let native = Snapshot::capture(&Options::default().augment(true));
+    if !only_this_thread(&native) {
+        say(&format!("augment=1 threads: {}", describe(&native)));
+        return WRONG_THREADS_NATIVE;
+    }
+    if !native.augmented {
+        say(&format!("not augmented: {:?}", native.native_error));
+        return NOT_AUGMENTED;
+    }
+    OK
+}
+
+/// Forks again and again while another thread takes the process's first
+/// `augment=1` capture (loading symbols, reading source files): each fork
+/// waits at most for the capture's registry reads, not for the rest.
+fn fork_during_cold_capture() {
+    let running = Arc::new(AtomicBool::new(true));
+    let capture = {
+        let running = running.clone();
+        std::thread::spawn(move || {
+            let snapshot = Snapshot::capture(&Options::default().augment(true));
+            running.store(false, Ordering::SeqCst);
+            (snapshot.augmented, snapshot.capture_time)
+        })
+    };
+    // Past the capture's registry reads, into its native pass.
+    std::thread::sleep(Duration::from_millis(5));
+    let mut forks = Vec::new();
+    while running.load(Ordering::SeqCst) && forks.len() < 40 {
+        // The first few children capture native stacks themselves; the
+        // others leave at once (each cold capture costs a child seconds).
+        let checks = if forks.len() < 4 {
+            child_captures_native
+        } else {
+            || OK
+        };
+        let (pid, took) = fork_child(checks);
+        forks.push((pid, took, running.load(Ordering::SeqCst)));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (augmented, capture_time) = capture.join().expect("the capture thread");
+    let outcomes: Vec<Outcome> = forks.iter().map(|&(pid, _, _)| reap(pid)).collect();
+    let during: Vec<Duration> = forks
+        .iter()
+        .filter(|&&(_, _, still)| still)
+        .map(|&(_, took, _)| took)
+        .collect();
+    let longest = forks.iter().map(|&(_, took, _)| took).max();
+    println!(
+        "fork during a cold capture ({capture_time:?}): {} forks, {} while it ran, \
+         longest fork {longest:?}; children: {outcomes:?}",
+        forks.len(),
+        during.len()
+    );
+    assert!(augmented, "the cold capture was not augmented");
+    assert!(
+        longest.is_some_and(|longest| longest <= FORK_WAIT),
+        "a fork waited {longest:?} for a capture (bound {FORK_WAIT:?})"
+    );
+    assert!(
+        !during.is_empty(),
+        "no fork returned while the capture ran ({capture_time:?})"
+    );
+    assert!(
+        outcomes.iter().all(|o| *o == Outcome::Exited(OK)),
+        "children forked during the capture (4 wrong threads, 5 not augmented, Hung): \
+         {outcomes:?}"
+    );
 }
 
 /// Lets the templates' parsing go when dropped, also when an assertion
@@ -310,6 +401,7 @@ fn main() {
     let _watchdog = watchdog("fork", Duration::from_secs(600));
     // First, before anything parses the templates.
     fork_while_templates_parse();
+    fork_during_cold_capture();
     let mut idle = Box::pin(idle_task(1));
     assert!(poll_once(idle.as_mut()).is_pending());
     // Symbols are loaded once, here: every child starts with them.

@@ -6,20 +6,29 @@
 //! capture):
 //!
 //! - *prepare* (in the parent, before the fork) takes, in this order, the
-//!   capture gate exclusively, which waits for running captures to finish
-//!   (a capture never waits on the program, so this is bounded), then every
-//!   registry shard lock, then the few locks reached outside a capture (the
-//!   native signal's configuration, the crate-origin set). At the fork no
-//!   other thread holds any of them, and none holds a lock that only a
-//!   capture takes (a task's lock for copying its chain, the native
-//!   collector, the symbol caches), or `backtrace`'s lock on webstack's
-//!   behalf;
+//!   capture gate exclusively, which waits for the registry reads of
+//!   running captures to finish (microseconds to a millisecond: a capture
+//!   holds the gate only while it reads the registry, and never waits on
+//!   the program there), then every registry shard lock, then the few locks
+//!   reached outside a capture (the native signal's configuration, the
+//!   crate-origin set). At the fork no other thread holds any of them, and
+//!   none holds a lock that only the registry reads take (a task's lock for
+//!   copying its chain);
 //! - *parent* releases them;
 //! - *child* first makes the state describe the child, then releases them:
 //!   the registry keeps only the forking thread (its kernel thread id
 //!   updated) and the tasks that can still make progress, and the native
 //!   collector forgets the parent's threads (ids by tid, suspects, a slot
 //!   left claimed by an unwinder that never finished).
+//!
+//! The native pass of a capture (signalling, unwinding, symbolising,
+//! reading source files: up to seconds when symbols are first loaded) runs
+//! after the gate is released, so a fork does not wait for it. What it
+//! keeps across captures (the collector, the symbol caches) sits behind
+//! [`Mutex`]es that the *child* takes back if a thread of the parent held
+//! one at the fork, starting that state afresh (the old one is leaked): the
+//! child's first native capture then loads symbols again instead of
+//! waiting forever. It never takes `backtrace`'s lock.
 //!
 //! Which tasks stay in the child: a task idle at the fork stays; its future
 //! exists in the child's copy of memory and the forking thread may well poll
@@ -111,57 +120,21 @@ impl<G> Held<G> {
 /// first use waits forever. Here the child finds nothing stored and builds
 /// its own.
 pub(crate) struct Lazy<T> {
-    value: AtomicPtr<T>,
+    value: Leaked<T>,
     build: fn() -> T,
 }
-
-// SAFETY: the value is built by one thread and then only read, through
-// shared references, by any thread (so `T: Sync`); a built value that lost
-// the race is dropped by the thread that built it, and a stored one is never
-// dropped, so `T` never changes threads by value (`Send` is asked for as
-// `LazyLock` does, so that changing one for the other needs no second look).
-unsafe impl<T: Send + Sync> Sync for Lazy<T> {}
 
 impl<T> Lazy<T> {
     pub(crate) const fn new(build: fn() -> T) -> Self {
         Lazy {
-            value: AtomicPtr::new(std::ptr::null_mut()),
+            value: Leaked::new(),
             build,
         }
     }
 
     /// The value, built now if none is stored.
     pub(crate) fn get(&self) -> &T {
-        let stored = self.value.load(Ordering::Acquire);
-        if !stored.is_null() {
-            // SAFETY: a non-null pointer was stored by `get` from a leaked
-            // `Box`, whose value was fully built before the release store
-            // our acquire load read; it is never freed (`forget` leaks).
-            return unsafe { &*stored };
-        }
-        self.build_and_store()
-    }
-
-    #[cold]
-    fn build_and_store(&self) -> &T {
-        let built = Box::into_raw(Box::new((self.build)()));
-        match self.value.compare_exchange(
-            std::ptr::null_mut(),
-            built,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            // SAFETY: just leaked, never freed.
-            Ok(_) => unsafe { &*built },
-            Err(stored) => {
-                // SAFETY: `built` came from `Box::into_raw` above and was
-                // never shared; `stored` as in `get`.
-                unsafe {
-                    drop(Box::from_raw(built));
-                    &*stored
-                }
-            }
-        }
+        self.value.get_or(self.build)
     }
 }
 
@@ -170,6 +143,112 @@ impl<T> std::ops::Deref for Lazy<T> {
 
     fn deref(&self) -> &T {
         self.get()
+    }
+}
+
+/// A mutex for state that the native pass keeps across captures (the
+/// collector, the symbol caches), which runs outside the fork gate: a fork
+/// does not wait for its holder, and the child of a fork that found it held
+/// takes it back with [`recover`](Mutex::recover), starting that state
+/// afresh. A `std` mutex inside (its waiters sleep in the kernel: none is
+/// left queued in the child), built on first use like a [`Lazy`].
+pub(crate) struct Mutex<T> {
+    lock: Leaked<std::sync::Mutex<T>>,
+    fresh: fn() -> T,
+}
+
+impl<T> Mutex<T> {
+    /// A mutex holding `fresh()`, built on first use and again after
+    /// [`recover`](Mutex::recover) gave up a value.
+    pub(crate) const fn new(fresh: fn() -> T) -> Self {
+        Mutex {
+            lock: Leaked::new(),
+            fresh,
+        }
+    }
+
+    /// Locks the value (a panic while it was held does not poison it: each
+    /// user keeps it consistent, or resets it).
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, T> {
+        self.lock
+            .get_or(|| std::sync::Mutex::new((self.fresh)()))
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// In the child of a fork: if the lock is held, the thread holding it
+    /// was left behind by the fork and may have left the value half
+    /// changed; the value is then given up (leaked, never dropped) and the
+    /// next [`lock`](Mutex::lock) starts from `fresh()`. Returns whether it
+    /// was given up.
+    pub(crate) fn recover(&self) -> bool {
+        let Some(lock) = self.lock.peek() else {
+            return false;
+        };
+        if let Err(std::sync::TryLockError::WouldBlock) = lock.try_lock() {
+            self.lock.forget();
+            return true;
+        }
+        false
+    }
+}
+
+/// A value in a leaked box, stored once by whichever thread comes first;
+/// [`Leaked::forget`] lets another be stored, never freeing the old one.
+struct Leaked<T>(AtomicPtr<T>);
+
+// SAFETY: a stored value is built by one thread and then only read, through
+// shared references, by any thread (so `T: Sync`); a built value that lost
+// the race is dropped by the thread that built it, and a stored one is never
+// dropped, so `T` never changes threads by value (`Send` is asked for as
+// `LazyLock` does, so that changing one for the other needs no second look).
+unsafe impl<T: Send + Sync> Sync for Leaked<T> {}
+
+impl<T> Leaked<T> {
+    const fn new() -> Self {
+        Leaked(AtomicPtr::new(std::ptr::null_mut()))
+    }
+
+    fn get_or(&self, build: impl FnOnce() -> T) -> &T {
+        match self.peek() {
+            Some(value) => value,
+            None => self.store(build()),
+        }
+    }
+
+    #[cold]
+    fn store(&self, value: T) -> &T {
+        let built = Box::into_raw(Box::new(value));
+        match self.0.compare_exchange(
+            std::ptr::null_mut(),
+            built,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            // SAFETY: just leaked, and a stored box is never freed.
+            Ok(_) => unsafe { &*built },
+            Err(stored) => {
+                // SAFETY: `built` came from `Box::into_raw` above and was
+                // never shared; `stored` as in `peek`.
+                unsafe {
+                    drop(Box::from_raw(built));
+                    &*stored
+                }
+            }
+        }
+    }
+
+    fn peek(&self) -> Option<&T> {
+        let stored = self.0.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer was stored by `store` from a leaked
+        // box, whose value was written before the release half of that
+        // compare-exchange, which this acquire load read; a stored box is
+        // never freed (`forget` leaks it).
+        (!stored.is_null()).then(|| unsafe { &*stored })
+    }
+
+    fn forget(&self) {
+        self.0.store(std::ptr::null_mut(), Ordering::Release);
     }
 }
 

@@ -18,10 +18,14 @@ impl Snapshot {
     /// returns. With `augment`, the threads that do not answer their signal
     /// cost at most [`native::timeout`](crate::native::timeout) together.
     pub fn capture(options: &Options) -> Snapshot {
-        let _gate = crate::fork::capturing();
         let _here = Capturing::enter();
         let started = std::time::Instant::now();
-        let mut snapshot = capture::shadow(options);
+        // Only the registry reads hold the fork gate: a fork waits for them,
+        // not for the native pass (see `crate::fork`).
+        let mut snapshot = {
+            let _gate = crate::fork::capturing();
+            capture::shadow(options)
+        };
         if options.augment {
             crate::native::augment(&mut snapshot);
         }

@@ -426,14 +426,12 @@ pub(crate) mod hooks {
     /// Takes every thread's native stack without symbolising or merging;
     /// returns how many threads answered. For benchmarks.
     pub fn stacks_only() -> Result<usize, String> {
-        let _gate = crate::fork::capturing();
         sys::stacks_only()
     }
 
     /// Symbolises one return address, through the cache; returns the number
     /// of (inlined) functions found. For benchmarks.
     pub fn symbolize(address: usize) -> usize {
-        let _gate = crate::fork::capturing();
         sys::symbolize(address)
     }
 
@@ -444,7 +442,6 @@ pub(crate) mod hooks {
     pub fn augment_phases(
         snapshot: &mut crate::Snapshot,
     ) -> Vec<(&'static str, std::time::Duration)> {
-        let _gate = crate::fork::capturing();
         let mut phases = Vec::new();
         let mut last = std::time::Instant::now();
         let mut mark = |name: &'static str| {
@@ -462,34 +459,29 @@ pub(crate) mod hooks {
 
     /// Empties the cache of resolved addresses. For benchmarks.
     pub fn clear_symbol_cache() {
-        let _gate = crate::fork::capturing();
         sys::clear_symbol_cache();
     }
 
     /// Drops the parsed debug information, as an exceeded symbol budget
     /// does. For benchmarks.
     pub fn drop_parsed_symbols() {
-        let _gate = crate::fork::capturing();
         sys::drop_parsed_symbols();
     }
 
     /// Estimated bytes held within the symbol budget. For tests.
     pub fn symbol_bytes() -> usize {
-        let _gate = crate::fork::capturing();
         sys::symbol_bytes()
     }
 
     /// Bytes of the symbol indexes and tables, kept outside the budget.
     /// For benchmarks.
     pub fn symbol_index_bytes() -> usize {
-        let _gate = crate::fork::capturing();
         sys::symbol_index_bytes()
     }
 
     /// Whether symbols of some object are loaded (by a snapshot or the
     /// background warm-up). For tests.
     pub fn symbols_loaded() -> bool {
-        let _gate = crate::fork::capturing();
         sys::symbols_loaded()
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use crate::fork::Mutex;
 
 use super::merge::{merge, NativeFrame};
 use super::proc::{self, TaskInfo};
@@ -78,14 +78,18 @@ struct Collector {
 }
 
 /// Held for the whole signalling phase, so that the slots have one reader
-/// and two captures never signal at once.
-static CAPTURE: Mutex<Option<Collector>> = Mutex::new(None);
+/// and two captures never signal at once. Outside the fork gate: a child
+/// of a fork that found it held starts afresh (see [`crate::fork::Mutex`]).
+static CAPTURE: Mutex<Option<Collector>> = Mutex::new(|| None);
 
 /// Forgets the state kept about the parent's threads, in the child of a
-/// fork (where no capture can be running: see [`crate::fork`]).
+/// fork. If a capture of the parent was signalling at the fork, its state
+/// is given up, and the copy buffers too (it may have been replacing them).
 pub(super) fn forget_threads() {
-    if let Some(mut collector) = CAPTURE.try_lock() {
-        *collector = None;
+    if CAPTURE.recover() {
+        signal::forget_copies();
+    } else {
+        *CAPTURE.lock() = None;
     }
 }
 

@@ -73,6 +73,7 @@ pub(super) unsafe fn after_fork(child: bool) {
     if child {
         collect::forget_threads();
         signal::forget_requests();
+        symbolize::recover_after_fork();
     }
     // SAFETY: guaranteed by the caller.
     unsafe { signal::after_fork() };

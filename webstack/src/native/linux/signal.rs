@@ -321,6 +321,17 @@ pub(super) fn forget_requests() {
     REMAINING.store(0, Ordering::Release);
 }
 
+/// Drops the copy buffers in the child of a fork whose parent was in the
+/// middle of a capture, which may have been replacing them (a region and
+/// its size are two words): the next capture maps new ones. The old ones
+/// stay mapped, unused.
+pub(super) fn forget_copies() {
+    for chunk in 0..MAX_CHUNKS {
+        REGIONS[chunk].store(std::ptr::null_mut(), Ordering::Relaxed);
+        BUFFER[chunk].store(0, Ordering::Relaxed);
+    }
+}
+
 fn default_signal() -> i32 {
     libc::SIGRTMIN() + 3
 }

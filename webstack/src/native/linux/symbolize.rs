@@ -48,13 +48,13 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::{c_void, CStr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use std::io::Read as _;
 
+use crate::fork::Mutex;
 use gimli::Reader as _;
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
-use parking_lot::Mutex;
 
 use super::mapped::Mapping;
 use super::merge::match_key;
@@ -77,7 +77,7 @@ pub(super) struct SymFrame {
 /// Function and file names, kept for the life of the process so frames can
 /// borrow them instead of allocating. Bounded by the names of the frames
 /// the program's snapshots showed.
-static NAMES: LazyLock<Mutex<HashSet<&'static str>>> = LazyLock::new(Default::default);
+static NAMES: Mutex<HashSet<&'static str>> = Mutex::new(HashSet::new);
 
 fn intern(name: &str) -> &'static str {
     let mut names = NAMES.lock();
@@ -119,10 +119,10 @@ fn entry_cost(frames: &[SymFrame]) -> usize {
     64 + std::mem::size_of_val(frames)
 }
 
-static SYMBOLS: LazyLock<Mutex<SymCache>> = LazyLock::new(Default::default);
+static SYMBOLS: Mutex<SymCache> = Mutex::new(SymCache::default);
 
 /// The loaded objects and what was read of them.
-static OBJECTS: Mutex<Objects> = Mutex::new(Objects::new());
+static OBJECTS: Mutex<Objects> = Mutex::new(Objects::new);
 
 /// The functions at `lookup`, innermost inlined call first. `lookup` is a
 /// return address (the resolver looks one byte before it); pass an exact
@@ -1143,7 +1143,7 @@ struct SourceFile {
     starts: Vec<usize>,
 }
 
-static SOURCES: LazyLock<Mutex<SourceCache>> = LazyLock::new(Default::default);
+static SOURCES: Mutex<SourceCache> = Mutex::new(SourceCache::default);
 
 /// The text of line `line` (1-based) of `file`, trimmed, when the file is
 /// readable; files are read once and kept while they fit a quarter of the
@@ -1239,6 +1239,16 @@ pub(super) fn loaded() -> bool {
     OBJECTS.lock().loaded().next().is_some()
 }
 
+/// In the child of a fork, takes back the locks that a thread of the
+/// parent held at the fork (a snapshot symbolising, the warm-up thread):
+/// what they guarded starts afresh (see [`crate::fork::Mutex`]).
+pub(super) fn recover_after_fork() {
+    NAMES.recover();
+    SYMBOLS.recover();
+    OBJECTS.recover();
+    SOURCES.recover();
+}
+
 /// Whether the warm-up thread was started. Not a `Once`: one that a fork
 /// found running would keep the child's `init` waiting forever.
 static WARMING: AtomicBool = AtomicBool::new(false);
@@ -1282,7 +1292,6 @@ fn warm(also: fn()) {
         files.extend(sink.drain(..).filter_map(|f| f.file));
     }
     {
-        let _gate = crate::fork::capturing();
         let mut installed = OBJECTS.lock();
         if installed.loaded().next().is_none() {
             *installed = objects;
@@ -1290,7 +1299,6 @@ fn warm(also: fn()) {
     }
     // And read the source files of those frames, for their `source` lines.
     for file in files {
-        let _gate = crate::fork::capturing();
         source_line(&tidy(&file), 1);
     }
 }
