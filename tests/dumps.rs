@@ -468,3 +468,146 @@ fn sigquit_on_a_thread_near_its_guard_page_runs_on_its_alternate_stack() {
         child.output()
     );
 }
+
+/// A server framework a child process runs for the SIGQUIT tests.
+#[derive(Clone, Copy, Debug)]
+enum Framework {
+    /// actix-web with its own signal handling on, as `HttpServer` starts by
+    /// default: SIGINT and SIGTERM stop it gracefully, SIGQUIT at once.
+    Actix,
+    /// axum on tokio, shut down gracefully on the same three signals
+    /// through `tokio::signal`, as applications write it.
+    Axum,
+}
+
+/// In the child: arms the dump on SIGQUIT, serves `GET /` on 127.0.0.1
+/// with `framework`, prints `ready <addr>`, and stops the server on `exit`
+/// from stdin.
+fn serve_until_exit(framework: Framework) {
+    webstack::dump_on_signal(DumpSignal::Quit).expect("arm SIGQUIT");
+    let (addr_tx, addr_rx) = mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || match framework {
+        Framework::Actix => actix_rt::System::new().block_on(async move {
+            use actix_web::{web, App, HttpServer};
+            let server = HttpServer::new(|| {
+                App::new().route("/", web::get().to(|| async { "still serving" }))
+            })
+            .workers(1)
+            .bind("127.0.0.1:0")
+            .expect("bind 127.0.0.1:0");
+            addr_tx.send(server.addrs()[0]).unwrap();
+            let server = server.run();
+            let handle = server.handle();
+            actix_rt::spawn(async move {
+                let _ = stop_rx.await;
+                handle.stop(true).await;
+            });
+            server.await.unwrap();
+        }),
+        Framework::Axum => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                use actix_rt::signal::unix::{signal, SignalKind};
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = axum::Router::new()
+                    .route("/", axum::routing::get(|| async { "still serving" }));
+                let mut term = signal(SignalKind::terminate()).unwrap();
+                let mut quit = signal(SignalKind::quit()).unwrap();
+                let shutdown = async move {
+                    tokio::select! {
+                        _ = actix_rt::signal::ctrl_c() => println!("shutdown on SIGINT"),
+                        _ = term.recv() => println!("shutdown on SIGTERM"),
+                        _ = quit.recv() => println!("shutdown on SIGQUIT"),
+                        _ = stop_rx => {}
+                    }
+                };
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                    .unwrap();
+            });
+        }
+    });
+    let addr = addr_rx.recv().unwrap();
+    println!("ready {addr}");
+    for line in std::io::stdin().lock().lines() {
+        if line.unwrap() == "exit" {
+            break;
+        }
+    }
+    let _ = stop_tx.send(());
+    server.join().unwrap();
+    println!("exiting normally");
+}
+
+/// In the parent: the child serving with `framework` gets `kill -QUIT`,
+/// prints the dump, and still answers a request a second later.
+fn sigquit_keeps_serving(test: &str, framework: Framework) {
+    let mut child = Interactive::start(test);
+    assert!(
+        child.wait_for(Duration::from_secs(30), |out, _| out.contains("ready ")),
+        "the child did not start\n{}",
+        child.output()
+    );
+    let out = child.stdout();
+    let ready = out[out.find("ready ").unwrap()..].lines().next().unwrap();
+    let addr: std::net::SocketAddr = ready["ready ".len()..].parse().unwrap();
+    let before = support::server::get_within(addr, "/", Duration::from_secs(30));
+    assert_eq!(before.text(), "still serving", "{framework:?}");
+    // SAFETY: `kill` with a valid pid and signal number.
+    assert_eq!(unsafe { libc::kill(child.pid() as i32, libc::SIGQUIT) }, 0);
+    assert!(
+        child.wait_for(Duration::from_secs(30), |_, err| err
+            .contains("webstack: end of dump")),
+        "no dump came\n{}",
+        child.output()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let after = support::server::get(addr, "/");
+    assert!(
+        after.as_ref().is_ok_and(|r| r.text() == "still serving"),
+        "{framework:?} stopped serving after SIGQUIT: {after:?}\n{}",
+        child.output()
+    );
+    child.send("exit");
+    let status = child.exit_status(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()) && child.stdout().contains("exiting normally"),
+        "the child did not exit normally: {status:?}\n{}",
+        child.output()
+    );
+}
+
+#[test]
+fn sigquit_dumps_and_an_actix_server_keeps_serving() {
+    let _watchdog = watchdog(
+        "dumps::sigquit_dumps_and_an_actix_server_keeps_serving",
+        LIMIT,
+    );
+    const TEST: &str = "sigquit_dumps_and_an_actix_server_keeps_serving";
+    if is_child(TEST) {
+        serve_until_exit(Framework::Actix);
+        return;
+    }
+    sigquit_keeps_serving(TEST, Framework::Actix);
+}
+
+#[test]
+fn sigquit_dumps_and_an_axum_server_keeps_serving() {
+    let _watchdog = watchdog(
+        "dumps::sigquit_dumps_and_an_axum_server_keeps_serving",
+        LIMIT,
+    );
+    const TEST: &str = "sigquit_dumps_and_an_axum_server_keeps_serving";
+    if is_child(TEST) {
+        serve_until_exit(Framework::Axum);
+        return;
+    }
+    sigquit_keeps_serving(TEST, Framework::Axum);
+}

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use pretty_assertions::assert_eq;
 use support::gate::Gate;
-use support::snapshot::{describe, shadow_snapshot_until};
+use support::snapshot::{describe, shadow_snapshot, shadow_snapshot_until};
 use support::wait::watchdog;
 use tokio::sync::oneshot;
 use webstack::render::{render, Format, Links};
@@ -209,4 +209,83 @@ fn the_main_attribute_runtime_has_the_hooks() {
         listed
     });
     assert_eq!(listed, 1);
+}
+
+fn tokio_id<T>(handle: &tokio::task::JoinHandle<T>) -> u64 {
+    handle.id().to_string().parse().unwrap()
+}
+
+/// Tokio reports the termination of a task spawned on a runtime that has
+/// shut down before its spawn: the hooks must not list it, nor keep a slot
+/// for it.
+#[test]
+fn a_task_spawned_after_shutdown_is_not_listed() {
+    let _watchdog = watchdog(
+        "tokio_hooks::a_task_spawned_after_shutdown_is_not_listed",
+        LIMIT,
+    );
+    let rt = runtime();
+    let handle = rt.handle().clone();
+    drop(rt);
+    let task = handle.spawn(async {});
+    let id = tokio_id(&task);
+    let snapshot = shadow_snapshot();
+    let listed: Vec<&Routine> = snapshot
+        .routines
+        .iter()
+        .filter(|r| r.tokio_id == Some(id))
+        .collect();
+    assert!(listed.is_empty(), "{listed:#?}");
+    assert!(!webstack::__private::tokio_hooks::holds_slot(id));
+    let joined = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(task);
+    assert!(joined.unwrap_err().is_cancelled());
+}
+
+/// Tasks spawned from other threads while the runtime shuts down: tokio may
+/// report a task's termination on the shutting-down thread before the
+/// spawning thread reports its spawn. None of them stays listed or keeps a
+/// slot.
+#[test]
+fn tasks_spawned_while_the_runtime_shuts_down_leave_nothing_behind() {
+    let _watchdog = watchdog(
+        "tokio_hooks::tasks_spawned_while_the_runtime_shuts_down_leave_nothing_behind",
+        LIMIT,
+    );
+    const ROUNDS: usize = 50;
+    const SPAWNERS: usize = 2;
+    let mut ids = Vec::new();
+    for _ in 0..ROUNDS {
+        let rt = runtime();
+        let start = Arc::new(Barrier::new(SPAWNERS + 1));
+        let spawners: Vec<_> = (0..SPAWNERS)
+            .map(|_| {
+                let (handle, start) = (rt.handle().clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    (0..200)
+                        .map(|_| tokio_id(&handle.spawn(std::future::pending::<()>())))
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        start.wait();
+        drop(rt);
+        for spawner in spawners {
+            ids.extend(spawner.join().unwrap());
+        }
+    }
+    let snapshot = shadow_snapshot();
+    let listed: Vec<&Routine> = snapshot
+        .routines
+        .iter()
+        .filter(|r| r.tokio_id.is_some_and(|id| ids.contains(&id)))
+        .collect();
+    let held = ids
+        .iter()
+        .filter(|&&id| webstack::__private::tokio_hooks::holds_slot(id))
+        .count();
+    assert_eq!((listed.len(), held), (0, 0), "of {} tasks", ids.len());
 }

@@ -31,6 +31,12 @@ pub mod fork {
 }
 use crate::record::value::fixed_header;
 
+/// Hooks into the table of `webstack::tokio::hooks`, for tests.
+#[cfg(all(feature = "tokio", tokio_unstable))]
+pub mod tokio_hooks {
+    pub use crate::record::hooks::holds_slot;
+}
+
 /// Pushes a sync frame on the current thread's shadow stack.
 #[inline(always)]
 pub fn enter<A: FrameArgs>(meta: impl StaticMeta, owner: impl Owner, args: A) -> FrameGuard {

@@ -82,8 +82,9 @@ impl fmt::Display for SignalError {
         match self {
             SignalError::AlreadyHandled(signal) => write!(
                 f,
-                "{signal} already has a handler installed by the application; webstack does \
-                 not replace it: choose another DumpSignal"
+                "{signal} already has a handler installed by the application (or by \
+                 tokio::signal, e.g. a server already started); webstack does not replace it: \
+                 arm the dump before the server starts, or choose another DumpSignal"
             ),
             SignalError::Os(e) => write!(f, "cannot arm the dump signal: {e}"),
         }
@@ -116,6 +117,15 @@ impl std::error::Error for SignalError {
 /// signal only changes the options. In the child of a `fork`, the signal
 /// does nothing until this is called again there (the dump thread does not
 /// exist in the child).
+///
+/// Once armed, the signal is webstack's alone: what registers for it later
+/// through `tokio::signal` (which uses signal-hook-registry) is never
+/// called. So `kill -QUIT` only prints a dump also under actix-web, whose
+/// server otherwise stops at once on `SIGQUIT`, and under an application
+/// that shuts down on it; `SIGINT` and `SIGTERM` still stop them. Arm it
+/// before the server starts (`#[webstack::main(dump_on_signal)]` does):
+/// once a runtime has registered the signal, it is kept as the
+/// application's.
 pub fn dump_on_signal(signal: DumpSignal) -> Result<(), SignalError> {
     dump_on_signal_with(signal, DumpOptions::default())
 }
@@ -134,8 +144,44 @@ pub fn dump_on_signal_with(signal: DumpSignal, options: DumpOptions) -> Result<(
 static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
 static PID: AtomicU32 = AtomicU32::new(0);
 
+/// The handler of `signal` now (`SIG_DFL`, `SIG_IGN` or a function).
+fn current_handler(signal: libc::c_int) -> Result<libc::sighandler_t, SignalError> {
+    // SAFETY: a zeroed `sigaction` is a valid out-parameter.
+    let mut current: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: a null new action only reads the current one into `current`.
+    if unsafe { libc::sigaction(signal, std::ptr::null(), &mut current) } != 0 {
+        return Err(SignalError::Os(std::io::Error::last_os_error()));
+    }
+    Ok(current.sa_sigaction)
+}
+
+/// Makes `signal` webstack's alone, also for handlers registered later
+/// through signal-hook-registry, which is how `tokio::signal` registers:
+/// the registry installs its own handler at a signal's first registration
+/// only, and later ones join that handler's list. Registering a no-op
+/// first, then installing webstack's handler over the registry's, leaves
+/// that list unreachable. Without it, tokio's handler goes on top and
+/// calls webstack's, and actix-server, which treats SIGQUIT as "stop now",
+/// ends the process after its dump.
+fn take_over_registry(signal: libc::c_int) -> Result<(), SignalError> {
+    // SAFETY: the action does nothing, so it is async-signal-safe; `signal`
+    // is one of `DumpSignal`'s, none of the registry's forbidden ones.
+    unsafe { signal_hook_registry::register(signal, || {}) }
+        .map(drop)
+        .map_err(SignalError::Os)
+}
+
 fn install(signal: DumpSignal) -> Result<(), SignalError> {
     let ours = handler as extern "C" fn(libc::c_int) as usize;
+    let number = signal.number();
+    let mut expected = current_handler(number)?;
+    if expected != ours {
+        if expected != libc::SIG_DFL && expected != libc::SIG_IGN {
+            return Err(SignalError::AlreadyHandled(signal));
+        }
+        take_over_registry(number)?;
+        expected = current_handler(number)?;
+    }
     // SAFETY: a zeroed `sigaction` is a valid value; every field the kernel
     // reads is set below.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -152,19 +198,20 @@ fn install(signal: DumpSignal) -> Result<(), SignalError> {
     // absence of `SA_SIGINFO` asks for, and `old` is writable.
     let rc = unsafe {
         libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(signal.number(), &action, &mut old)
+        libc::sigaction(number, &action, &mut old)
     };
     if rc != 0 {
         return Err(SignalError::Os(std::io::Error::last_os_error()));
     }
     let previous = old.sa_sigaction;
-    if previous == libc::SIG_DFL || previous == libc::SIG_IGN || previous == ours {
+    if previous == expected || previous == ours {
         return Ok(());
     }
-    // The application's handler was there: put it back. (Installing first
-    // and checking the old action makes the check and the change one step.)
+    // The application installed its handler since `expected` was read: put
+    // it back. (Checking the action the kernel swapped out makes the check
+    // and the change one step.)
     // SAFETY: `old` is the action the kernel just returned.
-    unsafe { libc::sigaction(signal.number(), &old, std::ptr::null_mut()) };
+    unsafe { libc::sigaction(number, &old, std::ptr::null_mut()) };
     Err(SignalError::AlreadyHandled(signal))
 }
 
