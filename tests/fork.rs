@@ -9,6 +9,13 @@
 //! `_exit`: 0, or a code naming the failed check. The parent counts the
 //! outcomes and asserts that every child succeeded.
 //!
+//! Three moments are reached for certain, with hooks that hold a thread
+//! there: the warm-up thread parsing the HTML templates (the child renders
+//! a page), a thread between inserting its stack in the registry and
+//! installing it (the child shows only itself), and a cold `augment=1`
+//! capture loading symbols (each fork waits at most [`FORK_WAIT`] for it,
+//! and children capture native stacks themselves).
+//!
 //! `harness = false`: the process's threads are this file's, and the child
 //! never meets a test harness's locks. A child writes nothing through Rust's
 //! `stderr` lock (a parent thread may have held it at the fork); its
@@ -397,11 +404,50 @@ fn fork_while_templates_parse() {
     );
 }
 
+/// Lets held registrations go when dropped, also when an assertion fails.
+struct ReleaseRegistration;
+
+impl Drop for ReleaseRegistration {
+    fn drop(&mut self) {
+        hooks::hold_registration(false);
+    }
+}
+
+/// The child of a fork that landed mid-registration: the usual checks,
+/// once the copied hold is off.
+fn child_checks_mid_registration() -> i32 {
+    hooks::hold_registration(false);
+    child_checks()
+}
+
+/// A thread is held between inserting its stack in the registry and
+/// installing it as its own when the fork lands: the child shows only
+/// itself, and registers threads of its own.
+fn fork_mid_registration() {
+    hooks::hold_registration(true);
+    let release = ReleaseRegistration;
+    let thread = webstack::thread::spawn(|| short_lived(1));
+    assert!(
+        wait_until(Duration::from_secs(20), hooks::registration_held),
+        "the new thread never reached the hold in its registration"
+    );
+    let outcome = fork_and_check(child_checks_mid_registration);
+    drop(release);
+    assert_eq!(thread.join().expect("the held thread"), 2);
+    println!("fork mid-registration: {outcome:?}");
+    assert_eq!(
+        outcome,
+        Outcome::Exited(OK),
+        "the child of a fork during a registration (exit codes as below)"
+    );
+}
+
 fn main() {
     let _watchdog = watchdog("fork", Duration::from_secs(600));
     // First, before anything parses the templates.
     fork_while_templates_parse();
     fork_during_cold_capture();
+    fork_mid_registration();
     let mut idle = Box::pin(idle_task(1));
     assert!(poll_once(idle.as_mut()).is_pending());
     // Symbols are loaded once, here: every child starts with them.

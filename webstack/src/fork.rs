@@ -366,6 +366,26 @@ pub(crate) mod hooks {
         wait_at(&HOLD_TEMPLATES, &TEMPLATES_HELD);
     }
 
+    static HOLD_REGISTRATION: AtomicBool = AtomicBool::new(false);
+    static REGISTRATION_HELD: AtomicBool = AtomicBool::new(false);
+
+    /// While `hold` is set, a thread registering waits between inserting
+    /// its stack in the registry and installing it as its own (a forked
+    /// child that means to register threads clears it).
+    pub fn hold_registration(hold: bool) {
+        HOLD_REGISTRATION.store(hold, Ordering::Relaxed);
+    }
+
+    /// Whether a registering thread waits at the hold.
+    pub fn registration_held() -> bool {
+        REGISTRATION_HELD.load(Ordering::Relaxed)
+    }
+
+    /// Called by a registering thread once its stack is in the registry.
+    pub(crate) fn registering() {
+        wait_at(&HOLD_REGISTRATION, &REGISTRATION_HELD);
+    }
+
     fn wait_at(hold: &AtomicBool, held: &AtomicBool) {
         if !hold.load(Ordering::Relaxed) {
             return;

@@ -238,6 +238,7 @@ pub(crate) fn register_current(created_by: Option<Site>) -> &'static ThreadStack
     let stack = Arc::new(ThreadStack::new(registry::next_ids(1), name, created_by));
     let ptr: *const ThreadStack = Arc::as_ptr(&stack);
     let key = registry::insert_thread(registry::home_shard(), stack.clone());
+    crate::fork::hooks::registering();
     stack.key.set(key);
     let installed = OWNER
         .try_with(|owner| {
