@@ -239,3 +239,40 @@ fn uninstrumented_threads_are_not_registered() {
     assert_eq!(describe_all(&snapshot, |n| n == "never-instrumented"), "");
     handle.join().unwrap();
 }
+
+/// A type without `Capture`: recorded by the address of the value.
+pub struct Opaque {
+    _id: u32,
+}
+
+#[webstack::instrument]
+fn hold_twice_borrowed(item: &&Opaque, again: &mut &Opaque, deep: &&&Opaque) -> Vec<u64> {
+    let snapshot = shadow_snapshot();
+    let frame = snapshot
+        .routines
+        .iter()
+        .flat_map(|r| &r.frames)
+        .find(|f| f.function.ends_with("hold_twice_borrowed"))
+        .expect("the call's own frame is in the snapshot");
+    frame
+        .args
+        .iter()
+        .map(|arg| arg.value.address().expect("a reference records an address"))
+        .collect()
+}
+
+#[test]
+fn references_to_references_record_the_value_they_lead_to() {
+    let _watchdog = watchdog(
+        "references_to_references_record_the_value_they_lead_to",
+        LIMIT,
+    );
+    let first = Opaque { _id: 1 };
+    let second = Opaque { _id: 2 };
+    let third = Opaque { _id: 3 };
+    let want = [&first, &second, &third].map(|o| o as *const Opaque as u64);
+    // Each outer reference is a temporary of this call: its address says
+    // nothing about the object, and the next call may reuse it.
+    let got = hold_twice_borrowed(&&first, &mut &second, &&&third);
+    assert_eq!(got, want, "addresses of the values, not of the references");
+}

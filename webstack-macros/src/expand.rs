@@ -634,12 +634,19 @@ fn params(sig: &Signature, async_trait: bool) -> Vec<Param> {
                 match &*typed.pat {
                     Pat::Ident(pat) if pat.subpat.is_none() => {
                         let ident = &pat.ident;
+                        // A reference to a reference is recorded as the
+                        // innermost one: the outer ones are often the
+                        // caller's temporaries, whose addresses say nothing
+                        // of the value and are reused by the next call.
+                        let derefs =
+                            (0..reference_depth(&typed.ty).saturating_sub(1)).map(|_| quote!(*));
                         Param {
                             ident: Some(ident.clone()),
                             name: ident.unraw().to_string(),
                             ty,
                             capture: quote!(
-                                (&&&&&::webstack::__private::Probe(&#ident)).__webstack_value()
+                                (&&&&&::webstack::__private::Probe(&#(#derefs)*#ident))
+                                    .__webstack_value()
                             ),
                             recordable,
                         }
@@ -655,6 +662,17 @@ fn params(sig: &Signature, async_trait: bool) -> Vec<Param> {
             }
         })
         .collect()
+}
+
+/// How many references (`&` or `&mut`) a type is, as written: 2 for
+/// `&&T` and `&mut &T`, 0 for `T`. An alias of a reference counts as 0.
+fn reference_depth(ty: &Type) -> usize {
+    match ty {
+        Type::Reference(reference) => 1 + reference_depth(&reference.elem),
+        Type::Paren(paren) => reference_depth(&paren.elem),
+        Type::Group(group) => reference_depth(&group.elem),
+        _ => 0,
+    }
 }
 
 /// The parts of a body that `#[async_trait]` produced: the statements before
