@@ -67,10 +67,23 @@ fn disable_alternate_stack() {
     assert_eq!(rc, 0);
 }
 
-/// Spins a 64 KiB thread with about `target` bytes of stack left (its
-/// alternate signal stack removed unless `alternate`), captures it 20
-/// times, and checks that each capture shows its frames or the note.
-fn capture_a_thread_near_its_guard_page(target: usize, alternate: bool) {
+/// The alternate signal stack of the captured thread.
+#[derive(Clone, Copy, PartialEq)]
+enum Alternate {
+    /// The one std gave the thread.
+    Std,
+    /// The smallest std ever gives, installed on purpose
+    /// (`max(SIGSTKSZ, AT_MINSIGSTKSZ)`): the same room on every CPU.
+    Smallest,
+    /// None at all.
+    Disabled,
+}
+
+/// Spins a 64 KiB thread with about `target` bytes of stack left, with
+/// the given alternate signal stack, captures it 20 times, and checks that
+/// each capture shows its frames or the note; with [`Alternate::Smallest`],
+/// that each shows its frames.
+fn capture_a_thread_near_its_guard_page(target: usize, alternate: Alternate) {
     let stop = Arc::new(AtomicBool::new(false));
     let left = Arc::new(AtomicUsize::new(0));
     let (tid_tx, tid_rx) = mpsc::channel();
@@ -80,7 +93,9 @@ fn capture_a_thread_near_its_guard_page(target: usize, alternate: bool) {
             .name("small-stack".into())
             .stack_size(64 * 1024)
             .spawn(move || {
-                if !alternate {
+                let _smallest =
+                    (alternate == Alternate::Smallest).then(support::altstack::install_small);
+                if alternate == Alternate::Disabled {
                     disable_alternate_stack();
                 }
                 // SAFETY: `gettid` has no preconditions.
@@ -130,6 +145,16 @@ fn capture_a_thread_near_its_guard_page(target: usize, alternate: bool) {
         "{} captures showed neither the thread's frames nor a note: {others:#?}",
         others.len()
     );
+    if alternate == Alternate::Smallest {
+        // The handler only saves registers and copies the stack: a few
+        // hundred bytes, which the smallest alternate stack always has.
+        assert_eq!(
+            (answered, no_room),
+            (20, 0),
+            "an alternate stack of {} bytes must be room enough",
+            support::altstack::small_size()
+        );
+    }
     stop.store(true, Ordering::Relaxed);
     deep.join().unwrap();
 }
@@ -143,7 +168,7 @@ fn a_thread_near_its_guard_page_survives_a_capture() {
     run_in_child(
         "a_thread_near_its_guard_page_survives_a_capture",
         Duration::from_secs(60),
-        || capture_a_thread_near_its_guard_page(2048 + 256, true),
+        || capture_a_thread_near_its_guard_page(2048 + 256, Alternate::Std),
     );
 }
 
@@ -156,6 +181,19 @@ fn a_thread_without_alternate_stack_near_its_guard_page_survives_a_capture() {
     run_in_child(
         "a_thread_without_alternate_stack_near_its_guard_page_survives_a_capture",
         Duration::from_secs(60),
-        || capture_a_thread_near_its_guard_page(5376, false),
+        || capture_a_thread_near_its_guard_page(5376, Alternate::Disabled),
+    );
+}
+
+#[test]
+fn a_thread_near_its_guard_page_with_the_smallest_alternate_stack_shows_its_frames() {
+    let _watchdog = watchdog(
+        "native_small_stack::a_thread_near_its_guard_page_with_the_smallest_alternate_stack_shows_its_frames",
+        Duration::from_secs(120),
+    );
+    run_in_child(
+        "a_thread_near_its_guard_page_with_the_smallest_alternate_stack_shows_its_frames",
+        Duration::from_secs(60),
+        || capture_a_thread_near_its_guard_page(2048 + 256, Alternate::Smallest),
     );
 }
