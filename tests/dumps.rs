@@ -339,41 +339,6 @@ fn panics_with_stderr_a_closed_pipe_do_not_abort() {
     );
 }
 
-/// The lowest usable address of the calling thread's stack.
-fn stack_low_end() -> usize {
-    // SAFETY: `attr` is initialised by `pthread_getattr_np` before use and
-    // destroyed after; `addr` and `size` are writable out-parameters.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        assert_eq!(libc::pthread_getattr_np(libc::pthread_self(), &mut attr), 0);
-        let mut addr = std::ptr::null_mut();
-        let mut size = 0;
-        assert_eq!(libc::pthread_attr_getstack(&attr, &mut addr, &mut size), 0);
-        libc::pthread_attr_destroy(&mut attr);
-        addr as usize
-    }
-}
-
-/// Recurses until at most `target` bytes of stack remain below this frame,
-/// publishes what remains in `left`, then spins there until `stop`.
-#[inline(never)]
-fn descend(
-    low: usize,
-    target: usize,
-    left: &std::sync::atomic::AtomicUsize,
-    stop: &std::sync::atomic::AtomicBool,
-) -> u64 {
-    let pad = std::hint::black_box([7u8; 128]);
-    let here = std::hint::black_box(&pad) as *const [u8; 128] as usize;
-    let remaining = here.saturating_sub(low);
-    if remaining > target {
-        return descend(low, target, left, stop) + u64::from(pad[1]);
-    }
-    left.store(remaining, std::sync::atomic::Ordering::Release);
-    support::spin::spin_until(stop);
-    u64::from(pad[0])
-}
-
 /// About 1 KiB of stack left: less than the kernel's signal frame on any
 /// x86_64 or aarch64 (`AT_MINSIGSTKSZ`, 2 to 5 KiB), so a handler that
 /// does not run on the thread's alternate stack cannot even start there.
@@ -401,7 +366,9 @@ fn sigquit_on_a_thread_near_its_guard_page_runs_on_its_alternate_stack() {
                     let _alternate = support::altstack::install_small();
                     // SAFETY: `gettid` has no preconditions.
                     tid_tx.send(unsafe { libc::gettid() }).unwrap();
-                    std::hint::black_box(descend(stack_low_end(), NEAR_GUARD, &left, &stop));
+                    std::hint::black_box(support::guard_page::descend_and_spin(
+                        NEAR_GUARD, &left, &stop,
+                    ));
                 })
                 .unwrap()
         };

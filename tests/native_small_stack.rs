@@ -20,39 +20,8 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use support::child::run_in_child;
-use support::spin::spin_until;
 use support::wait::watchdog;
 use webstack::{Options, Snapshot};
-
-/// The lowest usable address of the calling thread's stack.
-fn stack_low_end() -> usize {
-    // SAFETY: `attr` is initialised by `pthread_getattr_np` before use and
-    // destroyed after; `addr` and `size` are writable out-parameters.
-    unsafe {
-        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
-        assert_eq!(libc::pthread_getattr_np(libc::pthread_self(), &mut attr), 0);
-        let mut addr = std::ptr::null_mut();
-        let mut size = 0;
-        assert_eq!(libc::pthread_attr_getstack(&attr, &mut addr, &mut size), 0);
-        libc::pthread_attr_destroy(&mut attr);
-        addr as usize
-    }
-}
-
-/// Recurses until at most `target` bytes of stack remain below this frame,
-/// then spins there until `stop`; publishes the stack left in `left`.
-#[inline(never)]
-fn descend(low: usize, target: usize, left: &AtomicUsize, stop: &AtomicBool) -> u64 {
-    let pad = black_box([7u8; 128]);
-    let here = black_box(&pad) as *const [u8; 128] as usize;
-    let remaining = here.saturating_sub(low);
-    if remaining > target {
-        return descend(low, target, left, stop) + u64::from(pad[1]);
-    }
-    left.store(remaining, Ordering::Release);
-    spin_until(stop);
-    u64::from(pad[0])
-}
 
 /// Removes the calling thread's alternate signal stack.
 fn disable_alternate_stack() {
@@ -100,7 +69,7 @@ fn capture_a_thread_near_its_guard_page(target: usize, alternate: Alternate) {
                 }
                 // SAFETY: `gettid` has no preconditions.
                 tid_tx.send(i64::from(unsafe { libc::gettid() })).unwrap();
-                black_box(descend(stack_low_end(), target, &left, &stop));
+                black_box(support::guard_page::descend_and_spin(target, &left, &stop));
             })
             .unwrap()
     };
@@ -130,7 +99,7 @@ fn capture_a_thread_near_its_guard_page(target: usize, alternate: Alternate) {
         if frames
             .iter()
             .take(2)
-            .any(|f| f.ends_with("native_small_stack::descend"))
+            .any(|f| f.ends_with("guard_page::descend"))
         {
             answered += 1;
         } else if state.contains("no room to unwind") && frames.is_empty() {

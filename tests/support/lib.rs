@@ -11,6 +11,8 @@ pub mod altstack;
 pub mod checks;
 pub mod child;
 pub mod gate;
+#[cfg(target_os = "linux")]
+pub mod guard_page;
 pub mod model;
 pub mod normalise;
 pub mod poll;
