@@ -211,3 +211,198 @@ fn a_sibling_finishing_on_a_later_poll_keeps_the_stuck_branch() {
          \x20 await_chains::later_poll(tag: u32 = 0) await_chains.rs:LINE [task root]\n"
     );
 }
+
+/// Polls `root` `polls` times (it must stay pending each time) and describes
+/// the task named `name`.
+fn chain_after_polls(name: &str, polls: usize, root: impl Future<Output = ()>) -> String {
+    let mut root = Box::pin(root);
+    for _ in 0..polls {
+        assert!(poll_once(root.as_mut()).is_pending());
+    }
+    let text = describe_all(&shadow_snapshot(), |n| n == name);
+    drop(root);
+    text
+}
+
+#[webstack::instrument]
+async fn unordered_later(tag: u32) {
+    let mut set: FuturesUnordered<Pin<Box<dyn Future<Output = u32>>>> = FuturesUnordered::new();
+    set.push(Box::pin(async {
+        stuck(1).await;
+        0
+    }));
+    set.push(Box::pin(yields_then_returns(2)));
+    while set.next().await.is_some() {}
+}
+
+#[test]
+fn futures_unordered_member_finishing_on_a_later_poll_keeps_the_stuck_one() {
+    // The second poll polls only the woken member, which finishes: nothing
+    // in it saves a chain.
+    assert_eq!(
+        chain_after_polls("unordered_later", 2, unordered_later(0)),
+        "Task \"unordered_later\" idle\n\
+         \x20 await_chains::stuck(id: u32 = 1) await_chains.rs:LINE\n\
+         \x20 await_chains::unordered_later(tag: u32 = 0) await_chains.rs:LINE [task root]\n"
+    );
+}
+
+#[webstack::instrument]
+async fn group(id: u32) {
+    let mut set: FuturesUnordered<Pin<Box<dyn Future<Output = u32>>>> = FuturesUnordered::new();
+    set.push(Box::pin(async {
+        stuck(1).await;
+        0
+    }));
+    set.push(Box::pin(yields_then_returns(2)));
+    while set.next().await.is_some() {}
+}
+
+#[webstack::instrument]
+async fn nested_unordered_later(tag: u32) {
+    group(5).await;
+}
+
+#[test]
+fn a_nested_futures_unordered_keeps_its_stuck_member_on_a_later_poll() {
+    // `group` is pending on the second poll with nothing saved below it:
+    // its own chain must not hide the member still stuck below it.
+    assert_eq!(
+        chain_after_polls("nested_unordered_later", 2, nested_unordered_later(0)),
+        "Task \"nested_unordered_later\" idle\n\
+         \x20 await_chains::stuck(id: u32 = 1) await_chains.rs:LINE\n\
+         \x20 await_chains::group(id: u32 = 5) await_chains.rs:LINE\n\
+         \x20 await_chains::nested_unordered_later(tag: u32 = 0) await_chains.rs:LINE [task root]\n"
+    );
+}
+
+#[webstack::instrument]
+async fn member(id: u32) -> u32 {
+    if id == 1 {
+        stuck(1).await;
+    } else {
+        yields_then_returns(id).await;
+    }
+    id
+}
+
+#[webstack::instrument]
+async fn joined_all_later(tag: u32) {
+    // More than 30 futures: `join_all` runs them in a `FuturesOrdered`,
+    // which returns after two members wake themselves: 100 polls finish all
+    // but the stuck one.
+    futures::future::join_all((1..=40).map(member)).await;
+}
+
+#[test]
+fn join_all_over_thirty_futures_keeps_the_stuck_one_on_a_later_poll() {
+    assert_eq!(
+        chain_after_polls("joined_all_later", 100, joined_all_later(0)),
+        "Task \"joined_all_later\" idle\n\
+         \x20 await_chains::stuck(id: u32 = 1) await_chains.rs:LINE\n\
+         \x20 await_chains::member(id: u32 = 1) await_chains.rs:LINE\n\
+         \x20 await_chains::joined_all_later(tag: u32 = 0) await_chains.rs:LINE [task root]\n"
+    );
+}
+
+#[webstack::instrument]
+async fn buffered_later(tag: u32) {
+    let _: Vec<u32> = futures::stream::iter((1..=6).map(member))
+        .buffer_unordered(3)
+        .collect()
+        .await;
+}
+
+#[test]
+fn buffer_unordered_keeps_the_stuck_one_on_later_polls() {
+    // Members finish on later polls, which start the next ones; 20 polls
+    // finish all but the stuck one.
+    assert_eq!(
+        chain_after_polls("buffered_later", 20, buffered_later(0)),
+        "Task \"buffered_later\" idle\n\
+         \x20 await_chains::stuck(id: u32 = 1) await_chains.rs:LINE\n\
+         \x20 await_chains::member(id: u32 = 1) await_chains.rs:LINE\n\
+         \x20 await_chains::buffered_later(tag: u32 = 0) await_chains.rs:LINE [task root]\n"
+    );
+}
+
+#[webstack::instrument]
+async fn unordered_then_dropped(tag: u32) {
+    let mut set: FuturesUnordered<Pin<Box<dyn Future<Output = u32>>>> = FuturesUnordered::new();
+    set.push(Box::pin(async {
+        stuck(1).await;
+        0
+    }));
+    set.push(Box::pin(yields_then_returns(2)));
+    set.next().await;
+    // The stuck member goes with the set: the task now waits here.
+    drop(set);
+    pending::<()>().await
+}
+
+#[test]
+fn a_member_dropped_on_a_later_poll_is_not_shown() {
+    assert_eq!(
+        chain_after_polls("unordered_then_dropped", 2, unordered_then_dropped(0)),
+        "Task \"unordered_then_dropped\" idle\n\
+         \x20 await_chains::unordered_then_dropped(tag: u32 = 0) await_chains.rs:LINE [task root]\n"
+    );
+}
+
+#[webstack::instrument]
+async fn racer(id: u32) {
+    futures::select_biased! {
+        () = stuck(id).fuse() => {},
+        _ = quick(id).fuse() => {},
+    }
+}
+
+#[webstack::instrument]
+async fn join_with_racer(tag: u32) {
+    futures::join!(stuck(1), racer(2));
+}
+
+#[test]
+fn a_sibling_whose_select_saved_then_dropped_keeps_the_stuck_branch() {
+    // `racer`'s `stuck(2)` saves its chain, then `quick(2)` wins and
+    // `select!` drops it, all in the poll that saved `stuck(1)`.
+    assert_eq!(
+        chain_after_polls("join_with_racer", 1, join_with_racer(0)),
+        "Task \"join_with_racer\" idle\n\
+         \x20 await_chains::stuck(id: u32 = 1) await_chains.rs:LINE\n\
+         \x20 await_chains::join_with_racer(tag: u32 = 0) await_chains.rs:LINE [task root]\n"
+    );
+}
+
+#[webstack::instrument]
+async fn timed(id: u32) {
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(1), stuck(id)).await;
+}
+
+#[webstack::instrument]
+async fn join_with_timeout(tag: u32) {
+    futures::join!(stuck(1), timed(2));
+}
+
+#[test]
+fn a_timeout_firing_inside_a_join_branch_keeps_the_stuck_branch() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let text = runtime.block_on(async {
+        let mut root = Box::pin(join_with_timeout(0));
+        assert!(poll_once(root.as_mut()).is_pending());
+        // The runtime's timer fires the 1 ms deadline while this sleeps.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // `stuck(2)` saves, then the deadline fires and `timeout` drops it.
+        assert!(poll_once(root.as_mut()).is_pending());
+        describe_all(&shadow_snapshot(), |n| n == "join_with_timeout")
+    });
+    assert_eq!(
+        text,
+        "Task \"join_with_timeout\" idle\n\
+         \x20 await_chains::stuck(id: u32 = 1) await_chains.rs:LINE\n\
+         \x20 await_chains::join_with_timeout(tag: u32 = 0) await_chains.rs:LINE [task root]\n"
+    );
+}

@@ -7,7 +7,8 @@
 //! instrumented future polled on a thread is the task root: it registers a
 //! [`TaskShared`] record and holds that record's lock for the length of each
 //! poll. When the innermost instrumented future returns `Pending`, the chain
-//! of frames from the root down to it is copied into the record, so a snapshot
+//! of frames from the root down to it is copied into the record (one chain
+//! per pending leaf, the newest shown: see [`chains`]), so a snapshot
 //! can read an idle task's await chain under the record's lock (copying it
 //! out, then releasing the lock), and reports a task whose poll holds the
 //! lock as running, without waiting: a poll sets `running_on` before it
@@ -28,10 +29,10 @@
 //! behaviour. The documented degradation: such a future shows in the chain of
 //! the root that polled it last, and a former root polled inside another task
 //! keeps its last recorded chain until it is polled as a root again. A chain
-//! is known to be current through the address of the future that ends it
-//! (only compared, never followed): an `Unpin` future moved after its
-//! `Pending` and then dropped in the same poll of its task can leave that
-//! task showing it until the next poll.
+//! is known to be current through the address and size of the future that
+//! ends it (only compared, never followed): an `Unpin` future moved after its
+//! `Pending` and then dropped can leave its chain in the task's record until
+//! a newer chain hides it or the task ends.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -52,9 +53,12 @@ use crate::record::slot::FrameWords;
 use crate::record::stack::{self, PollFrame, Site, MAX_DEPTH};
 use crate::record::value::Value;
 
+mod chains;
 // Without `tokio` only the record side of it (hook slots, `register`) is unused.
 #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub(crate) mod spawned;
+
+use chains::{Chains, Leaf};
 
 /// The registry's record of a task root.
 ///
@@ -79,13 +83,29 @@ pub(crate) struct TaskShared {
 
 /// What a snapshot reads of an idle task, written under the task's lock.
 pub(crate) struct TaskState {
-    /// The await chain at the last `Pending`, outermost first.
-    pub(crate) chain: SavedChain,
-    /// Frames of the chain beyond [`MAX_DEPTH`].
-    pub(crate) elided: usize,
+    /// The await chains of the task's pending leaves (see [`chains`]).
+    chains: Chains,
     pub(crate) polls: u64,
     /// [`clock::now_ns`] at the end of the last poll.
     pub(crate) last_poll_end_ns: u64,
+}
+
+impl TaskState {
+    /// Copies the chain a snapshot shows (the newest that still stands,
+    /// outermost first) into `out`, and returns its count of frames beyond
+    /// [`MAX_DEPTH`].
+    pub(crate) fn copy_chain_into(&self, out: &mut SavedChain) -> usize {
+        match self.chains.newest() {
+            Some((chain, elided)) => {
+                chain.copy_into(out);
+                elided
+            }
+            None => {
+                out.clear();
+                0
+            }
+        }
+    }
 }
 
 /// An await chain kept compactly: a frame slot holds room for
@@ -153,32 +173,43 @@ impl SavedChain {
 
 /// The task being polled on this thread, set by its root for one poll.
 ///
-/// Which chain to keep: when an instrumented future returns `Pending`, the
-/// chain is saved from the root down to it, unless a future it polled (a
-/// frame further down) already saved one during this poll of it that is
-/// still pending. Siblings polled by the same parent (`join!`, `select!`,
-/// `FuturesUnordered`) come and go in between: one that finishes must not
-/// make its parent overwrite the chain of one that is still pending, and a
-/// chain whose innermost future finished or was dropped must not be kept.
-/// So each save is counted (`saves`), a future compares the count before and
-/// after its poll, and [`SAVED_LEAF`] names the future that ends the saved
-/// chain for as long as that chain stands.
+/// Which chains to keep (see [`chains`]): when an instrumented future
+/// returns `Pending`, the chain from the root down to it is saved under its
+/// address, unless a future it polled (a frame further down) saved one
+/// during this poll of it that still stands, or the newest chain from an
+/// earlier poll runs through it to a frame further down (a member of a
+/// `FuturesUnordered` that this poll did not reach). Siblings polled by the
+/// same parent (`join!`, `select!`, `FuturesUnordered`) come and go in
+/// between: each save is numbered (`saves`), a future compares the number
+/// before and after its poll, and a leaf's chain goes when the leaf is
+/// dropped.
 struct PollCtx {
     state: *mut TaskState,
     /// Depth of the root frame on the thread's shadow stack.
     base: usize,
-    /// Chains saved during this poll of the root.
-    saves: Cell<u32>,
+    /// The number of the last chain saved in the task ([`Chains::seq`]).
+    saves: Cell<u64>,
+}
+
+impl PollCtx {
+    /// The context of a poll of the task whose lock guards `state`; sets
+    /// [`LEAF_FILTER`] to the task's (the caller puts back what it was when
+    /// the poll ends).
+    fn new(state: &mut TaskState, base: usize) -> PollCtx {
+        LEAF_FILTER.with(|filter| filter.set(state.chains.filter));
+        PollCtx {
+            saves: Cell::new(state.chains.seq),
+            state,
+            base,
+        }
+    }
 }
 
 thread_local! {
     static POLL_CTX: Cell<*const PollCtx> = const { Cell::new(std::ptr::null()) };
-    /// The address of the future that ends the chain saved during the
-    /// current root poll, or 0 once that future finished or was dropped.
-    /// Meaningful only after a save of the current root poll (before one,
-    /// it may hold an earlier poll's value, which nothing reads). Only ever
-    /// compared, never followed.
-    static SAVED_LEAF: Cell<usize> = const { Cell::new(0) };
+    /// [`Chains::filter`] of the task whose poll `POLL_CTX` points at, 0
+    /// outside polls: read by every `Drop` of an instrumented future.
+    static LEAF_FILTER: Cell<u64> = const { Cell::new(0) };
     static TASK_IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
 
@@ -214,8 +245,10 @@ fn home_shard() -> usize {
 /// this thread skips the allocation (and keeps the chain buffers).
 const SPARE_RECORDS: usize = 32;
 
-/// A record whose chain buffers grew beyond this many frames or arguments is
-/// not kept: spare records hold at most ~2 KiB of buffers each.
+/// A record whose chain buffers grew beyond this many chains, or frames or
+/// arguments in one, is not kept: spare records hold at most ~8 KiB of
+/// buffers each.
+const SPARE_CHAINS: usize = 4;
 const SPARE_CHAIN_FRAMES: usize = 16;
 const SPARE_CHAIN_ARGS: usize = 32;
 
@@ -257,8 +290,7 @@ impl TaskShared {
                 created_by,
                 running_on: AtomicU64::new(0),
                 state: Mutex::new(TaskState {
-                    chain: SavedChain::default(),
-                    elided: 0,
+                    chains: Chains::default(),
                     polls: 0,
                     last_poll_end_ns: now,
                 }),
@@ -307,6 +339,19 @@ fn unregister(task: Arc<TaskShared>) {
     recycle(task);
 }
 
+/// The `Drop` of a root future ([`unregister`]), or of a future that may
+/// end one of the chains of the task being polled (`leaf`).
+#[cold]
+#[inline(never)]
+fn drop_slow(task: &mut Option<Arc<TaskShared>>, leaf: Option<Leaf>) {
+    if let Some(task) = task.take() {
+        unregister(task);
+    }
+    if let Some(leaf) = leaf {
+        leaf_dropped(leaf);
+    }
+}
+
 /// Keeps a record that left the registry for reuse, if nothing else (a
 /// snapshot) holds it.
 fn recycle(mut task: Arc<TaskShared>) {
@@ -314,13 +359,13 @@ fn recycle(mut task: Arc<TaskShared>) {
         return;
     };
     let state = record.state.get_mut();
-    if state.chain.frames.capacity() > SPARE_CHAIN_FRAMES
-        || state.chain.args.capacity() > SPARE_CHAIN_ARGS
+    if !state
+        .chains
+        .is_small(SPARE_CHAINS, SPARE_CHAIN_FRAMES, SPARE_CHAIN_ARGS)
     {
         return;
     }
-    state.chain.clear();
-    state.elided = 0;
+    state.chains.clear();
     *record.running_on.get_mut() = 0;
     let _ = SPARE.try_with(|spare| {
         if let Ok(mut spare) = spare.try_borrow_mut() {
@@ -449,6 +494,7 @@ struct RootPollGuard;
 impl Drop for RootPollGuard {
     fn drop(&mut self) {
         POLL_CTX.with(|ctx| ctx.set(std::ptr::null()));
+        LEAF_FILTER.with(|filter| filter.set(0));
     }
 }
 
@@ -478,25 +524,27 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Future
         let saves = ctx.saves.get();
         let result = inner.poll(cx);
         if result.is_pending() {
-            // Unless something below saved a chain through this frame that
-            // still stands, the chain ends here.
-            if ctx.saves.get() == saves || SAVED_LEAF.with(Cell::get) == 0 {
-                save_chain(thread, ctx, depth, leaf_addr(this));
-            }
-            note_await_line(ctx, depth, this.meta.meta(), M::AWAIT_FALLBACK);
+            pending_frame(
+                thread,
+                ctx,
+                depth,
+                leaf_addr(this),
+                saves,
+                this.meta.meta(),
+                M::AWAIT_FALLBACK,
+            );
         } else if ctx.saves.get() != saves {
-            // The chain saved below ended in this frame's poll.
-            SAVED_LEAF.with(|leaf| leaf.set(0));
+            chains_ended(ctx, saves);
         }
         drop(guard);
         result
     }
 }
 
-/// What [`SAVED_LEAF`] holds for a future.
+/// The key of a future's chain: its address and size, only ever compared.
 #[inline(always)]
-fn leaf_addr<T>(future: &T) -> usize {
-    future as *const T as usize
+fn leaf_addr<T>(future: &T) -> Leaf {
+    Leaf(future as *const T as usize, std::mem::size_of::<T>())
 }
 
 impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Instrumented<F, A, M, O, C> {
@@ -511,6 +559,7 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Instrumented<
     ) -> Poll<F::Output> {
         // SAFETY: as in `poll`: only `inner` is pinned, and it is not moved.
         let this = unsafe { self.get_unchecked_mut() };
+        let leaf = leaf_addr(this);
         // SAFETY: see above.
         let inner = unsafe { Pin::new_unchecked(&mut this.inner) };
         let meta = this.meta.meta();
@@ -538,23 +587,14 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Instrumented<
         state.polls += 1;
         let depth = thread.push(meta, this.owner.addr(), record.id, &this.args);
         let frame = PollFrame::new(thread, depth);
-        let ctx = PollCtx {
-            state: &mut *state,
-            base: depth,
-            saves: Cell::new(0),
-        };
-        // `SAVED_LEAF` may still name a future of an earlier root poll: it
-        // is read only after a save of this poll (`saves` moved), which
-        // overwrites it, so it needs no reset here.
+        let ctx = PollCtx::new(&mut state, depth);
+        let saves = ctx.saves.get();
         POLL_CTX.with(|c| c.set(&ctx));
         let reset = RootPollGuard;
         await_point::reset();
         let result = inner.poll(cx);
         if result.is_pending() {
-            if ctx.saves.get() == 0 || SAVED_LEAF.with(Cell::get) == 0 {
-                save_chain(thread, &ctx, depth, 0);
-            }
-            note_await_line(&ctx, depth, meta, M::AWAIT_FALLBACK);
+            pending_frame(thread, &ctx, depth, leaf, saves, meta, M::AWAIT_FALLBACK);
         }
         drop(reset);
         drop(frame);
@@ -591,56 +631,94 @@ fn end_root_poll(
     drop(running);
 }
 
-/// Copies the frames from the root down to `top` into the task record;
-/// `leaf` is the address of the future whose frame `top` is.
+/// On the `Pending` path of the frame at `depth` (the future `leaf`, whose
+/// poll started when the task's last save was number `saves`): keeps the
+/// task's chains right (see [`PollCtx`]), then records in them the line of
+/// the `.await` the frame's body is suspended at (see [`await_point`]).
 #[cold]
-fn save_chain(thread: &stack::ThreadStack, ctx: &PollCtx, top: usize, leaf: usize) {
-    ctx.saves.set(ctx.saves.get().wrapping_add(1));
-    SAVED_LEAF.with(|saved| saved.set(leaf));
+#[inline(never)]
+fn pending_frame(
+    thread: &stack::ThreadStack,
+    ctx: &PollCtx,
+    depth: usize,
+    leaf: Leaf,
+    saves: u64,
+    meta: &'static FrameMeta,
+    fallback: u32,
+) {
     // SAFETY: `ctx.state` points into the `MutexGuard` held by the root poll
     // that set `ctx`; that poll is still running further up this call stack,
     // and nothing else touches the state while the lock is held.
     let state = unsafe { &mut *ctx.state };
-    state.chain.clear();
-    let last = top.min(MAX_DEPTH - 1);
-    for index in ctx.base..=last {
-        if let Some(words) = thread.own_slot(index) {
-            state.chain.push(&words);
+    let index = depth.wrapping_sub(ctx.base);
+    if state.chains.newest_seq() > saves {
+        // A chain through this frame was saved below it and stands: this
+        // frame is no longer a leaf.
+        if LEAF_FILTER.with(Cell::get) & chains::bit(leaf) != 0 {
+            state.chains.remove(leaf);
         }
+    } else if !thread
+        .own_slot(depth)
+        .is_some_and(|words| state.chains.newest_runs_through(index, &words))
+    {
+        let (chain, elided) = state.chains.start(leaf);
+        let last = depth.min(MAX_DEPTH - 1);
+        for index in ctx.base..=last {
+            if let Some(words) = thread.own_slot(index) {
+                chain.push(&words);
+            }
+        }
+        *elided = depth.saturating_sub(last);
     }
-    state.elided = top.saturating_sub(last);
+    ctx.saves.set(state.chains.seq);
+    LEAF_FILTER.with(|filter| filter.set(state.chains.filter));
+    let line = await_point::take_line(meta, fallback);
+    if line != 0 {
+        state.chains.set_await_line(saves, index, meta.addr(), line);
+    }
 }
 
-/// On a frame's `Pending` path, after the chain through it was saved:
-/// records in the frame's entry the line of the `.await` its body is
-/// suspended at (see [`await_point`]).
+/// On the `Ready` path of a frame below which chains were saved during its
+/// poll (after number `saves`): none of them is awaited any more.
+#[cold]
 #[inline(never)]
-fn note_await_line(ctx: &PollCtx, depth: usize, meta: &'static FrameMeta, fallback: u32) {
-    let line = await_point::take_line(meta, fallback);
-    if line == 0 {
+fn chains_ended(ctx: &PollCtx, saves: u64) {
+    // SAFETY: as in `pending_frame`: `ctx.state` points into the
+    // `MutexGuard` held by the root poll further up this call stack.
+    let state = unsafe { &mut *ctx.state };
+    state.chains.remove_newer_than(saves);
+    LEAF_FILTER.with(|filter| filter.set(state.chains.filter));
+}
+
+/// On the `Drop` of a future that may end one of the chains of the task
+/// being polled: removes that chain.
+#[cold]
+#[inline(never)]
+fn leaf_dropped(leaf: Leaf) {
+    let ctx = POLL_CTX.with(Cell::get);
+    if ctx.is_null() {
         return;
     }
-    // SAFETY: as in `save_chain`: `ctx.state` points into the `MutexGuard`
-    // held by the root poll further up this call stack.
-    let state = unsafe { &mut *ctx.state };
-    state
-        .chain
-        .set_await_line(depth.wrapping_sub(ctx.base), meta.addr(), line);
+    // SAFETY: a non-null `POLL_CTX` points at the `PollCtx` on the stack of
+    // the root poll running further up this thread's call stack (reset when
+    // that poll ends, also by unwinding), and its `state` into the
+    // `MutexGuard` that poll holds.
+    let state = unsafe { &mut *(*ctx).state };
+    state.chains.remove(leaf);
+    LEAF_FILTER.with(|filter| filter.set(state.chains.filter));
 }
 
 impl<F, A, M, O, C> Drop for Instrumented<F, A, M, O, C> {
     #[inline]
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            unregister(task);
+        // A pending future dropped during its task's poll (the losing
+        // branch of a `select!`, a finished member of a `FuturesUnordered`)
+        // no longer ends a chain. One out-of-line call for both cases keeps
+        // the `Drop` of a nested future small enough to inline.
+        let leaf = leaf_addr(self);
+        let chained = LEAF_FILTER.with(Cell::get) & chains::bit(leaf) != 0;
+        if chained | self.task.is_some() {
+            drop_slow(&mut self.task, chained.then_some(leaf));
         }
-        // A pending future dropped during its parent's poll (the losing
-        // branch of a `select!`) no longer ends the saved chain.
-        let addr = leaf_addr(self);
-        SAVED_LEAF.with(|leaf| {
-            if leaf.get() == addr {
-                leaf.set(0);
-            }
-        });
     }
 }

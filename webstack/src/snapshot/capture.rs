@@ -328,8 +328,8 @@ fn read_task(
     if !task.is_registered() {
         return Err(Finished);
     }
-    state.chain.copy_into(chain);
-    let (elided, polls, last_poll_end_ns) = (state.elided, state.polls, state.last_poll_end_ns);
+    let elided = state.copy_chain_into(chain);
+    let (polls, last_poll_end_ns) = (state.polls, state.last_poll_end_ns);
     drop(state);
     let cost = budget::routine_cost(0, chain.frames().map(|(_, _, _, args)| args.len()));
     if !budget.take(cost) {

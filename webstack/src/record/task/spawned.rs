@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use super::{
-    end_root_poll, recycle, unregister, PollCtx, Running, TaskShared, POLL_CTX, SAVED_LEAF,
+    end_root_poll, recycle, unregister, PollCtx, Running, TaskShared, LEAF_FILTER, POLL_CTX,
 };
 use crate::record::meta::FrameMeta;
 use crate::record::stack::{self, Site};
@@ -225,25 +225,25 @@ impl<F> Drop for Spawned<F> {
     }
 }
 
-/// Puts back the poll context (and the saved leaf) of a root polling this
-/// one, if any, when a wrapped task's poll ends (also during unwinding): a
+/// Puts back the poll context (and leaf filter) of a root polling this one,
+/// if any, when a wrapped task's poll ends (also during unwinding): a
 /// `LocalSet` may run wrapped tasks inside an instrumented root's poll.
 struct Restore {
     ctx: *const PollCtx,
-    leaf: usize,
+    filter: u64,
 }
 
 impl Drop for Restore {
     fn drop(&mut self) {
         POLL_CTX.with(|ctx| ctx.set(self.ctx));
-        SAVED_LEAF.with(|leaf| leaf.set(self.leaf));
+        LEAF_FILTER.with(|filter| filter.set(self.filter));
     }
 }
 
 /// One poll of a wrapped task, as the root of its task: the protocol of
 /// [`Instrumented::poll_root`](super::Instrumented) without a frame of its
-/// own, so the chain saved starts at the outermost instrumented future the
-/// task is awaiting (empty when there is none).
+/// own, so the chains saved start at the outermost instrumented future the
+/// task is awaiting (the task shows an empty chain when none stands).
 #[inline(never)]
 fn poll_spawned<F: Future>(
     record: &TaskShared,
@@ -261,23 +261,17 @@ fn poll_spawned<F: Future>(
             .tokio_id
             .store(current_tokio_id(), Ordering::Relaxed);
     }
-    let ctx = PollCtx {
-        state: &mut *state,
-        base: thread.depth.load(crate::sync::Ordering::Relaxed),
-        saves: Cell::new(0),
-    };
+    let filter = LEAF_FILTER.with(Cell::get);
+    let ctx = PollCtx::new(
+        &mut state,
+        thread.depth.load(crate::sync::Ordering::Relaxed),
+    );
     let restore = Restore {
         ctx: POLL_CTX.with(|c| c.replace(&ctx as *const PollCtx)),
-        leaf: SAVED_LEAF.with(Cell::get),
+        filter,
     };
     let result = inner.poll(cx);
-    let saved = ctx.saves.get() != 0 && SAVED_LEAF.with(Cell::get) != 0;
     drop(restore);
-    if result.is_pending() && !saved {
-        // No instrumented future is pending: the task waits in its own code.
-        state.chain.clear();
-        state.elided = 0;
-    }
     end_root_poll(record, state, running, result.is_pending());
     result
 }
