@@ -38,7 +38,9 @@
 //! callbacks set after it replace webstack's.
 
 use std::ptr::{self, NonNull};
-use std::sync::atomic::{AtomicI32, AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    fence, AtomicI32, AtomicIsize, AtomicPtr, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::Arc;
 
 use ::tokio::runtime::{Builder, TaskMeta};
@@ -65,6 +67,11 @@ pub fn hooks(builder: &mut Builder) -> &mut Builder {
 
 /// What the poll hooks write for one task, read by snapshots. A cache line
 /// each: workers polling neighbouring tasks do not share lines.
+///
+/// A snapshot reads the fields, then the id again (after an acquire
+/// fence): the hooks store every field with release ordering, after the
+/// task's claim of the slot, so a field written for a later holder of the
+/// slot shows the reader that the id changed.
 #[repr(align(64))]
 struct Slot {
     /// The tokio id of the task holding the slot, 0 when free; with
@@ -190,10 +197,12 @@ fn on_spawn(meta: &TaskMeta<'_>) {
         return;
     };
     let slot = &TABLE[index];
-    slot.running_on.store(0, Ordering::Relaxed);
-    slot.polls.store(0, Ordering::Relaxed);
+    // Orders the claim before the field stores, for snapshots (see `Slot`).
+    fence(Ordering::Release);
+    slot.running_on.store(0, Ordering::Release);
+    slot.polls.store(0, Ordering::Release);
     slot.last_poll_end_ns
-        .store(clock::now_ns(), Ordering::Relaxed);
+        .store(clock::now_ns(), Ordering::Release);
     let record = Arc::into_raw(spawned::register(
         Source::Hooked,
         None,
@@ -248,7 +257,7 @@ fn take_untracked(home: &Slot) -> bool {
 fn before_poll(meta: &TaskMeta<'_>) {
     if let Some(slot) = find(id_u64(meta.id())) {
         slot.running_on
-            .store(stack::current().id, Ordering::Relaxed);
+            .store(stack::current().id, Ordering::Release);
     }
 }
 
@@ -256,10 +265,10 @@ fn after_poll(meta: &TaskMeta<'_>) {
     if let Some(slot) = find(id_u64(meta.id())) {
         // Only the task's own poll hooks write these, one poll at a time.
         let polls = slot.polls.load(Ordering::Relaxed);
-        slot.polls.store(polls + 1, Ordering::Relaxed);
+        slot.polls.store(polls + 1, Ordering::Release);
         slot.last_poll_end_ns
-            .store(clock::now_ns(), Ordering::Relaxed);
-        slot.running_on.store(0, Ordering::Relaxed);
+            .store(clock::now_ns(), Ordering::Release);
+        slot.running_on.store(0, Ordering::Release);
     }
 }
 
@@ -307,7 +316,7 @@ fn end(slot: &Slot) {
         return;
     }
     slot.record.store(ptr::null_mut(), Ordering::Relaxed);
-    slot.running_on.store(0, Ordering::Relaxed);
+    slot.running_on.store(0, Ordering::Release);
     slot.id.store(0, Ordering::Release);
     // SAFETY: a non-null `record` in the slot was stored by `on_spawn`
     // from `Arc::into_raw` (`terminated()` is stored only by this function,
@@ -326,7 +335,9 @@ pub(crate) fn state(task: &TaskShared) -> Option<HookState> {
         polls: slot.polls.load(Ordering::Relaxed),
         last_poll_end_ns: slot.last_poll_end_ns.load(Ordering::Relaxed),
     };
-    (slot.id.load(Ordering::Acquire) == id).then_some(state)
+    // Orders the field loads before the id's: see `Slot`.
+    fence(Ordering::Acquire);
+    (slot.id.load(Ordering::Relaxed) == id).then_some(state)
 }
 
 /// Whether a slot of the table is taken for tokio task `id` (for tests).
