@@ -31,7 +31,7 @@ fn documented_shape() {
         "bytes_used": 10240,
         "augmented": false,
         "totals": {"threads": 2, "tasks": 3, "buckets": 3, "left_out": 0,
-                   "left_out_threads": 0, "left_out_tasks": 0},
+                   "left_out_threads": 0, "left_out_tasks": 0, "untracked_tasks": 0},
         "process": {"pid": 4242, "exe": "/srv/app/bin/app", "host": "web-1",
                     "uptime_ms": 3_600_000, "webstack": "0.0.9", "platform": "linux aarch64",
                     "source_root": "/srv/app"},

@@ -289,3 +289,83 @@ fn tasks_spawned_while_the_runtime_shuts_down_leave_nothing_behind() {
         .count();
     assert_eq!((listed.len(), held), (0, 0), "of {} tasks", ids.len());
 }
+
+/// The numbers of the text page's header line: `(tasks, left out)`.
+fn header_counts(text: &str) -> (usize, usize) {
+    let header = text.lines().next().unwrap_or_default();
+    let number_before = |what: &str| -> usize {
+        let end = header
+            .find(what)
+            .unwrap_or_else(|| panic!("no {what:?} in {header:?}"));
+        header[..end]
+            .rsplit(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no number before {what:?} in {header:?}"))
+    };
+    (number_before(" tasks,"), number_before(" left out"))
+}
+
+/// More live tasks than the hooks' table has slots: the tasks that found no
+/// slot are not listed, but the page counts them, so that what it lists
+/// and counts adds up to the runtime's live tasks. Runs in a child process,
+/// alone with its runtime.
+#[test]
+fn more_live_tasks_than_slots_are_listed_or_counted() {
+    support::child::run_in_child(
+        "more_live_tasks_than_slots_are_listed_or_counted",
+        LIMIT,
+        || {
+            let _watchdog = watchdog(
+                "tokio_hooks::more_live_tasks_than_slots_are_listed_or_counted",
+                LIMIT,
+            );
+            const TASKS: usize = 70_000;
+            let rt = runtime();
+            let (release, parked) = tokio::sync::watch::channel(false);
+            for _ in 0..TASKS {
+                let mut parked = parked.clone();
+                rt.spawn(async move {
+                    let _ = parked.changed().await;
+                });
+            }
+            let alive = rt.metrics().num_alive_tasks();
+            assert_eq!(alive, TASKS);
+            let snapshot =
+                Snapshot::capture(&webstack::Options::default().augment(false).maxmem(1 << 30));
+            let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
+            let text = render(&snapshot, &buckets, Format::Text, &Links::default()).unwrap();
+            let (shown, left_out) = header_counts(&text);
+            assert_eq!(shown + left_out, alive, "{}", text.lines().next().unwrap());
+            let untracked = snapshot.left_out.untracked_tasks;
+            assert_eq!((snapshot.tasks(), untracked), (shown, left_out));
+            let json = render(&snapshot, &buckets, Format::Json, &Links::default()).unwrap();
+            let page: serde_json::Value = serde_json::from_str(&json).unwrap();
+            let totals = &page["totals"];
+            assert_eq!(
+                (totals["tasks"].as_u64(), totals["untracked_tasks"].as_u64()),
+                (Some(shown as u64), Some(untracked as u64)),
+                "{totals}"
+            );
+            let html = render(&snapshot, &buckets, Format::Html, &Links::default()).unwrap();
+            assert!(html.contains(&format!(
+                "{untracked} tasks left out by the tokio hooks (their table is full)"
+            )));
+            // When they end, the count goes back down with them.
+            let _ = release.send(true);
+            let ended = support::wait::wait_until(Duration::from_secs(30), || {
+                rt.metrics().num_alive_tasks() == 0
+            });
+            assert!(
+                ended,
+                "{} tasks still alive",
+                rt.metrics().num_alive_tasks()
+            );
+            let snapshot = shadow_snapshot();
+            assert_eq!(
+                (snapshot.tasks(), snapshot.left_out.untracked_tasks),
+                (0, 0)
+            );
+        },
+    );
+}

@@ -32,8 +32,10 @@
 //! only, so tasks of a `LocalSet` and `spawn_blocking` closures are not
 //! listed through them (spawn them through [`crate::task`]); the table holds
 //! 65,536 tasks, and a task that finds no free slot near its id's is not
-//! listed; a task whose termination tokio never reports (a runtime leaked
-//! without shutdown) stays listed, idle. Tokio keeps one callback of each
+//! listed, only counted as left out
+//! ([`LeftOut::untracked_tasks`](crate::LeftOut::untracked_tasks)); a task
+//! whose termination tokio never reports (a runtime leaked without
+//! shutdown) stays listed, idle. Tokio keeps one callback of each
 //! kind per runtime: [`hooks`] replaces callbacks set before it, and
 //! callbacks set after it replace webstack's.
 
@@ -142,6 +144,12 @@ fn find(value: u64) -> Option<&'static Slot> {
     window(value & !TOMBSTONE)
         .map(|index| &TABLE[index])
         .find(|slot| slot.id.load(Ordering::SeqCst) == value)
+}
+
+/// Tasks of hooked runtimes alive but not listed: their id found no free
+/// slot in the table (shown on the page as left out).
+pub(crate) fn untracked() -> usize {
+    usize::try_from(UNTRACKED.load(Ordering::Relaxed)).unwrap_or(0)
 }
 
 /// The spawn hook. Tokio reports the termination of a task spawned on a

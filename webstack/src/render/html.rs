@@ -74,6 +74,7 @@ struct Page<'a> {
     left_out: usize,
     left_out_threads: usize,
     left_out_tasks: usize,
+    untracked_tasks: usize,
     similarity: &'static str,
     augmented: bool,
     similarity_links: Vec<NavLink>,
@@ -217,6 +218,7 @@ fn page<'a>(snapshot: &'a Snapshot, buckets: &Buckets, links: &Links, detail: De
         left_out: snapshot.left_out.threads + snapshot.left_out.tasks,
         left_out_threads: snapshot.left_out.threads,
         left_out_tasks: snapshot.left_out.tasks,
+        untracked_tasks: snapshot.left_out.untracked_tasks,
         similarity: buckets.similarity.as_str(),
         augmented: snapshot.augmented,
         similarity_links: Similarity::ALL

@@ -64,6 +64,7 @@ struct Totals {
     left_out: usize,
     left_out_threads: usize,
     left_out_tasks: usize,
+    untracked_tasks: usize,
 }
 
 #[derive(Serialize)]
@@ -194,6 +195,7 @@ pub(super) fn render<W: Write>(
             left_out: left_out.threads + left_out.tasks,
             left_out_threads: left_out.threads,
             left_out_tasks: left_out.tasks,
+            untracked_tasks: left_out.untracked_tasks,
         },
         process: &snapshot.process,
         buckets: LazyBuckets(buckets),

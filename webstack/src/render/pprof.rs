@@ -110,7 +110,7 @@ pub fn profile(snapshot: &Snapshot, buckets: &Buckets) -> Profile {
         snapshot.process.webstack,
         snapshot.threads(),
         snapshot.tasks(),
-        snapshot.left_out.threads + snapshot.left_out.tasks,
+        snapshot.left_out.total(),
         buckets.similarity,
     ))];
     let time_nanos = snapshot

@@ -54,7 +54,7 @@ pub(super) fn render<W: Write>(
     detail: Detail,
 ) -> Result<(), RenderError> {
     let mut w = std::io::BufWriter::new(w);
-    let left_out = snapshot.left_out.threads + snapshot.left_out.tasks;
+    let left_out = snapshot.left_out.total();
     writeln!(
         w,
         "webstack {} at {}: {} threads, {} tasks, {} buckets ({}), {} left out, captured in {}, {} of {}",

@@ -98,7 +98,10 @@ pub(crate) fn shadow(options: &Options) -> Snapshot {
     let mut routines: Vec<Routine> =
         Vec::with_capacity((threads + tasks).min(maxmem / std::mem::size_of::<Routine>() / 4));
     let mut budget = Budget::new(maxmem);
-    let mut left_out = LeftOut::default();
+    let mut left_out = LeftOut {
+        untracked_tasks: spawned::hooks_untracked(),
+        ..LeftOut::default()
+    };
     let mut words = Vec::with_capacity(MAX_DEPTH);
     let mut chain = SavedChain::default();
     let mut entries = Vec::new();

@@ -531,16 +531,28 @@ impl Routine {
     }
 }
 
-/// Threads and tasks not captured because [`Options::maxmem`] was reached.
+/// Threads and tasks not captured: because [`Options::maxmem`] was
+/// reached, or because the table of the tokio hooks had no room for them.
 ///
 /// [`Options::maxmem`]: crate::Options::maxmem
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct LeftOut {
-    /// Threads left out.
+    /// Threads left out by `maxmem`.
     pub threads: usize,
-    /// Tasks left out.
+    /// Tasks left out by `maxmem`.
     pub tasks: usize,
+    /// Live tasks of runtimes with webstack's tokio hooks that are not
+    /// listed: they found no free slot in the hooks' table of 65,536 tasks
+    /// near their tokio id (`webstack::tokio` under `--cfg tokio_unstable`).
+    pub untracked_tasks: usize,
+}
+
+impl LeftOut {
+    /// All routines left out, whatever the cause.
+    pub fn total(&self) -> usize {
+        self.threads + self.tasks + self.untracked_tasks
+    }
 }
 
 /// Everything webstack knows about the program at one instant.
@@ -567,7 +579,7 @@ pub struct Snapshot {
     pub bytes_used: usize,
     /// Whether native stacks were captured.
     pub augmented: bool,
-    /// Routines left out by `maxmem`.
+    /// Routines left out, by `maxmem` or untracked by the tokio hooks.
     pub left_out: LeftOut,
     /// Kernel thread id of the thread serving the request (see
     /// [`Options::serving_thread`](crate::Options::serving_thread)), else of

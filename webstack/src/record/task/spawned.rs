@@ -98,6 +98,18 @@ pub(crate) fn hook_state(_: &TaskShared) -> Option<HookState> {
     None
 }
 
+/// Live tasks of hooked runtimes that the hooks' table had no room for.
+#[cfg(all(feature = "tokio", tokio_unstable))]
+pub(crate) fn hooks_untracked() -> usize {
+    crate::record::hooks::untracked()
+}
+
+/// Without the hooks no task goes untracked.
+#[cfg(not(all(feature = "tokio", tokio_unstable)))]
+pub(crate) fn hooks_untracked() -> usize {
+    0
+}
+
 /// The id of the tokio task running on this thread, 0 if none.
 #[cfg(feature = "tokio")]
 fn current_tokio_id() -> u64 {
