@@ -176,7 +176,7 @@ static STARTED: OnceLock<Instant> = OnceLock::new();
 pub fn init() {
     STARTED.get_or_init(Instant::now);
     record::stack::current();
-    native::warm_up(warm_page);
+    native::warm_up(warm_page, vec![Snapshot::capture as *const () as usize]);
 }
 
 /// Run by the warm-up thread, at its low priority: prepares what the first

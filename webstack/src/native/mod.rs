@@ -223,9 +223,12 @@ pub fn symbol_budget() -> usize {
 /// [Symbols](self#symbols). Called by [`crate::init`], which passes in
 /// `also` what else the first page needs ready (later stages' warm-ups);
 /// the thread runs it at its low priority. Without native stacks, `also`
-/// runs on a thread of its own.
-pub(crate) fn warm_up(also: fn()) {
-    sys::warm_up(also);
+/// runs on a thread of its own. `code`: functions of earlier stages that a
+/// capture runs on the collecting thread (their debug information is read
+/// too, as is this module's own).
+pub(crate) fn warm_up(also: fn(), mut code: Vec<usize>) {
+    code.push(augment as *const () as usize);
+    sys::warm_up(also, code);
 }
 
 /// Native frames kept per thread (the interrupted instruction and return

@@ -94,7 +94,7 @@ pub(super) fn symbol_budget() -> usize {
 
 /// No symbols to load here: only `also`, once per process, on a thread of
 /// its own (which exits when done).
-pub(super) fn warm_up(also: fn()) {
+pub(super) fn warm_up(also: fn(), _code: Vec<usize>) {
     // Not a `Once`: one that a fork found running would keep the child's
     // `init` waiting forever.
     static WARMING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

@@ -131,6 +131,8 @@ pub(super) fn symbol_budget() -> usize {
     symbolize::budget()
 }
 
-pub(super) fn warm_up(also: fn()) {
-    symbolize::warm_up(also);
+pub(super) fn warm_up(also: fn(), mut code: Vec<usize>) {
+    code.push(augment as *const () as usize);
+    code.extend(collect::capture_path());
+    symbolize::warm_up(also, code);
 }

@@ -1259,23 +1259,27 @@ static WARMING: AtomicBool = AtomicBool::new(false);
 /// them. The thread builds its own copy without taking the symbolizer's
 /// lock, installs it only if no snapshot loaded symbols meanwhile, and
 /// exits. It runs `also` (what later stages warm up) first, at its low
-/// priority. A forked child does not start it again.
-pub(super) fn warm_up(also: fn()) {
+/// priority, and resolves the functions at `code` (those a capture runs on
+/// the collecting thread, whose own stack it shows) with the rest. A
+/// forked child does not start it again.
+pub(super) fn warm_up(also: fn(), code: Vec<usize>) {
     if WARMING.swap(true, Ordering::Relaxed) {
         return;
     }
     let _ = std::thread::Builder::new()
         .name("webstack-symbols".into())
-        .spawn(move || warm(also));
+        .spawn(move || warm(also, code));
 }
 
-fn warm(also: fn()) {
+fn warm(also: fn(), code: Vec<usize>) {
     // What takes the loader's lock (listing the objects, unwinding this
     // thread's stack) runs before the priority drops, so that the lock is
     // never held by a thread that may wait long for the CPU.
     let mut objects = Objects::new();
     objects.relist();
-    let addresses = warm_addresses();
+    let mut addresses = warm_addresses();
+    // A function's address plus one resolves the function itself.
+    addresses.extend(code.iter().map(|function| function + 1));
     lower_priority();
     also();
     let mut sink = Vec::new();
@@ -1401,7 +1405,7 @@ fn warm_addresses() -> Vec<usize> {
         std::thread::park as fn() as usize,
         std::thread::sleep as fn(std::time::Duration) as usize,
         std::thread::yield_now as fn() as usize,
-        warm_up as fn(fn()) as usize,
+        warm_up as fn(fn(), Vec<usize>) as usize,
     ];
     // A function's address plus one resolves the function itself.
     addresses.extend(blocking.iter().map(|a| a + 1));
