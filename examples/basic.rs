@@ -1,5 +1,5 @@
-//! The seed's first example: the snapshot handler mounted on a route of a
-//! plain server, as panicparse's Go does with
+//! The smallest setup: the snapshot handler mounted on a route of a plain
+//! server, as panicparse's Go does with
 //! `http.HandleFunc("/debug/panicparse", webstack.SnapshotHandler)`.
 //!
 //! ```text
@@ -12,10 +12,11 @@
 //! basic: open http://127.0.0.1:6060/debug/webstack
 //! ```
 //!
-//! and serves the snapshot page there with the default parameters. Like
-//! the seed's handler, `snapshot_handler` has no access control of its own:
-//! the server listens on 127.0.0.1 only. For an allow-list, a rate limit
-//! and other defaults, see `complex.rs`.
+//! and serves the snapshot page there with the default parameters.
+//! `snapshot_handler` has no access control of its own, which is why the
+//! server listens on 127.0.0.1 only: a page that shows every thread's
+//! arguments must not be reachable by anyone else. For an allow-list, one
+//! snapshot at a time, a rate limit and a memory cap, see `complex.rs`.
 
 use actix_web::{web, App, HttpServer};
 

@@ -1,4 +1,4 @@
-//! The seed's complex example, point for point, on axum: panicparse's
+//! The hardened setup, on axum, point for point as panicparse's
 //! `ExampleSnapshotHandler_complex` wraps its handler to
 //!
 //! - allow only localhost and `100.64.0.0/10` (Tailscale) clients;
@@ -21,8 +21,7 @@
 //! complex: open http://127.0.0.1:6060/debug/webstack
 //! ```
 //!
-//! and serves the page there. It listens on 127.0.0.1 as the seed listens
-//! on localhost; set `WEBSTACK_COMPLEX_ADDR` (e.g. to a Tailscale address
+//! and serves the page there. It listens on 127.0.0.1 only; set `WEBSTACK_COMPLEX_ADDR` (e.g. to a Tailscale address
 //! and port) for `100.64.0.0/10` clients to reach it.
 
 use std::net::SocketAddr;
@@ -33,7 +32,9 @@ use webstack::axum::{Cidr, Webstack};
 /// Where the page is served.
 pub const PATH: &str = "/debug/webstack";
 
-/// The snapshot service, configured as the seed's complex example.
+/// The snapshot service: who may ask (an allow-list: the page shows every
+/// thread's arguments), one snapshot at a time and at most one a second
+/// (a page costs the process CPU), and a fixed memory cap.
 pub fn webstack() -> Webstack {
     Webstack::new(PATH)
         // Loopback is on the allow-list by default; add 100.64.0.0/10.
