@@ -393,6 +393,9 @@ pub(crate) async fn main() -> std::io::Result<()> {
             .route("/report", web::get().to(report_request))
     })
     .workers(2)
+    // Ctrl-C ends the demo at once: actix would otherwise wait 30 s for
+    // open connections, and the report connection stays open by design.
+    .shutdown_timeout(0)
     .bind(listen_addr())?;
     for addr in server.addrs() {
         println!("webstack demo: open http://{addr}{PATH}");

@@ -298,7 +298,7 @@ fn the_demo_page_shows_its_threads_whole() {
     let Some(binary) = chromium_or_skip() else {
         return;
     };
-    let child = Interactive::start(DEMO);
+    let mut child = Interactive::start(DEMO);
     const OPEN: &str = "webstack demo: open http://";
     assert!(
         child.wait_for(Duration::from_secs(60), |out, _| out.contains(OPEN)),
@@ -352,5 +352,20 @@ fn the_demo_page_shows_its_threads_whole() {
             ("demo::worker_loop", true),
             ("demo::start_threads::{{closure}}", false),
         ],
+    );
+
+    // Ctrl-C ends the demo within a second, its report connection still
+    // open (actix's graceful shutdown would wait 30 s for it).
+    let pid = libc::pid_t::try_from(child.pid()).expect("a pid");
+    // SAFETY: `kill` has no memory preconditions; `pid` is our child,
+    // not yet reaped (`child` owns it).
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let started = std::time::Instant::now();
+    let status = child.exit_status(Duration::from_secs(10));
+    let took = started.elapsed();
+    assert!(
+        status.is_some() && took < Duration::from_secs(1),
+        "the demo took {took:?} to end on Ctrl-C ({status:?})\n{}",
+        child.output()
     );
 }
