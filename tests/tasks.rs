@@ -179,7 +179,7 @@ fn impl_future_records_its_creator_at_call_time_and_async_fn_at_first_poll() {
          \x20 tasks::make_job(job: u32 = 1) tasks.rs:LINE [task root]\n"
     );
     // An `async fn`'s creator is the frame on top where it is first polled
-    // as a task root: on the worker, nothing (see the README's limits).
+    // as a task root: on the worker, nothing (docs/instrument.md, "Async functions and idle tasks").
     assert_eq!(
         describe_all(&snapshot, |n| n == "make_async_job"),
         "Task \"make_async_job\" idle\n\
