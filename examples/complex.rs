@@ -27,7 +27,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use webstack::axum::{Cidr, Webstack};
+use webstack::axum::Webstack;
+use webstack::serve::Cidr;
 
 /// Where the page is served.
 pub const PATH: &str = "/debug/webstack";

@@ -11,7 +11,8 @@ use actix_web::http::header;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{test, App};
 use pretty_assertions::assert_eq;
-use webstack::actix::{Cidr, Webstack, CONTENT_SECURITY_POLICY};
+use webstack::actix::Webstack;
+use webstack::serve::{Cidr, CONTENT_SECURITY_POLICY};
 
 /// The status of a text snapshot requested from `peer` with `headers`.
 async fn status_from<S, B>(app: &S, peer: &str, headers: &[(&str, &str)]) -> StatusCode

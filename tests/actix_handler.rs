@@ -13,8 +13,9 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{test, web, App};
 use pretty_assertions::assert_eq;
-use webstack::actix::{snapshot_handler, Webstack, CONTENT_SECURITY_POLICY};
+use webstack::actix::{snapshot_handler, Webstack};
 use webstack::render::Format;
+use webstack::serve::CONTENT_SECURITY_POLICY;
 use webstack::{Similarity, DEFAULT_MAXMEM, MIN_MAXMEM};
 
 #[webstack::instrument(skip(inside, release))]

@@ -54,8 +54,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::serve::{self, Body, Service, Tokio};
 
-pub use crate::serve::{Cidr, CidrError, CONTENT_SECURITY_POLICY};
-
 /// Serves a snapshot of every thread and task, with the default parameters
 /// and no access control: guard its route yourself, or use [`Webstack`].
 ///

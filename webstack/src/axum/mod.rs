@@ -82,8 +82,6 @@ use ::axum::Router;
 
 use crate::serve::{self, Body, Service, Tokio};
 
-pub use crate::serve::{Cidr, CidrError, CONTENT_SECURITY_POLICY};
-
 /// The snapshot service builder, [`serve::Service`], under the name the
 /// actix adapter uses; turn it into a [`Router`] with `Router::from` or
 /// into a [`SnapshotService`].
