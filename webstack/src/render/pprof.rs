@@ -5,14 +5,14 @@
 //!
 //! Two forms, as Go serves them:
 //!
-//! - [`encode`] (Go's `debug=0`): a gzip-compressed pprof [`Profile`]
+//! - [`encode`] (Go's `debug=0`): a gzip-compressed pprof `Profile`
 //!   protobuf (google/pprof `proto/profile.proto`). Sample type and period
 //!   type are `goroutine`/`count`, period 1. Each bucket is one sample whose
 //!   value is the bucket's member count, so the values add up to the
 //!   threads and tasks of the snapshot. Its locations are the bucket's
 //!   frames, innermost first, instrumented and native alike: one
-//!   [`Location`] per distinct (function, file, line), each with one
-//!   [`Line`] naming a [`Function`] (name and system name: the Rust path;
+//!   `Location` per distinct (function, file, line), each with one
+//!   `Line` naming a `Function` (name and system name: the Rust path;
 //!   file: the source path as compiled, not shortened). Locations carry no
 //!   address and the profile no mapping: every location is already
 //!   symbolized. Each sample has the labels `kind` (`thread` or `task`) and
@@ -33,8 +33,7 @@
 //!   keeps no symbol start addresses.
 //!
 //! ```
-//! use prost::Message;
-//! use webstack::render::pprof::{self, Profile};
+//! use webstack::render::pprof;
 //! use webstack::{Buckets, Options, Similarity, Snapshot};
 //!
 //! let snapshot = Snapshot::capture(&Options::default().augment(false));
@@ -42,16 +41,17 @@
 //! let gzipped = pprof::encode(&snapshot, &buckets);
 //! assert_eq!(&gzipped[..2], b"\x1f\x8b");
 //!
-//! let profile = pprof::profile(&snapshot, &buckets);
-//! let total: i64 = profile.sample.iter().map(|s| s.value[0]).sum();
-//! assert_eq!(total as usize, snapshot.routines.len());
-//! let decoded = Profile::decode(&*profile.encode_to_vec())?;
-//! assert_eq!(decoded, profile);
-//! # Ok::<(), prost::DecodeError>(())
+//! let mut counts = Vec::new();
+//! pprof::write_counts(&mut counts, &buckets)?;
+//! let counts = String::from_utf8(counts).unwrap();
+//! let total = format!("goroutine profile: total {}\n", snapshot.routines.len());
+//! assert!(counts.starts_with(&total));
+//! # Ok::<(), webstack::render::RenderError>(())
 //! ```
 //!
-//! The message types are public so that a program can decode, check or
-//! merge profiles; they are `prost` 0.14 messages.
+//! The protobuf message types are the crate's own: decode the bytes with
+//! any pprof reader (`go tool pprof`, or the google/pprof `profile.proto`
+//! compiled by `prost` or another protobuf library).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -77,7 +77,7 @@ pub const CONTENT_DISPOSITION: &str = "attachment; filename=\"goroutine\"";
 
 /// The profile of `buckets` (grouped from `snapshot`), uncompressed; see the
 /// [module docs](self).
-pub fn profile(snapshot: &Snapshot, buckets: &Buckets) -> Profile {
+fn profile(snapshot: &Snapshot, buckets: &Buckets) -> Profile {
     let mut b = Builder::default();
     b.string(""); // index 0, as the format requires
     let goroutine = b.string("goroutine");
@@ -302,178 +302,178 @@ impl Builder {
 /// `Profile` of google/pprof `proto/profile.proto`: the whole profile.
 /// Every string field is an index into `string_table`.
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct Profile {
+struct Profile {
     /// What each sample value counts.
     #[prost(message, repeated, tag = "1")]
-    pub sample_type: Vec<ValueType>,
+    sample_type: Vec<ValueType>,
     /// The samples: one per bucket here.
     #[prost(message, repeated, tag = "2")]
-    pub sample: Vec<Sample>,
+    sample: Vec<Sample>,
     /// Mapped binaries; none here (locations are symbolized).
     #[prost(message, repeated, tag = "3")]
-    pub mapping: Vec<Mapping>,
+    mapping: Vec<Mapping>,
     /// Locations referenced by samples, ids from 1.
     #[prost(message, repeated, tag = "4")]
-    pub location: Vec<Location>,
+    location: Vec<Location>,
     /// Functions referenced by locations, ids from 1.
     #[prost(message, repeated, tag = "5")]
-    pub function: Vec<Function>,
+    function: Vec<Function>,
     /// Every string of the profile; entry 0 is `""`.
     #[prost(string, repeated, tag = "6")]
-    pub string_table: Vec<String>,
+    string_table: Vec<String>,
     /// Regexp (string index) of frames to drop; unused here.
     #[prost(int64, tag = "7")]
-    pub drop_frames: i64,
+    drop_frames: i64,
     /// Regexp (string index) of frames to keep; unused here.
     #[prost(int64, tag = "8")]
-    pub keep_frames: i64,
+    keep_frames: i64,
     /// When the profile was collected, in nanoseconds since the Unix epoch.
     #[prost(int64, tag = "9")]
-    pub time_nanos: i64,
+    time_nanos: i64,
     /// How long collecting took, in nanoseconds.
     #[prost(int64, tag = "10")]
-    pub duration_nanos: i64,
+    duration_nanos: i64,
     /// What one period counts.
     #[prost(message, optional, tag = "11")]
-    pub period_type: Option<ValueType>,
+    period_type: Option<ValueType>,
     /// Events per sample: 1 here.
     #[prost(int64, tag = "12")]
-    pub period: i64,
+    period: i64,
     /// Free-form comments (string indices).
     #[prost(int64, repeated, tag = "13")]
-    pub comment: Vec<i64>,
+    comment: Vec<i64>,
     /// Index into `sample_type` of the type shown by default.
     #[prost(int64, tag = "14")]
-    pub default_sample_type: i64,
+    default_sample_type: i64,
 }
 
 /// `ValueType`: a type and its unit, both string indices.
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
-pub struct ValueType {
+struct ValueType {
     /// The type, e.g. `goroutine`.
     #[prost(int64, tag = "1")]
-    pub r#type: i64,
+    r#type: i64,
     /// The unit, e.g. `count`.
     #[prost(int64, tag = "2")]
-    pub unit: i64,
+    unit: i64,
 }
 
 /// `Sample`: a stack and its values.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct Sample {
+struct Sample {
     /// Location ids, innermost first.
     #[prost(uint64, repeated, tag = "1")]
-    pub location_id: Vec<u64>,
+    location_id: Vec<u64>,
     /// One value per sample type.
     #[prost(int64, repeated, tag = "2")]
-    pub value: Vec<i64>,
+    value: Vec<i64>,
     /// Labels.
     #[prost(message, repeated, tag = "3")]
-    pub label: Vec<Label>,
+    label: Vec<Label>,
 }
 
 /// `Label`: a key with a string or a numeric value.
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
-pub struct Label {
+struct Label {
     /// Key (string index).
     #[prost(int64, tag = "1")]
-    pub key: i64,
+    key: i64,
     /// String value (string index), or 0.
     #[prost(int64, tag = "2")]
-    pub str: i64,
+    str: i64,
     /// Numeric value, when `str` is 0.
     #[prost(int64, tag = "3")]
-    pub num: i64,
+    num: i64,
     /// Unit of `num` (string index).
     #[prost(int64, tag = "4")]
-    pub num_unit: i64,
+    num_unit: i64,
 }
 
 /// `Mapping`: a mapped binary.
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
-pub struct Mapping {
+struct Mapping {
     /// Id, from 1.
     #[prost(uint64, tag = "1")]
-    pub id: u64,
+    id: u64,
     /// Start address.
     #[prost(uint64, tag = "2")]
-    pub memory_start: u64,
+    memory_start: u64,
     /// End address.
     #[prost(uint64, tag = "3")]
-    pub memory_limit: u64,
+    memory_limit: u64,
     /// Offset in the file.
     #[prost(uint64, tag = "4")]
-    pub file_offset: u64,
+    file_offset: u64,
     /// File name (string index).
     #[prost(int64, tag = "5")]
-    pub filename: i64,
+    filename: i64,
     /// Build id (string index).
     #[prost(int64, tag = "6")]
-    pub build_id: i64,
+    build_id: i64,
     /// Whether its locations have function names.
     #[prost(bool, tag = "7")]
-    pub has_functions: bool,
+    has_functions: bool,
     /// Whether they have file names.
     #[prost(bool, tag = "8")]
-    pub has_filenames: bool,
+    has_filenames: bool,
     /// Whether they have line numbers.
     #[prost(bool, tag = "9")]
-    pub has_line_numbers: bool,
+    has_line_numbers: bool,
     /// Whether they have inlined frames.
     #[prost(bool, tag = "10")]
-    pub has_inline_frames: bool,
+    has_inline_frames: bool,
 }
 
 /// `Location`: a place in the code.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
-pub struct Location {
+struct Location {
     /// Id, from 1.
     #[prost(uint64, tag = "1")]
-    pub id: u64,
+    id: u64,
     /// Mapping id, or 0.
     #[prost(uint64, tag = "2")]
-    pub mapping_id: u64,
+    mapping_id: u64,
     /// Instruction address, or 0.
     #[prost(uint64, tag = "3")]
-    pub address: u64,
+    address: u64,
     /// The function and line, inlined callees first.
     #[prost(message, repeated, tag = "4")]
-    pub line: Vec<Line>,
+    line: Vec<Line>,
     /// Whether several locations were folded into this one.
     #[prost(bool, tag = "5")]
-    pub is_folded: bool,
+    is_folded: bool,
 }
 
 /// `Line`: a function and a line in it.
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
-pub struct Line {
+struct Line {
     /// Function id.
     #[prost(uint64, tag = "1")]
-    pub function_id: u64,
+    function_id: u64,
     /// Source line, or 0.
     #[prost(int64, tag = "2")]
-    pub line: i64,
+    line: i64,
     /// Source column, or 0.
     #[prost(int64, tag = "3")]
-    pub column: i64,
+    column: i64,
 }
 
 /// `Function`: a function's names and file.
 #[derive(Clone, Copy, PartialEq, Eq, prost::Message)]
-pub struct Function {
+struct Function {
     /// Id, from 1.
     #[prost(uint64, tag = "1")]
-    pub id: u64,
+    id: u64,
     /// Name as shown (string index).
     #[prost(int64, tag = "2")]
-    pub name: i64,
+    name: i64,
     /// Name as the system knows it (string index).
     #[prost(int64, tag = "3")]
-    pub system_name: i64,
+    system_name: i64,
     /// Source file (string index).
     #[prost(int64, tag = "4")]
-    pub filename: i64,
+    filename: i64,
     /// Line where the function starts, or 0.
     #[prost(int64, tag = "5")]
-    pub start_line: i64,
+    start_line: i64,
 }
