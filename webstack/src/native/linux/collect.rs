@@ -13,7 +13,7 @@ use crate::fork::Mutex;
 use super::merge::{merge, NativeFrame};
 use super::proc::{self, TaskInfo};
 use super::signal::{self, Answer, Contents};
-use super::symbolize::{source_line, symbolize};
+use super::symbols::{source_line, symbolize};
 use super::unwind::{Ending, Unwinder};
 use super::{DEFAULT_STACK_COPY, DEFAULT_TIMEOUT, MAX_NATIVE_FRAMES};
 use crate::hash::FxBuild;

@@ -12,7 +12,7 @@ mod merge;
 mod objects;
 mod proc;
 mod signal;
-mod symbolize;
+mod symbols;
 mod unwind;
 
 use std::time::Duration;
@@ -73,7 +73,7 @@ pub(super) unsafe fn after_fork(child: bool) {
     if child {
         collect::forget_threads();
         signal::forget_requests();
-        symbolize::recover_after_fork();
+        symbols::recover_after_fork();
     }
     // SAFETY: guaranteed by the caller.
     unsafe { signal::after_fork() };
@@ -100,39 +100,39 @@ pub(super) fn stacks_only() -> Result<usize, String> {
 }
 
 pub(super) fn symbolize(address: usize) -> usize {
-    symbolize::symbolize(address).len()
+    symbols::symbolize(address).len()
 }
 
 pub(super) fn clear_symbol_cache() {
-    symbolize::clear();
+    symbols::clear();
 }
 
 pub(super) fn drop_parsed_symbols() {
-    symbolize::drop_parsed();
+    symbols::drop_parsed();
 }
 
 pub(super) fn symbol_bytes() -> usize {
-    symbolize::kept_bytes()
+    symbols::kept_bytes()
 }
 
 pub(super) fn symbol_index_bytes() -> usize {
-    symbolize::fixed_bytes()
+    symbols::fixed_bytes()
 }
 
 pub(super) fn symbols_loaded() -> bool {
-    symbolize::loaded()
+    symbols::loaded()
 }
 
 pub(super) fn set_symbol_budget(bytes: usize) {
-    symbolize::set_budget(bytes);
+    symbols::set_budget(bytes);
 }
 
 pub(super) fn symbol_budget() -> usize {
-    symbolize::budget()
+    symbols::budget()
 }
 
 pub(super) fn warm_up(also: fn(), mut code: Vec<usize>) {
     code.push(augment as *const () as usize);
     code.extend(collect::capture_path());
-    symbolize::warm_up(also, code);
+    symbols::warm_up(also, code);
 }

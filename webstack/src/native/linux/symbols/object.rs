@@ -1,170 +1,22 @@
-//! Addresses to functions, files and lines, outside the signal handler, with
-//! caches that survive across snapshots: symbols by address, source files
-//! by path.
-//!
-//! # How an address is resolved
-//!
-//! The loaded objects (the program and its shared libraries) are listed
-//! with `dl_iterate_phdr`, each with its load bias and segments. The object
-//! holding an address is mapped read-only from its file (`mmap`: file-backed
-//! pages, which the kernel can drop and reread) the first time one of its
-//! addresses is asked for; then its ELF symbol table is read into a sorted
-//! table of function starts (the outer function's name when nothing better
-//! is known), and an `addr2line` index of its DWARF compilation units is
-//! built (unit headers and address ranges only). A lookup parses the line
-//! program and the functions (with their inlined calls) of the one unit that
-//! holds the address, and keeps them for later lookups in that unit.
-//!
-//! # Memory
-//!
-//! Everything kept here is bounded by the process-wide symbol budget
-//! ([`crate::native::set_symbol_budget`], default
-//! [`crate::native::DEFAULT_SYMBOL_BUDGET`]): half of it for parsed units
-//! (estimated from the size of each unit's debug information; past it every
-//! parsed unit is dropped and the index rebuilt), a quarter for the cache of
-//! resolved addresses and a quarter for source files. The indexes and the
-//! symbol tables are kept for the life of the process (about 1 MiB for a
-//! 50 MB binary), as are the interned function and file names of the frames
-//! resolved so far. The mapped files are not counted: their pages are the
-//! kernel's to drop.
-//!
-//! Debug sections compressed with zlib (`SHF_COMPRESSED`, as in the
-//! separate debug files of Debian's `libc6-dbg`) are decompressed the first
-//! time an address of their object is resolved, into anonymous memory
-//! charged to the half of the budget for parsed units: all but
-//! `.debug_info` are kept (2.6 MiB for glibc 2.36's libc), provided all
-//! objects' together take at most a quarter of the budget, and the parsed
-//! units get the rest of the half. `.debug_info` (5.5 MiB for that libc) is
-//! not kept: the index is built from it one unit at a time, and parsing a
-//! unit decompresses it again up to that unit, keeping a copy of the unit
-//! only. Sections that do not fit, or are compressed otherwise (zstd), are
-//! not read, as is debug information that is missing or split into `.dwo`
-//! files: such an object's frames have the symbol table's function names
-//! and no file or line. An object with neither debug information nor a
-//! symbol table (a stripped system library) is read from its separate
-//! debug file under `/usr/lib/debug/.build-id/` when one is installed.
+//! One ELF/DWARF object as read for symbols: its symbol table, the index
+//! of its compilation units, its compressed debug sections, and the units
+//! parsed so far (see [How an address is resolved](super#how-an-address-is-resolved)).
 
-use std::collections::{HashMap, HashSet};
-use std::ffi::{c_void, CStr};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-
+use std::collections::HashMap;
+use std::ffi::CStr;
 use std::io::Read as _;
 
-use crate::fork::Mutex;
 use gimli::Reader as _;
 use object::{Object as _, ObjectSection as _, ObjectSymbol as _};
 
-use super::mapped::Mapping;
-use super::merge::match_key;
-use super::objects;
-use super::Origin;
-use crate::snapshot::resolve::{classify_with_file, tidy};
-
-/// One function at an address; inlined calls give several per address.
-#[derive(Clone, Debug)]
-pub(super) struct SymFrame {
-    /// Demangled path without the hash.
-    pub(super) function: Option<&'static str>,
-    /// The path shadow frames are matched against (see `merge::match_key`).
-    pub(super) key: &'static str,
-    pub(super) file: Option<&'static str>,
-    pub(super) line: u32,
-    pub(super) origin: Origin,
-}
-
-/// Function and file names, kept for the life of the process so frames can
-/// borrow them instead of allocating. Bounded by the names of the frames
-/// the program's snapshots showed.
-static NAMES: Mutex<HashSet<&'static str>> = Mutex::new(HashSet::new);
-
-fn intern(name: &str) -> &'static str {
-    let mut names = NAMES.lock();
-    if let Some(&interned) = names.get(name) {
-        return interned;
-    }
-    let interned: &'static str = Box::leak(name.into());
-    names.insert(interned);
-    interned
-}
-
-/// Default process-wide symbol budget: 16 MiB.
-pub(crate) const DEFAULT_BUDGET: usize = 16 << 20;
-/// The smallest budget accepted: 1 MiB.
-const MIN_BUDGET: usize = 1 << 20;
-
-static BUDGET: AtomicUsize = AtomicUsize::new(DEFAULT_BUDGET);
-
-pub(crate) fn set_budget(bytes: usize) {
-    BUDGET.store(bytes.max(MIN_BUDGET), Ordering::Relaxed);
-}
-
-pub(crate) fn budget() -> usize {
-    BUDGET.load(Ordering::Relaxed)
-}
-
-/// Larger source files are not read.
-const MAX_FILE_BYTES: u64 = 4 << 20;
-/// Longer source lines are cut.
-const MAX_LINE_CHARS: usize = 240;
-/// Resolved addresses, with an estimate of their heap bytes.
-#[derive(Default)]
-struct SymCache {
-    by_address: HashMap<usize, Arc<[SymFrame]>>,
-    bytes: usize,
-}
-
-fn entry_cost(frames: &[SymFrame]) -> usize {
-    64 + std::mem::size_of_val(frames)
-}
-
-static SYMBOLS: Mutex<SymCache> = Mutex::new(SymCache::default);
-
-/// The loaded objects and what was read of them.
-static OBJECTS: Mutex<Objects> = Mutex::new(Objects::new);
-
-/// The functions at `lookup`, innermost inlined call first. `lookup` is a
-/// return address (the resolver looks one byte before it); pass an exact
-/// instruction address plus one.
-pub(super) fn symbolize(lookup: usize) -> Arc<[SymFrame]> {
-    if let Some(found) = SYMBOLS.lock().by_address.get(&lookup) {
-        return found.clone();
-    }
-    let mut raw = Vec::new();
-    OBJECTS.lock().resolve(lookup, &mut raw);
-    let frames: Arc<[SymFrame]> = raw
-        .into_iter()
-        .map(|raw| {
-            let function = raw.function.as_deref().map(intern);
-            let file = raw.file.as_deref().map(|path| intern(&tidy(path)));
-            let origin = function.map_or(Origin::Unknown, |function| {
-                classify_with_file(function, file)
-            });
-            SymFrame {
-                function,
-                key: function.map_or("", |function| intern(&match_key(function))),
-                file,
-                line: raw.line,
-                origin,
-            }
-        })
-        .collect();
-    let mut cache = SYMBOLS.lock();
-    let cost = entry_cost(&frames);
-    if cache.bytes + cost > budget() / 4 {
-        *cache = SymCache::default();
-    }
-    cache.bytes += cost;
-    cache.by_address.insert(lookup, frames.clone());
-    frames
-}
+use super::super::mapped::Mapping;
+use super::scratch::{page_size, Scratch};
 
 /// A frame as read from the object, before interning.
-struct RawFrame {
-    function: Option<String>,
-    file: Option<String>,
-    line: u32,
+pub(super) struct RawFrame {
+    pub(super) function: Option<String>,
+    pub(super) file: Option<String>,
+    pub(super) line: u32,
 }
 
 type Reader = gimli::EndianSlice<'static, gimli::RunTimeEndian>;
@@ -204,123 +56,15 @@ struct UnitRange {
 /// stay file-backed), and whose gaps hold empty padding units (written
 /// over the file's bytes: a private copy of one page each). Field order
 /// matters: the context borrows the view.
-struct Parsed {
+pub(super) struct Parsed {
     context: addr2line::Context<Reader>,
     /// The units copied: the parsed one first.
     group: Vec<u32>,
-    cost: usize,
-    /// When it was last used (see [`Objects::tick`]).
-    used: u64,
+    pub(super) cost: usize,
+    /// When it was last used (see
+    /// [`Objects::tick`](super::resolver::Objects::tick)).
+    pub(super) used: u64,
     _copy: Scratch,
-}
-
-/// An address range reserved without swap backing (`MAP_NORESERVE`) in
-/// which parts of a file are mapped, or decompressed bytes written (with
-/// `origin` 0); `shift` aligns it so that view offset `x` and file offset
-/// `origin + x` share their offset within a page.
-struct Scratch {
-    address: *mut c_void,
-    len: usize,
-    shift: usize,
-    view: usize,
-}
-
-// SAFETY: the mapping is owned by this value alone; it is written only
-// while being built, through `&mut self`, and read-only afterwards.
-unsafe impl Send for Scratch {}
-// SAFETY: as above.
-unsafe impl Sync for Scratch {}
-
-fn page_size() -> usize {
-    // SAFETY: `sysconf` has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(size)
-        .ok()
-        .filter(|&s| s > 0)
-        .unwrap_or(4096)
-}
-
-impl Scratch {
-    /// Reserves room for a view of `view` bytes of a file section that
-    /// starts at file offset `origin`.
-    fn new(view: usize, origin: u64) -> Option<Scratch> {
-        let page = page_size();
-        let shift = (origin % page as u64) as usize;
-        let len = (shift + view).div_ceil(page) * page;
-        if view == 0 {
-            return None;
-        }
-        // SAFETY: a fresh anonymous mapping at an address the kernel
-        // chooses; the result is checked below.
-        let address = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        (address != libc::MAP_FAILED).then_some(Scratch {
-            address,
-            len,
-            shift,
-            view,
-        })
-    }
-
-    /// Maps view bytes `start..end` (and the rest of their pages) from
-    /// `file` at offset `origin + start`.
-    fn map(&mut self, file: &std::fs::File, origin: u64, start: usize, end: usize) -> Option<()> {
-        use std::os::fd::AsRawFd;
-        let page = page_size();
-        let first = (self.shift + start) / page * page;
-        let last = ((self.shift + end).div_ceil(page) * page).min(self.len);
-        let offset = origin + start as u64 - (self.shift + start - first) as u64;
-        // SAFETY: `first..last` lies within the reservation owned by
-        // `self` (nothing else uses it), page aligned; MAP_FIXED replaces
-        // those pages only. The result is checked.
-        let mapped = unsafe {
-            libc::mmap(
-                self.address.cast::<u8>().add(first).cast(),
-                last - first,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_FIXED,
-                file.as_raw_fd(),
-                libc::off_t::try_from(offset).ok()?,
-            )
-        };
-        (mapped != libc::MAP_FAILED).then_some(())
-    }
-
-    fn bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: `shift + view <= len` bytes of a readable and writable
-        // mapping owned by `self`, borrowed mutably through `self`.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.address.cast::<u8>().add(self.shift), self.view)
-        }
-    }
-
-    /// The view, with a lifetime the caller keeps.
-    ///
-    /// # Safety
-    /// The slice and everything borrowed from it must be dropped before
-    /// `self` (see [`Parsed`], which drops the context borrowing it first,
-    /// and [`Loaded`], which drops its sections before the decompressed
-    /// ones).
-    unsafe fn bytes(&self) -> &'static [u8] {
-        // SAFETY: a readable mapping that lives until `self` is dropped,
-        // after every borrow (the caller's promise).
-        unsafe { std::slice::from_raw_parts(self.address.cast::<u8>().add(self.shift), self.view) }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        // SAFETY: a mapping this value created, no longer borrowed.
-        unsafe { libc::munmap(self.address, self.len) };
-    }
 }
 
 /// Units a parse may pull in through references before it gives up.
@@ -329,9 +73,9 @@ const MAX_GROUP: usize = 16;
 /// What was read of one object. Field order matters: the borrows of the
 /// mapping and of the decompressed sections (parsed units, sections) are
 /// dropped before them.
-struct Loaded {
+pub(super) struct Loaded {
     /// Parsed units by index in `units`.
-    parsed: HashMap<u32, Parsed>,
+    pub(super) parsed: HashMap<u32, Parsed>,
     /// The DWARF sections, by id; empty without debug information.
     sections: Vec<(gimli::SectionId, Reader)>,
     /// The index: the address ranges of the units, sorted by start. They
@@ -373,8 +117,8 @@ impl Loaded {
     /// (same addresses; its symbol table names local functions such as
     /// `start_thread`). Its zlib-compressed debug sections are
     /// decompressed if those kept take at most `room` bytes (see
-    /// [Memory](self#memory)); otherwise they are not read.
-    fn open(path: &std::path::Path, room: usize) -> Option<Loaded> {
+    /// [Memory](super#memory)); otherwise they are not read.
+    pub(super) fn open(path: &std::path::Path, room: usize) -> Option<Loaded> {
         let (map, _) = Mapping::open(path)?;
         // SAFETY: `file` borrows the bytes and is dropped before `map`
         // below (or with it, on an early return, in declaration order:
@@ -747,7 +491,7 @@ impl Loaded {
     }
 
     /// Bytes of the index and symbol table, kept outside the budget.
-    fn fixed_bytes(&self) -> usize {
+    pub(super) fn fixed_bytes(&self) -> usize {
         std::mem::size_of_val(self.ranges.as_slice())
             + std::mem::size_of_val(self.units.as_slice())
             + std::mem::size_of_val(self.symbols.as_slice())
@@ -784,7 +528,7 @@ impl Loaded {
 
     /// The frames at `svma` (a stated virtual address of this object),
     /// innermost first. Parses the unit holding it if needed.
-    fn resolve(&mut self, svma: u64, tick: u64, out: &mut Vec<RawFrame>) {
+    pub(super) fn resolve(&mut self, svma: u64, tick: u64, out: &mut Vec<RawFrame>) {
         for index in self.units_at(svma) {
             for _ in 0..MAX_GROUP {
                 if !self.parsed.contains_key(&index) {
@@ -843,12 +587,12 @@ impl Loaded {
         }
     }
 
-    fn parsed_bytes(&self) -> usize {
+    pub(super) fn parsed_bytes(&self) -> usize {
         self.parsed.values().map(|p| p.cost).sum()
     }
 
     /// Bytes of the decompressed sections kept.
-    fn inflated_bytes(&self) -> usize {
+    pub(super) fn inflated_bytes(&self) -> usize {
         self.inflated.iter().map(|s| s.len).sum()
     }
 }
@@ -996,452 +740,11 @@ fn demangle(name: &str) -> String {
     }
 }
 
-/// One loaded object.
-struct Object {
-    /// Absolute address ranges of its loaded segments.
-    segments: Vec<(usize, usize)>,
-    bias: usize,
-    path: PathBuf,
-    /// `None` until first used; `Some(None)` if it could not be read.
-    loaded: Option<Option<Loaded>>,
-}
-
-impl Object {
-    fn contains(&self, address: usize) -> bool {
-        self.segments
-            .iter()
-            .any(|&(start, end)| (start..end).contains(&address))
-    }
-}
-
-/// The objects of the process, listed when an address falls outside all of
-/// them.
-struct Objects {
-    list: Vec<Object>,
-    /// Counts lookups, to find the least recently used parsed unit.
-    tick: u64,
-}
-
-impl Objects {
-    const fn new() -> Self {
-        Objects {
-            list: Vec::new(),
-            tick: 0,
-        }
-    }
-
-    fn resolve(&mut self, lookup: usize, out: &mut Vec<RawFrame>) {
-        let Some(probe) = lookup.checked_sub(1) else {
-            return;
-        };
-        let index = match self.list.iter().position(|o| o.contains(probe)) {
-            Some(index) => index,
-            None => {
-                self.relist();
-                match self.list.iter().position(|o| o.contains(probe)) {
-                    Some(index) => index,
-                    None => return,
-                }
-            }
-        };
-        self.tick += 1;
-        let tick = self.tick;
-        let room = (budget() / 4).saturating_sub(self.inflated_bytes());
-        let object = &mut self.list[index];
-        let svma = probe.wrapping_sub(object.bias) as u64;
-        let loaded = object
-            .loaded
-            .get_or_insert_with(|| Loaded::open(&object.path, room));
-        if let Some(loaded) = loaded {
-            loaded.resolve(svma, tick, out);
-        }
-        self.keep_within_budget(tick);
-    }
-
-    /// Drops the least recently used parsed units while their estimate
-    /// exceeds half the budget less the decompressed sections; never the
-    /// one just used.
-    fn keep_within_budget(&mut self, now: u64) {
-        let limit = (budget() / 2).saturating_sub(self.inflated_bytes());
-        let mut total: usize = self.loaded().map(Loaded::parsed_bytes).sum();
-        while total > limit {
-            let oldest = self
-                .loaded_mut()
-                .enumerate()
-                .flat_map(|(object, loaded)| {
-                    loaded
-                        .parsed
-                        .iter()
-                        .map(move |(&unit, parsed)| (parsed.used, object, unit))
-                })
-                .filter(|&(used, _, _)| used != now)
-                .min();
-            let Some((_, object, unit)) = oldest else {
-                break;
-            };
-            if let Some(loaded) = self.loaded_mut().nth(object) {
-                if let Some(parsed) = loaded.parsed.remove(&unit) {
-                    total -= parsed.cost;
-                }
-            }
-        }
-    }
-
-    fn inflated_bytes(&self) -> usize {
-        self.loaded().map(Loaded::inflated_bytes).sum()
-    }
-
-    fn loaded(&self) -> impl Iterator<Item = &Loaded> {
-        self.list.iter().filter_map(|o| o.loaded.as_ref()?.as_ref())
-    }
-
-    fn loaded_mut(&mut self) -> impl Iterator<Item = &mut Loaded> {
-        self.list
-            .iter_mut()
-            .filter_map(|o| o.loaded.as_mut()?.as_mut())
-    }
-
-    /// Lists the loaded objects again, keeping what was read of those still
-    /// loaded at the same place.
-    fn relist(&mut self) {
-        // The vDSO has no file to read symbols from.
-        let mut fresh: Vec<Object> = objects::list()
-            .into_iter()
-            .filter_map(|o| {
-                Some(Object {
-                    segments: o.code,
-                    bias: o.bias,
-                    path: o.path?,
-                    loaded: None,
-                })
-            })
-            .collect();
-        for object in &mut fresh {
-            if let Some(old) = self
-                .list
-                .iter_mut()
-                .find(|o| o.path == object.path && o.bias == object.bias)
-            {
-                object.loaded = old.loaded.take();
-            }
-        }
-        self.list = fresh;
-    }
-}
-
-/// Source files by path (`None` for files that cannot be read), with their
-/// total size.
-#[derive(Default)]
-struct SourceCache {
-    files: HashMap<Arc<str>, Option<Arc<SourceFile>>>,
-    bytes: usize,
-}
-
-struct SourceFile {
-    text: String,
-    /// Byte offset where each line starts.
-    starts: Vec<usize>,
-}
-
-static SOURCES: Mutex<SourceCache> = Mutex::new(SourceCache::default);
-
-/// The text of line `line` (1-based) of `file`, trimmed, when the file is
-/// readable; files are read once and kept while they fit a quarter of the
-/// symbol budget.
-pub(super) fn source_line(file: &str, line: u32) -> Option<String> {
-    if file.is_empty() || line == 0 {
-        return None;
-    }
-    let source = {
-        let cached = SOURCES.lock().files.get(file).cloned();
-        match cached {
-            Some(source) => source,
-            None => {
-                let source = read_source(file).map(Arc::new);
-                let cost = 64
-                    + file.len()
-                    + source.as_ref().map_or(0, |s| {
-                        s.text.len() + s.starts.len() * std::mem::size_of::<usize>()
-                    });
-                let mut sources = SOURCES.lock();
-                if sources.bytes + cost > budget() / 4 {
-                    *sources = SourceCache::default();
-                }
-                sources.bytes += cost;
-                sources.files.insert(file.into(), source.clone());
-                source
-            }
-        }
-    }?;
-    let index = line as usize - 1;
-    let start = *source.starts.get(index)?;
-    let end = source
-        .starts
-        .get(index + 1)
-        .copied()
-        .unwrap_or(source.text.len());
-    let text = source.text[start..end].trim();
-    if text.is_empty() {
-        return None;
-    }
-    Some(match text.char_indices().nth(MAX_LINE_CHARS) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    })
-}
-
-fn read_source(file: &str) -> Option<SourceFile> {
-    let metadata = std::fs::metadata(file).ok()?;
-    if !metadata.is_file() || metadata.len() > MAX_FILE_BYTES {
-        return None;
-    }
-    let text = std::fs::read_to_string(file).ok()?;
-    let mut starts = vec![0];
-    starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-    Some(SourceFile { text, starts })
-}
-
-/// Empties the cache of resolved addresses (what was parsed of the objects
-/// stays).
-pub(super) fn clear() {
-    *SYMBOLS.lock() = SymCache::default();
-}
-
-/// Drops every parsed unit, as the budget does when it is exceeded; the
-/// next lookups parse them again. For benchmarks.
-pub(super) fn drop_parsed() {
-    for loaded in OBJECTS.lock().loaded_mut() {
-        loaded.parsed.clear();
-    }
-}
-
-/// Estimated heap bytes of the parsed units, decompressed sections,
-/// resolved addresses and source files that the budget bounds. For tests
-/// and benchmarks.
-pub(super) fn kept_bytes() -> usize {
-    OBJECTS
-        .lock()
-        .loaded()
-        .map(|l| l.parsed_bytes() + l.inflated_bytes())
-        .sum::<usize>()
-        + SYMBOLS.lock().bytes
-        + SOURCES.lock().bytes
-}
-
-/// Bytes of the indexes and symbol tables, kept outside the budget. For
-/// benchmarks.
-pub(super) fn fixed_bytes() -> usize {
-    OBJECTS.lock().loaded().map(Loaded::fixed_bytes).sum()
-}
-
-/// Whether the symbols of some object are loaded. For tests.
-pub(super) fn loaded() -> bool {
-    OBJECTS.lock().loaded().next().is_some()
-}
-
-/// In the child of a fork, takes back the locks that a thread of the
-/// parent held at the fork (a snapshot symbolising, the warm-up thread):
-/// what they guarded starts afresh (see [`crate::fork::Mutex`]).
-pub(super) fn recover_after_fork() {
-    NAMES.recover();
-    SYMBOLS.recover();
-    OBJECTS.recover();
-    SOURCES.recover();
-}
-
-/// Whether the warm-up thread was started. Not a `Once`: one that a fork
-/// found running would keep the child's `init` waiting forever.
-static WARMING: AtomicBool = AtomicBool::new(false);
-
-/// Starts, once per process, a low-priority thread that reads the
-/// program's symbol table and debug information index and resolves a few
-/// addresses every snapshot meets, so the first snapshot does not pay for
-/// them. The thread builds its own copy without taking the symbolizer's
-/// lock, installs it only if no snapshot loaded symbols meanwhile, and
-/// exits. It runs `also` (what later stages warm up) first, at its low
-/// priority, and resolves the functions at `code` (those a capture runs on
-/// the collecting thread, whose own stack it shows) with the rest. A
-/// forked child does not start it again.
-pub(super) fn warm_up(also: fn(), code: Vec<usize>) {
-    if WARMING.swap(true, Ordering::Relaxed) {
-        return;
-    }
-    let _ = std::thread::Builder::new()
-        .name("webstack-symbols".into())
-        .spawn(move || warm(also, code));
-}
-
-fn warm(also: fn(), code: Vec<usize>) {
-    // What takes the loader's lock (listing the objects, unwinding this
-    // thread's stack) runs before the priority drops, so that the lock is
-    // never held by a thread that may wait long for the CPU.
-    let mut objects = Objects::new();
-    objects.relist();
-    let mut addresses = warm_addresses();
-    // A function's address plus one resolves the function itself.
-    addresses.extend(code.iter().map(|function| function + 1));
-    lower_priority();
-    also();
-    let mut sink = Vec::new();
-    for lookup in addresses {
-        objects.resolve(lookup, &mut sink);
-        sink.clear();
-    }
-    // The program starts its threads after `init`: a second later, resolve
-    // what their stacks hold.
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    let mut files = HashSet::new();
-    for lookup in stack_words(&objects) {
-        objects.resolve(lookup, &mut sink);
-        files.extend(sink.drain(..).filter_map(|f| f.file));
-    }
-    {
-        let mut installed = OBJECTS.lock();
-        if installed.loaded().next().is_none() {
-            *installed = objects;
-        }
-    }
-    // And read the source files of those frames, for their `source` lines.
-    for file in files {
-        source_line(&tidy(&file), 1);
-    }
-}
-
-/// Words found on the stacks of the process's threads (from the stack
-/// pointer each blocked thread's `/proc/self/task/*/syscall` shows, up to
-/// 16 KiB, read with `process_vm_readv`) that point into the code of a
-/// loaded object: return addresses, mostly, without interrupting anyone;
-/// and each thread's instruction pointer from the same file.
-fn stack_words(objects: &Objects) -> Vec<usize> {
-    const SCAN: usize = 16 << 10;
-    const MAX_WORDS: usize = 2048;
-    let mut found = Vec::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return found;
-    };
-    let mut buffer = vec![0usize; SCAN / std::mem::size_of::<usize>()];
-    for task in tasks.flatten() {
-        let Ok(text) = std::fs::read_to_string(task.path().join("syscall")) else {
-            continue;
-        };
-        // "nr arg1 .. arg6 sp pc", or "-1 sp pc" outside a system call.
-        let fields: Vec<&str> = text.split_whitespace().collect();
-        let field = |back: usize| {
-            let at = fields.len().checked_sub(back)?;
-            usize::from_str_radix(fields[at].trim_start_matches("0x"), 16).ok()
-        };
-        let Some(sp) = field(2) else {
-            continue;
-        };
-        // The instruction the thread will resume at is where a capture
-        // finds it (looked up as an exact address: one byte on), and no
-        // stack word points at it; in a system call it is the C library's.
-        if let Some(pc) = field(1) {
-            let lookup = pc.wrapping_add(1);
-            if objects.list.iter().any(|o| o.contains(pc)) && !found.contains(&lookup) {
-                found.push(lookup);
-            }
-        }
-        let local = libc::iovec {
-            iov_base: buffer.as_mut_ptr().cast(),
-            iov_len: SCAN,
-        };
-        let remote = libc::iovec {
-            iov_base: sp as *mut c_void,
-            iov_len: SCAN,
-        };
-        // SAFETY: reads this process's memory into `buffer` (SCAN bytes);
-        // an unmapped source makes the call fail or stop short, never
-        // fault.
-        let read = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
-        let Ok(read) = usize::try_from(read) else {
-            continue;
-        };
-        for &word in &buffer[..read / std::mem::size_of::<usize>()] {
-            if objects
-                .list
-                .iter()
-                .any(|o| o.contains(word.wrapping_sub(1)))
-                && !found.contains(&word)
-            {
-                found.push(word);
-                if found.len() >= MAX_WORDS {
-                    return found;
-                }
-            }
-        }
-    }
-    found
-}
-
-/// Gives the calling thread the lowest priority, nice 19: it gets the CPU
-/// when the program leaves it idle, and a small share (1.5% of a nice-0
-/// thread's) when it does not. Not `SCHED_IDLE`, which can starve a thread
-/// indefinitely, and with it whatever kernel lock its page faults on the
-/// mapped file take.
-fn lower_priority() {
-    // SAFETY: `gettid` has no preconditions; `setpriority` on a thread id
-    // changes only that thread.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
-    }
-}
-
-/// Return addresses in code that most threads' stacks go through: this
-/// thread's own stack (thread start, the standard library) and the
-/// standard library's blocking calls.
-fn warm_addresses() -> Vec<usize> {
-    let mut addresses = Vec::new();
-    // SAFETY: on Linux the unwinder is thread-safe; skipping `backtrace`'s
-    // lock means a fork never finds it held by this thread.
-    unsafe {
-        backtrace::trace_unsynchronized(|frame| {
-            addresses.push(frame.ip() as usize);
-            addresses.len() < 64
-        })
-    };
-    let blocking: [usize; 4] = [
-        std::thread::park as fn() as usize,
-        std::thread::sleep as fn(std::time::Duration) as usize,
-        std::thread::yield_now as fn() as usize,
-        warm_up as fn(fn(), Vec<usize>) as usize,
-    ];
-    // A function's address plus one resolves the function itself.
-    addresses.extend(blocking.iter().map(|a| a + 1));
-    addresses
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::budget;
+    use super::super::resolver::Objects;
     use super::*;
-
-    #[inline(never)]
-    fn here() -> usize {
-        let mut ip = 0;
-        // SAFETY: the unwinder is thread-safe on Linux.
-        unsafe {
-            backtrace::trace_unsynchronized(|frame| {
-                ip = frame.ip() as usize;
-                false
-            })
-        };
-        ip
-    }
-
-    #[test]
-    fn a_return_address_resolves_to_its_function_file_and_line() {
-        let frames = symbolize(here());
-        eprintln!("{frames:#?}");
-        assert!(frames
-            .iter()
-            .any(|f| f.file.is_some_and(|f| f.ends_with(".rs")) && f.line > 0));
-        let frames = symbolize(here as fn() -> usize as usize + 1);
-        eprintln!("{frames:#?}");
-        assert!(frames
-            .iter()
-            .any(|f| f.function.is_some_and(|f| f.ends_with("tests::here"))));
-    }
 
     /// The C library's compressed debug sections (those of Debian's
     /// `libc6-dbg`) are read when they fit the room given, and not at all
@@ -1475,6 +778,7 @@ mod tests {
 
 #[cfg(test)]
 mod every_function {
+    use super::super::budget;
     use super::*;
 
     /// Functions of this test binary, every 16th from its symbol table,
