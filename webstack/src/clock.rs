@@ -1,11 +1,21 @@
-//! A cheap monotonic clock for task timings.
+//! The process's clocks: a cheap monotonic clock for task timings, and the
+//! uptime every snapshot reports.
 //!
 //! Task roots stamp every poll; `Instant::now()` costs ~40 ns on virtual
 //! machines (a full `clock_gettime(CLOCK_MONOTONIC)`), while the coarse clock
 //! is a few nanoseconds and ticks every few milliseconds: plenty for
 //! "idle for 3 s".
 
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// Time since [`init`](crate::init) was first called (or since the first
+/// snapshot).
+pub fn uptime() -> Duration {
+    STARTED.get_or_init(Instant::now).elapsed()
+}
 
 /// Nanoseconds on a monotonic clock with an arbitrary origin.
 #[cfg(target_os = "linux")]

@@ -304,7 +304,7 @@ mod imp {
         // One-time initialisations another thread might be in the middle of:
         // done now, so that none is left half done in the child.
         crate::clock::now_ns();
-        crate::uptime();
+        crate::clock::uptime();
         crate::snapshot::capture::init_process_facts();
         crate::record::stack::force_detached();
         let gate = GATE.write().unwrap_or_else(PoisonError::into_inner);

@@ -140,6 +140,7 @@ mod loom_tests;
 #[path = "private.rs"]
 pub mod __private;
 
+pub use clock::uptime;
 pub use dump::{dump, dump_to_string, DumpOptions};
 #[cfg(target_os = "linux")]
 pub use dump::{dump_on_signal, dump_on_signal_with, DumpSignal, SignalError};
@@ -162,11 +163,6 @@ pub use snapshot::{
 };
 pub use webstack_macros::{instrument, main, Capture};
 
-use std::sync::OnceLock;
-use std::time::Instant;
-
-static STARTED: OnceLock<Instant> = OnceLock::new();
-
 /// Initialises webstack: registers the calling thread, starts the uptime
 /// clock and, on Linux, a low-priority thread (`webstack-symbols`) that
 /// loads the program's symbols in the background and exits, so the first
@@ -174,7 +170,7 @@ static STARTED: OnceLock<Instant> = OnceLock::new();
 /// [`native`](crate::native#symbols)). `#[webstack::main]` calls it; calling
 /// it again does nothing.
 pub fn init() {
-    STARTED.get_or_init(Instant::now);
+    clock::uptime(); // starts the uptime clock
     record::stack::current();
     native::warm_up(warm_page, vec![Snapshot::capture as *const () as usize]);
 }
@@ -183,9 +179,4 @@ pub fn init() {
 /// page needs beside symbols (the HTML templates, parsed once per process).
 fn warm_page() {
     render::warm_up();
-}
-
-/// Time since [`init`] was first called (or since the first snapshot).
-pub fn uptime() -> std::time::Duration {
-    STARTED.get_or_init(Instant::now).elapsed()
 }

@@ -175,7 +175,7 @@ impl Process {
         process.pid = std::process::id();
         process.exe = FIXED.exe.clone();
         process.host = host_name();
-        process.uptime = crate::uptime();
+        process.uptime = crate::clock::uptime();
         process.webstack = Cow::Borrowed(env!("CARGO_PKG_VERSION"));
         process.platform = Cow::Owned(FIXED.platform.clone());
         process.source_root = FIXED.source_root.clone();
