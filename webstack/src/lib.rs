@@ -149,9 +149,9 @@ pub use dump::{panic_hook, panic_hook_with};
 pub use group::{
     Bucket, BucketArg, BucketFrame, Buckets, Member, Merged, ParseSimilarityError, Similarity,
 };
+pub use record::frame_args::MAX_ARGS;
 #[cfg(all(feature = "tokio", tokio_unstable))]
 pub use record::hooks as tokio;
-pub use record::slot::MAX_ARGS;
 #[cfg(feature = "tokio")]
 pub use record::spawn as task;
 pub use record::stack::MAX_DEPTH;

@@ -11,10 +11,12 @@
 //! narrow argument, with no branch on the extra-word count. The slot layout
 //! and what a snapshot reads are the same for every form.
 
-use crate::record::slot::MAX_ARGS;
 use crate::record::value::{Value, VALUE_WORDS};
 use crate::sealed;
 use crate::sync::{AtomicU64, Ordering};
+
+/// Most arguments recorded per frame; further ones are not recorded.
+pub const MAX_ARGS: usize = 8;
 
 /// The atomic words of one argument in a frame slot.
 pub(crate) type ArgSlot = [AtomicU64; VALUE_WORDS];

@@ -14,12 +14,9 @@
 //! on x86-64 the writer's side compiles to plain stores (release stores and
 //! release fences are free there).
 
-use crate::record::frame_args::{ArgSlot, FrameArgs};
+use crate::record::frame_args::{ArgSlot, FrameArgs, MAX_ARGS};
 use crate::record::value::{Value, EXTRA_WORDS, VALUE_WORDS};
 use crate::sync::{fence, AtomicU64, AtomicUsize, Ordering};
-
-/// Most arguments recorded per frame; further ones are not recorded.
-pub const MAX_ARGS: usize = 8;
 
 /// The words of one frame as the writer stores them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
