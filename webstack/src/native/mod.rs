@@ -443,7 +443,7 @@ pub(crate) mod hooks {
     /// signal and unwind (with the `/proc` reads), symbolise, merge, source
     /// lines, workers. For the benchmark's profile of `augment=1`.
     pub fn augment_phases(
-        snapshot: &mut crate::Snapshot,
+        snapshot: &mut crate::snapshot::Snapshot,
     ) -> Vec<(&'static str, std::time::Duration)> {
         let mut phases = Vec::new();
         let mut last = std::time::Instant::now();

@@ -172,7 +172,7 @@ mod tests {
         Probe, ViaCapture as _, ViaNarrow as _, ViaPointee as _, ViaRef as _, ViaValue as _,
     };
     use crate::record::slot::Slot;
-    use crate::Capture;
+    use crate::record::value::Capture;
 
     /// What the macro emits for a parameter `$v`.
     macro_rules! record {

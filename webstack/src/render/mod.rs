@@ -895,7 +895,7 @@ mod tests {
     /// recursion has at least three levels; its summary names a function.
     #[test]
     fn runs_partition_every_small_stack() {
-        use crate::Value;
+        use crate::record::value::Value;
         let frame = |c: u32, level: u64| BucketFrame {
             function: Cow::Borrowed(["app::a", "app::b", "std::s"][c as usize]),
             file: Cow::Borrowed("src/app.rs"),

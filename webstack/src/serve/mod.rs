@@ -105,8 +105,9 @@ pub use request::Request;
 pub(crate) use response::Pieces;
 pub use response::{Body, Response, CONTENT_SECURITY_POLICY};
 
+use crate::group::{Buckets, Similarity};
 use crate::render::{self, Format, Links};
-use crate::{Options, Similarity, Snapshot};
+use crate::snapshot::{Options, Snapshot};
 use access::Access;
 use params::{Defaults, Output, Params};
 use throttle::Throttle;
@@ -454,7 +455,7 @@ fn produce(
     if let Some(map) = map_snapshot {
         map(&mut snapshot);
     }
-    let buckets = crate::Buckets::aggregate(&snapshot, params.similarity);
+    let buckets = Buckets::aggregate(&snapshot, params.similarity);
     match params.output {
         Output::Page => {}
         #[cfg(feature = "pprof")]
@@ -636,7 +637,7 @@ mod tests {
         assert_eq!(response.header("content-type"), Some("application/json"));
         assert_common_headers(&response);
         let json: serde_json::Value = serde_json::from_str(&body(&response)).unwrap();
-        assert_eq!(json["version"], crate::JSON_VERSION);
+        assert_eq!(json["version"], crate::snapshot::JSON_VERSION);
         let response = service
             .respond(get("/serve-json", "augment=0"), &Tokio)
             .await;

@@ -1,8 +1,9 @@
 //! The snapshot page's query string, parsed by hand so that every malformed
 //! input gets a one-line 400 answer naming the parameter, never a panic.
 
+use crate::group::{ParseSimilarityError, Similarity};
 use crate::render::Format;
-use crate::{Similarity, DEFAULT_MAXMEM, MIN_MAXMEM};
+use crate::snapshot::{DEFAULT_MAXMEM, MIN_MAXMEM};
 
 /// Named by the 400 answers to an unknown or malformed parameter name. It
 /// lists the parameters of the first release, which clients match on, and
@@ -119,7 +120,7 @@ impl Key {
                 "maxmem must be a number of bytes from 0 to {}; values below {MIN_MAXMEM} are raised to it",
                 usize::MAX
             ),
-            Key::Similarity => crate::ParseSimilarityError.to_string(),
+            Key::Similarity => ParseSimilarityError.to_string(),
             Key::Format => crate::render::ParseFormatError.to_string(),
             Key::Fold => "fold must be 0 or 1".to_owned(),
         }

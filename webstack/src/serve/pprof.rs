@@ -4,8 +4,8 @@
 
 use super::params::{decode, shorten, Defaults, Output, Params};
 use super::{Body, Request, Response, Runtime, Service};
+use crate::group::{Buckets, Similarity};
 use crate::render::{self, Format};
-use crate::{Buckets, Similarity};
 
 /// Where Go serves its goroutine profile, and where Grafana Alloy's
 /// `pyroscope.scrape` (`profile.goroutine`) and Parca look for it by

@@ -6,19 +6,13 @@ use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::budget::{self, Budget};
-use super::model::{Kind, LeftOut, Process, Routine, Snapshot, State};
+use super::model::{Kind, LeftOut, Process, Routine, Snapshot, State, DEFAULT_MAXMEM, MIN_MAXMEM};
 use super::resolve::FrameCache;
 use crate::record::registry::{self, Entry};
 use crate::record::slot::FrameWords;
 use crate::record::stack::{ThreadStack, MAX_DEPTH};
 use crate::record::task::spawned::{self, Source};
 use crate::record::task::{SavedChain, TaskShared};
-
-/// Default memory bound of one snapshot: 64 MiB.
-pub const DEFAULT_MAXMEM: usize = 64 << 20;
-
-/// Smallest memory bound accepted; lower values are raised to it: 1 MiB.
-pub const MIN_MAXMEM: usize = 1 << 20;
 
 /// How to capture a [`Snapshot`].
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -17,8 +17,8 @@ pub(crate) mod capture;
 pub(crate) mod model;
 pub(crate) mod resolve;
 
-pub use capture::{Options, DEFAULT_MAXMEM, MIN_MAXMEM};
+pub use capture::Options;
 pub use model::{
     Arg, Args, CreatedBy, Frame, Kind, LeftOut, Origin, Process, Routine, Snapshot, State,
-    JSON_VERSION,
+    DEFAULT_MAXMEM, JSON_VERSION, MIN_MAXMEM,
 };

@@ -25,6 +25,12 @@ use crate::record::value::Value;
 /// [`render::json::VERSION`](crate::render::json::VERSION).
 pub const JSON_VERSION: u32 = 1;
 
+/// Default memory bound of one snapshot: 64 MiB.
+pub const DEFAULT_MAXMEM: usize = 64 << 20;
+
+/// Smallest memory bound accepted; lower values are raised to it: 1 MiB.
+pub const MIN_MAXMEM: usize = 1 << 20;
+
 /// Where a frame's code comes from, so a page can fold what is not the
 /// application's. Decided once, at capture (see [`Origin::of`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -608,7 +614,7 @@ impl Snapshot {
             version: JSON_VERSION,
             captured_at: SystemTime::now(),
             capture_time: Duration::ZERO,
-            maxmem: crate::DEFAULT_MAXMEM,
+            maxmem: DEFAULT_MAXMEM,
             bytes_used: 0,
             augmented: false,
             left_out: LeftOut::default(),

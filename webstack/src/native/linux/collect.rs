@@ -177,7 +177,7 @@ pub(super) fn capture_path() -> [usize; 4] {
 pub(super) fn stacks_only() -> Result<usize, String> {
     let mut native_error = None;
     let mut sig = Some(signal::ensure_installed()?);
-    let room = crate::DEFAULT_MAXMEM;
+    let room = crate::snapshot::DEFAULT_MAXMEM;
     let (captured, _) = signal_all(&HashMap::new(), room, &mut sig, &mut native_error)?;
     Ok(captured
         .iter()
