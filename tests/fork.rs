@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use support::poll::poll_once;
 use support::wait::{wait_until, watchdog};
-use webstack::__private::fork as hooks;
+use webstack::__test_hooks::fork as hooks;
 use webstack::render::{render, Format, Links};
 use webstack::{Buckets, Kind, Options, Similarity, Snapshot, State};
 

@@ -24,7 +24,7 @@ static TOTAL: AtomicUsize = AtomicUsize::new(0);
 
 fn count() {
     TOTAL.fetch_add(1, Ordering::Relaxed);
-    if webstack::__private::native::in_handler() {
+    if webstack::__test_hooks::native::in_handler() {
         IN_HANDLER.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -179,12 +179,12 @@ fn main() {
         if method != Method::Auto {
             assert_eq!(native::method(), method);
         }
-        let runs = webstack::__private::native::handler_runs();
+        let runs = webstack::__test_hooks::native::handler_runs();
         for _ in 0..200 {
             let snapshot = Snapshot::capture(&Options::default().augment(true));
             assert!(snapshot.augmented, "{:?}", snapshot.native_error);
         }
-        let answered = webstack::__private::native::handler_runs() - runs;
+        let answered = webstack::__test_hooks::native::handler_runs() - runs;
         // Six threads (main and five others) per capture; on a loaded
         // machine a thread may miss the timeout now and then.
         assert!(

@@ -41,7 +41,7 @@ fn main() {
     assert!(!snapshot.augmented);
     assert_eq!(snapshot.native_error, None);
     assert_eq!(handler_of(default_signal), libc::SIG_DFL);
-    assert_eq!(webstack::__private::native::handler_runs(), 0);
+    assert_eq!(webstack::__test_hooks::native::handler_runs(), 0);
 
     // The application owns SIGRTMIN+3.
     // SAFETY: installing a plain handler that only touches an atomic.
@@ -64,7 +64,7 @@ fn main() {
         app_handler as *const () as usize
     );
     assert_eq!(APP_HANDLER_CALLS.load(Ordering::Relaxed), 0);
-    assert_eq!(webstack::__private::native::handler_runs(), 0);
+    assert_eq!(webstack::__test_hooks::native::handler_runs(), 0);
     // Shadow stacks are still there, and kernel states from /proc.
     let me = snapshot
         .routines
@@ -99,7 +99,7 @@ fn main() {
     let snapshot = capture_inside(6);
     assert!(snapshot.augmented, "{:?}", snapshot.native_error);
     assert_eq!(snapshot.native_error, None);
-    assert!(webstack::__private::native::handler_runs() > 0);
+    assert!(webstack::__test_hooks::native::handler_runs() > 0);
     assert_eq!(APP_HANDLER_CALLS.load(Ordering::Relaxed), 0);
     let me = snapshot
         .routines
@@ -123,14 +123,14 @@ fn main() {
     unsafe {
         libc::signal(chosen, app_handler as *const () as usize);
     }
-    let runs = webstack::__private::native::handler_runs();
+    let runs = webstack::__test_hooks::native::handler_runs();
     let snapshot = Snapshot::capture(&Options::default());
     assert!(!snapshot.augmented);
     assert!(snapshot
         .native_error
         .as_deref()
         .is_some_and(|e| e.contains("replaced")));
-    assert_eq!(webstack::__private::native::handler_runs(), runs);
+    assert_eq!(webstack::__test_hooks::native::handler_runs(), runs);
     assert_eq!(APP_HANDLER_CALLS.load(Ordering::Relaxed), 0);
     println!("native_conflict: ok");
 }

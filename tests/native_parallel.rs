@@ -81,12 +81,12 @@ fn threads_blocking_the_signal_cost_one_timeout_together() {
     let _open = release.opener();
 
     // Ask every thread, even those known to block the signal.
-    webstack::__private::native::skip_blocked_check(true);
-    let runs = webstack::__private::native::handler_runs();
+    webstack::__test_hooks::native::skip_blocked_check(true);
+    let runs = webstack::__test_hooks::native::handler_runs();
     let started = Instant::now();
     let snapshot = Snapshot::capture(&Options::default().augment(true));
     let elapsed = started.elapsed();
-    webstack::__private::native::skip_blocked_check(false);
+    webstack::__test_hooks::native::skip_blocked_check(false);
     assert!(snapshot.augmented, "{:?}", snapshot.native_error);
 
     for tid in &blocking {
@@ -107,7 +107,7 @@ fn threads_blocking_the_signal_cost_one_timeout_together() {
         assert!(!routine.frames.is_empty(), "{tid}: no native frame");
     }
     assert!(
-        webstack::__private::native::handler_runs() - runs >= ANSWERING as u64,
+        webstack::__test_hooks::native::handler_runs() - runs >= ANSWERING as u64,
         "every answering thread ran the handler"
     );
     // One deadline for the whole batch: four blocked threads asked one after

@@ -307,11 +307,11 @@ fn thread_blocking_the_signal_is_no_answer_without_stalling() {
     );
 
     // Without that check, the collector asks and times out again.
-    webstack::__private::native::skip_blocked_check(true);
+    webstack::__test_hooks::native::skip_blocked_check(true);
     let started = Instant::now();
     let snapshot = capture();
     let elapsed = started.elapsed();
-    webstack::__private::native::skip_blocked_check(false);
+    webstack::__test_hooks::native::skip_blocked_check(false);
     assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
     assert!(elapsed >= native::timeout(), "{elapsed:?}");
     let routine = thread_by_tid(&snapshot, tid);

@@ -116,7 +116,7 @@ fn a_smaller_symbol_budget_keeps_less_and_still_resolves() {
                 assert!(snapshot.augmented, "{:?}", snapshot.native_error);
                 let named = with_file_and_line(&snapshot);
                 assert!(named > 16, "symbols with files and lines: {snapshot:#?}");
-                let kept = webstack::__private::native::symbol_bytes();
+                let kept = webstack::__test_hooks::native::symbol_bytes();
                 assert!(kept <= 1 << 20, "{kept} bytes kept, budget 1 MiB");
             }
         },
@@ -135,11 +135,11 @@ fn init_loads_symbols_in_the_background_and_the_thread_exits() {
         "init_loads_symbols_in_the_background_and_the_thread_exits",
         Duration::from_secs(120),
         || {
-            assert!(!webstack::__private::native::symbols_loaded());
+            assert!(!webstack::__test_hooks::native::symbols_loaded());
             webstack::init();
             assert!(
                 wait_until(Duration::from_secs(60), || {
-                    webstack::__private::native::symbols_loaded()
+                    webstack::__test_hooks::native::symbols_loaded()
                 }),
                 "symbols not loaded in the background"
             );
@@ -165,7 +165,7 @@ fn a_forked_child_does_not_warm_up_again() {
         || {
             webstack::init();
             assert!(wait_until(Duration::from_secs(60), || {
-                webstack::__private::native::symbols_loaded()
+                webstack::__test_hooks::native::symbols_loaded()
                     && !thread_names().iter().any(|n| n == "webstack-symbols")
             }));
             // SAFETY: the child only calls async-signal-safe-enough code of

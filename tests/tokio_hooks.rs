@@ -236,7 +236,7 @@ fn a_task_spawned_after_shutdown_is_not_listed() {
         .filter(|r| r.tokio_id == Some(id))
         .collect();
     assert!(listed.is_empty(), "{listed:#?}");
-    assert!(!webstack::__private::tokio_hooks::holds_slot(id));
+    assert!(!webstack::__test_hooks::tokio::holds_slot(id));
     let joined = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap()
@@ -285,7 +285,7 @@ fn tasks_spawned_while_the_runtime_shuts_down_leave_nothing_behind() {
         .collect();
     let held = ids
         .iter()
-        .filter(|&&id| webstack::__private::tokio_hooks::holds_slot(id))
+        .filter(|&&id| webstack::__test_hooks::tokio::holds_slot(id))
         .count();
     assert_eq!((listed.len(), held), (0, 0), "of {} tasks", ids.len());
 }

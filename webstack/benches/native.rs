@@ -88,7 +88,7 @@ fn capture_per_thread(c: &mut Criterion) {
         for (mode, method) in METHODS {
             native::set_method(method);
             group.bench_with_input(BenchmarkId::new(mode, threads), &threads, |b, _| {
-                b.iter(|| webstack::__private::native::stacks_only().unwrap())
+                b.iter(|| webstack::__test_hooks::native::stacks_only().unwrap())
             });
         }
         native::set_method(Method::Auto);
@@ -115,7 +115,7 @@ fn print_per_thread(threads: usize) {
             native::set_method(method);
             for _ in 0..5 {
                 let started = Instant::now();
-                webstack::__private::native::stacks_only().unwrap();
+                webstack::__test_hooks::native::stacks_only().unwrap();
                 out.push(started.elapsed());
             }
         }
@@ -182,7 +182,7 @@ fn timed_page() -> ([Duration; 11], usize, usize) {
     let mut snapshot = Snapshot::capture(&Options::default().augment(false));
     times[0] = started.elapsed();
     let plain = snapshot.clone();
-    for (name, time) in webstack::__private::native::augment_phases(&mut snapshot) {
+    for (name, time) in webstack::__test_hooks::native::augment_phases(&mut snapshot) {
         let index = PHASES
             .iter()
             .position(|p| *p == name)

@@ -217,7 +217,7 @@ fn first_page(c: &mut Criterion) {
 }
 
 fn resolve(c: &mut Criterion) {
-    use webstack::__private::native;
+    use webstack::__test_hooks::native;
     // Return addresses of this very call chain.
     let mut addresses = Vec::new();
     backtrace::trace(|frame| {

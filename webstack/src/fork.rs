@@ -341,7 +341,7 @@ mod imp {
 }
 
 /// Hooks for tests that fork at a chosen moment, reached through
-/// `webstack::__private::fork`. Each is checked only on a path that runs
+/// `webstack::__test_hooks::fork`. Each is checked only on a path that runs
 /// once or on the slow path, where a relaxed load costs nothing measurable.
 pub(crate) mod hooks {
     use std::sync::atomic::{AtomicBool, Ordering};

@@ -140,6 +140,29 @@ mod loom_tests;
 #[path = "private.rs"]
 pub mod __private;
 
+/// Hooks for webstack's own tests and benchmarks: counters and switches
+/// inside the native pass, the fork handlers and the tokio hooks. Not a
+/// public API; kept apart from `__private`, which holds only what the
+/// macros' generated code needs.
+#[doc(hidden)]
+pub mod __test_hooks {
+    /// Hooks into native stacks.
+    pub mod native {
+        pub use crate::native::hooks::*;
+    }
+
+    /// Hooks for tests that fork at a chosen moment.
+    pub mod fork {
+        pub use crate::fork::hooks::*;
+    }
+
+    /// Hooks into the table of `webstack::tokio::hooks`.
+    #[cfg(all(feature = "tokio", tokio_unstable))]
+    pub mod tokio {
+        pub use crate::record::hooks::holds_slot;
+    }
+}
+
 pub use clock::uptime;
 pub use dump::{dump, dump_to_string, DumpOptions};
 #[cfg(target_os = "linux")]

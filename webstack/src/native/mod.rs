@@ -397,7 +397,8 @@ fn show_workers(snapshot: &mut Snapshot) {
     budget.store(snapshot);
 }
 
-/// Hooks for tests and benchmarks, reached through `webstack::__private`.
+/// Hooks for tests and benchmarks, reached through
+/// `webstack::__test_hooks::native`.
 pub(crate) mod hooks {
     use super::sys;
 
