@@ -24,15 +24,16 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tera::{Context, Tera};
 
-use super::{
-    arg_value, bounded, bytes, crate_docs, duration_range, elapsed, flags, folded_summary, members,
-    recursion_location, recursion_summary, runs, task_line, timestamp, Detail, Format, Links,
-    Location, Origin, RenderError, Run, FUNCTION_CHARS, NAME_CHARS,
+use super::fold::{folded_summary, recursion_location, recursion_summary, runs, Run};
+use super::words::{
+    arg_value, bounded, bytes, crate_docs, duration_range, elapsed, flags, members, task_line,
+    timestamp, Location, FUNCTION_CHARS, NAME_CHARS,
 };
+use super::{Detail, Format, Links, RenderError};
 use crate::group::{Bucket, BucketFrame, Buckets, Merged, Similarity};
 use crate::hash::FxBuild;
 use crate::snapshot::resolve::crate_name;
-use crate::snapshot::{Kind, Snapshot, State};
+use crate::snapshot::{Kind, Origin, Snapshot, State};
 
 /// Parses the templates if no page did yet.
 pub(super) fn warm_up() {

@@ -21,7 +21,8 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::{arg_value, truncated, RenderError, NAME_CHARS};
+use super::words::{arg_value, truncated, NAME_CHARS};
+use super::RenderError;
 use crate::group::{Bucket, BucketFrame, Buckets, Member, Merged};
 use crate::snapshot::resolve::crate_name;
 use crate::snapshot::{CreatedBy, Kind, Process, Snapshot, State};

@@ -57,7 +57,8 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::time::SystemTime;
 
-use super::{truncated, RenderError, FUNCTION_CHARS};
+use super::words::{truncated, FUNCTION_CHARS};
+use super::RenderError;
 use crate::group::{Bucket, Buckets};
 use crate::snapshot::{Kind, Snapshot};
 

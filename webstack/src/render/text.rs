@@ -39,11 +39,12 @@
 
 use std::io::Write;
 
-use super::{
-    arg_value, bounded, bytes, duration_range, elapsed, flags, folded_summary, members,
-    recursion_location, recursion_summary, runs, task_line, timestamp, Detail, Location,
-    RenderError, Run, FUNCTION_CHARS,
+use super::fold::{folded_summary, recursion_location, recursion_summary, runs, Run};
+use super::words::{
+    arg_value, bounded, bytes, duration_range, elapsed, flags, members, task_line, timestamp,
+    Location, FUNCTION_CHARS, NAME_CHARS,
 };
+use super::{Detail, RenderError};
 use crate::group::{Bucket, Buckets};
 use crate::snapshot::{Kind, Snapshot};
 
@@ -92,7 +93,7 @@ fn bucket<W: Write>(
             Kind::Thread => "thread",
             Kind::Task => "task",
         },
-        bounded(b.state.as_str(), super::NAME_CHARS),
+        bounded(b.state.as_str(), NAME_CHARS),
         duration_range(b.waiting)
     )?;
     let (groups, more) = members(b);
