@@ -159,7 +159,7 @@ pub mod __test_hooks {
     /// Hooks into the table of `webstack::tokio::hooks`.
     #[cfg(all(feature = "tokio", tokio_unstable))]
     pub mod tokio {
-        pub use crate::record::hooks::holds_slot;
+        pub use crate::record::tokio_hooks::holds_slot;
     }
 }
 
@@ -173,12 +173,12 @@ pub use group::{
     Bucket, BucketArg, BucketFrame, Buckets, Member, Merged, ParseSimilarityError, Similarity,
 };
 pub use record::frame_args::MAX_ARGS;
-#[cfg(all(feature = "tokio", tokio_unstable))]
-pub use record::hooks as tokio;
-#[cfg(feature = "tokio")]
-pub use record::spawn as task;
 pub use record::stack::MAX_DEPTH;
+#[cfg(feature = "tokio")]
+pub use record::task_spawn as task;
 pub use record::thread;
+#[cfg(all(feature = "tokio", tokio_unstable))]
+pub use record::tokio_hooks as tokio;
 pub use record::value::{Capture, Collection, Shape, Value, STR_BYTES};
 pub use snapshot::{
     Arg, Args, CreatedBy, Frame, Kind, LeftOut, Options, Origin, Process, Routine, Snapshot, State,

@@ -15,20 +15,22 @@
 //! - [`await_point`]: the line of the `.await` an idle frame is suspended at.
 //! - [`registry`]: the global sharded registry of live stacks and tasks.
 //! - [`thread`]: spawn wrappers that record their creator.
-//! - `spawn` (`tokio` feature): tokio's spawn functions, registering the
-//!   task at spawn; `hooks` (also `--cfg tokio_unstable`): every task of a
-//!   runtime, through tokio's task hooks.
+//! - `task_spawn` (public as `webstack::task`, `tokio` feature): tokio's
+//!   spawn functions, registering the task at spawn; `tokio_hooks` (public
+//!   as `webstack::tokio`, also `--cfg tokio_unstable`): every task of a
+//!   runtime, through tokio's task hooks. Each file's name starts with its
+//!   public module's name, so neither is taken for [`task`], the records.
 
 pub(crate) mod await_point;
 pub(crate) mod frame_args;
-#[cfg(all(feature = "tokio", tokio_unstable))]
-pub mod hooks;
 pub(crate) mod meta;
 pub(crate) mod registry;
 pub(crate) mod slot;
-#[cfg(feature = "tokio")]
-pub mod spawn;
 pub(crate) mod stack;
 pub(crate) mod task;
+#[cfg(feature = "tokio")]
+pub mod task_spawn;
 pub mod thread;
+#[cfg(all(feature = "tokio", tokio_unstable))]
+pub mod tokio_hooks;
 pub(crate) mod value;

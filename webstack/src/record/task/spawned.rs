@@ -50,7 +50,7 @@ pub(crate) struct SpawnInfo {
     /// The tokio task id, 0 when unknown.
     pub(crate) tokio_id: AtomicU64,
     /// For [`Source::Hooked`]: the index of the task's poll slot plus one
-    /// (0: none; see `crate::record::hooks`).
+    /// (0: none; see `crate::record::tokio_hooks`).
     pub(crate) hook_slot: u32,
 }
 
@@ -89,7 +89,7 @@ pub(crate) struct HookState {
 /// terminated.
 #[cfg(all(feature = "tokio", tokio_unstable))]
 pub(crate) fn hook_state(task: &TaskShared) -> Option<HookState> {
-    crate::record::hooks::state(task)
+    crate::record::tokio_hooks::state(task)
 }
 
 /// Without the hooks no record is [`Source::Hooked`].
@@ -101,7 +101,7 @@ pub(crate) fn hook_state(_: &TaskShared) -> Option<HookState> {
 /// Live tasks of hooked runtimes that the hooks' table had no room for.
 #[cfg(all(feature = "tokio", tokio_unstable))]
 pub(crate) fn hooks_untracked() -> usize {
-    crate::record::hooks::untracked()
+    crate::record::tokio_hooks::untracked()
 }
 
 /// Without the hooks no task goes untracked.
