@@ -3,7 +3,8 @@
 //! Stages, in order: `record` (what an instrumented call writes) →
 //! `snapshot` (capture into the model) → `native` (the optional pass adding
 //! native frames) → `pipeline` (`Snapshot::capture`, running the two) →
-//! `group` → `render` → `serve` and `dump` → adapters (`actix`, `axum`).
+//! `group` → `render` → `page` (capture → group → render, the one
+//! pipeline) → `serve` and `dump` → adapters (`actix`, `axum`).
 //! Shared helpers below every stage (`clock`, `hash`, `lock`, `futex`,
 //! `sync`, `sealed`, `prefetch`) import nothing from the stages.
 //!
@@ -42,8 +43,10 @@ fn stage_of(name: &str) -> Option<Option<u8>> {
         "pipeline" => 3,
         "group" => 4,
         "render" => 5,
-        "serve" | "dump" => 6,
-        "actix" | "axum" => 7,
+        // The page pipeline: capture → group → render.
+        "page" => 6,
+        "serve" | "dump" => 7,
+        "actix" | "axum" => 8,
         _ => return None,
     }))
 }

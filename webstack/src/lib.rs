@@ -122,6 +122,7 @@ mod group;
 mod hash;
 mod lock;
 pub mod native;
+mod page;
 mod pipeline;
 mod prefetch;
 mod record;

@@ -1,6 +1,6 @@
 //! The stages of one snapshot, in order: the shadow capture
 //! ([`crate::snapshot`]), then the native pass ([`crate::native`]).
-//! Grouping and rendering are the caller's (the serving core, or the user).
+//! Grouping and rendering come after ([`crate::page`], or the user's own).
 
 use std::cell::Cell;
 

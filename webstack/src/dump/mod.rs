@@ -14,6 +14,7 @@ use std::io::{self, Write};
 use std::time::Duration;
 
 use crate::group::{Buckets, Similarity};
+use crate::page::page;
 use crate::render::{self, Detail, Format, Links};
 use crate::snapshot::{Options, Snapshot, DEFAULT_MAXMEM};
 
@@ -106,8 +107,12 @@ impl DumpOptions {
 /// assert!(String::from_utf8(out).unwrap().starts_with("webstack "));
 /// ```
 pub fn dump<W: Write + ?Sized>(out: &mut W, options: &DumpOptions) -> io::Result<()> {
-    let snapshot = Snapshot::capture(&options.capture_options());
-    write_dump(out, &snapshot, options)
+    page(
+        &options.capture_options(),
+        options.similarity,
+        None,
+        |snapshot, buckets| write_dump(out, snapshot, buckets, options),
+    )
 }
 
 /// [`dump`] into a `String`.
@@ -124,13 +129,14 @@ pub(crate) fn note(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(io::stderr(), "{line}");
 }
 
-/// Groups and writes `snapshot` as text.
+/// Writes `snapshot`, grouped in `buckets`, as text: the render step of a
+/// dump's [`page`].
 fn write_dump<W: Write + ?Sized>(
     out: &mut W,
     snapshot: &Snapshot,
+    buckets: &Buckets,
     options: &DumpOptions,
 ) -> io::Result<()> {
-    let buckets = Buckets::aggregate(snapshot, options.similarity);
     let links = Links {
         augment: options.augment,
         maxmem: options.maxmem,
@@ -140,7 +146,7 @@ fn write_dump<W: Write + ?Sized>(
     render::render_to_with(
         out,
         snapshot,
-        &buckets,
+        buckets,
         Format::Text,
         &links,
         Detail::default().fold(options.fold),

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::DumpOptions;
-use crate::snapshot::Snapshot;
+use crate::page::page;
 
 /// The byte a panicking thread writes; signals write their index (0..).
 pub(super) const PANIC: u8 = 0xff;
@@ -214,15 +214,17 @@ fn run(worker: &Worker, read: Pipe) {
 /// thread keeps serving later requests.
 fn write_dump(header: &str, options: &DumpOptions) {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let snapshot = Snapshot::capture(&options.capture_options());
-        let stderr = std::io::stderr();
-        let mut out = stderr.lock();
-        let _ = writeln!(out, "\n{header}");
-        let written = super::write_dump(&mut out, &snapshot, options);
-        let _ = match written {
-            Ok(()) => writeln!(out, "webstack: end of dump"),
-            Err(e) => writeln!(out, "webstack: dump failed: {e}"),
-        };
+        let capture = options.capture_options();
+        page(&capture, options.similarity, None, |snapshot, buckets| {
+            let stderr = std::io::stderr();
+            let mut out = stderr.lock();
+            let _ = writeln!(out, "\n{header}");
+            let written = super::write_dump(&mut out, snapshot, buckets, options);
+            let _ = match written {
+                Ok(()) => writeln!(out, "webstack: end of dump"),
+                Err(e) => writeln!(out, "webstack: dump failed: {e}"),
+            };
+        });
     }));
     if outcome.is_err() {
         let _ = writeln!(std::io::stderr(), "webstack: dump failed: it panicked");

@@ -105,7 +105,8 @@ pub use request::Request;
 pub(crate) use response::Pieces;
 pub use response::{Body, Response, CONTENT_SECURITY_POLICY};
 
-use crate::group::{Buckets, Similarity};
+use crate::group::Similarity;
+use crate::page::page;
 use crate::render::{self, Format, Links};
 use crate::snapshot::{Options, Snapshot};
 use access::Access;
@@ -444,39 +445,42 @@ fn capture(
     }
 }
 
-/// Captures, groups and renders.
+/// Captures, groups and renders: the [`page`] pipeline, rendered as
+/// `params` ask.
 fn produce(
     params: &Params,
     options: &Options,
     base_path: String,
     map_snapshot: Option<&(dyn Fn(&mut Snapshot) + Send + Sync)>,
 ) -> Result<Vec<Vec<u8>>, String> {
-    let mut snapshot = Snapshot::capture(options);
-    if let Some(map) = map_snapshot {
-        map(&mut snapshot);
-    }
-    let buckets = Buckets::aggregate(&snapshot, params.similarity);
-    match params.output {
-        Output::Page => {}
-        #[cfg(feature = "pprof")]
-        Output::Pprof => return Ok(vec![render::pprof::encode(&snapshot, &buckets)]),
-        #[cfg(feature = "pprof")]
-        Output::Counts => return pprof::counts(&buckets),
-    }
-    let links = Links {
-        base_path,
-        augment: params.augment,
-        maxmem: params.maxmem,
-        similarity: params.similarity,
-    };
-    render::render_chunks_with(
-        &snapshot,
-        &buckets,
-        params.format,
-        &links,
-        render::Detail::default().fold(params.fold),
+    page(
+        options,
+        params.similarity,
+        map_snapshot,
+        |snapshot, buckets| {
+            match params.output {
+                Output::Page => {}
+                #[cfg(feature = "pprof")]
+                Output::Pprof => return Ok(vec![render::pprof::encode(snapshot, buckets)]),
+                #[cfg(feature = "pprof")]
+                Output::Counts => return pprof::counts(buckets),
+            }
+            let links = Links {
+                base_path,
+                augment: params.augment,
+                maxmem: params.maxmem,
+                similarity: params.similarity,
+            };
+            render::render_chunks_with(
+                snapshot,
+                buckets,
+                params.format,
+                &links,
+                render::Detail::default().fold(params.fold),
+            )
+            .map_err(|e| format!("snapshot failed: rendering: {e}"))
+        },
     )
-    .map_err(|e| format!("snapshot failed: rendering: {e}"))
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
