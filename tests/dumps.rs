@@ -115,18 +115,7 @@ fn sigquit_prints_a_dump_and_the_process_keeps_running() {
     );
     assert!(err.contains("parked_on(order: u32 = 4242"), "{err}");
     assert!(err.contains("task idle"), "{err}");
-    child.send("exit");
-    let status = child.exit_status(Duration::from_secs(30));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "the child did not exit normally: {status:?}\n{}",
-        child.output()
-    );
-    assert!(
-        child.stdout().contains("exiting normally"),
-        "{}",
-        child.output()
-    );
+    exits_normally(&mut child);
 }
 
 #[test]
@@ -422,18 +411,7 @@ fn sigquit_on_a_thread_near_its_guard_page_runs_on_its_alternate_stack() {
         "{err}"
     );
     assert!(err.contains("near-guard"), "{err}");
-    child.send("exit");
-    let status = child.exit_status(Duration::from_secs(30));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "the child did not exit normally: {status:?}\n{}",
-        child.output()
-    );
-    assert!(
-        child.stdout().contains("exiting normally"),
-        "{}",
-        child.output()
-    );
+    exits_normally(&mut child);
 }
 
 /// A server framework a child process runs for the SIGQUIT tests.
@@ -542,13 +520,7 @@ fn sigquit_keeps_serving(test: &str, framework: Framework) {
         "{framework:?} stopped serving after SIGQUIT: {after:?}\n{}",
         child.output()
     );
-    child.send("exit");
-    let status = child.exit_status(Duration::from_secs(30));
-    assert!(
-        status.is_some_and(|s| s.success()) && child.stdout().contains("exiting normally"),
-        "the child did not exit normally: {status:?}\n{}",
-        child.output()
-    );
+    exits_normally(&mut child);
 }
 
 #[test]
@@ -577,4 +549,15 @@ fn sigquit_dumps_and_an_axum_server_keeps_serving() {
         return;
     }
     sigquit_keeps_serving(TEST, Framework::Axum);
+}
+
+/// Asks the child to exit and checks that it did, normally.
+fn exits_normally(child: &mut Interactive) {
+    child.send("exit");
+    let status = child.exit_status(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()) && child.stdout().contains("exiting normally"),
+        "the child did not exit normally: {status:?}\n{}",
+        child.output()
+    );
 }
