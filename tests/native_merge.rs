@@ -18,7 +18,7 @@ use support::altstack;
 use support::gate::Gate;
 use support::stack::assert_whole;
 use support::wait::watchdog;
-use webstack::native::Origin;
+use webstack::Origin;
 use webstack::{Frame, Kind, Options, Routine, Snapshot, State};
 
 /// Far above any test's time (10 s at most, when a stack never shows).

@@ -162,7 +162,7 @@
 use std::fmt;
 use std::time::Duration;
 
-pub use crate::snapshot::Origin;
+use crate::snapshot::Origin;
 use crate::snapshot::Snapshot;
 
 #[cfg(any(target_os = "linux", webstack_loom))]
