@@ -5,7 +5,6 @@
 //! `slowdown` and `thread_cost` are also included by path into benches of
 //! the `webstack` crate, so they use nothing else of this crate.
 
-pub mod agreement;
 #[cfg(target_os = "linux")]
 pub mod altstack;
 pub mod checks;

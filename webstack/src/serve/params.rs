@@ -309,58 +309,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn names_the_parameter() {
-        let augment = "augment must be 0 or 1";
-        for q in [
-            "augment=2",
-            "augment=",
-            "augment",
-            "augment=true",
-            "augment=01",
-            "augment=%ff",
-        ] {
-            assert_eq!(err(q), augment, "{q}");
-        }
-        assert_eq!(
-            err("augment=1&augment=1"),
-            format!("augment given more than once; {augment}")
-        );
-        for q in [
-            "maxmem=-1",
-            "maxmem=+1",
-            "maxmem=",
-            "maxmem=1e6",
-            "maxmem=99999999999999999999999",
-        ] {
-            assert!(
-                err(q).starts_with("maxmem must be a number of bytes"),
-                "{q}"
-            );
-        }
-        assert_eq!(
-            err("similarity=AnyValue"),
-            "similarity must be one of: exactflags, exactlines, anypointer, anyvalue"
-        );
-        assert_eq!(err("format=xml"), "format must be one of: html, json, text");
-        assert_eq!(
-            err("foo=1"),
-            "unknown parameter \"foo\"; allowed: augment, maxmem, similarity, format"
-        );
-        assert_eq!(
-            err("augment=1&"),
-            "empty parameter in the query; allowed: augment, maxmem, similarity, format"
-        );
-        assert_eq!(
-            err("%ff=1"),
-            "malformed parameter name; allowed: augment, maxmem, similarity, format"
-        );
-        assert_eq!(
-            err("a%0Ab=1"),
-            "unknown parameter \"a\\nb\"; allowed: augment, maxmem, similarity, format"
-        );
-        assert!(err(&"x".repeat(10_000)).len() < 200);
-    }
+    // Each message, case by case, through the answer a client gets:
+    // `tests/serve.rs`, `malformed_parameters_answer_400_naming_the_parameter`.
 
     /// Every error names a parameter (or says the name is bad) and lists
     /// what is allowed.
