@@ -7,8 +7,8 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use crate::group::{Bucket, BucketArg, Buckets, Merged};
-use crate::record::value::Labelled;
 use crate::snapshot::resolve::short_path;
+use crate::snapshot::value_text::Labelled;
 use crate::snapshot::{Origin, Snapshot};
 
 /// A frame's location as a person reads it: its file shortened (see

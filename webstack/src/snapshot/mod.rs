@@ -8,6 +8,8 @@
 //! - [`resolve`]: function names, paths shortened for people, and the origin
 //!   of a frame's code.
 //! - [`budget`]: the one memory budget (`maxmem`) every stage charges.
+//! - [`value_text`]: recorded argument values as text (`Display` for
+//!   `Value`, `Labelled`).
 //!
 //! The native pass ([`crate::native`]) comes after: it adds native frames
 //! to a captured snapshot. [`Snapshot::capture`] runs both.
@@ -16,6 +18,7 @@ pub(crate) mod budget;
 pub(crate) mod capture;
 pub(crate) mod model;
 pub(crate) mod resolve;
+pub(crate) mod value_text;
 
 pub use capture::Options;
 pub use model::{

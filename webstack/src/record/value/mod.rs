@@ -1,5 +1,5 @@
-//! Argument values recorded at call time: the [`Capture`] trait and the
-//! small tagged [`Value`] it produces.
+//! Argument values recorded at call time: the small tagged [`Value`] and
+//! its words.
 //!
 //! A [`Value`] is six machine words of plain data. Recording one never
 //! allocates, never runs `Debug`, and never keeps a pointer that a reader would
@@ -9,18 +9,26 @@
 //! impl records the address and type name of what it points at, a user's type
 //! with `#[derive(Capture)]` records its variant and the value of one field,
 //! and any other value without one records nothing but that it was there.
+//!
+//! This file holds the encoding: the header's tags and wrappers, the
+//! constructors, the words a frame slot stores ([`fixed_header`],
+//! `to_words`, `from_words`) and [`Value::decode`], what the read side reads
+//! a value as. Beside it:
+//!
+//! - [`shape`]: [`Shape`] and [`Collection`], the `'static` descriptions a
+//!   value refers to.
+//! - [`capture`]: the [`Capture`] trait and its impls for std types.
+//!
 //! Turning a value into text happens when a snapshot is rendered, on the
-//! thread that asked for it.
+//! thread that asked for it: [`crate::snapshot::value_text`].
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
-use std::fmt;
-use std::num::{
-    NonZeroI128, NonZeroI16, NonZeroI32, NonZeroI64, NonZeroI8, NonZeroIsize, NonZeroU128,
-    NonZeroU16, NonZeroU32, NonZeroU64, NonZeroU8, NonZeroUsize,
-};
-use std::rc::Rc;
-use std::sync::Arc;
+mod capture;
+mod shape;
+
+pub use capture::Capture;
+pub(crate) use shape::ShapeField;
+pub use shape::{Collection, Shape};
+
 use std::time::Duration;
 
 /// How many bytes of a string argument are recorded (cut back to a `char`
@@ -33,117 +41,11 @@ pub(crate) const EXTRA_WORDS: usize = 4;
 /// Words a value occupies in a frame slot.
 pub(crate) const VALUE_WORDS: usize = 2 + EXTRA_WORDS;
 
-/// Records an argument's value when an instrumented function is called.
-///
-/// `capture` runs on the hot path of every instrumented call, so it must be
-/// cheap: build a [`Value`] from a number, a short string, a length or an
-/// address. Never format, allocate or lock here.
-///
-/// Implemented for the integer and float types, `bool`, `char`, `str`,
-/// `String`, slices, arrays, `Vec`, `VecDeque`, `HashMap`, `BTreeMap`,
-/// `HashSet`, `BTreeSet` (their length), `Option` and `Result` of capturable
-/// types, `Duration`, the `NonZero*` integers, `()`, and references, `Box`,
-/// `Rc` and `Arc` of all of these.
-///
-/// A parameter whose type has no impl is recorded by what identifies it. A
-/// reference (`&T`, `&mut T`), a smart pointer (`Box<T>`, `Rc<T>`, `Arc<T>`,
-/// `Pin<P>`) or a raw pointer records the address and type name of the value
-/// it points at, so two frames holding the same object can be recognised. A
-/// parameter taken by value records no address ([`Value::by_value`]): its
-/// address would be that of the call's own copy, which another call may reuse
-/// once this one has moved it into its future.
-///
-/// # Your own types: `#[derive(Capture)]`
-///
-/// The derive records a struct or enum as a Rust pattern that matches it:
-///
-/// - an enum: its variant (`ConnState::Idle`), and the value of the
-///   variant's field marked `#[capture]`, if one is
-///   (`ConnState::Draining(3)`, `ConnState::Closed { code: 1006, .. }`);
-/// - a struct: the value of its field marked `#[capture]`
-///   (`Order { id: 42, .. }`); a struct with a single field records it
-///   without the mark (`UserId(7)`), one without fields records its name.
-///   A struct with several fields and none marked is a compile error that
-///   asks for the mark.
-///
-/// ```
-/// #[derive(webstack::Capture)]
-/// pub struct UserId(u64);
-///
-/// #[derive(webstack::Capture)]
-/// pub enum ConnState {
-///     Idle,
-///     Draining(#[capture] u32),
-///     Closed { #[capture] code: u16, reason: String },
-/// }
-///
-/// #[derive(webstack::Capture)]
-/// pub struct Order {
-///     #[capture]
-///     id: u64,
-///     lines: Vec<String>,
-/// }
-///
-/// #[webstack::instrument]
-/// fn load_profile(user: &UserId, state: &ConnState, order: &Order) -> u64 {
-///     user.0 * 2
-/// }
-///
-/// use webstack::Capture;
-/// assert_eq!(load_profile(&UserId(21), &ConnState::Idle, &Order { id: 1, lines: vec![] }), 42);
-/// assert_eq!(UserId(7).capture().to_string(), "UserId(7)");
-/// assert_eq!(ConnState::Idle.capture().to_string(), "ConnState::Idle");
-/// assert_eq!(ConnState::Draining(3).capture().to_string(), "ConnState::Draining(3)");
-/// let closed = ConnState::Closed { code: 1006, reason: "gone".into() };
-/// assert_eq!(closed.capture().to_string(), "ConnState::Closed { code: 1006, .. }");
-/// let order = Order { id: 42, lines: vec![] };
-/// assert_eq!(order.capture().to_string(), "Order { id: 42, .. }");
-/// ```
-///
-/// It costs what capturing the field costs, plus one word: the variant and
-/// field names are a `&'static` [`Shape`] recorded by address
-/// ([`Value::field`], [`Value::named`]), and turned into text only when a
-/// snapshot is rendered. The field's own value stays typed: an address
-/// inside still gets its `#n` label, and the similarity levels compare it as
-/// they compare a bare one. Type parameters that appear in the marked field's
-/// type get a `Capture` bound. A type with a `Capture` impl records its value
-/// instead of its address: leave the derive off a type shared by many tasks
-/// (`&AppState`) to see that they hold the same object.
-///
-/// # Example: a hand-written impl
-///
-/// For anything the derive does not express (two fields, a computed value),
-/// implement the trait with [`Value`]'s constructors:
-///
-/// ```
-/// use webstack::{Capture, Value};
-///
-/// pub struct Span { start: u64, end: u64 }
-///
-/// impl Capture for Span {
-///     fn capture(&self) -> Value {
-///         Value::u64(self.end - self.start)
-///     }
-/// }
-///
-/// #[webstack::instrument]
-/// fn read(span: &Span) -> u64 {
-///     span.start
-/// }
-///
-/// assert_eq!(read(&Span { start: 2, end: 9 }), 2);
-/// assert_eq!(Span { start: 2, end: 9 }.capture().to_string(), "7");
-/// ```
-pub trait Capture {
-    /// Returns the value to record for `self`.
-    fn capture(&self) -> Value;
-}
-
 /// A recorded argument value: a small tagged copy, cheap to make and to move.
 ///
 /// Build one in a [`Capture`] impl with the constructors ([`Value::u64`],
-/// [`Value::str`], [`Value::len`], …). Its [`Display`](fmt::Display) form is
-/// what the snapshot page shows.
+/// [`Value::str`], [`Value::len`], …). Its
+/// [`Display`](std::fmt::Display) form is what the snapshot page shows.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Value {
     header: u64,
@@ -205,207 +107,6 @@ const WRAP_OK: u64 = 1;
 const WRAP_ERR: u64 = 2;
 const WRAP_FIELD: u64 = 3;
 const MAX_WRAPPERS: u64 = 4;
-
-/// Where a recorded value sits in a user's type: the type's name, the
-/// variant's, and which field the value is. What `#[derive(Capture)]`
-/// records beside a field's value ([`Value::field`]), or alone for a variant
-/// without a recorded field ([`Value::named`]).
-///
-/// A value shows as a Rust pattern that matches it: `ConnState::Idle`,
-/// `ConnState::Draining(3)`, `Pair(_, 3, ..)`, `Order { id: 42 }`,
-/// `Order { id: 42, .. }`. Values compare their shapes by address: the
-/// derive makes one `static` per variant.
-///
-/// ```
-/// use webstack::{Capture, Shape, Value};
-///
-/// struct Job { id: u64, retries: u8 }
-///
-/// impl Capture for Job {
-///     fn capture(&self) -> Value {
-///         static SHAPE: Shape = Shape::new("Job").named_field("id", 2);
-///         Value::field(&SHAPE, self.id.capture())
-///     }
-/// }
-///
-/// assert_eq!(Job { id: 4, retries: 0 }.capture().to_string(), "Job { id: 4, .. }");
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Shape {
-    ty: &'static str,
-    variant: Option<&'static str>,
-    field: ShapeField,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum ShapeField {
-    None,
-    Named { name: &'static str, fields: usize },
-    Tuple { index: usize, fields: usize },
-}
-
-impl Shape {
-    /// A struct or enum named `ty` (without its module path or generic
-    /// arguments), with no variant and no field yet.
-    pub const fn new(ty: &'static str) -> Self {
-        Shape {
-            ty,
-            variant: None,
-            field: ShapeField::None,
-        }
-    }
-
-    /// The variant `variant` of the enum.
-    pub const fn variant(self, variant: &'static str) -> Self {
-        Shape {
-            variant: Some(variant),
-            ..self
-        }
-    }
-
-    /// The value is the field `name`, one of `fields` named fields (more than
-    /// one shows as `{ name: value, .. }`).
-    pub const fn named_field(self, name: &'static str, fields: usize) -> Self {
-        Shape {
-            field: ShapeField::Named { name, fields },
-            ..self
-        }
-    }
-
-    /// The value is the tuple field `index`, one of `fields` (the others show
-    /// as `_` before it and `..` after it).
-    pub const fn tuple_field(self, index: usize, fields: usize) -> Self {
-        Shape {
-            field: ShapeField::Tuple { index, fields },
-            ..self
-        }
-    }
-
-    /// The type's name.
-    pub const fn type_name(&self) -> &'static str {
-        self.ty
-    }
-
-    /// The variant's name, for an enum.
-    pub const fn variant_name(&self) -> Option<&'static str> {
-        self.variant
-    }
-
-    /// The field's name, for a named field.
-    pub const fn field_name(&self) -> Option<&'static str> {
-        match self.field {
-            ShapeField::Named { name, .. } => Some(name),
-            _ => None,
-        }
-    }
-
-    /// The field's position among the struct's or variant's fields, for a
-    /// tuple field.
-    pub const fn field_index(&self) -> Option<usize> {
-        match self.field {
-            ShapeField::Tuple { index, .. } => Some(index),
-            _ => None,
-        }
-    }
-
-    fn fmt_path(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.ty)?;
-        if let Some(variant) = self.variant {
-            write!(f, "::{variant}")?;
-        }
-        Ok(())
-    }
-
-    fn fmt_open(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.fmt_path(f)?;
-        match self.field {
-            ShapeField::Named { name, .. } => write!(f, " {{ {name}: "),
-            ShapeField::Tuple { index, .. } => {
-                f.write_str("(")?;
-                for _ in 0..index {
-                    f.write_str("_, ")?;
-                }
-                Ok(())
-            }
-            ShapeField::None => f.write_str("("),
-        }
-    }
-
-    fn fmt_close(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.field {
-            ShapeField::Named { fields, .. } if fields > 1 => f.write_str(", .. }"),
-            ShapeField::Named { .. } => f.write_str(" }"),
-            ShapeField::Tuple { index, fields } if index + 1 < fields => f.write_str(", ..)"),
-            ShapeField::Tuple { .. } | ShapeField::None => f.write_str(")"),
-        }
-    }
-}
-
-/// The path of the type or variant: `ConnState::Draining`.
-impl fmt::Display for Shape {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.fmt_path(f)
-    }
-}
-
-/// The kind of collection a [`Value::len`] describes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Collection {
-    /// A slice `[T]`.
-    Slice,
-    /// An array `[T; N]`.
-    Array,
-    /// A `Vec<T>`.
-    Vec,
-    /// A `VecDeque<T>`.
-    VecDeque,
-    /// A `HashMap<K, V>`.
-    HashMap,
-    /// A `BTreeMap<K, V>`.
-    BTreeMap,
-    /// A `HashSet<T>`.
-    HashSet,
-    /// A `BTreeSet<T>`.
-    BTreeSet,
-    /// Any other collection.
-    Other,
-}
-
-impl Collection {
-    const ALL: [Collection; 9] = [
-        Collection::Slice,
-        Collection::Array,
-        Collection::Vec,
-        Collection::VecDeque,
-        Collection::HashMap,
-        Collection::BTreeMap,
-        Collection::HashSet,
-        Collection::BTreeSet,
-        Collection::Other,
-    ];
-
-    const fn code(self) -> u64 {
-        match self {
-            Collection::Slice => 0,
-            Collection::Array => 1,
-            Collection::Vec => 2,
-            Collection::VecDeque => 3,
-            Collection::HashMap => 4,
-            Collection::BTreeMap => 5,
-            Collection::HashSet => 6,
-            Collection::BTreeSet => 7,
-            Collection::Other => 8,
-        }
-    }
-
-    fn from_code(code: u64) -> Self {
-        Self::ALL
-            .get(code as usize)
-            .copied()
-            .unwrap_or(Collection::Other)
-    }
-}
 
 /// Bytes `start..end` of `bytes` (one to eight of them) as a little-endian
 /// word, zero above them.
@@ -819,273 +520,164 @@ impl Value {
         (bytes, kept)
     }
 
-    fn fmt_inner(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.tag() {
-            TAG_UNIT => f.write_str("()"),
-            TAG_NONE => f.write_str("None"),
-            TAG_BOOL => write!(f, "{}", self.payload != 0),
-            TAG_CHAR => match char::from_u32(self.payload as u32) {
-                Some(c) => write!(f, "{c:?}"),
-                None => f.write_str("?"),
-            },
-            TAG_I64 => write!(f, "{}", self.payload as i64),
-            TAG_U64 => write!(f, "{}", self.payload),
-            TAG_I128 => write!(
-                f,
-                "{}",
-                (((self.extra[0] as u128) << 64) | self.payload as u128) as i128
-            ),
-            TAG_U128 => write!(
-                f,
-                "{}",
-                ((self.extra[0] as u128) << 64) | self.payload as u128
-            ),
-            TAG_F32 => write!(f, "{:?}", f32::from_bits(self.payload as u32)),
-            TAG_F64 => write!(f, "{:?}", f64::from_bits(self.payload)),
-            TAG_STR => {
-                let (bytes, kept) = self.str_bytes();
-                let text = String::from_utf8_lossy(&bytes[..kept]);
-                if self.payload as usize > kept {
-                    let shown = format!("{text:?}");
-                    write!(f, "{}…\" (len {})", &shown[..shown.len() - 1], self.payload)
-                } else {
-                    write!(f, "{text:?}")
-                }
-            }
-            TAG_LEN => write!(f, "len {}", self.payload),
-            TAG_DURATION => write!(
-                f,
-                "{:?}",
-                Duration::new(self.payload, self.extra[0].min(999_999_999) as u32)
-            ),
-            TAG_POINTER => write!(f, "{:#x}", self.payload),
-            TAG_BY_VALUE => f.write_str("<by value>"),
-            TAG_NAME => match Self::shape_at(self.extra[0]) {
-                Some(shape) => shape.fmt_path(f),
-                None => f.write_str("?"),
-            },
-            _ => f.write_str("?"),
-        }
-    }
-
     /// The collection kind, for a length value.
     pub fn collection(&self) -> Option<Collection> {
         (self.tag() == TAG_LEN).then(|| Collection::from_code((self.header >> 24) & 0xff))
     }
-}
 
-impl fmt::Display for Value {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.fmt_labelled(f, None)
+    /// What this value holds, read back from its words: the wrappers around
+    /// it and the value inside them. What the read side turns into text.
+    pub(crate) fn decode(&self) -> Decoded {
+        Decoded {
+            wrappers: self.decode_wrappers(),
+            inner: self.decode_inner(),
+        }
     }
-}
 
-/// A value as a page shows it: an address with a label as `#n`, inside
-/// whatever wraps it (`Order { conn: #2 }`).
-pub(crate) struct Labelled(pub(crate) Value, pub(crate) Option<usize>);
-
-impl fmt::Display for Labelled {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt_labelled(f, self.1)
-    }
-}
-
-impl Value {
-    fn fmt_labelled(&self, f: &mut fmt::Formatter<'_>, label: Option<usize>) -> fmt::Result {
-        let depth = self.depth();
+    fn decode_wrappers(&self) -> Wrappers {
         let shapes = self.field_shapes();
-        for level in (0..depth).rev() {
-            match (self.wrapper(level), shapes[level as usize]) {
-                (WRAP_OK, _) => f.write_str("Ok(")?,
-                (WRAP_ERR, _) => f.write_str("Err(")?,
-                (WRAP_FIELD, Some(shape)) => shape.fmt_open(f)?,
-                (WRAP_FIELD, None) => f.write_str("?(")?,
-                _ => f.write_str("Some(")?,
-            }
-        }
-        match label {
-            Some(n) if self.is_pointer() => write!(f, "#{n}")?,
-            _ => self.fmt_inner(f)?,
-        }
+        let mut levels = [Wrapper::Some; MAX_WRAPPERS as usize];
+        let depth = self.depth();
         for level in 0..depth {
-            match (self.wrapper(level), shapes[level as usize]) {
-                (WRAP_FIELD, Some(shape)) => shape.fmt_close(f)?,
-                _ => f.write_str(")")?,
+            levels[level as usize] = match self.wrapper(level) {
+                WRAP_OK => Wrapper::Ok,
+                WRAP_ERR => Wrapper::Err,
+                WRAP_FIELD => Wrapper::Field(shapes[level as usize]),
+                _ => Wrapper::Some,
+            };
+        }
+        Wrappers {
+            levels,
+            depth: depth as usize,
+        }
+    }
+
+    fn decode_inner(&self) -> Inner {
+        match self.tag() {
+            TAG_UNIT => Inner::Unit,
+            TAG_NONE => Inner::None,
+            TAG_BOOL => Inner::Bool(self.payload != 0),
+            TAG_CHAR => match char::from_u32(self.payload as u32) {
+                Some(c) => Inner::Char(c),
+                None => Inner::Opaque,
+            },
+            TAG_I64 => Inner::I64(self.payload as i64),
+            TAG_U64 => Inner::U64(self.payload),
+            TAG_I128 => {
+                Inner::I128((((self.extra[0] as u128) << 64) | self.payload as u128) as i128)
             }
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for Value {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Value({self})")
-    }
-}
-
-macro_rules! capture_as {
-    ($ctor:ident as $as:ty: $($t:ty),*) => {$(
-        impl Capture for $t {
-            #[inline(always)]
-            fn capture(&self) -> Value {
-                Value::$ctor(*self as $as)
+            TAG_U128 => Inner::U128(((self.extra[0] as u128) << 64) | self.payload as u128),
+            TAG_F32 => Inner::F32(f32::from_bits(self.payload as u32)),
+            TAG_F64 => Inner::F64(f64::from_bits(self.payload)),
+            TAG_STR => {
+                let (bytes, kept) = self.str_bytes();
+                Inner::Str {
+                    bytes,
+                    kept,
+                    len: self.payload,
+                }
             }
-        }
-    )*};
-}
-
-capture_as!(i64 as i64: i8, i16, i32, i64, isize);
-capture_as!(u64 as u64: u8, u16, u32, u64, usize);
-capture_as!(i128 as i128: i128);
-capture_as!(u128 as u128: u128);
-capture_as!(f32 as f32: f32);
-capture_as!(f64 as f64: f64);
-capture_as!(bool as bool: bool);
-capture_as!(char as char: char);
-
-macro_rules! capture_nonzero {
-    ($ctor:ident as $as:ty: $($t:ty),*) => {$(
-        impl Capture for $t {
-            #[inline(always)]
-            fn capture(&self) -> Value {
-                Value::$ctor(self.get() as $as)
-            }
-        }
-    )*};
-}
-
-capture_nonzero!(i64 as i64: NonZeroI8, NonZeroI16, NonZeroI32, NonZeroI64, NonZeroIsize);
-capture_nonzero!(u64 as u64: NonZeroU8, NonZeroU16, NonZeroU32, NonZeroU64, NonZeroUsize);
-capture_nonzero!(i128 as i128: NonZeroI128);
-capture_nonzero!(u128 as u128: NonZeroU128);
-
-impl Capture for () {
-    #[inline(always)]
-    fn capture(&self) -> Value {
-        Value::unit()
-    }
-}
-
-impl Capture for str {
-    #[inline(always)]
-    fn capture(&self) -> Value {
-        Value::str(self)
-    }
-}
-
-impl Capture for String {
-    #[inline(always)]
-    fn capture(&self) -> Value {
-        Value::str(self)
-    }
-}
-
-impl Capture for Cow<'_, str> {
-    #[inline(always)]
-    fn capture(&self) -> Value {
-        Value::str(self)
-    }
-}
-
-impl Capture for Duration {
-    #[inline(always)]
-    fn capture(&self) -> Value {
-        Value::duration(*self)
-    }
-}
-
-macro_rules! capture_len {
-    ($kind:ident: $($t:ty => [$($g:tt)*]),*) => {$(
-        impl<$($g)*> Capture for $t {
-            #[inline(always)]
-            fn capture(&self) -> Value {
-                Value::len(Collection::$kind, self.len())
-            }
-        }
-    )*};
-}
-
-capture_len!(Slice: [T] => [T]);
-capture_len!(Vec: Vec<T> => [T]);
-capture_len!(VecDeque: VecDeque<T> => [T]);
-capture_len!(HashMap: HashMap<K, V, S> => [K, V, S]);
-capture_len!(BTreeMap: BTreeMap<K, V> => [K, V]);
-capture_len!(HashSet: HashSet<T, S> => [T, S]);
-capture_len!(BTreeSet: BTreeSet<T> => [T]);
-
-impl<T, const N: usize> Capture for [T; N] {
-    #[inline(always)]
-    fn capture(&self) -> Value {
-        Value::len(Collection::Array, N)
-    }
-}
-
-impl<T: Capture> Capture for Option<T> {
-    #[inline(always)]
-    fn capture(&self) -> Value {
-        match self {
-            Some(inner) => Value::some(inner.capture()),
-            None => Value::none(),
+            TAG_LEN => Inner::Len(self.payload),
+            TAG_DURATION => Inner::Duration(Duration::new(
+                self.payload,
+                self.extra[0].min(999_999_999) as u32,
+            )),
+            TAG_POINTER => Inner::Pointer(self.payload),
+            TAG_BY_VALUE => Inner::ByValue,
+            TAG_NAME => Inner::Name(Self::shape_at(self.extra[0])),
+            _ => Inner::Opaque,
         }
     }
 }
 
-impl<T: Capture, E: Capture> Capture for Result<T, E> {
-    #[inline(always)]
-    fn capture(&self) -> Value {
-        match self {
-            Ok(inner) => Value::ok(inner.capture()),
-            Err(inner) => Value::err(inner.capture()),
-        }
+/// A [`Value`] read back from its words ([`Value::decode`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Decoded {
+    /// What wraps the value.
+    pub(crate) wrappers: Wrappers,
+    /// The value inside the wrappers.
+    pub(crate) inner: Inner,
+}
+
+/// The wrappers around a value (`Some`, `Ok`, `Err`, fields of a user's
+/// type), at most four.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Wrappers {
+    levels: [Wrapper; MAX_WRAPPERS as usize],
+    depth: usize,
+}
+
+impl Wrappers {
+    /// The wrappers, innermost first.
+    pub(crate) fn innermost_first(&self) -> &[Wrapper] {
+        &self.levels[..self.depth]
     }
 }
 
-macro_rules! capture_deref {
-    ($($t:ty),*) => {$(
-        impl<T: Capture + ?Sized> Capture for $t {
-            #[inline(always)]
-            fn capture(&self) -> Value {
-                (**self).capture()
-            }
-        }
-    )*};
+/// One wrapper around a value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Wrapper {
+    /// `Some(..)`.
+    Some,
+    /// `Ok(..)`.
+    Ok,
+    /// `Err(..)`.
+    Err,
+    /// A field of a user's type ([`Value::field`]); `None` when the reader
+    /// did not get the shape's word.
+    Field(Option<&'static Shape>),
 }
 
-capture_deref!(&T, &mut T, Box<T>, Rc<T>, Arc<T>);
+/// The value inside its wrappers, by kind.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Inner {
+    /// `()`.
+    Unit,
+    /// `None`.
+    None,
+    /// A `bool`.
+    Bool(bool),
+    /// A `char`.
+    Char(char),
+    /// A signed integer.
+    I64(i64),
+    /// An unsigned integer.
+    U64(u64),
+    /// A signed 128-bit integer.
+    I128(i128),
+    /// An unsigned 128-bit integer.
+    U128(u128),
+    /// An `f32`.
+    F32(f32),
+    /// An `f64`.
+    F64(f64),
+    /// A string: its first `kept` bytes are the first `kept` of `bytes`
+    /// (the rest are zero); `len` is its full length.
+    Str {
+        bytes: [u8; STR_BYTES],
+        kept: usize,
+        len: u64,
+    },
+    /// The length of a collection (its kind: [`Value::collection`]).
+    Len(u64),
+    /// A `Duration`.
+    Duration(Duration),
+    /// An address ([`Value::pointer`]).
+    Pointer(u64),
+    /// A parameter taken by value without a `Capture` impl
+    /// ([`Value::by_value`]).
+    ByValue,
+    /// A type or variant by its name alone ([`Value::named`]); `None` when
+    /// the reader did not get the shape's word.
+    Name(Option<&'static Shape>),
+    /// A value that cannot be shown: [`Value::opaque`], a `char` that is not
+    /// one, or a tag this code does not know.
+    Opaque,
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn collection_codes_match_their_decoding() {
-        for (index, kind) in Collection::ALL.into_iter().enumerate() {
-            assert_eq!(kind.code(), index as u64, "{kind:?}");
-            assert_eq!(Collection::from_code(kind.code()), kind);
-        }
-    }
-
-    #[test]
-    fn primitives_display() {
-        assert_eq!(7u32.capture().to_string(), "7");
-        assert_eq!((-3i8).capture().to_string(), "-3");
-        assert_eq!(u128::MAX.capture().to_string(), u128::MAX.to_string());
-        assert_eq!(i128::MIN.capture().to_string(), i128::MIN.to_string());
-        assert_eq!(1.5f64.capture().to_string(), "1.5");
-        assert_eq!(true.capture().to_string(), "true");
-        assert_eq!('x'.capture().to_string(), "'x'");
-        assert_eq!(NonZeroU16::new(9).unwrap().capture().to_string(), "9");
-        assert_eq!(Duration::from_millis(1500).capture().to_string(), "1.5s");
-    }
-
-    #[test]
-    fn strings_are_cut_on_char_boundaries() {
-        assert_eq!("alice".capture().to_string(), "\"alice\"");
-        let long = "é".repeat(20); // 40 bytes
-        let shown = long.capture().to_string();
-        assert_eq!(shown, format!("\"{}…\" (len 40)", "é".repeat(16)));
-        assert_eq!("a\"<b>\n".capture().to_string(), "\"a\\\"<b>\\n\"");
-    }
 
     #[test]
     fn every_string_length_keeps_exactly_its_prefix() {
@@ -1121,24 +713,6 @@ mod tests {
     }
 
     #[test]
-    fn collections_record_length() {
-        assert_eq!(vec![1, 2, 3].capture().to_string(), "len 3");
-        assert_eq!([0u8; 4].capture().collection(), Some(Collection::Array));
-        let map: HashMap<u8, u8> = (0..5).map(|i| (i, i)).collect();
-        assert_eq!(Capture::capture(&&map).to_string(), "len 5");
-    }
-
-    #[test]
-    fn wrappers_nest() {
-        assert_eq!(Some(Some(3u8)).capture().to_string(), "Some(Some(3))");
-        let r: Result<u8, String> = Err("boom".into());
-        assert_eq!(r.capture().to_string(), "Err(\"boom\")");
-        assert_eq!(None::<u8>.capture().to_string(), "None");
-        let ok: Result<Option<u8>, ()> = Ok(Some(1));
-        assert_eq!(ok.capture().to_string(), "Ok(Some(1))");
-    }
-
-    #[test]
     fn pointers_keep_type_and_address() {
         let x = std::sync::Mutex::new(5);
         let v = Value::pointer(&x);
@@ -1152,7 +726,6 @@ mod tests {
     #[test]
     fn by_value_has_no_address() {
         let v = Value::by_value();
-        assert_eq!(v.to_string(), "<by value>");
         assert!(!v.is_pointer());
         assert_eq!((v.address(), v.pointee_type()), (None, None));
         assert_eq!(v, Value::by_value());
@@ -1165,7 +738,6 @@ mod tests {
         .variant("Draining")
         .tuple_field(0, 1);
     static ORDER: Shape = Shape::new("Order").named_field("id", 2);
-    static PAIR: Shape = Shape::new("Pair").tuple_field(1, 3);
     static IDLE: Shape = Shape::new("ConnState").variant("Idle");
 
     fn round_trip(v: Value) -> Value {
@@ -1174,70 +746,10 @@ mod tests {
     }
 
     #[test]
-    fn fields_show_as_patterns_and_keep_their_inner_kind() {
-        assert_eq!(Value::named(&IDLE).to_string(), "ConnState::Idle");
-        let draining = Value::field(&DRAINING, Value::u64(3));
-        assert_eq!(draining.to_string(), "ConnState::Draining(3)");
-        assert_eq!(draining.extra_words(), 1);
-        let order = Value::field(&ORDER, Value::u128(u128::MAX));
-        assert_eq!(
-            order.to_string(),
-            format!("Order {{ id: {}, .. }}", u128::MAX)
-        );
-        let pair = Value::field(&PAIR, Value::str("x"));
-        assert_eq!(pair.to_string(), "Pair(_, \"x\", ..)");
-        let x = 5u8;
-        let at = Value::field(&DRAINING, Value::pointer(&x));
-        assert!(at.is_pointer());
-        assert_eq!(at.address(), Some(&x as *const u8 as u64));
-        assert_eq!(at.pointee_type(), Some("u8"));
-        assert_eq!(Labelled(at, Some(2)).to_string(), "ConnState::Draining(#2)");
-        for v in [Value::named(&IDLE), draining, order, pair, at] {
-            assert_eq!(round_trip(v), v, "{v}");
-            assert_eq!(round_trip(v).to_string(), v.to_string());
-        }
-    }
-
-    #[test]
-    fn wrappers_and_fields_nest_in_order() {
-        let inner = Value::field(&DRAINING, Value::some(Value::u64(1)));
-        let v = Value::some(Value::field(&ORDER, inner));
-        assert_eq!(
-            v.to_string(),
-            "Some(Order { id: ConnState::Draining(Some(1)), .. })"
-        );
-        assert_eq!(round_trip(v), v);
-        assert_eq!(
-            Value::field(&ORDER, Value::named(&IDLE)).to_string(),
-            "Order { id: ConnState::Idle, .. }"
-        );
-        // A fifth wrapper is not recorded; the four kept still show.
-        let mut deep = Value::u64(7);
-        for _ in 0..5 {
-            deep = Value::field(&DRAINING, deep);
-        }
-        assert_eq!(
-            deep.to_string(),
-            "ConnState::Draining(ConnState::Draining(ConnState::Draining(ConnState::Draining(7))))"
-        );
-    }
-
-    #[test]
     fn a_full_string_gives_a_word_per_field_on_char_boundaries() {
         let text = format!("{}{}", "a".repeat(23), "é".repeat(10)); // 43 bytes
         let one = Value::field(&DRAINING, Value::str(&text));
-        assert_eq!(
-            one.to_string(),
-            format!("ConnState::Draining(\"{}…\" (len 43))", "a".repeat(23))
-        );
         let two = Value::field(&ORDER, one);
-        assert_eq!(
-            two.to_string(),
-            format!(
-                "Order {{ id: ConnState::Draining(\"{}…\" (len 43)), .. }}",
-                "a".repeat(16)
-            )
-        );
         let (bytes, kept) = two.str_bytes();
         assert_eq!(kept, 16);
         assert!(bytes[kept..16].iter().all(|b| *b == 0));
@@ -1246,15 +758,31 @@ mod tests {
     }
 
     #[test]
-    fn a_shape_word_without_its_count_is_never_followed() {
+    fn decoding_reads_the_wrappers_innermost_first() {
+        let v = Value::some(Value::field(&ORDER, Value::err(Value::u64(1))));
+        let decoded = v.decode();
+        assert_eq!(
+            decoded.wrappers.innermost_first(),
+            [Wrapper::Err, Wrapper::Field(Some(&ORDER)), Wrapper::Some]
+        );
+        assert_eq!(decoded.inner, Inner::U64(1));
+        assert_eq!(round_trip(v).decode(), decoded);
+        assert_eq!(Value::named(&IDLE).decode().inner, Inner::Name(Some(&IDLE)));
+    }
+
+    #[test]
+    fn a_shape_word_without_its_count_decodes_as_missing() {
         // What a reader gets when the count of extra words was cleared (a
         // `Narrow`) or the words were not copied: the shape reads as missing.
         let (h, p, _) = Value::field(&DRAINING, Value::u64(3)).to_words();
         let missing = Value::from_words(h & !Value::EXTRA_COUNT_MASK, p, [0x10; EXTRA_WORDS]);
-        assert_eq!(missing.to_string(), "?(3)");
+        assert_eq!(
+            missing.decode().wrappers.innermost_first(),
+            [Wrapper::Field(None)]
+        );
         let (h, p, _) = Value::named(&IDLE).to_words();
         let missing = Value::from_words(h & !Value::EXTRA_COUNT_MASK, p, [0x10; EXTRA_WORDS]);
-        assert_eq!(missing.to_string(), "?");
+        assert_eq!(missing.decode().inner, Inner::Name(None));
     }
 
     #[test]
