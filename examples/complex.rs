@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use webstack::axum::Webstack;
 use webstack::serve::Cidr;
+use webstack::View;
 
 /// Where the page is served.
 pub const PATH: &str = "/debug/webstack";
@@ -44,7 +45,7 @@ pub fn webstack() -> Webstack {
         // a second, from the end of the last one.
         .min_interval_from_end(Duration::from_secs(1))
         // Native stacks only when asked for with `augment=1`.
-        .augment_default(false)
+        .defaults(View::default().augment(false))
         // 32 MiB whatever the request says (the default is 64 MiB).
         .force_maxmem(32 << 20)
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 use pretty_assertions::assert_eq;
 use support::poll::poll_once;
 use support::snapshot::{shadow_snapshot, shadow_snapshot_until};
-use webstack::render::{render, Format, Links};
+use webstack::render::{render, Format};
+use webstack::View;
 use webstack::{Buckets, Frame, Routine, Similarity, Snapshot};
 
 /// The line of this file holding `// await: <marker>` (once).
@@ -264,7 +265,7 @@ fn text_html_and_json_say_the_frame_is_awaiting() {
         .retain(|r| r.name == "shown_in_every_format");
     drop(root);
     let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
-    let page = |format| render(&snapshot, &buckets, format, &Links::default()).unwrap();
+    let page = |format| render(&snapshot, &buckets, &View::default().format(format)).unwrap();
     let line = line_of("shown in every format");
     let text = page(Format::Text);
     let location = format!("await_lines.rs:{line}");

@@ -10,7 +10,8 @@ use support::model::{arg, frame, secs, snapshot, task, thread};
 use support::normalise::normalise;
 use support::snapshot::shadow_snapshot_until;
 use support::wait::watchdog;
-use webstack::render::{render, Format, Links};
+use webstack::render::{render, Format};
+use webstack::View;
 use webstack::{Buckets, Kind, Merged, Options, Similarity, Snapshot, Value};
 
 /// Buckets per level, strictest first.
@@ -23,7 +24,7 @@ fn counts(snapshot: &Snapshot) -> Vec<usize> {
 
 fn text(snapshot: &Snapshot, similarity: Similarity) -> String {
     let buckets = Buckets::aggregate(snapshot, similarity);
-    let text = render(snapshot, &buckets, Format::Text, &Links::default()).unwrap();
+    let text = render(snapshot, &buckets, &View::default().format(Format::Text)).unwrap();
     // Drop the header line (capture totals), keep the bucket blocks.
     text.split_once("\n\n").unwrap().1.to_owned()
 }
@@ -560,7 +561,7 @@ fn real_tasks() {
     }
     let ours = |snap: &Snapshot, s: Similarity| -> Vec<String> {
         let buckets = Buckets::aggregate(snap, s);
-        let text = render(snap, &buckets, Format::Text, &Links::default()).unwrap();
+        let text = render(snap, &buckets, &View::default().format(Format::Text)).unwrap();
         normalise(&text)
             .split("\n\n")
             .filter(|block| block.contains("bs-conn"))
@@ -676,7 +677,7 @@ fn by_value_arguments_get_no_address_and_shared_objects_a_label() {
     });
     for s in [Similarity::ExactLines, Similarity::AnyPointer] {
         let buckets = Buckets::aggregate(&snap, s);
-        let text = render(&snap, &buckets, Format::Text, &Links::default()).unwrap();
+        let text = render(&snap, &buckets, &View::default().format(Format::Text)).unwrap();
         let frames: Vec<&str> = text
             .lines()
             .map(str::trim)

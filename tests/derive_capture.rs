@@ -6,7 +6,8 @@
 use pretty_assertions::assert_eq;
 use support::model::{arg, frame, secs, snapshot, task};
 use support::normalise::normalise;
-use webstack::render::{render, Format, Links};
+use webstack::render::{render, Format};
+use webstack::View;
 use webstack::{Buckets, Capture, Options, Similarity, Snapshot, Value};
 
 #[derive(webstack::Capture)]
@@ -98,9 +99,8 @@ fn the_page_shows_variants_and_marked_fields() {
         route,
     );
     let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
-    let links = Links::default();
 
-    let text = render(&snapshot, &buckets, Format::Text, &links).unwrap();
+    let text = render(&snapshot, &buckets, &View::default().format(Format::Text)).unwrap();
     assert_eq!(
         normalise(&my_block(&text)),
         "    derive_capture::serve(state: ConnState = ConnState::Draining(3), \
@@ -111,7 +111,7 @@ fn the_page_shows_variants_and_marked_fields() {
          tests/derive_capture.rs:LINE"
     );
 
-    let html = render(&snapshot, &buckets, Format::Html, &links).unwrap();
+    let html = render(&snapshot, &buckets, &View::default().format(Format::Html)).unwrap();
     for shown in [
         "ConnState::Draining(3)",
         "Order { id: 42, .. }",
@@ -123,7 +123,7 @@ fn the_page_shows_variants_and_marked_fields() {
         assert!(html.contains(shown), "{shown} not in the HTML page");
     }
 
-    let json = render(&snapshot, &buckets, Format::Json, &links).unwrap();
+    let json = render(&snapshot, &buckets, &View::default().format(Format::Json)).unwrap();
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     let args = json["buckets"]
         .as_array()
@@ -258,7 +258,7 @@ fn an_address_inside_gets_its_label_and_merges_as_a_star() {
         waiting(3, Slot::Reading(&b).capture()),
     ]);
     let buckets = Buckets::aggregate(&shared, Similarity::AnyPointer);
-    let text = render(&shared, &buckets, Format::Text, &Links::default()).unwrap();
+    let text = render(&shared, &buckets, &View::default().format(Format::Text)).unwrap();
     let lines: Vec<&str> = text.lines().filter(|l| l.contains("app::wait")).collect();
     assert_eq!(
         lines,
@@ -267,7 +267,7 @@ fn an_address_inside_gets_its_label_and_merges_as_a_star() {
             "    app::wait(slot: Slot = Slot::Writing(#1))",
         ]
     );
-    let json = render(&shared, &buckets, Format::Json, &Links::default()).unwrap();
+    let json = render(&shared, &buckets, &View::default().format(Format::Json)).unwrap();
     let address = format!("{:#x}", &a as *const Conn as usize);
     assert!(json.contains(&format!(
         "\"value\":\"Slot::Writing(#1)\",\"address\":\"{address}\""

@@ -47,7 +47,7 @@ fn dump_writes_the_grouped_text_form_to_any_writer() {
         })
         .unwrap();
     ready_rx.recv().unwrap();
-    let options = DumpOptions::default().augment(false);
+    let options = DumpOptions::default().view(|view| view.augment(false));
     let found = support::wait::wait_until(Duration::from_secs(10), || {
         webstack::dump_to_string(&options).contains("order: u32 = 31337")
     });
@@ -237,7 +237,7 @@ fn panics_inside_webstack_or_at_once_neither_hang_nor_repeat() {
                 }
             }
             let inside = std::thread::spawn(|| {
-                let options = DumpOptions::default().augment(false);
+                let options = DumpOptions::default().view(|view| view.augment(false));
                 webstack::dump(&mut Panicking, &options)
             });
             assert!(inside.join().is_err());

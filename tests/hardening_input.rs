@@ -27,7 +27,8 @@ use support::poll::poll_once;
 use support::server::{get, start_server};
 use support::wait::watchdog;
 use webstack::actix::Webstack;
-use webstack::render::{render, Format, Links};
+use webstack::render::{render, Format};
+use webstack::View;
 use webstack::{Buckets, Options, Similarity, Snapshot};
 
 const MIB: usize = 1 << 20;
@@ -171,7 +172,7 @@ fn check_page(format: Format, page: &str, names: &[String], what: &str) {
 fn render_direct(format: Format, augment: bool) -> String {
     let snapshot = Snapshot::capture(&Options::default().augment(augment));
     let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
-    render(&snapshot, &buckets, format, &Links::default()).expect("renders")
+    render(&snapshot, &buckets, &View::default().format(format)).expect("renders")
 }
 
 #[test]

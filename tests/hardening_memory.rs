@@ -24,7 +24,8 @@ use support::poll::poll_once;
 use support::server::{get, start_server};
 use support::wait::watchdog;
 use webstack::actix::Webstack;
-use webstack::render::{render_chunks, Format, Links};
+use webstack::render::{render_chunks, Format};
+use webstack::View;
 use webstack::{Buckets, Options, Similarity, Snapshot, MIN_MAXMEM};
 
 struct Counting;
@@ -115,7 +116,8 @@ fn measure(format: Format, similarity: Similarity, augment: bool) -> Measure {
     let aggregate_peak = PEAK.load(Ordering::Relaxed) - base;
     let aggregate_live = LIVE.load(Ordering::Relaxed) - base;
     // The handler's path: pieces streamed as they are, never joined.
-    let chunks = render_chunks(&snapshot, &buckets, format, &Links::default()).expect("renders");
+    let chunks =
+        render_chunks(&snapshot, &buckets, &View::default().format(format)).expect("renders");
     let peak = PEAK.load(Ordering::Relaxed) - base;
     let page = String::from_utf8(chunks.concat()).expect("utf-8");
     let phases = format!(

@@ -19,6 +19,7 @@ use support::model::{frame, native, sample, task};
 use support::server::{get, start_server};
 use webstack::actix::Webstack;
 use webstack::render::pprof::{self, NAME_LABEL_NAMES};
+use webstack::View;
 use webstack::{Buckets, Origin, Similarity, Snapshot};
 
 #[webstack::instrument(skip(release))]
@@ -508,7 +509,7 @@ fn a_served_profile_reads_in_go_tool_pprof() {
     start_workload();
     let addr = start_server(1, || {
         Webstack::new("/ws-pprof-served")
-            .augment_default(false)
+            .defaults(View::default().augment(false))
             .goroutine_profile()
     });
     let response = get(addr, "/debug/pprof/goroutine").unwrap();
@@ -588,7 +589,7 @@ fn debug_1_and_2_answer_text_over_http() {
     start_workload();
     let addr = start_server(1, || {
         Webstack::new("/ws-pprof-debug")
-            .augment_default(false)
+            .defaults(View::default().augment(false))
             .goroutine_profile()
     });
     let counts = get(addr, "/debug/pprof/goroutine?debug=1").unwrap();
@@ -661,7 +662,7 @@ async fn the_page_and_the_route_answer_pprof_with_the_page_rules() {
     let app = actix_test::init_service(
         App::new().service(
             Webstack::new("/ws-pprof-page")
-                .augment_default(false)
+                .defaults(View::default().augment(false))
                 .goroutine_profile_at("/ws-pprof-page/goroutine"),
         ),
     )

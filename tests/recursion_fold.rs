@@ -13,7 +13,8 @@ use support::model::{self, arg, frame, native};
 use support::normalise::normalise;
 use support::snapshot::shadow_snapshot_until;
 use support::wait::watchdog;
-use webstack::render::{render_to_with, Detail, Format, Links};
+use webstack::render::{render_to, Format};
+use webstack::View;
 use webstack::{Buckets, Origin, Similarity, Snapshot, Value};
 
 /// Far above any test's time (a few seconds in a debug build).
@@ -94,18 +95,11 @@ fn depth_of(snapshot: &Snapshot, name: &str) -> usize {
         })
 }
 
-fn rendered(snapshot: &Snapshot, format: Format, detail: Detail) -> String {
+fn rendered(snapshot: &Snapshot, format: Format, fold: bool) -> String {
     let buckets = Buckets::aggregate(snapshot, Similarity::AnyPointer);
     let mut out = Vec::new();
-    render_to_with(
-        &mut out,
-        snapshot,
-        &buckets,
-        format,
-        &Links::default(),
-        detail,
-    )
-    .unwrap();
+    let view = View::default().format(format).fold(fold);
+    render_to(&mut out, snapshot, &buckets, &view).unwrap();
     String::from_utf8(out).unwrap()
 }
 
@@ -147,7 +141,7 @@ fn deep_recursion_is_one_line_in_text_and_html() {
 
     // Text: one line naming the function, its levels and how each argument
     // goes from the innermost level to the outermost.
-    let text = rendered(&snapshot, Format::Text, Detail::default());
+    let text = rendered(&snapshot, Format::Text, true);
     let block = normalise(text_block(&text, THREAD));
     let frames = &block[block.find('\n').unwrap() + 1..];
     assert_eq!(
@@ -156,7 +150,7 @@ fn deep_recursion_is_one_line_in_text_and_html() {
     );
 
     // fold=0: every level on its own, innermost first.
-    let text = rendered(&snapshot, Format::Text, Detail::default().fold(false));
+    let text = rendered(&snapshot, Format::Text, false);
     let block = text_block(&text, THREAD);
     let levels: Vec<&str> = block
         .lines()
@@ -169,7 +163,7 @@ fn deep_recursion_is_one_line_in_text_and_html() {
 
     // HTML: the same summary, escaped, over a closed section that still
     // holds every row.
-    let html = rendered(&snapshot, Format::Html, Detail::default());
+    let html = rendered(&snapshot, Format::Html, true);
     check_html(&html).unwrap();
     let section = html_section(&html, THREAD);
     let escaped = "recursion_fold::descend × 250 (level = 250 → 1, limit = 250, \
@@ -188,7 +182,7 @@ fn deep_recursion_is_one_line_in_text_and_html() {
     assert!(!section.contains("<script"));
 
     // fold=0: rows only, no section.
-    let html = rendered(&snapshot, Format::Html, Detail::default().fold(false));
+    let html = rendered(&snapshot, Format::Html, false);
     let section = html_section(&html, THREAD);
     assert!(!section.contains("<details>"), "{section}");
     assert_eq!(
@@ -199,7 +193,7 @@ fn deep_recursion_is_one_line_in_text_and_html() {
     );
 
     // JSON keeps every frame with its own values.
-    let json = rendered(&snapshot, Format::Json, Detail::default());
+    let json = rendered(&snapshot, Format::Json, true);
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     let bucket = json["buckets"]
         .as_array()
@@ -282,7 +276,7 @@ fn deep_recursion_folds_on_the_merged_stack() {
         "{native_levels} levels of descend merged into native frames"
     );
 
-    let text = rendered(&snapshot, Format::Text, Detail::default());
+    let text = rendered(&snapshot, Format::Text, true);
     let block = normalise(text_block(&text, MERGED));
     let folded: Vec<&str> = block.lines().filter(|l| l.contains(" × ")).collect();
     assert_eq!(folded.len(), 1, "{block}");
@@ -302,12 +296,12 @@ fn deep_recursion_folds_on_the_merged_stack() {
     let first = block.lines().nth(1).unwrap();
     assert!(first.ends_with(" runtime and std frames"), "{block}");
 
-    let html = rendered(&snapshot, Format::Html, Detail::default());
+    let html = rendered(&snapshot, Format::Html, true);
     check_html(&html).unwrap();
     let section = html_section(&html, MERGED);
     assert_eq!(section.matches("<tr class=\"fold rec\">").count(), 1);
 
-    let json = rendered(&snapshot, Format::Json, Detail::default());
+    let json = rendered(&snapshot, Format::Json, true);
     assert_eq!(
         json.matches("\"function\":\"recursion_fold::descend\"")
             .count(),
@@ -322,7 +316,7 @@ fn level(function: &'static str, n: u64) -> webstack::Frame {
 
 fn text_of(frames: Vec<webstack::Frame>) -> String {
     let snapshot = model::snapshot(vec![model::thread(1, "t", 1, model::secs(1), frames)]);
-    let text = rendered(&snapshot, Format::Text, Detail::default());
+    let text = rendered(&snapshot, Format::Text, true);
     text[text.find("\n\n").unwrap() + 2..].to_owned()
 }
 

@@ -4,12 +4,13 @@
 
 use pretty_assertions::assert_eq;
 use support::model::{arg, elsewhere, frame, sample, secs, snapshot, task, thread};
-use webstack::render::{render, Format, Links};
+use webstack::render::{render, Format};
+use webstack::View;
 use webstack::{Buckets, Options, Similarity, Snapshot, Value};
 
-fn html(snap: &Snapshot, similarity: Similarity, links: &Links) -> String {
+fn html(snap: &Snapshot, similarity: Similarity, view: &View) -> String {
     let buckets = Buckets::aggregate(snap, similarity);
-    render(snap, &buckets, Format::Html, links).unwrap()
+    render(snap, &buckets, &view.format(Format::Html)).unwrap()
 }
 
 /// The `n`th bucket's `<section>`, from 1.
@@ -25,7 +26,7 @@ fn section(html: &str, n: usize) -> &str {
 #[test]
 fn merged_bucket_block() {
     let queue = 0u8;
-    let page = html(&sample(&queue), Similarity::AnyValue, &Links::default());
+    let page = html(&sample(&queue), Similarity::AnyValue, &View::default());
     assert_eq!(
         section(&page, 2),
         r#"<section class="bucket" id="b2">
@@ -55,7 +56,7 @@ fn merged_bucket_block() {
 #[test]
 fn runtime_and_std_frames_are_folded() {
     let queue = 0u8;
-    let page = html(&sample(&queue), Similarity::AnyValue, &Links::default());
+    let page = html(&sample(&queue), Similarity::AnyValue, &View::default());
     let serving = section(&page, 1);
     assert!(serving.starts_with(r#"<section class="bucket serving" id="b1">"#));
     assert!(serving.contains(r#"<span class="note">serving this request</span>"#));
@@ -96,11 +97,7 @@ fn hostile_names_and_values_are_escaped_and_bounded() {
         t,
         task(2, "<b>task</b>", secs(1), vec![frame("app::f", 1, vec![])]),
     ]);
-    let links = Links {
-        base_path: "/debug\"><script>alert(1)</script>".into(),
-        ..Links::default()
-    };
-    let page = html(&snap, Similarity::AnyPointer, &links);
+    let page = html(&snap, Similarity::AnyPointer, &View::default());
     assert!(!page.contains("<script"), "{page}");
     assert!(!page.contains("<img"));
     assert!(!page.contains("<b>task"));
@@ -121,23 +118,21 @@ fn hostile_names_and_values_are_escaped_and_bounded() {
     ));
     assert!(page.contains(r#"<span class="name">app::&lt;impl app::Foo&lt;T&gt;&gt;::get</span>"#));
     assert!(page.contains(r#"<span class="state">&lt;img src=x onerror=alert(1)&gt;</span>"#));
-    assert!(page.contains(
-        r#"<a href="&#x2F;debug&quot;&gt;&lt;script&gt;alert(1)&lt;&#x2F;script&gt;?augment=1&amp;maxmem=67108864&amp;similarity=exactflags">"#
-    ));
+    assert!(page.contains(r#"<a href="?augment=1&amp;maxmem=67108864&amp;similarity=exactflags">"#));
 }
 
 #[test]
 fn links_switch_similarity_augment_and_format() {
     let queue = 0u8;
-    let links = Links {
-        base_path: "/debug/webstack".into(),
-        augment: false,
-        maxmem: 2 << 20,
-        similarity: Similarity::ExactLines,
-    };
-    let page = html(&sample(&queue), Similarity::ExactLines, &links);
+    let view = View::default()
+        .augment(false)
+        .maxmem(2 << 20)
+        .similarity(Similarity::ExactLines)
+        .fold(false);
+    let page = html(&sample(&queue), Similarity::ExactLines, &view);
     let nav = &page[page.find("<nav>").unwrap()..page.find("</nav>").unwrap() + 6];
-    let q = |rest: &str| format!("&#x2F;debug&#x2F;webstack?augment={rest}");
+    // Relative to the page: they hold wherever a proxy mounts it.
+    let q = |rest: &str| format!("?augment={rest}");
     assert_eq!(
         nav,
         format!(
@@ -150,17 +145,19 @@ fn links_switch_similarity_augment_and_format() {
 · <a href="{}">with native stacks</a>
 · <span class="label">as</span> <a href="{}">json</a> <a href="{}">text</a>
 </nav>"#,
-            q("0&amp;maxmem=2097152&amp;similarity=exactflags"),
-            q("0&amp;maxmem=2097152&amp;similarity=anypointer"),
-            q("0&amp;maxmem=2097152&amp;similarity=anyvalue"),
-            q("1&amp;maxmem=2097152&amp;similarity=exactlines"),
-            q("0&amp;maxmem=2097152&amp;similarity=exactlines&amp;format=json"),
-            q("0&amp;maxmem=2097152&amp;similarity=exactlines&amp;format=text"),
+            q("0&amp;maxmem=2097152&amp;similarity=exactflags&amp;fold=0"),
+            q("0&amp;maxmem=2097152&amp;similarity=anypointer&amp;fold=0"),
+            q("0&amp;maxmem=2097152&amp;similarity=anyvalue&amp;fold=0"),
+            q("1&amp;maxmem=2097152&amp;similarity=exactlines&amp;fold=0"),
+            q("0&amp;maxmem=2097152&amp;similarity=exactlines&amp;format=json&amp;fold=0"),
+            q("0&amp;maxmem=2097152&amp;similarity=exactlines&amp;format=text&amp;fold=0"),
         )
     );
     assert_eq!(
-        links.href(true, Similarity::AnyValue, Format::Json),
-        "/debug/webstack?augment=1&maxmem=2097152&similarity=anyvalue&format=json"
+        view.similarity(Similarity::AnyValue)
+            .format(Format::Json)
+            .query(),
+        "?augment=0&maxmem=2097152&similarity=anyvalue&format=json&fold=0"
     );
 }
 
@@ -169,7 +166,7 @@ fn self_contained_page_with_totals_legend_and_metadata() {
     let queue = 0u8;
     let mut snap = sample(&queue);
     snap.left_out.tasks = 4;
-    let page = html(&snap, Similarity::AnyPointer, &Links::default());
+    let page = html(&snap, Similarity::AnyPointer, &View::default());
     assert!(page.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"));
     assert!(
         page.contains(r#"<meta name="viewport" content="width=device-width, initial-scale=1">"#)
@@ -209,7 +206,7 @@ fn long_member_lists_are_folded() {
             .map(|id| task(id, "conn", secs(1), vec![]))
             .collect(),
     );
-    let page = html(&snap, Similarity::AnyPointer, &Links::default());
+    let page = html(&snap, Similarity::AnyPointer, &View::default());
     let ids: Vec<String> = (1..=64).map(|i| i.to_string()).collect();
     assert!(page.contains(&format!(
         r#"<span class="rname">conn</span> <span class="ids">{}</span> <span class="more">(+936 more)</span>"#,
@@ -221,7 +218,7 @@ fn long_member_lists_are_folded() {
 fn rh_render(label: &str) -> String {
     let snap = Snapshot::capture(&Options::default().augment(false));
     let buckets = Buckets::aggregate(&snap, Similarity::AnyPointer);
-    render(&snap, &buckets, Format::Html, &Links::default()).unwrap()
+    render(&snap, &buckets, &View::default().format(Format::Html)).unwrap()
 }
 
 #[test]
@@ -252,7 +249,7 @@ fn at_most_a_thousand_buckets_are_shown() {
             })
             .collect(),
     );
-    let page = html(&snap, Similarity::AnyPointer, &Links::default());
+    let page = html(&snap, Similarity::AnyPointer, &View::default());
     assert_eq!(page.matches("<section class=\"bucket\"").count(), 1000);
     assert!(page.contains(r#"<section class="bucket" id="b1000">"#));
     assert!(page.contains(
@@ -263,7 +260,7 @@ fn at_most_a_thousand_buckets_are_shown() {
     assert!(page.trim_end().ends_with("</html>"));
     // The text form lists them all.
     let buckets = Buckets::aggregate(&snap, Similarity::AnyPointer);
-    let text = render(&snap, &buckets, Format::Text, &Links::default()).unwrap();
+    let text = render(&snap, &buckets, &View::default().format(Format::Text)).unwrap();
     assert_eq!(text.matches("\n1: task idle").count(), 1200);
 }
 
@@ -274,7 +271,7 @@ fn a_snapshot_from_elsewhere_shows_its_own_process() {
     let queue = 0u8;
     let mut snap = sample(&queue);
     snap.process = elsewhere();
-    let page = html(&snap, Similarity::AnyValue, &Links::default());
+    let page = html(&snap, Similarity::AnyValue, &View::default());
     let meta = &page[page.find("<dl class=\"meta\">").unwrap()..];
     for (name, value) in [
         ("pid", "4242"),
@@ -297,7 +294,7 @@ fn a_snapshot_from_elsewhere_shows_its_own_process() {
 #[test]
 fn shortened_paths_keep_the_full_path_in_a_title() {
     let queue = 0u8;
-    let page = html(&sample(&queue), Similarity::AnyValue, &Links::default());
+    let page = html(&sample(&queue), Similarity::AnyValue, &View::default());
     let unfolded = page.replace("\n", "");
     assert!(unfolded.contains(
         "<td class=\"loc\" title=\"&#x2F;rustc&#x2F;abc&#x2F;library&#x2F;std&#x2F;src&#x2F;thread&#x2F;local.rs\">std&#x2F;src&#x2F;thread&#x2F;local.rs:283</td>"
@@ -311,17 +308,16 @@ fn shortened_paths_keep_the_full_path_in_a_title() {
 #[test]
 fn a_thread_without_frames_says_so_and_links_to_native_stacks() {
     let snap = snapshot(vec![thread(9, "actix-rt|system:0", 100, secs(5), vec![])]);
-    let links = Links {
-        base_path: "/debug/webstack".into(),
-        augment: false,
-        ..Links::default()
-    };
-    let page = html(&snap, Similarity::AnyPointer, &links);
+    let page = html(
+        &snap,
+        Similarity::AnyPointer,
+        &View::default().augment(false),
+    );
     let block = section(&page, 1);
     assert!(!block.contains("<table>"), "{block}");
     assert!(
         block.contains(
-            "<p class=\"empty\">this thread has no instrumented frames: <a href=\"&#x2F;debug&#x2F;webstack?augment=1&amp;maxmem=67108864&amp;similarity=anypointer\">show native stacks</a></p>"
+            "<p class=\"empty\">this thread has no instrumented frames: <a href=\"?augment=1&amp;maxmem=67108864&amp;similarity=anypointer\">show native stacks</a></p>"
         ),
         "{block}"
     );
@@ -362,7 +358,7 @@ fn shared_rows_stay_escaped_in_every_bucket() {
     let page = html(
         &snapshot(routines),
         Similarity::AnyPointer,
-        &Links::default(),
+        &View::default(),
     );
     assert!(!page.contains("<script"), "{page}");
     assert!(!page.contains("<!--rows-->"), "{page}");

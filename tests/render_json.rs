@@ -4,12 +4,13 @@
 use pretty_assertions::assert_eq;
 use serde_json::{json, Value as Json};
 use support::model::{elsewhere, sample};
-use webstack::render::{render, Format, Links};
+use webstack::render::{render, Format};
+use webstack::View;
 use webstack::{Buckets, Options, Similarity, Snapshot};
 
 fn json_of(snap: &Snapshot, similarity: Similarity) -> Json {
     let buckets = Buckets::aggregate(snap, similarity);
-    let text = render(snap, &buckets, Format::Json, &Links::default()).unwrap();
+    let text = render(snap, &buckets, &View::default().format(Format::Json)).unwrap();
     serde_json::from_str(&text).unwrap()
 }
 

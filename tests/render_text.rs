@@ -7,7 +7,8 @@ use pretty_assertions::assert_eq;
 use support::model;
 use support::normalise::normalise;
 use support::wait::watchdog;
-use webstack::render::{render, render_to, render_to_with, Detail, Format, Links};
+use webstack::render::{render, render_to, Format};
+use webstack::View;
 use webstack::{Buckets, Options, Similarity, Snapshot};
 
 #[test]
@@ -15,7 +16,7 @@ fn whole_dump() {
     let queue = 0u8;
     let snap = model::sample(&queue);
     let buckets = Buckets::aggregate(&snap, Similarity::AnyValue);
-    let text = render(&snap, &buckets, Format::Text, &Links::default()).unwrap();
+    let text = render(&snap, &buckets, &View::default().format(Format::Text)).unwrap();
     let expected = format!(
         "webstack {version} at 2025-11-25T17:41:51.123Z: 2 threads, 3 tasks, 3 buckets (anyvalue), 0 left out, captured in 1.234 ms, 10.0 KiB of 64.0 MiB
 
@@ -46,8 +47,7 @@ fn whole_dump() {
         &mut written,
         &snap,
         &buckets,
-        Format::Text,
-        &Links::default(),
+        &View::default().format(Format::Text),
     )
     .unwrap();
     assert_eq!(String::from_utf8(written).unwrap(), expected);
@@ -65,13 +65,11 @@ fn unfolded_dump_shows_every_frame_with_short_paths() {
     snap.routines[0].frames[2].file = "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.54.1/src/runtime/task/raw.rs".into();
     let buckets = Buckets::aggregate(&snap, Similarity::AnyValue);
     let mut text = Vec::new();
-    render_to_with(
+    render_to(
         &mut text,
         &snap,
         &buckets,
-        Format::Text,
-        &Links::default(),
-        Detail::default().fold(false),
+        &View::default().format(Format::Text).fold(false),
     )
     .unwrap();
     let text = String::from_utf8(text).unwrap();
@@ -100,7 +98,7 @@ fn long_member_lists_are_folded() {
         .collect();
     let snap = model::snapshot(routines);
     let buckets = Buckets::aggregate(&snap, Similarity::AnyPointer);
-    let text = render(&snap, &buckets, Format::Text, &Links::default()).unwrap();
+    let text = render(&snap, &buckets, &View::default().format(Format::Text)).unwrap();
     let ids: Vec<String> = (1..=64).map(|i| i.to_string()).collect();
     let first = text.lines().nth(2).unwrap();
     assert_eq!(
@@ -115,7 +113,7 @@ fn names_with_control_characters_are_escaped() {
     routine.name = format!("{}{}", routine.name, "x".repeat(300)).into();
     let snap = model::snapshot(vec![routine]);
     let buckets = Buckets::aggregate(&snap, Similarity::AnyPointer);
-    let text = render(&snap, &buckets, Format::Text, &Links::default()).unwrap();
+    let text = render(&snap, &buckets, &View::default().format(Format::Text)).unwrap();
     let line = text.lines().nth(2).unwrap();
     let shown = format!("evil\\nname\\u{{1b}}[31m{}…", "x".repeat(200 - 14));
     assert_eq!(line, format!("1: thread alive [1 s] {shown} 3"));
@@ -163,7 +161,7 @@ fn real_threads_dump() {
         h.join().unwrap();
     }
     let buckets = Buckets::aggregate(&snap, Similarity::AnyPointer);
-    let text = render(&snap, &buckets, Format::Text, &Links::default()).unwrap();
+    let text = render(&snap, &buckets, &View::default().format(Format::Text)).unwrap();
     let ids: Vec<String> = snap
         .routines
         .iter()

@@ -17,6 +17,7 @@ use pretty_assertions::assert_eq;
 use support::wait::{watchdog, Watchdog};
 use webstack::render::Format;
 use webstack::serve::{Body, Request, Response, Service, Tokio, CONTENT_SECURITY_POLICY};
+use webstack::View;
 use webstack::{Similarity, DEFAULT_MAXMEM, MIN_MAXMEM};
 
 #[webstack::instrument(skip(inside, release))]
@@ -48,7 +49,7 @@ fn guard(what: &'static str) -> Watchdog {
 
 /// Answers `method` `path?query` from loopback.
 async fn fetch(service: &Service, method: &str, query: &str) -> Response {
-    let request = Request::new(method, service.path(), query).peer("127.0.0.1".parse().ok());
+    let request = Request::new(method, query).peer("127.0.0.1".parse().ok());
     service.respond(request, &Tokio).await
 }
 
@@ -276,10 +277,13 @@ async fn parameters_are_checked_before_any_capture() {
 async fn overridden_defaults_apply_unless_asked() {
     let _watchdog = guard("overridden_defaults_apply_unless_asked");
     let service = Service::new("/serve-overridden_defaults_apply_unless_asked")
-        .augment_default(false)
-        .maxmem_cap(2 << 20)
-        .similarity_default(Similarity::AnyValue)
-        .format_default(Format::Json);
+        .defaults(
+            View::default()
+                .augment(false)
+                .similarity(Similarity::AnyValue)
+                .format(Format::Json),
+        )
+        .maxmem_cap(2 << 20);
     let page = json(&get(&service, "").await);
     assert_eq!(page["augmented"], false);
     assert_eq!(page["maxmem"], 2 << 20, "the default is lowered to the cap");
@@ -307,7 +311,7 @@ async fn overridden_defaults_apply_unless_asked() {
     );
 
     let service = Service::new("/serve-overridden_defaults_apply_unless_asked-maxmem")
-        .maxmem_default(3 << 20);
+        .defaults(View::default().maxmem(3 << 20));
     assert_eq!(
         json(&get(&service, "format=json&augment=0").await)["maxmem"],
         3 << 20

@@ -13,7 +13,8 @@ use support::snapshot::{describe, shadow_snapshot_until};
 use support::wait::watchdog;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use webstack::render::{render, Format, Links};
+use webstack::render::{render, Format};
+use webstack::View;
 use webstack::{Buckets, Kind, Options, Routine, Similarity, Snapshot, State};
 
 /// Far above any test's time (well under a second in a debug build).
@@ -75,7 +76,7 @@ fn a_task_without_instrumented_frames_is_listed_with_its_creator() {
     assert!(task.waiting.is_some());
 
     let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
-    let text = render(&snapshot, &buckets, Format::Text, &Links::default()).unwrap();
+    let text = render(&snapshot, &buckets, &View::default().format(Format::Text)).unwrap();
     let created =
         format!("    created by spawn_wrappers::accept at tests/spawn_wrappers.rs:{line}");
     let block = text

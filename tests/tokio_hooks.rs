@@ -14,7 +14,8 @@ use support::gate::Gate;
 use support::snapshot::{describe, shadow_snapshot, shadow_snapshot_until};
 use support::wait::watchdog;
 use tokio::sync::oneshot;
-use webstack::render::{render, Format, Links};
+use webstack::render::{render, Format};
+use webstack::View;
 use webstack::{Buckets, Kind, Routine, Similarity, Snapshot, State};
 
 /// Stands for a dependency (hyper, a client pool): it spawns its own task
@@ -87,7 +88,7 @@ fn a_task_spawned_inside_a_library_is_listed() {
     assert!(task.waiting.is_some());
 
     let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
-    let text = render(&snapshot, &buckets, Format::Text, &Links::default()).unwrap();
+    let text = render(&snapshot, &buckets, &View::default().format(Format::Text)).unwrap();
     assert!(
         text.contains(&format!(
             "    created by tokio_hooks::app_start at tests/tokio_hooks.rs:{line}"
@@ -334,12 +335,12 @@ fn more_live_tasks_than_slots_are_listed_or_counted() {
             let snapshot =
                 Snapshot::capture(&webstack::Options::default().augment(false).maxmem(1 << 30));
             let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
-            let text = render(&snapshot, &buckets, Format::Text, &Links::default()).unwrap();
+            let text = render(&snapshot, &buckets, &View::default().format(Format::Text)).unwrap();
             let (shown, left_out) = header_counts(&text);
             assert_eq!(shown + left_out, alive, "{}", text.lines().next().unwrap());
             let untracked = snapshot.left_out.untracked_tasks;
             assert_eq!((snapshot.tasks(), untracked), (shown, left_out));
-            let json = render(&snapshot, &buckets, Format::Json, &Links::default()).unwrap();
+            let json = render(&snapshot, &buckets, &View::default().format(Format::Json)).unwrap();
             let page: serde_json::Value = serde_json::from_str(&json).unwrap();
             let totals = &page["totals"];
             assert_eq!(
@@ -347,7 +348,7 @@ fn more_live_tasks_than_slots_are_listed_or_counted() {
                 (Some(shown as u64), Some(untracked as u64)),
                 "{totals}"
             );
-            let html = render(&snapshot, &buckets, Format::Html, &Links::default()).unwrap();
+            let html = render(&snapshot, &buckets, &View::default().format(Format::Html)).unwrap();
             assert!(html.contains(&format!(
                 "{untracked} tasks left out by the tokio hooks (their table is full)"
             )));

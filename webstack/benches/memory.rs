@@ -21,7 +21,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use util::workload::{Tasks, Threads};
-use webstack::render::{self, Format, Links};
+use webstack::render::{self, Format};
+use webstack::View;
 use webstack::{Buckets, Options, Similarity, Snapshot};
 
 /// The system allocator, counting live bytes and their peak.
@@ -204,7 +205,7 @@ fn main() {
         let ((snapshot, html_len), peak) = peak_extra(|| {
             let snapshot = Snapshot::capture(&options);
             let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
-            let html = render::render(&snapshot, &buckets, Format::Html, &Links::default())
+            let html = render::render(&snapshot, &buckets, &View::default().format(Format::Html))
                 .expect("render");
             (snapshot, html.len())
         });

@@ -22,8 +22,9 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use util::workload::{Tasks, Threads};
 use webstack::native::{self, Method};
-use webstack::render::{self, Format, Links};
+use webstack::render::{self, Format};
 use webstack::serve::{Request, Service, Tokio};
+use webstack::View;
 use webstack::{Buckets, Options, Similarity, Snapshot};
 
 type Gate = Arc<(Mutex<bool>, Condvar)>;
@@ -155,7 +156,7 @@ fn full_snapshot(c: &mut Criterion) {
 fn page(augment: bool, format: Format) -> String {
     let snapshot = Snapshot::capture(&Options::default().augment(augment));
     let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
-    render::render(&snapshot, &buckets, format, &Links::default()).expect("render")
+    render::render(&snapshot, &buckets, &View::default().format(format)).expect("render")
 }
 
 /// The phases of one `augment=1` page; the native ones from the hook, then
@@ -193,17 +194,21 @@ fn timed_page() -> ([Duration; 11], usize, usize) {
     let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
     times[6] = started.elapsed();
     let started = Instant::now();
-    let html = render::render(&snapshot, &buckets, Format::Html, &Links::default()).unwrap();
+    let html = render::render(&snapshot, &buckets, &View::default().format(Format::Html)).unwrap();
     times[7] = started.elapsed();
     let started = Instant::now();
-    let json = render::render(&snapshot, &buckets, Format::Json, &Links::default()).unwrap();
+    let json = render::render(&snapshot, &buckets, &View::default().format(Format::Json)).unwrap();
     times[8] = started.elapsed();
     let started = Instant::now();
     let plain_buckets = Buckets::aggregate(&plain, Similarity::AnyPointer);
     times[9] = started.elapsed();
     let started = Instant::now();
-    let plain_html =
-        render::render(&plain, &plain_buckets, Format::Html, &Links::default()).unwrap();
+    let plain_html = render::render(
+        &plain,
+        &plain_buckets,
+        &View::default().format(Format::Html),
+    )
+    .unwrap();
     times[10] = started.elapsed();
     std::hint::black_box((html, json, plain_html));
     let frames = |s: &Snapshot| s.routines.iter().map(|r| r.frames.len()).sum::<usize>();
@@ -281,8 +286,7 @@ fn augment_profile(c: &mut Criterion) {
 /// One JSON page through the serving core, as an adapter asks for it; its
 /// length.
 fn served(runtime: &tokio::runtime::Runtime, service: &Service, query: &str) -> usize {
-    let request = Request::new("GET", "/debug/webstack", query)
-        .peer(Some(std::net::Ipv4Addr::LOCALHOST.into()));
+    let request = Request::new("GET", query).peer(Some(std::net::Ipv4Addr::LOCALHOST.into()));
     let response = runtime.block_on(service.respond(request, &Tokio));
     assert_eq!(response.status, 200, "{query}: {:?}", response.body);
     match response.body {

@@ -39,7 +39,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use webstack::render::{render, render_to_with, Detail, Format, Links};
+use webstack::render::{render, render_to, Format};
+use webstack::View;
 use webstack::{Arg, Buckets, CreatedBy, Frame, Options, Routine, Similarity, Snapshot, Value};
 
 struct Buffer([u8; 16]);
@@ -174,7 +175,7 @@ fn bench_synthetic(c: &mut Criterion) {
                 |b, s| {
                     b.iter(|| {
                         let buckets = Buckets::aggregate(s, Similarity::AnyPointer);
-                        render(s, &buckets, format, &Links::default()).expect("render")
+                        render(s, &buckets, &View::default().format(format)).expect("render")
                     })
                 },
             );
@@ -205,7 +206,7 @@ fn bench_synthetic(c: &mut Criterion) {
             |b, s| {
                 b.iter(|| {
                     let buckets = Buckets::aggregate(s, Similarity::AnyPointer);
-                    render(s, &buckets, format, &Links::default()).expect("render")
+                    render(s, &buckets, &View::default().format(format)).expect("render")
                 })
             },
         );
@@ -265,16 +266,8 @@ fn bench_recursion(c: &mut Criterion) {
             group.bench_function(name, |b| {
                 b.iter(|| {
                     let mut out = Vec::with_capacity(1 << 20);
-                    let detail = Detail::default().fold(fold);
-                    render_to_with(
-                        &mut out,
-                        &snapshot,
-                        &buckets,
-                        format,
-                        &Links::default(),
-                        detail,
-                    )
-                    .expect("render");
+                    let view = View::default().format(format).fold(fold);
+                    render_to(&mut out, &snapshot, &buckets, &view).expect("render");
                     out
                 })
             });
@@ -299,7 +292,7 @@ fn bench_real(c: &mut Criterion) {
                 b.iter(|| {
                     let snapshot = Snapshot::capture(&Options::default().augment(false));
                     let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
-                    render(&snapshot, &buckets, format, &Links::default()).expect("render")
+                    render(&snapshot, &buckets, &View::default().format(format)).expect("render")
                 })
             },
         );
@@ -382,15 +375,7 @@ fn native(threads: usize, frames: usize) -> Snapshot {
 
 fn render_only(snapshot: &Snapshot, buckets: &Buckets, format: Format) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 << 20);
-    render_to_with(
-        &mut out,
-        snapshot,
-        buckets,
-        format,
-        &Links::default(),
-        Detail::default(),
-    )
-    .expect("render");
+    render_to(&mut out, snapshot, buckets, &View::default().format(format)).expect("render");
     out
 }
 

@@ -34,7 +34,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use slowdown_workload::{idle_tasks, park_threads, slowdown_work, Background};
-use webstack::render::{render, Format, Links};
+use webstack::render::{render, Format};
+use webstack::View;
 use webstack::{Buckets, Options, Similarity, Snapshot};
 
 const PERIOD: Duration = Duration::from_millis(100);
@@ -80,7 +81,7 @@ impl Snapshotter {
                     let cpu_started = thread_cpu();
                     let snapshot = Snapshot::capture(&options);
                     let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
-                    let page = render(&snapshot, &buckets, Format::Html, &Links::default())
+                    let page = render(&snapshot, &buckets, &View::default().format(Format::Html))
                         .expect("renders");
                     black_box(page);
                     busy.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);

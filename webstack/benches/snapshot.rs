@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
 use util::workload::{Tasks, Threads};
-use webstack::render::{self, Format, Links};
+use webstack::render::{self, Format};
+use webstack::View;
 use webstack::{Buckets, Options, Similarity, Snapshot};
 
 /// Room for every routine: at the default 64 MiB, a snapshot of 100,000
@@ -47,7 +48,7 @@ fn options(augment: bool) -> Options {
 fn page(format: Format) -> String {
     let snapshot = Snapshot::capture(&options(false));
     let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
-    render::render(&snapshot, &buckets, format, &Links::default()).expect("render")
+    render::render(&snapshot, &buckets, &View::default().format(format)).expect("render")
 }
 
 fn async_backtrace_dump() -> String {

@@ -36,7 +36,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkId, Criterion, SamplingMode, Throughput};
-use webstack::render::{render, Format, Links};
+use webstack::render::{render, Format};
+use webstack::View;
 use webstack::{Buckets, Options, Similarity, Snapshot};
 
 // Only its reader of the anonymous resident memory is used here.
@@ -74,7 +75,7 @@ fn page() -> usize {
     let snapshot = Snapshot::capture(&Options::default().augment(true));
     assert!(snapshot.augmented, "{:?}", snapshot.native_error);
     let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
-    render(&snapshot, &buckets, Format::Html, &Links::default())
+    render(&snapshot, &buckets, &View::default().format(Format::Html))
         .expect("render")
         .len()
 }

@@ -42,11 +42,13 @@ fn stage_of(name: &str) -> Option<Option<u8>> {
         "native" => 2,
         "pipeline" => 3,
         "group" => 4,
-        "render" => 5,
+        // The page's settings: read by render, page, serve and dump.
+        "view" => 5,
+        "render" => 6,
         // The page pipeline: capture → group → render.
-        "page" => 6,
-        "serve" | "dump" => 7,
-        "actix" | "axum" => 8,
+        "page" => 7,
+        "serve" | "dump" => 8,
+        "actix" | "axum" => 9,
         _ => return None,
     }))
 }
@@ -186,7 +188,7 @@ fn the_check_sees_a_later_stage_import() {
     let text = "use crate::render::Format;\n// crate::serve in a comment\nlet x = a_crate::group;";
     let paths: Vec<String> = crate_paths(text).into_iter().map(|(_, p)| p).collect();
     assert_eq!(paths, ["render"]);
-    assert_eq!(stage_of("render"), Some(Some(5)));
+    assert_eq!(stage_of("render"), Some(Some(6)));
     assert!(stage_of("record").unwrap() < stage_of("render").unwrap());
 }
 

@@ -131,6 +131,7 @@ mod sealed;
 pub mod serve;
 mod snapshot;
 mod sync;
+mod view;
 
 #[cfg(all(test, not(webstack_loom)))]
 mod layout_tests;
@@ -185,6 +186,7 @@ pub use snapshot::{
     Arg, Args, CreatedBy, Frame, Kind, LeftOut, Options, Origin, Process, Routine, Snapshot, State,
     DEFAULT_MAXMEM, JSON_VERSION, MIN_MAXMEM,
 };
+pub use view::{QueryError, View};
 pub use webstack_macros::{instrument, main, Capture};
 
 /// Initialises webstack: registers the calling thread, starts the uptime

@@ -35,7 +35,7 @@
 //!               .allow("10.20.0.0/16".parse().unwrap())
 //!               .trusted_proxy("127.0.0.1".parse().unwrap())
 //!               .min_interval(Duration::from_secs(2))
-//!               .augment_default(false)
+//!               .defaults(webstack::View::default().augment(false))
 //!               .maxmem_cap(16 << 20),
 //!       )
 //!   })
@@ -146,7 +146,7 @@ async fn respond(service: &Service, req: &HttpRequest) -> HttpResponse {
 
 /// The core's view of `req`.
 fn request(req: &HttpRequest) -> serve::Request<'_> {
-    serve::Request::new(req.method().as_str(), req.path(), req.query_string())
+    serve::Request::new(req.method().as_str(), req.query_string())
         .peer(req.peer_addr().map(|addr| addr.ip()))
         .headers(
             req.headers()

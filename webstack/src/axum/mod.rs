@@ -37,7 +37,7 @@
 //!           .allow_tailscale()
 //!           .trusted_proxy("127.0.0.1".parse().unwrap())
 //!           .min_interval(Duration::from_secs(2))
-//!           .augment_default(false),
+//!           .defaults(webstack::View::default().augment(false)),
 //!   );
 //!   # let _: axum::Router = app;
 //!   ```
@@ -188,18 +188,14 @@ async fn respond(
             let MockConnectInfo(addr) = extensions.get::<MockConnectInfo<SocketAddr>>()?;
             Some(addr.ip())
         });
-    let request = serve::Request::new(
-        parts.method.as_str(),
-        parts.uri.path(),
-        parts.uri.query().unwrap_or(""),
-    )
-    .peer(peer)
-    .headers(
-        parts
-            .headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_bytes())),
-    );
+    let request = serve::Request::new(parts.method.as_str(), parts.uri.query().unwrap_or(""))
+        .peer(peer)
+        .headers(
+            parts
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_bytes())),
+        );
     #[cfg(feature = "pprof")]
     let response = if goroutine {
         service.respond_goroutine(request, &Tokio).await

@@ -13,10 +13,11 @@
 use std::io::{self, Write};
 use std::time::Duration;
 
-use crate::group::{Buckets, Similarity};
+use crate::group::Buckets;
 use crate::page::page;
-use crate::render::{self, Detail, Format, Links};
-use crate::snapshot::{Options, Snapshot, DEFAULT_MAXMEM};
+use crate::render;
+use crate::snapshot::Snapshot;
+use crate::view::{Format, View};
 
 #[cfg(unix)]
 mod panic;
@@ -34,17 +35,10 @@ pub use signal::{dump_on_signal, dump_on_signal_with, DumpSignal, SignalError};
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DumpOptions {
-    /// Capture native stacks too ([`Options::augment`]). Default: `true`.
-    pub augment: bool,
-    /// Memory bound of the snapshot ([`Options::maxmem`]). Default:
-    /// [`DEFAULT_MAXMEM`].
-    pub maxmem: usize,
-    /// How alike routines must be to share a bucket. Default:
-    /// [`Similarity::AnyPointer`], as on the page.
-    pub similarity: Similarity,
-    /// Fold runs of std and runtime frames ([`Detail::fold`]). Default:
-    /// `true`.
-    pub fold: bool,
+    /// What the dump shows and in which form: the page's settings.
+    /// Default: [`View::default()`] in [`Format::Text`], the form of Go's
+    /// goroutine dump (a JSON dump is `Format::Json`).
+    pub view: View,
     /// How long a panicking thread waits for its dump before it goes on
     /// unwinding (or aborting) without it. Default: 5 s.
     pub timeout: Duration,
@@ -53,37 +47,24 @@ pub struct DumpOptions {
 impl Default for DumpOptions {
     fn default() -> Self {
         DumpOptions {
-            augment: true,
-            maxmem: DEFAULT_MAXMEM,
-            similarity: Similarity::default(),
-            fold: true,
+            view: View::default().format(Format::Text),
             timeout: Duration::from_secs(5),
         }
     }
 }
 
 impl DumpOptions {
-    /// Sets [`DumpOptions::augment`].
-    pub fn augment(mut self, augment: bool) -> Self {
-        self.augment = augment;
-        self
-    }
-
-    /// Sets [`DumpOptions::maxmem`].
-    pub fn maxmem(mut self, bytes: usize) -> Self {
-        self.maxmem = bytes;
-        self
-    }
-
-    /// Sets [`DumpOptions::similarity`].
-    pub fn similarity(mut self, similarity: Similarity) -> Self {
-        self.similarity = similarity;
-        self
-    }
-
-    /// Sets [`DumpOptions::fold`].
-    pub fn fold(mut self, fold: bool) -> Self {
-        self.fold = fold;
+    /// Changes [`DumpOptions::view`], starting from the current one (the
+    /// text form by default):
+    ///
+    /// ```
+    /// use webstack::DumpOptions;
+    ///
+    /// let options = DumpOptions::default().view(|view| view.augment(false));
+    /// assert_eq!(options.view.format, webstack::render::Format::Text);
+    /// ```
+    pub fn view(mut self, change: impl FnOnce(View) -> View) -> Self {
+        self.view = change(self.view);
         self
     }
 
@@ -92,26 +73,25 @@ impl DumpOptions {
         self.timeout = timeout;
         self
     }
-
-    fn capture_options(&self) -> Options {
-        Options::default().augment(self.augment).maxmem(self.maxmem)
-    }
 }
 
-/// Captures every thread and task now and writes the grouped text dump
-/// (what the page serves for `format=text`) to `out`.
+/// Captures every thread and task now and writes the grouped page, as
+/// `options.view` says (by default the text form, what the page serves for
+/// `format=text`), to `out`.
 ///
 /// ```
+/// use webstack::DumpOptions;
+///
 /// let mut out = Vec::new();
-/// webstack::dump(&mut out, &webstack::DumpOptions::default().augment(false)).unwrap();
+/// webstack::dump(&mut out, &DumpOptions::default().view(|v| v.augment(false))).unwrap();
 /// assert!(String::from_utf8(out).unwrap().starts_with("webstack "));
 /// ```
 pub fn dump<W: Write + ?Sized>(out: &mut W, options: &DumpOptions) -> io::Result<()> {
     page(
-        &options.capture_options(),
-        options.similarity,
+        &options.view.options(),
+        options.view.similarity,
         None,
-        |snapshot, buckets| write_dump(out, snapshot, buckets, options),
+        |snapshot, buckets| write_dump(out, snapshot, buckets, &options.view),
     )
 }
 
@@ -129,27 +109,13 @@ pub(crate) fn note(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(io::stderr(), "{line}");
 }
 
-/// Writes `snapshot`, grouped in `buckets`, as text: the render step of a
-/// dump's [`page`].
+/// Writes `snapshot`, grouped in `buckets`, as `view` says: the render step
+/// of a dump's [`page`].
 fn write_dump<W: Write + ?Sized>(
     out: &mut W,
     snapshot: &Snapshot,
     buckets: &Buckets,
-    options: &DumpOptions,
+    view: &View,
 ) -> io::Result<()> {
-    let links = Links {
-        augment: options.augment,
-        maxmem: options.maxmem,
-        similarity: options.similarity,
-        ..Links::default()
-    };
-    render::render_to_with(
-        out,
-        snapshot,
-        buckets,
-        Format::Text,
-        &links,
-        Detail::default().fold(options.fold),
-    )
-    .map_err(io::Error::other)
+    render::render_to(out, snapshot, buckets, view).map_err(io::Error::other)
 }

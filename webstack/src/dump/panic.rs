@@ -81,7 +81,7 @@ fn on_panic() {
     };
     let in_capture = crate::pipeline::capturing_here();
     if in_capture {
-        options.augment = false;
+        options.view.augment = false;
     }
     let thread = std::thread::current();
     let name = thread.name().unwrap_or("<unnamed>");

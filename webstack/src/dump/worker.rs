@@ -214,17 +214,22 @@ fn run(worker: &Worker, read: Pipe) {
 /// thread keeps serving later requests.
 fn write_dump(header: &str, options: &DumpOptions) {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let capture = options.capture_options();
-        page(&capture, options.similarity, None, |snapshot, buckets| {
-            let stderr = std::io::stderr();
-            let mut out = stderr.lock();
-            let _ = writeln!(out, "\n{header}");
-            let written = super::write_dump(&mut out, snapshot, buckets, options);
-            let _ = match written {
-                Ok(()) => writeln!(out, "webstack: end of dump"),
-                Err(e) => writeln!(out, "webstack: dump failed: {e}"),
-            };
-        });
+        let view = &options.view;
+        page(
+            &view.options(),
+            view.similarity,
+            None,
+            |snapshot, buckets| {
+                let stderr = std::io::stderr();
+                let mut out = stderr.lock();
+                let _ = writeln!(out, "\n{header}");
+                let written = super::write_dump(&mut out, snapshot, buckets, view);
+                let _ = match written {
+                    Ok(()) => writeln!(out, "webstack: end of dump"),
+                    Err(e) => writeln!(out, "webstack: dump failed: {e}"),
+                };
+            },
+        );
     }));
     if outcome.is_err() {
         let _ = writeln!(std::io::stderr(), "webstack: dump failed: it panicked");

@@ -29,11 +29,12 @@ use super::words::{
     arg_value, bounded, bytes, crate_docs, duration_range, elapsed, flags, members, task_line,
     timestamp, Location, FUNCTION_CHARS, NAME_CHARS,
 };
-use super::{Detail, Format, Links, RenderError};
+use super::{Format, RenderError};
 use crate::group::{Bucket, BucketFrame, Buckets, Merged, Similarity};
 use crate::hash::FxBuild;
 use crate::snapshot::resolve::crate_name;
 use crate::snapshot::{Kind, Origin, Snapshot, State};
+use crate::view::View;
 
 /// Parses the templates if no page did yet.
 pub(super) fn warm_up() {
@@ -134,14 +135,13 @@ pub(super) fn render<W: Write>(
     w: W,
     snapshot: &Snapshot,
     buckets: &Buckets,
-    links: &Links,
-    detail: Detail,
+    view: &View,
 ) -> Result<(), RenderError> {
     let tera = TEMPLATES
         .as_ref()
         .map_err(|e| RenderError::new("templates", Message(e.clone())))?;
     let mut w = std::io::BufWriter::with_capacity(64 * 1024, w);
-    let page = page(snapshot, buckets, links, detail);
+    let page = page(snapshot, buckets, view);
     let context = Context::from_serialize(&page).map_err(|e| RenderError::new("html", e))?;
     tera.render_to("head.html", &context, &mut w)
         .map_err(|e| RenderError::new("html", e))?;
@@ -156,13 +156,12 @@ pub(super) fn render<W: Write>(
     let input = Input {
         snapshot,
         buckets,
-        links,
-        detail,
+        view,
     };
     let shown = &buckets.buckets[..buckets.buckets.len().min(MAX_BUCKETS)];
     for (i, b) in shown.iter().enumerate() {
-        let view = bucket(i + 1, b, &input, &mut rows, &mut chunk);
-        chunk.buckets.push(view);
+        let shown_bucket = bucket(i + 1, b, &input, &mut rows, &mut chunk);
+        chunk.buckets.push(shown_bucket);
         if chunk.frames >= CHUNK_FRAMES || i + 1 == shown.len() {
             render_chunk(tera, &mut chunk, &mut rows, &mut w)?;
             rows.forget_past(MAX_CACHED_ROW_BYTES);
@@ -180,8 +179,7 @@ pub(super) fn render<W: Write>(
 struct Input<'s> {
     snapshot: &'s Snapshot,
     buckets: &'s Buckets,
-    links: &'s Links,
-    detail: Detail,
+    view: &'s View,
 }
 
 #[derive(Debug)]
@@ -203,9 +201,17 @@ impl std::error::Error for Message {}
 /// every routine is unique.
 pub(crate) const MAX_BUCKETS: usize = 1000;
 
-fn page<'a>(snapshot: &'a Snapshot, buckets: &Buckets, links: &Links, detail: Detail) -> Page<'a> {
-    let href =
-        |augment, similarity, format| links.href(augment, similarity, format) + detail.query();
+fn page<'a>(snapshot: &'a Snapshot, buckets: &Buckets, view: &View) -> Page<'a> {
+    // The page's links: this view with one value changed.
+    let href = |augment, similarity, format| {
+        View {
+            augment,
+            similarity,
+            format,
+            ..*view
+        }
+        .query()
+    };
     let process = &snapshot.process;
     Page {
         version: &process.webstack,
@@ -226,24 +232,24 @@ fn page<'a>(snapshot: &'a Snapshot, buckets: &Buckets, links: &Links, detail: De
             .iter()
             .map(|&s| NavLink {
                 label: s.as_str(),
-                href: href(links.augment, s, Format::Html),
+                href: href(view.augment, s, Format::Html),
                 current: s == buckets.similarity,
             })
             .collect(),
         augment_link: NavLink {
-            label: if links.augment {
+            label: if view.augment {
                 "without native stacks"
             } else {
                 "with native stacks"
             },
-            href: href(!links.augment, links.similarity, Format::Html),
+            href: href(!view.augment, view.similarity, Format::Html),
             current: false,
         },
         format_links: [Format::Json, Format::Text]
             .iter()
             .map(|&f| NavLink {
                 label: f.as_str(),
-                href: href(links.augment, links.similarity, f),
+                href: href(view.augment, view.similarity, f),
                 current: false,
             })
             .collect(),
@@ -543,8 +549,7 @@ fn bucket<'a>(
     let Input {
         snapshot,
         buckets,
-        links,
-        detail,
+        view,
     } = *input;
     let (groups, more) = members(b);
     let members: Vec<Value> = groups
@@ -561,7 +566,7 @@ fn bucket<'a>(
         })
         .collect();
     chunk.frames += b.frames.len() + 1;
-    let groups: Vec<Value> = runs(&b.frames, detail.fold)
+    let groups: Vec<Value> = runs(&b.frames, view.fold)
         .into_iter()
         .map(|(range, run)| {
             let ids = range
@@ -589,7 +594,7 @@ fn bucket<'a>(
     // A thread without frames: with augment=0, one that ran nothing
     // instrumented yet (the serving thread, a runtime's workers).
     let empty = b.frames.is_empty().then(|| {
-        let text = match (b.kind, &b.state, links.augment) {
+        let text = match (b.kind, &b.state, view.augment) {
             (Kind::Thread, _, true) => "no frames were captured for this thread",
             (Kind::Thread, _, false) => "this thread has no instrumented frames",
             (Kind::Task, State::Running, _) => {
@@ -597,8 +602,14 @@ fn bucket<'a>(
             }
             (Kind::Task, _, _) => "no instrumented frame is pending in this task",
         };
-        let href = (!links.augment)
-            .then(|| links.href(true, links.similarity, Format::Html) + detail.query());
+        let href = (!view.augment).then(|| {
+            View {
+                augment: true,
+                format: Format::Html,
+                ..*view
+            }
+            .query()
+        });
         Value::Array(vec![
             string(text),
             optional(href),

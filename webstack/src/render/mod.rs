@@ -6,19 +6,20 @@
 //! file.
 //!
 //! ```
-//! use webstack::render::{render, render_to, Format, Links};
-//! use webstack::{Buckets, Options, Similarity, Snapshot};
+//! use webstack::render::{render, render_to, Format};
+//! use webstack::{Buckets, Snapshot, View};
 //!
-//! let snapshot = Snapshot::capture(&Options::default().augment(false));
-//! let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
+//! let view = View::default().augment(false);
+//! let snapshot = Snapshot::capture(&view.options());
+//! let buckets = Buckets::aggregate(&snapshot, view.similarity);
 //!
 //! // A page for a browser…
-//! let html = render(&snapshot, &buckets, Format::Html, &Links::default())?;
+//! let html = render(&snapshot, &buckets, &view)?;
 //! assert!(html.starts_with("<!DOCTYPE html>"));
 //!
 //! // …or text straight into a file or a log.
 //! let mut log = Vec::new();
-//! render_to(&mut log, &snapshot, &buckets, Format::Text, &Links::default())?;
+//! render_to(&mut log, &snapshot, &buckets, &view.format(Format::Text))?;
 //! assert!(String::from_utf8(log)?.starts_with("webstack "));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -62,7 +63,7 @@
 //! `poll` shim) that repeat the same way at every level are folded inside
 //! the run (`…, 250 frames between`); mutual recursion (`even`, `odd`,
 //! `even`, …) names each function. JSON keeps every frame;
-//! [`Detail::fold`] off shows every frame in HTML and text too.
+//! [`View::fold`] off shows every frame in HTML and text too.
 
 pub mod json;
 #[cfg(feature = "pprof")]
@@ -75,156 +76,11 @@ mod words;
 
 use std::fmt;
 use std::io::Write;
-use std::str::FromStr;
 
-use crate::group::{Buckets, Similarity};
-use crate::snapshot::{Snapshot, DEFAULT_MAXMEM};
-
-/// Output format of [`render`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Format {
-    /// A self-contained HTML page. The default.
-    #[default]
-    Html,
-    /// JSON, see [`json`].
-    Json,
-    /// Plain text, see [`text`].
-    Text,
-}
-
-impl Format {
-    /// Every format.
-    pub const ALL: [Format; 3] = [Format::Html, Format::Json, Format::Text];
-
-    /// The lowercase name used in query strings: `html`, `json` or `text`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Html => "html",
-            Format::Json => "json",
-            Format::Text => "text",
-        }
-    }
-
-    /// The HTTP `Content-Type` of this format.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Html => "text/html; charset=utf-8",
-            Format::Json => "application/json",
-            Format::Text => "text/plain; charset=utf-8",
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The error of parsing a [`Format`] from anything but one of its lowercase
-/// names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ParseFormatError;
-
-impl fmt::Display for ParseFormatError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("format must be one of: html, json, text")
-    }
-}
-
-impl std::error::Error for ParseFormatError {}
-
-impl FromStr for Format {
-    type Err = ParseFormatError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Format::ALL
-            .into_iter()
-            .find(|format| format.as_str() == s)
-            .ok_or(ParseFormatError)
-    }
-}
-
-/// What the page's links that switch similarity, augment or format point
-/// at: the same path with the current query values, one of them changed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Links {
-    /// Path of the page, e.g. `/debug/webstack`. Default: `""` (links are
-    /// bare query strings, relative to the current page).
-    pub base_path: String,
-    /// The current `augment` value. Default: `true`.
-    pub augment: bool,
-    /// The current `maxmem` value. Default: [`DEFAULT_MAXMEM`].
-    pub maxmem: usize,
-    /// The current similarity. Default: [`Similarity::AnyPointer`].
-    pub similarity: Similarity,
-}
-
-impl Default for Links {
-    fn default() -> Self {
-        Links {
-            base_path: String::new(),
-            augment: true,
-            maxmem: DEFAULT_MAXMEM,
-            similarity: Similarity::default(),
-        }
-    }
-}
-
-impl Links {
-    /// The link to the page with the given values (the format only when it
-    /// is not HTML).
-    pub fn href(&self, augment: bool, similarity: Similarity, format: Format) -> String {
-        let mut href = format!(
-            "{}?augment={}&maxmem={}&similarity={}",
-            self.base_path,
-            u8::from(augment),
-            self.maxmem,
-            similarity.as_str()
-        );
-        if format != Format::Html {
-            href.push_str("&format=");
-            href.push_str(format.as_str());
-        }
-        href
-    }
-}
-
-/// How much of each stack the HTML and text forms show; JSON always has
-/// every frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub struct Detail {
-    /// Fold recursion (three or more levels of one function in a row, see
-    /// the [module docs](self#recursion)) and two or more std, runtime and
-    /// webstack frames in a row into one line (text) or a closed section
-    /// (HTML). Default: `true`; the served page's `fold=0` turns it off,
-    /// showing every frame.
-    pub fold: bool,
-}
-
-impl Default for Detail {
-    fn default() -> Self {
-        Detail { fold: true }
-    }
-}
-
-impl Detail {
-    /// Sets [`Detail::fold`].
-    pub fn fold(mut self, fold: bool) -> Self {
-        self.fold = fold;
-        self
-    }
-
-    /// The query suffix that keeps this detail in a link (`&fold=0`).
-    fn query(self) -> &'static str {
-        if self.fold {
-            ""
-        } else {
-            "&fold=0"
-        }
-    }
-}
+use crate::group::Buckets;
+use crate::snapshot::Snapshot;
+use crate::view::View;
+pub use crate::view::{Format, ParseFormatError};
 
 /// Rendering failed: a template error or a write error.
 #[derive(Debug)]
@@ -269,17 +125,14 @@ impl From<std::io::Error> for RenderError {
     }
 }
 
-/// Renders `buckets` (grouped from `snapshot`) as a `String`.
-pub fn render(
-    snapshot: &Snapshot,
-    buckets: &Buckets,
-    format: Format,
-    links: &Links,
-) -> Result<String, RenderError> {
+/// Renders `buckets` (grouped from `snapshot`) as a `String`, in the
+/// view's format and fold (its `augment`, `maxmem` and `similarity` go into
+/// the HTML page's links).
+pub fn render(snapshot: &Snapshot, buckets: &Buckets, view: &View) -> Result<String, RenderError> {
     // A modest start: growth is amortised, and a large reservation counted
     // against a snapshot's memory for nothing (most buckets are small).
     let mut out = Vec::with_capacity(16 * 1024 + 256 * buckets.buckets.len().min(4096));
-    render_to(&mut out, snapshot, buckets, format, links)?;
+    render_to(&mut out, snapshot, buckets, view)?;
     // Every writer below only writes `str` data.
     String::from_utf8(out).map_err(|e| RenderError::new("utf-8", e))
 }
@@ -290,22 +143,10 @@ pub fn render(
 pub fn render_chunks(
     snapshot: &Snapshot,
     buckets: &Buckets,
-    format: Format,
-    links: &Links,
-) -> Result<Vec<Vec<u8>>, RenderError> {
-    render_chunks_with(snapshot, buckets, format, links, Detail::default())
-}
-
-/// [`render_chunks`] with a [`Detail`] other than the default.
-pub fn render_chunks_with(
-    snapshot: &Snapshot,
-    buckets: &Buckets,
-    format: Format,
-    links: &Links,
-    detail: Detail,
+    view: &View,
 ) -> Result<Vec<Vec<u8>>, RenderError> {
     let mut out = Chunks::default();
-    render_to_with(&mut out, snapshot, buckets, format, links, detail)?;
+    render_to(&mut out, snapshot, buckets, view)?;
     Ok(out.finish())
 }
 
@@ -357,25 +198,12 @@ pub fn render_to<W: Write>(
     w: W,
     snapshot: &Snapshot,
     buckets: &Buckets,
-    format: Format,
-    links: &Links,
+    view: &View,
 ) -> Result<(), RenderError> {
-    render_to_with(w, snapshot, buckets, format, links, Detail::default())
-}
-
-/// [`render_to`] with a [`Detail`] other than the default.
-pub fn render_to_with<W: Write>(
-    w: W,
-    snapshot: &Snapshot,
-    buckets: &Buckets,
-    format: Format,
-    links: &Links,
-    detail: Detail,
-) -> Result<(), RenderError> {
-    match format {
-        Format::Html => html::render(w, snapshot, buckets, links, detail),
+    match view.format {
+        Format::Html => html::render(w, snapshot, buckets, view),
         Format::Json => json::render(w, snapshot, buckets),
-        Format::Text => text::render(w, snapshot, buckets, detail),
+        Format::Text => text::render(w, snapshot, buckets, view.fold),
     }
 }
 
@@ -384,19 +212,4 @@ pub fn render_to_with<W: Write>(
 /// [`crate::init`] starts.
 pub(crate) fn warm_up() {
     html::warm_up();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_parse() {
-        assert_eq!("json".parse(), Ok(Format::Json));
-        assert_eq!("JSON".parse::<Format>(), Err(ParseFormatError));
-        assert_eq!(
-            ParseFormatError.to_string(),
-            "format must be one of: html, json, text"
-        );
-    }
 }

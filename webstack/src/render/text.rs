@@ -30,7 +30,7 @@
 //!
 //! Two or more std, runtime or webstack frames in a row (outside a folded
 //! recursion) are folded into one line, `... 5 runtime and std frames`.
-//! [`Detail::fold`](super::Detail::fold) off (`fold=0`) shows every frame
+//! [`View::fold`](crate::View::fold) off (`fold=0`) shows every frame
 //! instead. Paths are shown as
 //! a person reads them: the program's own relative to its workspace,
 //! `tokio-1.54.1/src/…` for registry crates, `std/src/…` for the standard
@@ -44,7 +44,7 @@ use super::words::{
     arg_value, bounded, bytes, duration_range, elapsed, flags, members, task_line, timestamp,
     Location, FUNCTION_CHARS, NAME_CHARS,
 };
-use super::{Detail, RenderError};
+use super::RenderError;
 use crate::group::{Bucket, Buckets};
 use crate::snapshot::{Kind, Snapshot};
 
@@ -52,7 +52,7 @@ pub(super) fn render<W: Write>(
     w: W,
     snapshot: &Snapshot,
     buckets: &Buckets,
-    detail: Detail,
+    fold: bool,
 ) -> Result<(), RenderError> {
     let mut w = std::io::BufWriter::new(w);
     let left_out = snapshot.left_out.total();
@@ -72,7 +72,7 @@ pub(super) fn render<W: Write>(
     )?;
     for b in &buckets.buckets {
         writeln!(w)?;
-        bucket(&mut w, b, snapshot, buckets, detail)?;
+        bucket(&mut w, b, snapshot, buckets, fold)?;
     }
     w.flush()?;
     Ok(())
@@ -83,7 +83,7 @@ fn bucket<W: Write>(
     b: &Bucket,
     snapshot: &Snapshot,
     buckets: &Buckets,
-    detail: Detail,
+    fold: bool,
 ) -> Result<(), RenderError> {
     write!(
         w,
@@ -127,7 +127,7 @@ fn bucket<W: Write>(
         // The shadow stack keeps the outermost frames; deeper calls are lost.
         writeln!(w, "    ...{} deeper frames elided", b.elided)?;
     }
-    for (run, kind) in runs(&b.frames, detail.fold) {
+    for (run, kind) in runs(&b.frames, fold) {
         match kind {
             Run::Folded => {
                 writeln!(w, "    ... {}", folded_summary(run.len()))?;

@@ -11,7 +11,7 @@
 //! // Build once, share between requests (for example in an `Arc`).
 //! let service = Service::new("/debug/webstack").maxmem_cap(16 << 20);
 //!
-//! let request = Request::new("GET", "/debug/webstack", "format=json&augment=0")
+//! let request = Request::new("GET", "format=json&augment=0")
 //!     .peer(Some("127.0.0.1".parse().unwrap()));
 //! let response = service.respond(request, &Tokio).await;
 //! assert_eq!(response.status, 200);
@@ -19,22 +19,18 @@
 //! let Body::Chunks(chunks) = response.body else { unreachable!() };
 //! assert!(chunks.concat().starts_with(b"{"));
 //!
-//! let request = Request::new("GET", "/debug/webstack", "").peer(Some("192.0.2.1".parse().unwrap()));
+//! let request = Request::new("GET", "").peer(Some("192.0.2.1".parse().unwrap()));
 //! assert_eq!(service.respond(request, &Tokio).await.status, 403);
 //! # }
 //! ```
 //!
 //! # Query parameters
 //!
-//! | parameter | values | default |
-//! |---|---|---|
-//! | `augment` | `0` or `1`: also capture native stacks | `1` |
-//! | `maxmem` | bytes the snapshot may use; below 1048576 raised to it | `67108864` |
-//! | `similarity` | `exactflags`, `exactlines`, `anypointer`, `anyvalue` | `anypointer` |
-//! | `format` | `html`, `json`, `text`; `pprof` with feature `pprof` | `html` |
-//! | `fold` | `0` or `1`: fold runs of std and runtime frames (HTML, text) | `1` |
-//!
-//! A [`Service`] can change each default, and cap or force `maxmem`.
+//! The query string is a [`View`]: `augment`, `maxmem`, `similarity`,
+//! `format` and `fold`, each described, with its values and default, on
+//! the [`View`] field of its name; anything else is answered `400`
+//! ([`View::from_query`]). A [`Service`] can change the defaults
+//! ([`Service::defaults`]), and cap or force `maxmem`.
 //!
 //! `format=pprof` answers Go's goroutine profile, a gzip-compressed pprof
 //! protobuf (see [`render::pprof`]), as `application/octet-stream`. The
@@ -105,10 +101,10 @@ pub use request::Request;
 pub(crate) use response::Pieces;
 pub use response::{Body, Response, CONTENT_SECURITY_POLICY};
 
-use crate::group::Similarity;
 use crate::page::page;
-use crate::render::{self, Format, Links};
+use crate::render;
 use crate::snapshot::{Options, Snapshot};
+use crate::view::{Format, View};
 use access::Access;
 use params::{Defaults, Output, Params};
 use throttle::Throttle;
@@ -289,17 +285,21 @@ impl Service {
         self
     }
 
-    /// The value of `augment` when a request does not give one.
-    /// Default: `true`.
-    pub fn augment_default(mut self, augment: bool) -> Self {
-        self.defaults.params.augment = augment;
-        self
-    }
-
-    /// The value of `maxmem` when a request does not give one.
-    /// Default: [`DEFAULT_MAXMEM`](crate::DEFAULT_MAXMEM) (64 MiB).
-    pub fn maxmem_default(mut self, bytes: usize) -> Self {
-        self.defaults.params.maxmem = bytes;
+    /// The view a request gets for every parameter it does not give:
+    /// `augment`, `maxmem`, `similarity`, `format` and `fold` ([`View`]).
+    /// Default: [`View::default()`].
+    ///
+    /// ```
+    /// use webstack::render::Format;
+    /// use webstack::serve::Service;
+    /// use webstack::View;
+    ///
+    /// // Native stacks only when asked for with `augment=1`; text by default.
+    /// let service = Service::new("/debug/webstack")
+    ///     .defaults(View::default().augment(false).format(Format::Text));
+    /// ```
+    pub fn defaults(mut self, view: View) -> Self {
+        self.defaults.view = view;
         self
     }
 
@@ -307,32 +307,18 @@ impl Service {
     /// lowered to it; it is itself at least
     /// [`MIN_MAXMEM`](crate::MIN_MAXMEM). Default: none.
     pub fn maxmem_cap(mut self, bytes: usize) -> Self {
-        self.defaults.maxmem_cap = bytes;
+        self.defaults.maxmem_cap = Some(bytes);
         self
     }
 
     /// Takes every snapshot with `maxmem` = `bytes` (raised to
     /// [`MIN_MAXMEM`](crate::MIN_MAXMEM)), whatever the request asks and
-    /// whatever [`maxmem_default`](Service::maxmem_default) and
+    /// whatever [`defaults`](Service::defaults) and
     /// [`maxmem_cap`](Service::maxmem_cap) say. A malformed `maxmem` is
     /// still answered `400`, as every malformed parameter is. Default: not
     /// forced.
     pub fn force_maxmem(mut self, bytes: usize) -> Self {
         self.defaults.maxmem_forced = Some(bytes);
-        self
-    }
-
-    /// The value of `similarity` when a request does not give one.
-    /// Default: [`Similarity::AnyPointer`].
-    pub fn similarity_default(mut self, similarity: Similarity) -> Self {
-        self.defaults.params.similarity = similarity;
-        self
-    }
-
-    /// The value of `format` when a request does not give one.
-    /// Default: [`Format::Html`].
-    pub fn format_default(mut self, format: Format) -> Self {
-        self.defaults.params.format = format;
         self
     }
 
@@ -386,17 +372,8 @@ impl Service {
         if let Err(wait) = self.throttle.start(&mut turn) {
             return Response::too_many(wait);
         }
-        let options = Options::default()
-            .maxmem(params.maxmem)
-            .augment(params.augment)
-            .serving_thread();
-        let job = capture(
-            turn,
-            params,
-            options,
-            request.path.to_owned(),
-            self.map_snapshot.clone(),
-        );
+        let options = params.view.options().serving_thread();
+        let job = capture(turn, params, options, self.map_snapshot.clone());
         let produced = runtime.spawn_blocking(job).await;
         match produced {
             Some(Ok(chunks)) => answer(&params, Body::Chunks(chunks)),
@@ -409,7 +386,7 @@ impl Service {
 /// The `200` answer to `params`, with `body`.
 fn answer(params: &Params, body: Body) -> Response {
     match params.output {
-        Output::Page => Response::new(200, params.format.content_type(), body),
+        Output::Page => Response::new(200, params.view.format.content_type(), body),
         #[cfg(feature = "pprof")]
         Output::Pprof => pprof::profile_answer(body),
         #[cfg(feature = "pprof")]
@@ -427,7 +404,6 @@ fn capture(
     turn: throttle::Turn,
     params: Params,
     options: Options,
-    base_path: String,
     map_snapshot: Option<MapSnapshot>,
 ) -> impl FnOnce() -> Result<Vec<Vec<u8>>, String> + Send + 'static {
     move || {
@@ -436,7 +412,7 @@ fn capture(
         // this one ends.
         let _turn = turn;
         std::panic::catch_unwind(AssertUnwindSafe(|| {
-            produce(&params, &options, base_path, map_snapshot.as_deref())
+            produce(&params, &options, map_snapshot.as_deref())
         }))
         .unwrap_or_else(|panic| {
             let message = panic_message(&*panic);
@@ -450,12 +426,11 @@ fn capture(
 fn produce(
     params: &Params,
     options: &Options,
-    base_path: String,
     map_snapshot: Option<&(dyn Fn(&mut Snapshot) + Send + Sync)>,
 ) -> Result<Vec<Vec<u8>>, String> {
     page(
         options,
-        params.similarity,
+        params.view.similarity,
         map_snapshot,
         |snapshot, buckets| {
             match params.output {
@@ -465,20 +440,8 @@ fn produce(
                 #[cfg(feature = "pprof")]
                 Output::Counts => return pprof::counts(buckets),
             }
-            let links = Links {
-                base_path,
-                augment: params.augment,
-                maxmem: params.maxmem,
-                similarity: params.similarity,
-            };
-            render::render_chunks_with(
-                snapshot,
-                buckets,
-                params.format,
-                &links,
-                render::Detail::default().fold(params.fold),
-            )
-            .map_err(|e| format!("snapshot failed: rendering: {e}"))
+            render::render_chunks(snapshot, buckets, &params.view)
+                .map_err(|e| format!("snapshot failed: rendering: {e}"))
         },
     )
 }
@@ -501,8 +464,8 @@ mod tests {
 
     const LOOPBACK: &str = "127.0.0.1";
 
-    fn get<'a>(path: &'a str, query: &'a str) -> Request<'a> {
-        Request::new("GET", path, query).peer(LOOPBACK.parse().ok())
+    fn get(query: &str) -> Request<'_> {
+        Request::new("GET", query).peer(LOOPBACK.parse().ok())
     }
 
     fn body(response: &Response) -> String {
@@ -541,13 +504,9 @@ mod tests {
         let service = Service::new("/serve-400").map_snapshot(move |_| {
             counter.fetch_add(1, Ordering::SeqCst);
         });
-        let response = service
-            .respond(get("/serve-400", "augment=0&format=xml"), &Tokio)
-            .await;
+        let response = service.respond(get("augment=0&format=xml"), &Tokio).await;
         assert_error(&response, 400, "format must be one of: html, json, text");
-        let response = service
-            .respond(get("/serve-400", "augment=0&bogus=1"), &Tokio)
-            .await;
+        let response = service.respond(get("augment=0&bogus=1"), &Tokio).await;
         assert_error(
             &response,
             400,
@@ -561,12 +520,11 @@ mod tests {
         let service = Service::new("/serve-403").allow("10.0.0.0/8".parse().unwrap());
         let forbidden = "forbidden: client address not allowed";
         for peer in [Some("192.0.2.1"), Some("11.0.0.1"), None] {
-            let request =
-                Request::new("HEAD", "/serve-403", "").peer(peer.map(|p| p.parse().unwrap()));
+            let request = Request::new("HEAD", "").peer(peer.map(|p| p.parse().unwrap()));
             assert_error(&service.respond(request, &Tokio).await, 403, forbidden);
         }
         for peer in ["10.1.2.3", "::ffff:10.1.2.3", "::1"] {
-            let request = Request::new("HEAD", "/serve-403", "").peer(peer.parse().ok());
+            let request = Request::new("HEAD", "").peer(peer.parse().ok());
             assert_eq!(service.respond(request, &Tokio).await.status, 200, "{peer}");
         }
     }
@@ -578,7 +536,7 @@ mod tests {
             .trusted_proxy(LOOPBACK.parse().unwrap());
         type Headers<'a> = &'a [(&'a str, &'a [u8])];
         fn head<'a>(headers: Headers<'a>) -> Request<'a> {
-            Request::new("HEAD", "/serve-proxy", "")
+            Request::new("HEAD", "")
                 .peer(LOOPBACK.parse().ok())
                 .headers(headers.iter().copied())
         }
@@ -609,7 +567,7 @@ mod tests {
         let service = Service::new("/serve-head");
         for format in Format::ALL {
             let query = format!("format={format}");
-            let request = Request::new("HEAD", "/serve-head", &query).peer(LOOPBACK.parse().ok());
+            let request = Request::new("HEAD", &query).peer(LOOPBACK.parse().ok());
             let response = service.respond(request, &Tokio).await;
             assert_eq!((response.status, &response.body), (200, &Body::None));
             assert_eq!(response.header("content-type"), Some(format.content_type()));
@@ -621,7 +579,7 @@ mod tests {
     async fn other_methods_answer_405_with_allow() {
         let service = Service::new("/serve-405");
         for method in ["POST", "DELETE", "get", "OPTIONS"] {
-            let request = Request::new(method, "/serve-405", "").peer(LOOPBACK.parse().ok());
+            let request = Request::new(method, "").peer(LOOPBACK.parse().ok());
             let response = service.respond(request, &Tokio).await;
             assert_error(&response, 405, "method not allowed; allowed: GET, HEAD");
             assert_eq!(response.header("allow"), Some("GET, HEAD"), "{method}");
@@ -630,21 +588,16 @@ mod tests {
 
     #[tokio::test]
     async fn get_renders_the_format_asked_for_in_chunks() {
-        let service = Service::new("/serve-json").format_default(Format::Text);
+        let service = Service::new("/serve-json").defaults(View::default().format(Format::Text));
         let response = service
-            .respond(
-                get("/serve-json", "format=json&augment=0&similarity=exactlines"),
-                &Tokio,
-            )
+            .respond(get("format=json&augment=0&similarity=exactlines"), &Tokio)
             .await;
         assert_eq!(response.status, 200, "{}", body(&response));
         assert_eq!(response.header("content-type"), Some("application/json"));
         assert_common_headers(&response);
         let json: serde_json::Value = serde_json::from_str(&body(&response)).unwrap();
         assert_eq!(json["version"], crate::snapshot::JSON_VERSION);
-        let response = service
-            .respond(get("/serve-json", "augment=0"), &Tokio)
-            .await;
+        let response = service.respond(get("augment=0"), &Tokio).await;
         assert_eq!(
             response.header("content-type"),
             Some(Format::Text.content_type())
@@ -659,24 +612,18 @@ mod tests {
                 panic!("on purpose");
             }
         });
-        let response = service
-            .respond(get("/serve-500", "augment=0&format=text"), &Tokio)
-            .await;
+        let response = service.respond(get("augment=0&format=text"), &Tokio).await;
         assert_error(&response, 500, "snapshot failed: panicked: on purpose");
-        let response = service
-            .respond(get("/serve-500", "augment=0&format=text"), &Tokio)
-            .await;
+        let response = service.respond(get("augment=0&format=text"), &Tokio).await;
         assert_eq!(response.status, 200);
     }
 
     #[tokio::test]
     async fn min_interval_answers_429_rounded_up() {
         let service = Service::new("/serve-429").min_interval(Duration::from_millis(1500));
-        let first = service.respond(get("/serve-429", "augment=0&format=text"), &Tokio);
+        let first = service.respond(get("augment=0&format=text"), &Tokio);
         assert_eq!(first.await.status, 200);
-        let response = service
-            .respond(get("/serve-429", "augment=0&format=text"), &Tokio)
-            .await;
+        let response = service.respond(get("augment=0&format=text"), &Tokio).await;
         assert_error(&response, 429, "too many snapshots; retry in 2 s");
         assert_eq!(response.header("retry-after"), Some("2"));
     }
@@ -703,19 +650,17 @@ mod tests {
         let first = tokio::spawn({
             let service = service.clone();
             async move {
-                let request = get("/serve-turn", "augment=0&format=text");
+                let request = get("augment=0&format=text");
                 service.respond(request, &Tokio).await.status
             }
         });
         tokio::task::spawn_blocking(move || inside.recv().unwrap())
             .await
             .unwrap();
-        let waiting = service.respond(get("/serve-turn", "augment=0&format=text"), &Tokio);
+        let waiting = service.respond(get("augment=0&format=text"), &Tokio);
         let hung_up = Tokio.timeout(Duration::from_millis(5), waiting).await;
         assert!(hung_up.is_none());
-        let response = service
-            .respond(get("/serve-turn", "augment=0&format=text"), &Tokio)
-            .await;
+        let response = service.respond(get("augment=0&format=text"), &Tokio).await;
         assert_error(
             &response,
             503,
@@ -734,6 +679,6 @@ mod tests {
     fn an_async_block_awaiting_the_response_is_send() {
         fn send<T: Send>(_: T) {}
         let service = Service::new("/serve-send");
-        send(async move { service.respond(get("/serve-send", ""), &Tokio).await });
+        send(async move { service.respond(get(""), &Tokio).await });
     }
 }

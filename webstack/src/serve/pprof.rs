@@ -2,10 +2,11 @@
 //! profilers scrape, answered by the same [`Service`] as the page, with its
 //! allow-list, one snapshot at a time and its minimum interval.
 
-use super::params::{decode, shorten, Defaults, Output, Params};
+use super::params::{Defaults, Output, Params};
 use super::{Body, Request, Response, Runtime, Service};
 use crate::group::{Buckets, Similarity};
-use crate::render::{self, Format};
+use crate::render;
+use crate::view::{decode, shorten, Format};
 
 /// Where Go serves its goroutine profile, and where Grafana Alloy's
 /// `pyroscope.scrape` (`profile.goroutine`) and Parca look for it by
@@ -96,18 +97,13 @@ fn parse(query: &str, defaults: &Defaults) -> Result<Params, String> {
             });
         }
     }
-    let mut params = defaults.effective();
-    match debug.unwrap_or(0) {
-        0 => params.output = Output::Pprof,
-        1 => params.output = Output::Counts,
-        _ => {
-            params.output = Output::Page;
-            params.format = Format::Text;
-            return Ok(params);
-        }
-    }
-    params.similarity = Similarity::AnyValue;
-    Ok(params)
+    let view = defaults.bound(defaults.view);
+    let (view, output) = match debug.unwrap_or(0) {
+        0 => (view.similarity(Similarity::AnyValue), Output::Pprof),
+        1 => (view.similarity(Similarity::AnyValue), Output::Counts),
+        _ => (view.format(Format::Text), Output::Page),
+    };
+    Ok(Params { view, output })
 }
 
 /// The `200` answer carrying a profile.
@@ -142,10 +138,13 @@ mod tests {
         assert_eq!(ok("").output, Output::Pprof);
         assert_eq!(ok("debug=0").output, Output::Pprof);
         assert_eq!(ok("debug=1").output, Output::Counts);
-        assert_eq!(ok("debug=1").similarity, Similarity::AnyValue);
+        assert_eq!(ok("debug=1").view.similarity, Similarity::AnyValue);
         let text = ok("debug=%32");
-        assert_eq!((text.output, text.format), (Output::Page, Format::Text));
-        assert_eq!(text.similarity, Similarity::default());
+        assert_eq!(
+            (text.output, text.view.format),
+            (Output::Page, Format::Text)
+        );
+        assert_eq!(text.view.similarity, Similarity::default());
     }
 
     #[test]
@@ -175,7 +174,7 @@ mod tests {
         fn send<T: Send>(_: T) {}
         let service = Service::new("/serve-send-goroutine").goroutine_profile();
         send(async move {
-            let request = Request::new("GET", GOROUTINE_PATH, "");
+            let request = Request::new("GET", "");
             service.respond_goroutine(request, &Tokio).await
         });
     }
@@ -188,8 +187,7 @@ mod tests {
             ("debug=1", "text/plain; charset=utf-8"),
             ("debug=2", "text/plain; charset=utf-8"),
         ] {
-            let request = Request::new("HEAD", GOROUTINE_PATH, query)
-                .peer(Some("127.0.0.1".parse().unwrap()));
+            let request = Request::new("HEAD", query).peer(Some("127.0.0.1".parse().unwrap()));
             let response = service.respond_goroutine(request, &Tokio).await;
             assert_eq!((response.status, &response.body), (200, &Body::None));
             assert_eq!(

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 /// ```
 /// use webstack::serve::Request;
 ///
-/// let request = Request::new("GET", "/debug/webstack", "format=json")
+/// let request = Request::new("GET", "format=json")
 ///     .peer(Some("127.0.0.1".parse().unwrap()))
 ///     .headers([("x-forwarded-for", &b"192.0.2.7"[..])]);
 /// # let _ = request;
@@ -16,21 +16,20 @@ use std::net::IpAddr;
 #[derive(Clone, Debug)]
 pub struct Request<'a> {
     pub(crate) method: &'a str,
-    pub(crate) path: &'a str,
     pub(crate) query: &'a str,
     pub(crate) peer: Option<IpAddr>,
     headers: Vec<(&'a str, &'a [u8])>,
 }
 
 impl<'a> Request<'a> {
-    /// A request for `path` (used in the page's links) with `method` (as
-    /// sent, e.g. `GET`) and the raw, still percent-encoded `query` string
-    /// (without the `?`; empty when there is none). No peer address and no
-    /// headers until set.
-    pub fn new(method: &'a str, path: &'a str, query: &'a str) -> Self {
+    /// A request with `method` (as sent, e.g. `GET`) and the raw, still
+    /// percent-encoded `query` string (without the `?`; empty when there is
+    /// none). No peer address and no headers until set. (The path is the
+    /// adapter's business: it routes to the service; the page's links are
+    /// relative to it.)
+    pub fn new(method: &'a str, query: &'a str) -> Self {
         Request {
             method,
-            path,
             query,
             peer: None,
             headers: Vec::new(),
