@@ -162,6 +162,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::fork::{ForkHandlers, Rank};
 use crate::snapshot::Origin;
 use crate::snapshot::Snapshot;
 
@@ -179,12 +180,36 @@ pub fn classify(function: &str) -> Origin {
     Origin::of(function)
 }
 
+/// The native pass's fork handlers ([`Rank::Native`]: after the registry,
+/// before the snapshot's resolution; see [`crate::fork`]).
+static FORK: ForkHandlers = ForkHandlers {
+    before_gate: None,
+    prepare: prepare_fork,
+    after: after_fork,
+};
+
+/// Registers [`FORK`]; one atomic load after the first call.
+///
+/// Called before every call into `sys` from this module (but those to
+/// `in_handler` and `handler_runs`, which read an atomic and a
+/// thread-local, and the fork handlers'), and `sys` is private to this
+/// module: so every native lock
+/// (the signal's configuration) and every piece of state the child resets
+/// (the collector's, the request slots, the symbols' mutexes) is first
+/// used after a registration, the warm-up thread's included (spawned by
+/// [`warm_up`]). The callers are outside the native pass, so they hold none
+/// of its locks, nor a shard lock or the crate-origin set's.
+#[inline]
+fn register_fork() {
+    crate::fork::register(Rank::Native, &FORK);
+}
+
 /// Takes the native locks that code outside a capture may hold, before a
 /// fork (see [`crate::fork`]).
 ///
 /// # Safety
-/// Only from the *prepare* fork handler.
-pub(crate) unsafe fn prepare_fork() {
+/// Only as [`FORK`]'s *prepare* (see [`ForkHandlers`]).
+unsafe fn prepare_fork() {
     // SAFETY: guaranteed by the caller.
     unsafe { sys::prepare_fork() };
 }
@@ -193,8 +218,8 @@ pub(crate) unsafe fn prepare_fork() {
 /// parent's threads.
 ///
 /// # Safety
-/// Only from the *parent* or *child* fork handler.
-pub(crate) unsafe fn after_fork(child: bool) {
+/// Only as [`FORK`]'s *after* (see [`ForkHandlers`]).
+unsafe fn after_fork(child: bool) {
     // SAFETY: guaranteed by the caller.
     unsafe { sys::after_fork(child) };
 }
@@ -211,11 +236,13 @@ pub const DEFAULT_SYMBOL_BUDGET: usize = 16 << 20;
 /// described in the [module docs](self#symbols). Independent of a
 /// snapshot's `maxmem`.
 pub fn set_symbol_budget(bytes: usize) {
+    register_fork();
     sys::set_symbol_budget(bytes);
 }
 
 /// The process-wide symbol budget in bytes; see [`set_symbol_budget`].
 pub fn symbol_budget() -> usize {
+    register_fork();
     sys::symbol_budget()
 }
 
@@ -228,6 +255,7 @@ pub fn symbol_budget() -> usize {
 /// too, as is this module's own).
 pub(crate) fn warm_up(also: fn(), mut code: Vec<usize>) {
     code.push(augment as *const () as usize);
+    register_fork();
     sys::warm_up(also, code);
 }
 
@@ -272,11 +300,13 @@ pub const DEFAULT_STACK_COPY: usize = 64 << 10;
 /// `room left / stack_copy` threads at a time (at least one). Takes effect
 /// at the next capture.
 pub fn set_stack_copy(bytes: usize) {
+    register_fork();
     sys::set_stack_copy(bytes);
 }
 
 /// The bound of the stack copied per thread; see [`set_stack_copy`].
 pub fn stack_copy() -> usize {
+    register_fork();
     sys::stack_copy()
 }
 
@@ -319,11 +349,13 @@ impl std::error::Error for Error {}
 /// `SIGUSR1` or `SIGUSR2`), and once the handler is installed on another
 /// signal.
 pub fn set_signal(signal: i32) -> Result<(), Error> {
+    register_fork();
     sys::set_signal(signal)
 }
 
 /// The signal used to interrupt threads (Linux), or `None` elsewhere.
 pub fn current_signal() -> Option<i32> {
+    register_fork();
     sys::current_signal()
 }
 
@@ -331,22 +363,26 @@ pub fn current_signal() -> Option<i32> {
 /// those that did not as `no answer`: one deadline for all the threads asked
 /// together. Default: [`DEFAULT_TIMEOUT`] (100 ms).
 pub fn set_timeout(timeout: Duration) {
+    register_fork();
     sys::set_timeout(timeout);
 }
 
 /// How long a capture waits for the threads' answers.
 pub fn timeout() -> Duration {
+    register_fork();
     sys::timeout()
 }
 
 /// Chooses the unwinding method for the following captures. Default:
 /// [`Method::Auto`].
 pub fn set_method(method: Method) {
+    register_fork();
     sys::set_method(method);
 }
 
 /// The method the next capture uses, with [`Method::Auto`] resolved.
 pub fn method() -> Method {
+    register_fork();
     sys::method()
 }
 
@@ -354,6 +390,7 @@ pub fn method() -> Method {
 /// shadow stacks, charging the snapshot's memory budget. The one way in to
 /// this module from the capture.
 pub(crate) fn augment(snapshot: &mut Snapshot) {
+    register_fork();
     sys::augment(snapshot);
     if snapshot.augmented {
         show_workers(snapshot);
@@ -417,6 +454,7 @@ pub(crate) mod hooks {
     /// Skips the `/proc` check for a blocked signal, so that tests reach the
     /// timeout path.
     pub fn skip_blocked_check(skip: bool) {
+        super::register_fork();
         sys::skip_blocked_check(skip);
     }
 
@@ -424,18 +462,21 @@ pub(crate) mod hooks {
     /// within the budget) or one thread at a time. For benchmarks that
     /// compare the two.
     pub fn set_parallel(parallel: bool) {
+        super::register_fork();
         sys::set_parallel(parallel);
     }
 
     /// Takes every thread's native stack without symbolising or merging;
     /// returns how many threads answered. For benchmarks.
     pub fn stacks_only() -> Result<usize, String> {
+        super::register_fork();
         sys::stacks_only()
     }
 
     /// Symbolises one return address, through the cache; returns the number
     /// of (inlined) functions found. For benchmarks.
     pub fn symbolize(address: usize) -> usize {
+        super::register_fork();
         sys::symbolize(address)
     }
 
@@ -453,6 +494,7 @@ pub(crate) mod hooks {
             phases.push((name, now - last));
             last = now;
         };
+        super::register_fork();
         sys::augment_with(snapshot, &mut mark);
         if snapshot.augmented {
             super::show_workers(snapshot);
@@ -463,29 +505,34 @@ pub(crate) mod hooks {
 
     /// Empties the cache of resolved addresses. For benchmarks.
     pub fn clear_symbol_cache() {
+        super::register_fork();
         sys::clear_symbol_cache();
     }
 
     /// Drops the parsed debug information, as an exceeded symbol budget
     /// does. For benchmarks.
     pub fn drop_parsed_symbols() {
+        super::register_fork();
         sys::drop_parsed_symbols();
     }
 
     /// Estimated bytes held within the symbol budget. For tests.
     pub fn symbol_bytes() -> usize {
+        super::register_fork();
         sys::symbol_bytes()
     }
 
     /// Bytes of the symbol indexes and tables, kept outside the budget.
     /// For benchmarks.
     pub fn symbol_index_bytes() -> usize {
+        super::register_fork();
         sys::symbol_index_bytes()
     }
 
     /// Whether symbols of some object are loaded (by a snapshot or the
     /// background warm-up). For tests.
     pub fn symbols_loaded() -> bool {
+        super::register_fork();
         sys::symbols_loaded()
     }
 }

@@ -14,7 +14,7 @@ use crate::lock::std_backed::{Mutex, MutexGuard};
 #[cfg(not(webstack_loom))]
 use crate::lock::{Mutex, MutexGuard};
 
-use crate::fork::Held;
+use crate::fork::{ForkHandlers, Held, Rank};
 use crate::record::stack::ThreadStack;
 use crate::record::task::TaskShared;
 
@@ -174,6 +174,16 @@ pub(crate) unsafe fn insert_task(shard: usize, task: &Arc<TaskShared>) -> Key {
 }
 
 fn insert(shard: usize, entry: Stored) -> Key {
+    // Before this shard lock. The registry's other lock-takers come after
+    // an insert or under the capture gate, so this is the first that can
+    // hold a shard lock at a fork without the gate: `remove` has a key from
+    // an insert, and `for_each_shard` and `counts` run in a capture, inside
+    // `fork::capturing`, whose gate a fork's *prepare* takes before it looks
+    // for registered stages (so no capture holds a shard lock at a fork,
+    // registered or not). Callers hold no lock that a *prepare* takes (a
+    // new task's own lock at most). Once per thread or task registration:
+    // one atomic load after the first; never on the per-call path.
+    crate::fork::register(Rank::Registry, &FORK);
     let shard_index = shard % SHARDS;
     let mut guard = REGISTRY[shard_index].lock();
     let index = match guard.free.pop() {
@@ -288,14 +298,24 @@ pub(crate) fn counts() -> (usize, usize) {
     (threads, tasks)
 }
 
+/// The registry's fork handlers, registered by the first [`insert`]: the
+/// registry comes first after the gate ([`Rank::Registry`]). Before the
+/// gate, the stack for exiting threads is built, which a thread may be
+/// building (a `LazyLock`) only once it has inserted its own stack.
+static FORK: ForkHandlers = ForkHandlers {
+    before_gate: Some(crate::record::stack::force_detached),
+    prepare: prepare_fork,
+    after: after_fork,
+};
+
 /// Every shard's lock, held across a fork.
 static HELD: Held<[MutexGuard<'static, Shard>; SHARDS]> = Held::new();
 
 /// Takes every shard's lock, in order, before a fork.
 ///
 /// # Safety
-/// Only from the *prepare* fork handler.
-pub(crate) unsafe fn prepare_fork() {
+/// Only as [`FORK`]'s *prepare* (see [`ForkHandlers`]).
+unsafe fn prepare_fork() {
     let guards = std::array::from_fn(|shard| REGISTRY[shard].lock());
     // SAFETY: in *prepare*, with the locks just taken.
     unsafe { HELD.put(guards) };
@@ -305,8 +325,8 @@ pub(crate) unsafe fn prepare_fork() {
 /// does not exist there (see [`crate::fork`]).
 ///
 /// # Safety
-/// Only from the *parent* or *child* fork handler.
-pub(crate) unsafe fn after_fork(child: bool) {
+/// Only as [`FORK`]'s *after* (see [`ForkHandlers`]).
+unsafe fn after_fork(child: bool) {
     // SAFETY: guaranteed by the caller.
     let Some(mut guards) = (unsafe { HELD.take() }) else {
         return;

@@ -229,7 +229,6 @@ pub(crate) fn register_current(created_by: Option<Site>) -> &'static ThreadStack
         // SAFETY: see `current`.
         return unsafe { &*existing };
     }
-    crate::fork::install();
     let thread = std::thread::current();
     let name: Box<str> = match thread.name() {
         Some(name) => name.into(),

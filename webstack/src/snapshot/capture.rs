@@ -165,6 +165,8 @@ impl Process {
     /// The running process: what [`Snapshot::capture`] records, and
     /// [`Snapshot::new`] starts with.
     pub fn current() -> Process {
+        // Before `FIXED` is first read: see `resolve::register_fork`.
+        super::resolve::register_fork();
         let mut process = Process::default();
         process.pid = std::process::id();
         process.exe = FIXED.exe.clone();
@@ -203,7 +205,8 @@ static FIXED: LazyLock<Fixed> = LazyLock::new(|| {
     }
 });
 
-/// Forces the one-time reading of [`FIXED`], for the fork handlers: a
+/// Forces the one-time reading of [`FIXED`], for the fork handlers (the
+/// snapshot's hook before the gate, registered with `resolve`'s): a
 /// `LazyLock` left half initialised by another thread would hang a child
 /// that captures.
 pub(crate) fn init_process_facts() {

@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{LazyLock, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::model::{Arg, CreatedBy, Frame, Origin};
-use crate::fork::Held;
+use crate::fork::{ForkHandlers, Held, Rank};
 use crate::hash::FxBuild;
 use crate::record::meta::FrameMeta;
 use crate::record::stack::Site;
@@ -229,19 +229,47 @@ static DEPENDENCIES: LazyLock<RwLock<HashSet<String>>> = LazyLock::new(Default::
 static DEPENDENCIES_HELD: Held<RwLockWriteGuard<'static, HashSet<String>>> = Held::new();
 
 fn dependencies() -> RwLockReadGuard<'static, HashSet<String>> {
+    register_fork();
     DEPENDENCIES.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn dependencies_mut() -> RwLockWriteGuard<'static, HashSet<String>> {
+    register_fork();
     DEPENDENCIES.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The snapshot's fork handlers ([`Rank::Resolve`]: last after the gate;
+/// see [`crate::fork`]): the crate set's lock, and before the gate the
+/// process facts a capture records (a `LazyLock`, see
+/// [`init_process_facts`](super::capture::init_process_facts)).
+static FORK: ForkHandlers = ForkHandlers {
+    before_gate: Some(super::capture::init_process_facts),
+    prepare: prepare_fork,
+    after: after_fork,
+};
+
+/// Registers [`FORK`]; one atomic load after the first call.
+///
+/// Called by [`dependencies`] and [`dependencies_mut`], the only ways to the
+/// crate set but `prepare_fork`'s, before they take its lock (or first
+/// build it), and by `Process::current` before it reads the process facts:
+/// so a fork finds neither in use without the handlers registered. Their
+/// callers hold no lock that a *prepare* takes: they classify functions
+/// within a capture (holding the gate, shared, at most) or in the native
+/// pass's symbols (holding the symbols' own mutexes, which no *prepare*
+/// takes).
+#[inline]
+pub(crate) fn register_fork() {
+    crate::fork::register(Rank::Resolve, &FORK);
 }
 
 /// Takes the crate set's lock before a fork.
 ///
 /// # Safety
-/// Only from the *prepare* fork handler.
-pub(crate) unsafe fn prepare_fork() {
-    let dependencies = dependencies_mut();
+/// Only as [`FORK`]'s *prepare* (see [`ForkHandlers`]).
+unsafe fn prepare_fork() {
+    // Not through `dependencies_mut`: a fork handler does not register.
+    let dependencies = DEPENDENCIES.write().unwrap_or_else(PoisonError::into_inner);
     // SAFETY: in *prepare*, with the lock just taken.
     unsafe { DEPENDENCIES_HELD.put(dependencies) };
 }
@@ -249,8 +277,8 @@ pub(crate) unsafe fn prepare_fork() {
 /// Releases the crate set's lock after a fork.
 ///
 /// # Safety
-/// Only from the *parent* or *child* fork handler.
-pub(crate) unsafe fn after_fork() {
+/// Only as [`FORK`]'s *after* (see [`ForkHandlers`]).
+unsafe fn after_fork(_child: bool) {
     // SAFETY: guaranteed by the caller.
     drop(unsafe { DEPENDENCIES_HELD.take() });
 }
