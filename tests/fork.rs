@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 use support::poll::poll_once;
 use support::wait::{wait_until, watchdog};
 use webstack::__test_hooks::fork as hooks;
-use webstack::render::{render, Format, Links};
+use webstack::render::{render, Format};
+use webstack::View;
 use webstack::{Buckets, Kind, Options, Similarity, Snapshot, State};
 
 /// Children forked: enough for some forks to land while a lock is held.
@@ -371,7 +372,7 @@ fn child_renders_html() -> i32 {
     hooks::hold_template_parsing(false);
     let snapshot = Snapshot::capture(&Options::default().augment(false));
     let buckets = Buckets::aggregate(&snapshot, Similarity::AnyValue);
-    match render(&snapshot, &buckets, Format::Html, &Links::default()) {
+    match render(&snapshot, &buckets, &View::default().format(Format::Html)) {
         Ok(page) if page.contains("</html>") => OK,
         Ok(page) => {
             say(&format!("a page without its end: {} bytes", page.len()));
