@@ -3,10 +3,12 @@
 //! Stages, in order: `record` (what an instrumented call writes) →
 //! `snapshot` (capture into the model) → `native` (the optional pass adding
 //! native frames) → `pipeline` (`Snapshot::capture`, running the two) →
-//! `group` → `render` → `page` (capture → group → render, the one
-//! pipeline) → `serve` and `dump` → adapters (`actix`, `axum`).
-//! Shared helpers below every stage (`clock`, `hash`, `lock`, `futex`,
-//! `sync`, `sealed`, `prefetch`) import nothing from the stages.
+//! `group` → `view` (the page's settings) → `render` → `page` (capture →
+//! group → render, the one pipeline) → `serve` and `dump` → adapters
+//! (`actix`, `axum`). Shared helpers below every stage (`clock`, `fork`,
+//! `hash`, `lock`, `futex`, `sync`, `sealed`, `prefetch`) import nothing
+//! from the stages: `fork` holds the capture gate and runs the fork
+//! handlers each stage registers from its own module.
 //!
 //! Each source file's `crate::` paths outside comments are read, grouped
 //! ones (`use crate::{a::b, c::{d, e}}`, over several lines too) member by
@@ -15,15 +17,12 @@
 //! (`crate::Snapshot`, `crate::uptime`) fails: the root's re-exports are the
 //! public API, and a stage imports from the module that owns the item.
 //!
-//! Left out: `lib.rs` (the re-exports, and `init`, which starts every
-//! stage), `private.rs` (`__private`, the macros' door, which re-exports the
-//! record side) and `fork.rs`, which is what remains of the circle. It holds
-//! two things: the gate primitive below every stage (`GATE`, `capturing()`,
-//! `Held`, `install()`, `Mutex`), used by `record`, `snapshot` and `native`,
-//! so `crate::fork` counts as a shared helper; and the `pthread_atfork`
-//! handlers, which call into every stage. Until the handlers move out (each
-//! stage registering its own where it first takes its lock), the file is
-//! exempt and the name is shared. `super::` paths are not read.
+//! Not stages, so not checked: the two entry points, `lib.rs` (the public
+//! re-exports and the `__test_hooks` module for webstack's own tests, and
+//! `init`, which starts every stage) and `private.rs` (`__private`, the
+//! macros' door: the record side for `#[instrument]`, and what
+//! `#[webstack::main]` starts: `init`, the dumps, the tokio hooks); and
+//! the two test modules. `super::` paths are not read.
 
 use std::path::{Path, PathBuf};
 
@@ -32,12 +31,10 @@ use std::path::{Path, PathBuf};
 /// crate-root item, or a new module that needs its stage in this table).
 fn stage_of(name: &str) -> Option<Option<u8>> {
     Some(Some(match name {
-        "clock" | "hash" | "lock" | "futex" | "sync" | "sealed" | "prefetch" => return Some(None),
-        // The gate primitive; see the module docs for why its handlers
-        // keep `fork.rs` out of the check until they move out.
-        "fork" => return Some(None),
-        // `__private` re-exports the record side for the macros.
-        "record" | "__private" => 0,
+        "clock" | "fork" | "hash" | "lock" | "futex" | "sync" | "sealed" | "prefetch" => {
+            return Some(None)
+        }
+        "record" => 0,
         "snapshot" => 1,
         "native" => 2,
         "pipeline" => 3,
@@ -59,7 +56,7 @@ fn stage_of_file(relative: &Path) -> Result<Option<Option<u8>>, String> {
     let first = relative.components().next().unwrap();
     let name = first.as_os_str().to_str().unwrap().trim_end_matches(".rs");
     match name {
-        "lib" | "private" | "fork" | "layout_tests" | "loom_tests" => Ok(None),
+        "lib" | "private" | "layout_tests" | "loom_tests" => Ok(None),
         other => stage_of(other)
             .map(Some)
             .ok_or_else(|| format!("top-level module `{other}` has no stage in layout_tests.rs")),

@@ -168,7 +168,7 @@ const _: () = assert!(MAX_ARGS == 8, "tuple_args! covers up to MAX_ARGS members"
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::__private::{
+    use crate::record::probe::{
         Probe, ViaCapture as _, ViaNarrow as _, ViaPointee as _, ViaRef as _, ViaValue as _,
     };
     use crate::record::slot::Slot;

@@ -9,6 +9,7 @@
 //!
 //! - [`meta`]: static per-function descriptions (`FrameMeta`).
 //! - [`value`]: `Capture` and `Value`, what an argument becomes.
+//! - [`probe`]: how the macros record one parameter, chosen at compile time.
 //! - [`frame_args`], [`slot`]: the words of one frame; one seqlock slot.
 //! - [`stack`]: a thread's shadow stack and the thread-local pointer to it.
 //! - [`task`]: instrumented futures, task roots, saved await chains.
@@ -24,6 +25,7 @@
 pub(crate) mod await_point;
 pub(crate) mod frame_args;
 pub(crate) mod meta;
+pub(crate) mod probe;
 pub(crate) mod registry;
 pub(crate) mod slot;
 pub(crate) mod stack;
