@@ -498,24 +498,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_bad_parameter_answers_400_naming_it_before_any_capture() {
-        let captures = Arc::new(AtomicUsize::new(0));
-        let counter = captures.clone();
-        let service = Service::new("/serve-400").map_snapshot(move |_| {
-            counter.fetch_add(1, Ordering::SeqCst);
-        });
-        let response = service.respond(get("augment=0&format=xml"), &Tokio).await;
-        assert_error(&response, 400, "format must be one of: html, json, text");
-        let response = service.respond(get("augment=0&bogus=1"), &Tokio).await;
-        assert_error(
-            &response,
-            400,
-            "unknown parameter \"bogus\"; allowed: augment, maxmem, similarity, format",
-        );
-        assert_eq!(captures.load(Ordering::SeqCst), 0);
-    }
-
-    #[tokio::test]
     async fn a_peer_off_the_allow_list_answers_403() {
         let service = Service::new("/serve-403").allow("10.0.0.0/8".parse().unwrap());
         let forbidden = "forbidden: client address not allowed";
@@ -584,38 +566,6 @@ mod tests {
             assert_error(&response, 405, "method not allowed; allowed: GET, HEAD");
             assert_eq!(response.header("allow"), Some("GET, HEAD"), "{method}");
         }
-    }
-
-    #[tokio::test]
-    async fn get_renders_the_format_asked_for_in_chunks() {
-        let service = Service::new("/serve-json").defaults(View::default().format(Format::Text));
-        let response = service
-            .respond(get("format=json&augment=0&similarity=exactlines"), &Tokio)
-            .await;
-        assert_eq!(response.status, 200, "{}", body(&response));
-        assert_eq!(response.header("content-type"), Some("application/json"));
-        assert_common_headers(&response);
-        let json: serde_json::Value = serde_json::from_str(&body(&response)).unwrap();
-        assert_eq!(json["version"], crate::snapshot::JSON_VERSION);
-        let response = service.respond(get("augment=0"), &Tokio).await;
-        assert_eq!(
-            response.header("content-type"),
-            Some(Format::Text.content_type())
-        );
-    }
-
-    #[tokio::test]
-    async fn a_panic_answers_500_and_the_next_request_is_served() {
-        let calls = AtomicUsize::new(0);
-        let service = Service::new("/serve-500").map_snapshot(move |_| {
-            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                panic!("on purpose");
-            }
-        });
-        let response = service.respond(get("augment=0&format=text"), &Tokio).await;
-        assert_error(&response, 500, "snapshot failed: panicked: on purpose");
-        let response = service.respond(get("augment=0&format=text"), &Tokio).await;
-        assert_eq!(response.status, 200);
     }
 
     #[tokio::test]
