@@ -359,6 +359,19 @@ pub fn current_signal() -> Option<i32> {
     sys::current_signal()
 }
 
+/// Sets how long a capture waits, all runtimes together, for tokio's task
+/// dumps (feature `taskdump`, with `--cfg tokio_unstable`; see
+/// `webstack::tokio`): past it the page shows the tasks without their await
+/// backtraces, grouped by spawn site, and names the threads polling a task
+/// (a worker stuck in a poll keeps tokio's dump from finishing). Default:
+/// [`DEFAULT_TRACE_DEADLINE`] (100 ms). Without the feature, does nothing.
+pub fn set_trace_deadline(deadline: Duration) {
+    sys::set_trace_deadline(deadline);
+}
+
+/// The default of [`set_trace_deadline`].
+pub const DEFAULT_TRACE_DEADLINE: Duration = Duration::from_millis(100);
+
 /// Sets how long a capture waits for the threads to answer before it reports
 /// those that did not as `no answer`: one deadline for all the threads asked
 /// together. Default: [`DEFAULT_TIMEOUT`] (100 ms).

@@ -21,6 +21,8 @@ pub(super) fn current_signal() -> Option<i32> {
 
 pub(super) fn set_timeout(_timeout: Duration) {}
 
+pub(super) fn set_trace_deadline(_deadline: Duration) {}
+
 pub(super) fn timeout() -> Duration {
     DEFAULT_TIMEOUT
 }

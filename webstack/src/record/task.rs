@@ -541,6 +541,29 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Future
     }
 }
 
+/// Whether this root poll is tokio's trace poll for a task dump (feature
+/// `taskdump`): it counts as no poll and leaves the idle time alone, so a
+/// page with task traces shows what one without would. (The await chain it
+/// saves is the one the task already had: a traced leaf returns `Pending`
+/// where the task waits.)
+#[inline]
+pub(crate) fn trace_poll() -> bool {
+    #[cfg(all(
+        feature = "taskdump",
+        tokio_unstable,
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    return ::tokio::runtime::Handle::is_tracing();
+    #[cfg(not(all(
+        feature = "taskdump",
+        tokio_unstable,
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    )))]
+    false
+}
+
 /// The key of a future's chain: its address and size, only ever compared.
 #[inline(always)]
 fn leaf_addr<T>(future: &T) -> Leaf {
@@ -584,7 +607,10 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Instrumented<
         if new {
             record.publish();
         }
-        state.polls += 1;
+        let traced = trace_poll();
+        if !traced {
+            state.polls += 1;
+        }
         let depth = thread.push(meta, this.owner.addr(), record.id, &this.args);
         let frame = PollFrame::new(thread, depth);
         let ctx = PollCtx::new(&mut state, depth);
@@ -598,7 +624,7 @@ impl<F: Future, A: FrameArgs, M: StaticMeta, O: Owner, C: Creator> Instrumented<
         }
         drop(reset);
         drop(frame);
-        end_root_poll(record, state, running, result.is_pending());
+        end_root_poll(record, state, running, result.is_pending(), traced);
         if result.is_pending() {
             return result;
         }
@@ -621,9 +647,12 @@ fn end_root_poll(
     mut state: parking_lot::MutexGuard<'_, TaskState>,
     running: Running<'_>,
     pending: bool,
+    traced: bool,
 ) {
     if pending {
-        state.last_poll_end_ns = clock::now_ns();
+        if !traced {
+            state.last_poll_end_ns = clock::now_ns();
+        }
     } else {
         record.leave();
     }

@@ -160,6 +160,12 @@ pub(crate) fn untracked() -> usize {
 /// other's, all sequentially consistent: at least one of the two sees the
 /// other, and whoever takes the tombstone back ends the task.
 fn on_spawn(meta: &TaskMeta<'_>) {
+    #[cfg(all(
+        feature = "taskdump",
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    runtimes::remember_current();
     let id = id_u64(meta.id());
     let mut claimed = None;
     let mut tombstone = None;
@@ -263,6 +269,14 @@ fn take_untracked(home: &Slot) -> bool {
 }
 
 fn before_poll(meta: &TaskMeta<'_>) {
+    // A runtime whose tasks are all spawned from outside it (a
+    // `Runtime::spawn` on another thread) is remembered by its workers.
+    #[cfg(all(
+        feature = "taskdump",
+        target_os = "linux",
+        any(target_arch = "x86_64", target_arch = "aarch64")
+    ))]
+    runtimes::remember_current();
     if let Some(slot) = find(id_u64(meta.id())) {
         slot.running_on
             .store(stack::current().id, Ordering::Release);
@@ -354,4 +368,64 @@ pub fn holds_slot(id: u64) -> bool {
         let slot = &TABLE[(id as usize).wrapping_add(probe) & (SLOTS - 1)];
         slot.id.load(Ordering::Acquire) & !TOMBSTONE == id
     })
+}
+
+/// The runtimes built with [`hooks`], for the task traces (feature
+/// `taskdump`): each is remembered by the first spawn or poll on each
+/// thread that runs in its context, so nothing more is asked of the user.
+#[cfg(all(
+    feature = "taskdump",
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+pub(crate) mod runtimes {
+    use std::cell::Cell;
+    use std::sync::Mutex;
+
+    use ::tokio::runtime::Handle;
+
+    /// Most runtimes remembered; the oldest is forgotten for a new one (a
+    /// test suite builds a runtime per test).
+    const MAX_RUNTIMES: usize = 64;
+
+    /// Only ever `try_lock`ed: a spawn never waits, and neither does a
+    /// snapshot (nor the child of a fork that found it held).
+    static RUNTIMES: Mutex<Vec<Handle>> = Mutex::new(Vec::new());
+
+    thread_local! {
+        static REMEMBERED: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// Remembers the runtime whose context the calling thread is in, once
+    /// per thread: a thread-local check on every later spawn.
+    #[inline]
+    pub(super) fn remember_current() {
+        if REMEMBERED.try_with(Cell::get).unwrap_or(true) {
+            return;
+        }
+        remember_slow();
+    }
+
+    #[cold]
+    fn remember_slow() {
+        let Ok(handle) = Handle::try_current() else {
+            return;
+        };
+        let Ok(mut list) = RUNTIMES.try_lock() else {
+            return; // the next spawn on this thread tries again
+        };
+        if !list.iter().any(|known| known.id() == handle.id()) {
+            if list.len() == MAX_RUNTIMES {
+                list.remove(0);
+            }
+            list.push(handle);
+        }
+        drop(list);
+        let _ = REMEMBERED.try_with(|r| r.set(true));
+    }
+
+    /// Every runtime remembered, or `None` while a spawn is adding one.
+    pub(crate) fn all() -> Option<Vec<Handle>> {
+        RUNTIMES.try_lock().ok().map(|list| list.clone())
+    }
 }

@@ -27,7 +27,7 @@ use tera::{Context, Tera};
 use super::fold::{folded_summary, recursion_location, recursion_summary, runs, Run};
 use super::words::{
     arg_value, bounded, bytes, crate_docs, duration_range, elapsed, flags, members, task_line,
-    timestamp, Location, FUNCTION_CHARS, NAME_CHARS,
+    timestamp, Location, FUNCTION_CHARS, NAME_CHARS, NOTE_CHARS,
 };
 use super::{Format, RenderError};
 use crate::group::{Bucket, BucketFrame, Buckets, Merged, Similarity};
@@ -77,6 +77,7 @@ struct Page<'a> {
     left_out_threads: usize,
     left_out_tasks: usize,
     untracked_tasks: usize,
+    task_traces: Option<String>,
     similarity: &'static str,
     augmented: bool,
     similarity_links: Vec<NavLink>,
@@ -226,6 +227,10 @@ fn page<'a>(snapshot: &'a Snapshot, buckets: &Buckets, view: &View) -> Page<'a> 
         left_out_threads: snapshot.left_out.threads,
         left_out_tasks: snapshot.left_out.tasks,
         untracked_tasks: snapshot.left_out.untracked_tasks,
+        task_traces: snapshot
+            .task_traces
+            .as_deref()
+            .map(|note| bounded(note, NOTE_CHARS).into_owned()),
         similarity: buckets.similarity.as_str(),
         augmented: snapshot.augmented,
         similarity_links: Similarity::ALL

@@ -42,7 +42,7 @@ use std::io::Write;
 use super::fold::{folded_summary, recursion_location, recursion_summary, runs, Run};
 use super::words::{
     arg_value, bounded, bytes, duration_range, elapsed, flags, members, task_line, timestamp,
-    Location, FUNCTION_CHARS, NAME_CHARS,
+    Location, FUNCTION_CHARS, NAME_CHARS, NOTE_CHARS,
 };
 use super::RenderError;
 use crate::group::{Bucket, Buckets};
@@ -70,6 +70,9 @@ pub(super) fn render<W: Write>(
         bytes(snapshot.bytes_used),
         bytes(snapshot.maxmem),
     )?;
+    if let Some(note) = &snapshot.task_traces {
+        writeln!(w, "{}", bounded(note, NOTE_CHARS))?;
+    }
     for b in &buckets.buckets {
         writeln!(w)?;
         bucket(&mut w, b, snapshot, buckets, fold)?;

@@ -178,6 +178,9 @@ pub(super) const NAME_CHARS: usize = 200;
 /// Longest function name shown, in characters.
 pub(super) const FUNCTION_CHARS: usize = 1000;
 
+/// Longest note about the capture shown (the task traces'), in characters.
+pub(super) const NOTE_CHARS: usize = 400;
+
 /// Most member ids listed per bucket in HTML and text (JSON lists all).
 pub(super) const SHOWN_IDS: usize = 64;
 

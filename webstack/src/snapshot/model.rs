@@ -597,6 +597,12 @@ pub struct Snapshot {
     /// stacks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub native_error: Option<String>,
+    /// With `augment`, what became of tokio's task traces (feature
+    /// `taskdump`, see `webstack::tokio`): how many tasks were traced and in
+    /// how long, why none were (a worker stuck in a poll past the
+    /// deadline), or how to turn them on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_traces: Option<String>,
     /// The process the snapshot was taken in.
     pub process: Process,
     /// Threads and tasks, threads first, each kind by id.
@@ -620,6 +626,7 @@ impl Snapshot {
             left_out: LeftOut::default(),
             captured_by_tid: None,
             native_error: None,
+            task_traces: None,
             process: Process::current(),
             routines,
         }

@@ -266,7 +266,10 @@ fn poll_spawned<F: Future>(
     record.running_on.store(thread.id, Ordering::Relaxed);
     let running = Running(&record.running_on);
     let mut state = record.state.lock();
-    state.polls += 1;
+    let traced = super::trace_poll();
+    if !traced {
+        state.polls += 1;
+    }
     if state.polls == 1 && record.spawn.tokio_id.load(Ordering::Relaxed) == 0 {
         record
             .spawn
@@ -284,7 +287,7 @@ fn poll_spawned<F: Future>(
     };
     let result = inner.poll(cx);
     drop(restore);
-    end_root_poll(record, state, running, result.is_pending());
+    end_root_poll(record, state, running, result.is_pending(), traced);
     result
 }
 
