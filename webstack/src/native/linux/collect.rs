@@ -13,7 +13,7 @@ use crate::fork::Mutex;
 use super::merge::{merge, NativeFrame};
 use super::proc::{self, TaskInfo};
 use super::signal::{self, Answer, Contents};
-use super::symbols::{source_line, symbolize};
+use super::symbols::source_line;
 use super::unwind::{Ending, Unwinder};
 use super::{DEFAULT_STACK_COPY, DEFAULT_TIMEOUT, MAX_NATIVE_FRAMES};
 use crate::hash::FxBuild;
@@ -438,25 +438,7 @@ fn native_frames(ips: &[usize]) -> Vec<NativeFrame> {
     let mut out = Vec::with_capacity(ips.len() * 2);
     for (i, &ip) in ips.iter().enumerate() {
         let lookup = if i == 0 { ip + 1 } else { ip };
-        let symbols = symbolize(lookup);
-        if symbols.is_empty() {
-            out.push(NativeFrame {
-                function: None,
-                key: "",
-                file: None,
-                line: 0,
-                origin: super::Origin::Unknown,
-                address: ip as u64,
-            });
-        }
-        out.extend(symbols.iter().map(|s| NativeFrame {
-            function: s.function,
-            key: s.key,
-            file: s.file,
-            line: s.line,
-            origin: s.origin,
-            address: ip as u64,
-        }));
+        NativeFrame::symbolized(lookup, ip, &mut out);
     }
     out
 }

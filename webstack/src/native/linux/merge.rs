@@ -110,6 +110,31 @@ pub(super) struct NativeFrame {
 }
 
 impl NativeFrame {
+    /// Appends the frames at `lookup` (innermost inlined call first) to
+    /// `out`, each with `address`; one unnamed frame when nothing is known
+    /// there.
+    pub(super) fn symbolized(lookup: usize, address: usize, out: &mut Vec<NativeFrame>) {
+        let symbols = super::symbols::symbolize(lookup);
+        if symbols.is_empty() {
+            out.push(NativeFrame {
+                function: None,
+                key: "",
+                file: None,
+                line: 0,
+                origin: Origin::Unknown,
+                address: address as u64,
+            });
+        }
+        out.extend(symbols.iter().map(|s| NativeFrame {
+            function: s.function,
+            key: s.key,
+            file: s.file,
+            line: s.line,
+            origin: s.origin,
+            address: address as u64,
+        }));
+    }
+
     fn to_frame(&self) -> Frame {
         let function = match self.function {
             Some(function) => Cow::Borrowed(function),

@@ -13,11 +13,6 @@ mod objects;
 mod proc;
 mod signal;
 mod symbols;
-#[cfg(all(
-    feature = "taskdump",
-    tokio_unstable,
-    any(target_arch = "x86_64", target_arch = "aarch64")
-))]
 mod traces;
 mod unwind;
 
@@ -28,55 +23,11 @@ use crate::snapshot::{Origin, Snapshot};
 
 pub(super) fn augment(snapshot: &mut Snapshot) {
     collect::augment(snapshot);
-    #[cfg(all(
-        feature = "taskdump",
-        tokio_unstable,
-        any(target_arch = "x86_64", target_arch = "aarch64")
-    ))]
     traces::add(snapshot);
-    #[cfg(not(all(
-        feature = "taskdump",
-        tokio_unstable,
-        any(target_arch = "x86_64", target_arch = "aarch64")
-    )))]
-    suggest_traces(snapshot);
-}
-
-/// Without task traces, says once where tokio tasks wait could be shown:
-/// when some task has a tokio id but no frame of its own.
-#[cfg(not(all(
-    feature = "taskdump",
-    tokio_unstable,
-    any(target_arch = "x86_64", target_arch = "aarch64")
-)))]
-fn suggest_traces(snapshot: &mut Snapshot) {
-    use crate::snapshot::Kind;
-    let unseen = snapshot
-        .routines
-        .iter()
-        .any(|r| r.kind == Kind::Task && r.tokio_id.is_some() && r.frames.is_empty());
-    if unseen {
-        snapshot.task_traces = Some(
-            "task traces off: build with --cfg tokio_unstable and webstack's feature taskdump \
-             to see the line each tokio task waits at"
-                .to_owned(),
-        );
-    }
 }
 
 pub(super) fn set_trace_deadline(deadline: Duration) {
-    #[cfg(all(
-        feature = "taskdump",
-        tokio_unstable,
-        any(target_arch = "x86_64", target_arch = "aarch64")
-    ))]
     traces::set_deadline(deadline);
-    #[cfg(not(all(
-        feature = "taskdump",
-        tokio_unstable,
-        any(target_arch = "x86_64", target_arch = "aarch64")
-    )))]
-    let _ = deadline;
 }
 
 pub(super) fn augment_with(snapshot: &mut Snapshot, mark: &mut dyn FnMut(&'static str)) {

@@ -21,303 +21,323 @@
 //! form (resolving them through `backtrace` would parse the program's debug
 //! information a second time); they are read from there.
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+pub(super) use imp::{add, set_deadline};
 
-use ::tokio::runtime::{Handle, RuntimeFlavor};
+#[cfg(all(
+    feature = "taskdump",
+    tokio_unstable,
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+mod imp {
+    use std::collections::HashMap;
+    use std::future::Future;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::mpsc;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll, Wake, Waker};
+    use std::time::{Duration, Instant};
 
-use super::merge::{merge, NativeFrame};
-use super::symbols::symbolize;
-use crate::record::task::spawned::id_u64;
-use crate::record::tokio_hooks::runtimes;
-use crate::snapshot::budget::{self, Budget};
-use crate::snapshot::{Kind, Origin, Snapshot, State};
+    use ::tokio::runtime::{Handle, RuntimeFlavor};
 
-use crate::native::DEFAULT_TRACE_DEADLINE as DEFAULT_DEADLINE;
+    use super::super::merge::{merge, NativeFrame};
+    use crate::record::task::spawned::id_u64;
+    use crate::record::tokio_hooks::runtimes;
+    use crate::snapshot::budget::{self, Budget};
+    use crate::snapshot::{Kind, Snapshot, State};
 
-/// The longest a capture waits for tokio's dumps, all runtimes together, in
-/// nanoseconds.
-static DEADLINE_NS: AtomicU64 = AtomicU64::new(DEFAULT_DEADLINE.as_nanos() as u64);
+    use crate::native::DEFAULT_TRACE_DEADLINE as DEFAULT_DEADLINE;
 
-pub(super) fn set_deadline(deadline: Duration) {
-    let ns = u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX);
-    DEADLINE_NS.store(ns, Ordering::Relaxed);
-}
+    /// The longest a capture waits for tokio's dumps, all runtimes together, in
+    /// nanoseconds.
+    static DEADLINE_NS: AtomicU64 = AtomicU64::new(DEFAULT_DEADLINE.as_nanos() as u64);
 
-fn deadline() -> Duration {
-    Duration::from_nanos(DEADLINE_NS.load(Ordering::Relaxed))
-}
-
-/// The runtimes whose dump outlived a capture's deadline, by runtime id,
-/// with when it started: no second dump of one starts until it ends.
-static IN_FLIGHT: Mutex<Vec<(String, Instant)>> = Mutex::new(Vec::new());
-
-/// What one task's trace gave: its tokio id and the instruction pointers of
-/// one of its backtraces (see [`addresses`]), innermost first.
-type Traced = Vec<(u64, Vec<usize>)>;
-
-/// Adds the await backtraces of every idle task of the remembered runtimes
-/// to `snapshot`, and says in [`Snapshot::task_traces`] what happened.
-pub(super) fn add(snapshot: &mut Snapshot) {
-    let Some(handles) = runtimes::all() else {
-        return;
-    };
-    let handles: Vec<Handle> = handles
-        .into_iter()
-        .filter(|h| h.metrics().num_alive_tasks() > 0)
-        .collect();
-    if handles.is_empty() {
-        return;
+    pub(in super::super) fn set_deadline(deadline: Duration) {
+        let ns = u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX);
+        DEADLINE_NS.store(ns, Ordering::Relaxed);
     }
-    let started = Instant::now();
-    let end = started + deadline();
-    let mut traced: Traced = Vec::new();
-    let mut notes: Vec<String> = Vec::new();
-    for handle in handles {
-        if handle.runtime_flavor() != RuntimeFlavor::MultiThread {
-            notes.push(format!(
-                "runtime {} is current-thread: tokio traces it only from its own thread",
-                handle.id()
-            ));
-            continue;
-        }
-        match dump(&handle, end) {
-            Ok(tasks) => traced.extend(tasks),
-            Err(note) => notes.push(note),
-        }
-    }
-    let elapsed = started.elapsed();
-    let merged = merge_into(snapshot, &traced);
-    let mut note = format!(
-        "task traces: {merged} tasks traced in {:.1} ms (tokio's task dump)",
-        elapsed.as_secs_f64() * 1e3
-    );
-    for extra in &notes {
-        note.push_str("; ");
-        note.push_str(extra);
-    }
-    if !notes.is_empty() {
-        note.push_str(&stuck_workers(snapshot));
-    }
-    snapshot.task_traces = Some(note);
-}
 
-/// Dumps one runtime on the dump thread, waiting until `end` at most.
-fn dump(handle: &Handle, end: Instant) -> Result<Traced, String> {
-    let id = handle.id().to_string();
-    {
-        let Ok(mut in_flight) = IN_FLIGHT.try_lock() else {
-            return Err(format!("runtime {id}: another capture is dumping it"));
+    fn deadline() -> Duration {
+        Duration::from_nanos(DEADLINE_NS.load(Ordering::Relaxed))
+    }
+
+    /// The runtimes whose dump outlived a capture's deadline, by runtime id,
+    /// with when it started: no second dump of one starts until it ends.
+    static IN_FLIGHT: Mutex<Vec<(String, Instant)>> = Mutex::new(Vec::new());
+
+    /// What one task's trace gave: its tokio id and the instruction pointers of
+    /// one of its backtraces (see [`addresses`]), innermost first.
+    type Traced = Vec<(u64, Vec<usize>)>;
+
+    /// Adds the await backtraces of every idle task of the remembered runtimes
+    /// to `snapshot`, and says in [`Snapshot::task_traces`] what happened.
+    pub(in super::super) fn add(snapshot: &mut Snapshot) {
+        let Some(handles) = runtimes::all() else {
+            return;
         };
-        if let Some((_, since)) = in_flight.iter().find(|(known, _)| *known == id) {
-            return Err(format!(
-                "runtime {id}: a dump of it started {:.0} ms ago has not finished (a worker \
-                 is inside a poll)",
-                since.elapsed().as_secs_f64() * 1e3
-            ));
-        }
-        in_flight.push((id.clone(), Instant::now()));
-    }
-    let (send, receive) = mpsc::channel();
-    let handle = handle.clone();
-    let thread_id = id.clone();
-    let spawned = std::thread::Builder::new()
-        .name("webstack-taskdump".into())
-        .spawn(move || {
-            let dump = block_on(handle.dump());
-            let tasks: Traced = dump
-                .tasks()
-                .iter()
-                .map(|task| (id_u64(task.id()), addresses(task.trace())))
-                .collect();
-            let _ = send.send(tasks);
-            forget_in_flight(&thread_id);
-        });
-    if let Err(e) = spawned {
-        forget_in_flight(&id);
-        return Err(format!("runtime {id}: no dump thread: {e}"));
-    }
-    let wait = end.saturating_duration_since(Instant::now());
-    receive.recv_timeout(wait).map_err(|_| {
-        format!(
-            "runtime {id}: tokio's dump did not finish within {} ms, so tasks are grouped by \
-             spawn site",
-            deadline().as_millis()
-        )
-    })
-}
-
-fn forget_in_flight(id: &str) {
-    // A dump thread that ends while a capture holds the list (microseconds)
-    // retries; it never waits on anything else.
-    loop {
-        if let Ok(mut in_flight) = IN_FLIGHT.try_lock() {
-            in_flight.retain(|(known, _)| known != id);
+        let handles: Vec<Handle> = handles
+            .into_iter()
+            .filter(|h| h.metrics().num_alive_tasks() > 0)
+            .collect();
+        if handles.is_empty() {
             return;
         }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
-/// The instruction pointers of one of a trace's backtraces, from its
-/// `Debug` form: `Trace { inner: Trace { backtraces: [[BacktraceFrame { ip:
-/// 0x…, symbol_address: 0x… }, …], …] } }`. A task waiting on several
-/// futures at once (`select!`, `join!`) has one backtrace per leaf, in the
-/// order it polled them, which `select!` draws at random: the one with the
-/// lowest addresses is taken, so that tasks waiting at the same place show
-/// the same one and share a bucket.
-fn addresses(trace: &::tokio::runtime::dump::Trace) -> Vec<usize> {
-    let text = format!("{trace:?}");
-    parse_addresses(&text)
-}
-
-fn parse_addresses(text: &str) -> Vec<usize> {
-    text.split("], [")
-        .map(|backtrace| {
-            backtrace
-                .split("ip: 0x")
-                .skip(1)
-                .filter_map(|rest| {
-                    let hex: String = rest.chars().take_while(char::is_ascii_hexdigit).collect();
-                    usize::from_str_radix(&hex, 16).ok()
-                })
-                .collect::<Vec<usize>>()
-        })
-        .filter(|ips| !ips.is_empty())
-        .min()
-        .unwrap_or_default()
-}
-
-/// Symbolises each trace and merges it into the routine of its task; the
-/// number of tasks that got frames.
-fn merge_into(snapshot: &mut Snapshot, traced: &Traced) -> usize {
-    let by_tokio_id: HashMap<u64, usize> = snapshot
-        .routines
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| r.kind == Kind::Task && r.state != State::Running)
-        .filter_map(|(index, r)| Some((r.tokio_id?, index)))
-        .collect();
-    let mut budget = Budget::of(snapshot);
-    let mut merged = 0;
-    for (tokio_id, ips) in traced {
-        let Some(&index) = by_tokio_id.get(tokio_id) else {
-            continue;
-        };
-        let natives = native_frames(ips);
-        if natives.is_empty() {
-            continue;
+        let started = Instant::now();
+        let end = started + deadline();
+        let mut traced: Traced = Vec::new();
+        let mut notes: Vec<String> = Vec::new();
+        for handle in handles {
+            if handle.runtime_flavor() != RuntimeFlavor::MultiThread {
+                notes.push(format!(
+                    "runtime {} is current-thread: tokio traces it only from its own thread",
+                    handle.id()
+                ));
+                continue;
+            }
+            match dump(&handle, end) {
+                Ok(tasks) => traced.extend(tasks),
+                Err(note) => notes.push(note),
+            }
         }
-        let routine = &mut snapshot.routines[index];
-        let before = budget::frames_cost(&routine.frames);
-        let frames = merge(routine.frames.clone(), &natives);
-        if !budget.take(budget::frames_cost(&frames).saturating_sub(before)) {
-            break; // maxmem reached: the rest keep their spawn sites
+        let elapsed = started.elapsed();
+        let merged = merge_into(snapshot, &traced);
+        let mut note = format!(
+            "task traces: {merged} tasks traced in {:.1} ms (tokio's task dump)",
+            elapsed.as_secs_f64() * 1e3
+        );
+        for extra in &notes {
+            note.push_str("; ");
+            note.push_str(extra);
         }
-        routine.frames = frames;
-        merged += 1;
+        if !notes.is_empty() {
+            note.push_str(&stuck_workers(snapshot));
+        }
+        snapshot.task_traces = Some(note);
     }
-    budget.store(snapshot);
-    merged
-}
 
-/// Symbolises a trace's return addresses (each looked up one byte before,
-/// in the call), inlined calls included.
-fn native_frames(ips: &[usize]) -> Vec<NativeFrame> {
-    let mut out = Vec::with_capacity(ips.len() * 2);
-    for &ip in ips {
-        let symbols = symbolize(ip);
-        if symbols.is_empty() {
-            out.push(NativeFrame {
-                function: None,
-                key: "",
-                file: None,
-                line: 0,
-                origin: Origin::Unknown,
-                address: ip as u64,
+    /// Dumps one runtime on the dump thread, waiting until `end` at most.
+    fn dump(handle: &Handle, end: Instant) -> Result<Traced, String> {
+        let id = handle.id().to_string();
+        {
+            let Ok(mut in_flight) = IN_FLIGHT.try_lock() else {
+                return Err(format!("runtime {id}: another capture is dumping it"));
+            };
+            if let Some((_, since)) = in_flight.iter().find(|(known, _)| *known == id) {
+                return Err(format!(
+                    "runtime {id}: a dump of it started {:.0} ms ago has not finished (a worker \
+                     is inside a poll)",
+                    since.elapsed().as_secs_f64() * 1e3
+                ));
+            }
+            in_flight.push((id.clone(), Instant::now()));
+        }
+        let (send, receive) = mpsc::channel();
+        let handle = handle.clone();
+        let thread_id = id.clone();
+        let spawned = std::thread::Builder::new()
+            .name("webstack-taskdump".into())
+            .spawn(move || {
+                let dump = block_on(handle.dump());
+                let tasks: Traced = dump
+                    .tasks()
+                    .iter()
+                    .map(|task| (id_u64(task.id()), addresses(task.trace())))
+                    .collect();
+                let _ = send.send(tasks);
+                forget_in_flight(&thread_id);
             });
+        if let Err(e) = spawned {
+            forget_in_flight(&id);
+            return Err(format!("runtime {id}: no dump thread: {e}"));
         }
-        out.extend(symbols.iter().map(|s| NativeFrame {
-            function: s.function,
-            key: s.key,
-            file: s.file,
-            line: s.line,
-            origin: s.origin,
-            address: ip as u64,
-        }));
+        let wait = end.saturating_duration_since(Instant::now());
+        receive.recv_timeout(wait).map_err(|_| {
+            format!(
+                "runtime {id}: tokio's dump did not finish within {} ms, so tasks are grouped by \
+                 spawn site",
+                deadline().as_millis()
+            )
+        })
     }
-    out
+
+    fn forget_in_flight(id: &str) {
+        // A dump thread that ends while a capture holds the list (microseconds)
+        // retries; it never waits on anything else.
+        loop {
+            if let Ok(mut in_flight) = IN_FLIGHT.try_lock() {
+                in_flight.retain(|(known, _)| known != id);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The instruction pointers of one of a trace's backtraces, from its
+    /// `Debug` form: `Trace { inner: Trace { backtraces: [[BacktraceFrame { ip:
+    /// 0x…, symbol_address: 0x… }, …], …] } }`. A task waiting on several
+    /// futures at once (`select!`, `join!`) has one backtrace per leaf, in the
+    /// order it polled them, which `select!` draws at random: the one with the
+    /// lowest addresses is taken, so that tasks waiting at the same place show
+    /// the same one and share a bucket.
+    fn addresses(trace: &::tokio::runtime::dump::Trace) -> Vec<usize> {
+        let text = format!("{trace:?}");
+        parse_addresses(&text)
+    }
+
+    fn parse_addresses(text: &str) -> Vec<usize> {
+        text.split("], [")
+            .map(|backtrace| {
+                backtrace
+                    .split("ip: 0x")
+                    .skip(1)
+                    .filter_map(|rest| {
+                        let hex: String =
+                            rest.chars().take_while(char::is_ascii_hexdigit).collect();
+                        usize::from_str_radix(&hex, 16).ok()
+                    })
+                    .collect::<Vec<usize>>()
+            })
+            .filter(|ips| !ips.is_empty())
+            .min()
+            .unwrap_or_default()
+    }
+
+    /// Symbolises each trace and merges it into the routine of its task; the
+    /// number of tasks that got frames.
+    fn merge_into(snapshot: &mut Snapshot, traced: &Traced) -> usize {
+        let by_tokio_id: HashMap<u64, usize> = snapshot
+            .routines
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.kind == Kind::Task && r.state != State::Running)
+            .filter_map(|(index, r)| Some((r.tokio_id?, index)))
+            .collect();
+        let mut budget = Budget::of(snapshot);
+        let mut merged = 0;
+        for (tokio_id, ips) in traced {
+            let Some(&index) = by_tokio_id.get(tokio_id) else {
+                continue;
+            };
+            let natives = native_frames(ips);
+            if natives.is_empty() {
+                continue;
+            }
+            let routine = &mut snapshot.routines[index];
+            let before = budget::frames_cost(&routine.frames);
+            let frames = merge(routine.frames.clone(), &natives);
+            if !budget.take(budget::frames_cost(&frames).saturating_sub(before)) {
+                break; // maxmem reached: the rest keep their spawn sites
+            }
+            routine.frames = frames;
+            merged += 1;
+        }
+        budget.store(snapshot);
+        merged
+    }
+
+    /// Symbolises a trace's return addresses (each looked up one byte before,
+    /// in the call), inlined calls included.
+    fn native_frames(ips: &[usize]) -> Vec<NativeFrame> {
+        let mut out = Vec::with_capacity(ips.len() * 2);
+        for &ip in ips {
+            NativeFrame::symbolized(ip, ip, &mut out);
+        }
+        out
+    }
+
+    /// `: thread 'tokio-runtime-worker' (tid 1234) polls task 17`, for each
+    /// task being polled: the workers that keep a dump from finishing.
+    fn stuck_workers(snapshot: &Snapshot) -> String {
+        let threads: HashMap<u64, (&str, Option<i64>)> = snapshot
+            .routines
+            .iter()
+            .filter(|r| r.kind == Kind::Thread)
+            .map(|r| (r.id, (r.name.as_ref(), r.tid)))
+            .collect();
+        let mut out = String::new();
+        for task in &snapshot.routines {
+            if task.kind != Kind::Task || task.state != State::Running {
+                continue;
+            }
+            let Some((name, tid)) = task.running_on.and_then(|id| threads.get(&id)) else {
+                continue;
+            };
+            out.push_str(&format!(
+                "; thread '{name}'{} is polling task {}",
+                tid.map(|tid| format!(" (tid {tid})")).unwrap_or_default(),
+                task.id
+            ));
+        }
+        out
+    }
+
+    /// Drives `future` to its end on the calling thread (tokio's dump of a
+    /// multi-thread runtime needs no runtime context: it waits on a channel).
+    fn block_on<F: Future>(future: F) -> F::Output {
+        struct Unpark(std::thread::Thread, AtomicBool);
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.1.store(true, Ordering::Release);
+                self.0.unpark();
+            }
+        }
+        let unpark = Arc::new(Unpark(std::thread::current(), AtomicBool::new(false)));
+        let waker = Waker::from(unpark.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        loop {
+            if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+            while !unpark.1.swap(false, Ordering::Acquire) {
+                std::thread::park();
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn reads_the_lowest_backtrace_of_the_debug_form() {
+            let text = "Trace { inner: Trace { backtraces: [[BacktraceFrame { ip: 0x55f0a1, \
+                        symbol_address: 0x55f0a0 }, BacktraceFrame { ip: 0x7f00ff, symbol_address: \
+                        0x7f0000 }], [BacktraceFrame { ip: 0x1234, symbol_address: 0x1200 }]] } }";
+            assert_eq!(parse_addresses(text), [0x1234]);
+            let one = "Trace { inner: Trace { backtraces: [[BacktraceFrame { ip: 0x55f0a1, \
+                       symbol_address: 0x55f0a0 }, BacktraceFrame { ip: 0x7f00ff, symbol_address: \
+                       0x7f0000 }]] } }";
+            assert_eq!(parse_addresses(one), [0x55f0a1, 0x7f00ff]);
+            assert!(parse_addresses("Trace { inner: Trace { backtraces: [] } }").is_empty());
+        }
+    }
 }
 
-/// `: thread 'tokio-runtime-worker' (tid 1234) polls task 17`, for each
-/// task being polled: the workers that keep a dump from finishing.
-fn stuck_workers(snapshot: &Snapshot) -> String {
-    let threads: HashMap<u64, (&str, Option<i64>)> = snapshot
-        .routines
-        .iter()
-        .filter(|r| r.kind == Kind::Thread)
-        .map(|r| (r.id, (r.name.as_ref(), r.tid)))
-        .collect();
-    let mut out = String::new();
-    for task in &snapshot.routines {
-        if task.kind != Kind::Task || task.state != State::Running {
-            continue;
-        }
-        let Some((name, tid)) = task.running_on.and_then(|id| threads.get(&id)) else {
-            continue;
-        };
-        out.push_str(&format!(
-            "; thread '{name}'{} is polling task {}",
-            tid.map(|tid| format!(" (tid {tid})")).unwrap_or_default(),
-            task.id
-        ));
-    }
-    out
-}
+/// Without the feature (or the cfg, or on another architecture): no
+/// traces; the page says how to get them when a tokio task shows no frame.
+#[cfg(not(all(
+    feature = "taskdump",
+    tokio_unstable,
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+mod imp {
+    use std::time::Duration;
 
-/// Drives `future` to its end on the calling thread (tokio's dump of a
-/// multi-thread runtime needs no runtime context: it waits on a channel).
-fn block_on<F: Future>(future: F) -> F::Output {
-    struct Unpark(std::thread::Thread, AtomicBool);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.1.store(true, Ordering::Release);
-            self.0.unpark();
-        }
-    }
-    let unpark = Arc::new(Unpark(std::thread::current(), AtomicBool::new(false)));
-    let waker = Waker::from(unpark.clone());
-    let mut cx = Context::from_waker(&waker);
-    let mut future = std::pin::pin!(future);
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-        while !unpark.1.swap(false, Ordering::Acquire) {
-            std::thread::park();
-        }
-    }
-}
+    use crate::snapshot::{Kind, Snapshot};
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_the_lowest_backtrace_of_the_debug_form() {
-        let text = "Trace { inner: Trace { backtraces: [[BacktraceFrame { ip: 0x55f0a1, \
-                    symbol_address: 0x55f0a0 }, BacktraceFrame { ip: 0x7f00ff, symbol_address: \
-                    0x7f0000 }], [BacktraceFrame { ip: 0x1234, symbol_address: 0x1200 }]] } }";
-        assert_eq!(parse_addresses(text), [0x1234]);
-        let one = "Trace { inner: Trace { backtraces: [[BacktraceFrame { ip: 0x55f0a1, \
-                   symbol_address: 0x55f0a0 }, BacktraceFrame { ip: 0x7f00ff, symbol_address: \
-                   0x7f0000 }]] } }";
-        assert_eq!(parse_addresses(one), [0x55f0a1, 0x7f00ff]);
-        assert!(parse_addresses("Trace { inner: Trace { backtraces: [] } }").is_empty());
+    pub(in super::super) fn add(snapshot: &mut Snapshot) {
+        let unseen = snapshot
+            .routines
+            .iter()
+            .any(|r| r.kind == Kind::Task && r.tokio_id.is_some() && r.frames.is_empty());
+        if unseen {
+            snapshot.task_traces = Some(
+                "task traces off: build with --cfg tokio_unstable and webstack's feature \
+                 taskdump to see the line each tokio task waits at"
+                    .to_owned(),
+            );
+        }
     }
+
+    pub(in super::super) fn set_deadline(_deadline: Duration) {}
 }
