@@ -74,7 +74,7 @@ fn addresses_differ_merge_under_anypointer_not_exactlines() {
         "2: task idle [5 s] conn 1, 2\
          \n    app::f(p: &Queue = *, n: u32 = 3)\
          \n        src/app.rs:10\
-         \n    created by app::main at src/main.rs:40\n"
+         \n    spawned by app::main at src/main.rs:40\n"
     );
 }
 
@@ -150,7 +150,7 @@ fn equal_values_stay_shown_when_merged() {
          \n        src/app.rs:17\
          \n    app::root(n: u32 = *)\
          \n        src/app.rs:22\
-         \n    created by app::main at src/main.rs:40\n"
+         \n    spawned by app::main at src/main.rs:40\n"
     );
 }
 
@@ -372,17 +372,17 @@ fn shared_addresses_get_labels_in_bucket_order() {
         "2: task idle [1 s] pair 2, 3\
          \n    app::pair(q: &Queue = #1)\
          \n        src/app.rs:1\
-         \n    created by app::main at src/main.rs:40\
+         \n    spawned by app::main at src/main.rs:40\
          \n\
          \n1: task idle [1 s] pool 4\
          \n    app::pool(pool: &Pool = #2)\
          \n        src/app.rs:1\
-         \n    created by app::main at src/main.rs:40\
+         \n    spawned by app::main at src/main.rs:40\
          \n\
          \n1: task idle [1 s] solo 1\
          \n    app::solo(pool: &Pool = #2, q: &Queue = #1, mine: &Thing = ADDR)\
          \n        src/app.rs:1\
-         \n    created by app::main at src/main.rs:40\n"
+         \n    spawned by app::main at src/main.rs:40\n"
     );
 }
 

@@ -32,7 +32,7 @@ fn merged_bucket_block() {
         r#"<section class="bucket" id="b2">
 <h2><span class="count">3</span> × task <span class="state">idle</span> <span class="dur">[2~5 s]</span></h2>
 <p class="members"><span class="rname">conn</span> <span class="ids">5, 6, 7</span></p>
-<p class="created">created by <span class="o-app name">app::main</span> at src&#x2F;main.rs:40</p>
+<p class="created">spawned by <span class="o-app name">app::main</span> at src&#x2F;main.rs:40</p>
 <div class="scroll"><table>
 <thead><tr><th>#</th><th>crate</th><th>file:line</th><th>function</th></tr></thead>
 <tbody>
@@ -209,7 +209,7 @@ fn long_member_lists_are_folded() {
     let page = html(&snap, Similarity::AnyPointer, &View::default());
     let ids: Vec<String> = (1..=64).map(|i| i.to_string()).collect();
     assert!(page.contains(&format!(
-        r#"<span class="rname">conn</span> <span class="ids">{}</span> <span class="more">(+936 more)</span>"#,
+        r#"<span class="rname">conn</span> <span class="ids">{}</span> <span class="more">… and 936 more</span>"#,
         ids.join(", ")
     )));
 }

@@ -32,7 +32,7 @@ fn whole_dump() {
         src/app.rs:17
     app::root(name: &str = \"alice\")
         src/app.rs:22
-    created by app::main at src/main.rs:40
+    spawned by app::main at src/main.rs:40
 
 1: thread alive [60 s] worker 2
     app::work(q: &Queue = #1)
@@ -103,7 +103,7 @@ fn long_member_lists_are_folded() {
     let first = text.lines().nth(2).unwrap();
     assert_eq!(
         first,
-        format!("100: task idle [1 s] conn {} (+36 more)", ids.join(", "))
+        format!("100: task idle [1 s] conn {} … and 36 more", ids.join(", "))
     );
 }
 
@@ -180,7 +180,7 @@ fn real_threads_dump() {
             "2: thread alive [DURATION] rt-holder {}\
              \n    render_text::rt_hold(slot: u32 = 3, lock: &Lock = #1, tx: &std::sync::mpsc::Sender<()> = *, rx: &std::sync::mpsc::Receiver<()> = *)\
              \n        {file}:LINE\
-             \n    created by <uninstrumented> at {file}:LINE",
+             \n    created at {file}:LINE",
             ids.join(", "),
             file = file!()
         )

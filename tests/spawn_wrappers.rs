@@ -78,7 +78,7 @@ fn a_task_without_instrumented_frames_is_listed_with_its_creator() {
     let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
     let text = render(&snapshot, &buckets, &View::default().format(Format::Text)).unwrap();
     let created =
-        format!("    created by spawn_wrappers::accept at tests/spawn_wrappers.rs:{line}");
+        format!("    spawned by spawn_wrappers::accept at tests/spawn_wrappers.rs:{line}");
     let block = text
         .split("\n\n")
         .find(|block| block.contains(&created))

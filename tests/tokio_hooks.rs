@@ -91,7 +91,7 @@ fn a_task_spawned_inside_a_library_is_listed() {
     let text = render(&snapshot, &buckets, &View::default().format(Format::Text)).unwrap();
     assert!(
         text.contains(&format!(
-            "    created by tokio_hooks::app_start at tests/tokio_hooks.rs:{line}"
+            "    spawned by tokio_hooks::app_start at tests/tokio_hooks.rs:{line}"
         )),
         "{text}"
     );

@@ -269,10 +269,14 @@ pub(crate) fn current_top_meta() -> Option<&'static FrameMeta> {
     unsafe { &*ptr }.top_meta()
 }
 
+/// The creator function of a site where no instrumented function was
+/// running.
+pub(crate) const UNINSTRUMENTED: &str = "<uninstrumented>";
+
 /// The instrumented function running on this thread, as a creator record at
 /// `location`.
 pub(crate) fn creator_here(location: &'static std::panic::Location<'static>) -> Site {
-    let function = current_top_meta().map_or("<uninstrumented>", |meta| meta.function);
+    let function = current_top_meta().map_or(UNINSTRUMENTED, |meta| meta.function);
     Site {
         function,
         file: location.file(),

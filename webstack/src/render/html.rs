@@ -26,8 +26,8 @@ use tera::{Context, Tera};
 
 use super::fold::{folded_summary, recursion_location, recursion_summary, runs, Run};
 use super::words::{
-    arg_value, bounded, bytes, crate_docs, duration_range, elapsed, flags, members, task_line,
-    timestamp, Location, FUNCTION_CHARS, NAME_CHARS, NOTE_CHARS,
+    arg_value, bounded, bytes, crate_docs, creation, duration_range, elapsed, flags, members,
+    task_line, timestamp, Location, FUNCTION_CHARS, NAME_CHARS, NOTE_CHARS,
 };
 use super::{Format, RenderError};
 use crate::group::{Bucket, BucketFrame, Buckets, Merged, Similarity};
@@ -623,8 +623,10 @@ fn bucket<'a>(
     });
     let created_by = b.created_by.as_ref().map(|c| {
         let location = Location::new(c.file, c.line, snapshot);
+        let (verb, function) = creation(b.kind, c);
         Value::Array(vec![
-            string(c.function),
+            string(verb),
+            optional(function),
             string(c.origin.as_str()),
             Value::String(location.to_string()),
             optional(location.shortens(c.file).then_some(c.file)),

@@ -10,12 +10,12 @@
 //!         src/main.rs:17
 //!     app::root(n: u32 = *)
 //!         src/main.rs:22
-//!     created by app::main at src/main.rs:40
+//!     spawned by app::main at src/main.rs:40
 //! ```
 //!
 //! The first line of a block is `count: kind state [idle range] members`;
 //! members are listed as a name followed by the ids holding it (at most 64
-//! ids, then `(+N more)`). The bucket holding the thread that captured is
+//! ids, then `… and N more`). The bucket holding the thread that captured is
 //! marked `(serving this request)`. Instrumented frames show their arguments
 //! in parentheses, `*` where members differ, `#n` for an address seen more
 //! than once. Recursion, three or more levels of the same function in a
@@ -41,8 +41,8 @@ use std::io::Write;
 
 use super::fold::{folded_summary, recursion_location, recursion_summary, runs, Run};
 use super::words::{
-    arg_value, bounded, bytes, duration_range, elapsed, flags, members, task_line, timestamp,
-    Location, FUNCTION_CHARS, NAME_CHARS, NOTE_CHARS,
+    arg_value, bounded, bytes, creation, duration_range, elapsed, flags, members, task_line,
+    timestamp, Location, FUNCTION_CHARS, NAME_CHARS, NOTE_CHARS,
 };
 use super::RenderError;
 use crate::group::{Bucket, Buckets};
@@ -113,7 +113,7 @@ fn bucket<W: Write>(
         }
     }
     if more > 0 {
-        write!(w, " (+{more} more)")?;
+        write!(w, " … and {more} more")?;
     }
     if let Some(task) = task_line(b) {
         write!(w, " ({task})")?;
@@ -178,12 +178,11 @@ fn bucket<W: Write>(
         }
     }
     if let Some(created) = &b.created_by {
-        writeln!(
-            w,
-            "    created by {} at {}",
-            created.function,
-            Location::new(created.file, created.line, snapshot)
-        )?;
+        let location = Location::new(created.file, created.line, snapshot);
+        match creation(b.kind, created) {
+            (verb, Some(function)) => writeln!(w, "    {verb} by {function} at {location}")?,
+            (verb, None) => writeln!(w, "    {verb} at {location}")?,
+        }
     }
     Ok(())
 }

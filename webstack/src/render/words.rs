@@ -7,9 +7,10 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use crate::group::{Bucket, BucketArg, Buckets, Merged};
+use crate::record::stack::UNINSTRUMENTED;
 use crate::snapshot::resolve::short_path;
 use crate::snapshot::value_text::Labelled;
-use crate::snapshot::{Origin, Snapshot};
+use crate::snapshot::{CreatedBy, Kind, Origin, Snapshot};
 
 /// A frame's location as a person reads it: its file shortened (see
 /// [`short_path`]; `?` when unknown), with the line when there is one.
@@ -205,6 +206,19 @@ pub(super) fn members(bucket: &Bucket) -> (Vec<NameGroup<'_>>, usize) {
         shown += 1;
     }
     (groups, bucket.members.len() - shown)
+}
+
+/// How the page names where a bucket's routines were started: `spawned`
+/// for tasks, `created` for threads; and the function that started them,
+/// `None` when no instrumented function was running there (tokio's spawn
+/// location alone).
+pub(super) fn creation(kind: Kind, created: &CreatedBy) -> (&'static str, Option<&'static str>) {
+    let verb = match kind {
+        Kind::Task => "spawned",
+        Kind::Thread => "created",
+    };
+    let function = (created.function != UNINSTRUMENTED).then_some(created.function);
+    (verb, function)
 }
 
 /// What the page says of a task bucket's members beyond their ids, when
