@@ -354,8 +354,10 @@ fn the_demo_page_shows_its_threads_whole() {
         ],
     );
 
-    // Ctrl-C ends the demo within a second, its report connection still
-    // open (actix's graceful shutdown would wait 30 s for it).
+    // Ctrl-C ends the demo at once (0.3 s on a quiet machine), its report
+    // connection still open: actix's graceful shutdown would wait 30 s for
+    // it. The bound leaves room for a loaded CI machine (1.26 s seen while
+    // another build ran), and is far below the 30 s it guards against.
     let pid = libc::pid_t::try_from(child.pid()).expect("a pid");
     // SAFETY: `kill` has no memory preconditions; `pid` is our child,
     // not yet reaped (`child` owns it).
@@ -364,7 +366,7 @@ fn the_demo_page_shows_its_threads_whole() {
     let status = child.exit_status(Duration::from_secs(10));
     let took = started.elapsed();
     assert!(
-        status.is_some() && took < Duration::from_secs(1),
+        status.is_some() && took < Duration::from_secs(5),
         "the demo took {took:?} to end on Ctrl-C ({status:?})\n{}",
         child.output()
     );
