@@ -479,6 +479,12 @@ pub(crate) mod hooks {
         sys::set_parallel(parallel);
     }
 
+    /// Turns tokio's task traces (feature `taskdump`) on or off, for
+    /// benchmarks that compare captures with and without them.
+    pub fn set_task_traces(on: bool) {
+        sys::set_task_traces(on);
+    }
+
     /// Takes every thread's native stack without symbolising or merging;
     /// returns how many threads answered. For benchmarks.
     pub fn stacks_only() -> Result<usize, String> {

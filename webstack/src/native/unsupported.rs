@@ -23,6 +23,8 @@ pub(super) fn set_timeout(_timeout: Duration) {}
 
 pub(super) fn set_trace_deadline(_deadline: Duration) {}
 
+pub(super) fn set_task_traces(_on: bool) {}
+
 pub(super) fn timeout() -> Duration {
     DEFAULT_TIMEOUT
 }

@@ -30,6 +30,10 @@ pub(super) fn set_trace_deadline(deadline: Duration) {
     traces::set_deadline(deadline);
 }
 
+pub(super) fn set_task_traces(on: bool) {
+    traces::set_enabled(on);
+}
+
 pub(super) fn augment_with(snapshot: &mut Snapshot, mark: &mut dyn FnMut(&'static str)) {
     collect::augment_with(snapshot, mark);
 }

@@ -11,7 +11,8 @@
 //! poll never does. Past the deadline the page is rendered without traces
 //! and says which thread was polling what; the dump thread is left to
 //! finish when the worker comes back, and no other dump of that runtime
-//! starts meanwhile. The backtraces' instruction pointers are symbolised
+//! starts meanwhile, nor within a second of the last one's end (tokio's
+//! dumps back to back were seen never to finish). The backtraces' instruction pointers are symbolised
 //! here, with webstack's own symboliser (inlined `async fn` bodies
 //! included), and merged into the task's routine as native frames are into
 //! a thread's: an instrumented frame keeps its typed arguments and takes the
@@ -21,7 +22,7 @@
 //! form (resolving them through `backtrace` would parse the program's debug
 //! information a second time); they are read from there.
 
-pub(super) use imp::{add, set_deadline};
+pub(super) use imp::{add, set_deadline, set_enabled};
 
 #[cfg(all(
     feature = "taskdump",
@@ -51,6 +52,13 @@ mod imp {
     /// nanoseconds.
     static DEADLINE_NS: AtomicU64 = AtomicU64::new(DEFAULT_DEADLINE.as_nanos() as u64);
 
+    /// Whether captures trace tasks (a switch for benchmarks).
+    static ENABLED: AtomicBool = AtomicBool::new(true);
+
+    pub(in super::super) fn set_enabled(on: bool) {
+        ENABLED.store(on, Ordering::Relaxed);
+    }
+
     pub(in super::super) fn set_deadline(deadline: Duration) {
         let ns = u64::try_from(deadline.as_nanos()).unwrap_or(u64::MAX);
         DEADLINE_NS.store(ns, Ordering::Relaxed);
@@ -60,9 +68,16 @@ mod imp {
         Duration::from_nanos(DEADLINE_NS.load(Ordering::Relaxed))
     }
 
-    /// The runtimes whose dump outlived a capture's deadline, by runtime id,
-    /// with when it started: no second dump of one starts until it ends.
-    static IN_FLIGHT: Mutex<Vec<(String, Instant)>> = Mutex::new(Vec::new());
+    /// Every runtime dumped so far, by runtime id: when its last dump
+    /// started, and when it ended (`None` while it runs, past a capture's
+    /// deadline too). No second dump of a runtime starts while one runs.
+    static DUMPS: Mutex<Vec<(String, Instant, Option<Instant>)>> = Mutex::new(Vec::new());
+
+    /// The least time between the end of a runtime's dump and the start of
+    /// the next: dumps in quick succession were seen to keep tokio's
+    /// workers busy re-polling the traced tasks (a benchmark dumping back
+    /// to back never finished its second dump).
+    const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
     /// What one task's trace gave: its tokio id and the instruction pointers of
     /// one of its backtraces (see [`addresses`]), innermost first.
@@ -71,6 +86,9 @@ mod imp {
     /// Adds the await backtraces of every idle task of the remembered runtimes
     /// to `snapshot`, and says in [`Snapshot::task_traces`] what happened.
     pub(in super::super) fn add(snapshot: &mut Snapshot) {
+        if !ENABLED.load(Ordering::Relaxed) {
+            return;
+        }
         let Some(handles) = runtimes::all() else {
             return;
         };
@@ -118,17 +136,28 @@ mod imp {
     fn dump(handle: &Handle, end: Instant) -> Result<Traced, String> {
         let id = handle.id().to_string();
         {
-            let Ok(mut in_flight) = IN_FLIGHT.try_lock() else {
+            let Ok(mut dumps) = DUMPS.try_lock() else {
                 return Err(format!("runtime {id}: another capture is dumping it"));
             };
-            if let Some((_, since)) = in_flight.iter().find(|(known, _)| *known == id) {
-                return Err(format!(
-                    "runtime {id}: a dump of it started {:.0} ms ago has not finished (a worker \
-                     is inside a poll)",
-                    since.elapsed().as_secs_f64() * 1e3
-                ));
+            match dumps.iter().position(|(known, _, _)| *known == id) {
+                Some(index) => match dumps[index] {
+                    (_, started, None) => {
+                        return Err(format!(
+                            "runtime {id}: a dump of it started {:.0} ms ago has not finished \
+                             (a worker is inside a poll)",
+                            started.elapsed().as_secs_f64() * 1e3
+                        ))
+                    }
+                    (_, _, Some(ended)) if ended.elapsed() < MIN_INTERVAL => {
+                        return Err(format!(
+                            "runtime {id}: dumped {:.0} ms ago, and at most once a second",
+                            ended.elapsed().as_secs_f64() * 1e3
+                        ))
+                    }
+                    _ => dumps[index] = (id.clone(), Instant::now(), None),
+                },
+                None => dumps.push((id.clone(), Instant::now(), None)),
             }
-            in_flight.push((id.clone(), Instant::now()));
         }
         let (send, receive) = mpsc::channel();
         let handle = handle.clone();
@@ -143,10 +172,10 @@ mod imp {
                     .map(|task| (id_u64(task.id()), addresses(task.trace())))
                     .collect();
                 let _ = send.send(tasks);
-                forget_in_flight(&thread_id);
+                dump_ended(&thread_id);
             });
         if let Err(e) = spawned {
-            forget_in_flight(&id);
+            dump_ended(&id);
             return Err(format!("runtime {id}: no dump thread: {e}"));
         }
         let wait = end.saturating_duration_since(Instant::now());
@@ -159,12 +188,16 @@ mod imp {
         })
     }
 
-    fn forget_in_flight(id: &str) {
+    fn dump_ended(id: &str) {
         // A dump thread that ends while a capture holds the list (microseconds)
         // retries; it never waits on anything else.
         loop {
-            if let Ok(mut in_flight) = IN_FLIGHT.try_lock() {
-                in_flight.retain(|(known, _)| known != id);
+            if let Ok(mut dumps) = DUMPS.try_lock() {
+                for (known, _, ended) in dumps.iter_mut() {
+                    if known == id {
+                        *ended = Some(Instant::now());
+                    }
+                }
                 return;
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -340,4 +373,6 @@ mod imp {
     }
 
     pub(in super::super) fn set_deadline(_deadline: Duration) {}
+
+    pub(in super::super) fn set_enabled(_on: bool) {}
 }
