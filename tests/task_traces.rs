@@ -249,3 +249,37 @@ fn a_traced_instrumented_task_keeps_its_arguments() {
     drop(runtime);
     let _ = std::io::stderr().flush();
 }
+
+/// Tokio's dump of a runtime with many runnable tasks queued never ends
+/// and stops every worker (its `steal_all` spins once more than about 128
+/// are queued): webstack does not dump such a runtime, and it keeps
+/// running.
+#[test]
+fn a_busy_runtime_is_not_dumped_and_keeps_running() {
+    let _turn = turn();
+    let _watchdog = watchdog("a_busy_runtime_is_not_dumped_and_keeps_running", LIMIT);
+    let runtime = runtime();
+    let polls = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    for _ in 0..1000 {
+        let polls = polls.clone();
+        runtime.spawn(async move {
+            loop {
+                polls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let snapshot = capture();
+    let note = snapshot.task_traces.clone().unwrap_or_default();
+    assert!(
+        note.contains("not dumped") && note.contains("tasks are queued"),
+        "{note}"
+    );
+    // The workers still run the tasks.
+    let before = polls.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(wait_until(Duration::from_secs(10), || {
+        polls.load(std::sync::atomic::Ordering::Relaxed) > before + 1000
+    }));
+    runtime.shutdown_timeout(Duration::from_secs(5));
+}

@@ -12,7 +12,10 @@
 //! and says which thread was polling what; the dump thread is left to
 //! finish when the worker comes back, and no other dump of that runtime
 //! starts meanwhile, nor within a second of the last one's end (tokio's
-//! dumps back to back were seen never to finish). The backtraces' instruction pointers are symbolised
+//! dumps back to back were seen never to finish), nor while more than 32
+//! tasks are queued on its workers (tokio's dump then loops forever with
+//! every worker stopped: see `MAX_QUEUED`). The backtraces'
+//! instruction pointers are symbolised
 //! here, with webstack's own symboliser (inlined `async fn` bodies
 //! included), and merged into the task's routine as native frames are into
 //! a thread's: an instrumented frame keeps its typed arguments and takes the
@@ -79,6 +82,16 @@ mod imp {
     /// to back never finished its second dump).
     const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
+    /// The most tasks queued on a runtime's workers for it to be dumped.
+    /// Tokio's dump gathers every worker's run queue into one queue of 256
+    /// (`Shared::steal_all`) and loops until the others are empty: with
+    /// more than about 128 runnable tasks queued the loop never ends, and
+    /// every worker of the runtime stays stopped (seen: a dump right after
+    /// a dump, whose traced tasks tokio had all woken). Below this bound the
+    /// workers, which stop taking new tasks to join the dump, can hardly
+    /// queue that many meanwhile.
+    const MAX_QUEUED: usize = 32;
+
     /// What one task's trace gave: its tokio id and the instruction pointers of
     /// one of its backtraces (see [`addresses`]), innermost first.
     type Traced = Vec<(u64, Vec<usize>)>;
@@ -135,6 +148,16 @@ mod imp {
     /// Dumps one runtime on the dump thread, waiting until `end` at most.
     fn dump(handle: &Handle, end: Instant) -> Result<Traced, String> {
         let id = handle.id().to_string();
+        let metrics = handle.metrics();
+        let queued: usize = (0..metrics.num_workers())
+            .map(|worker| metrics.worker_local_queue_depth(worker))
+            .sum();
+        if queued > MAX_QUEUED {
+            return Err(format!(
+                "runtime {id}: not dumped, {queued} tasks are queued on its workers (tokio's \
+                 dump can stop a busy runtime's workers for good)"
+            ));
+        }
         {
             let Ok(mut dumps) = DUMPS.try_lock() else {
                 return Err(format!("runtime {id}: another capture is dumping it"));
