@@ -160,11 +160,6 @@ pub(crate) fn untracked() -> usize {
 /// other's, all sequentially consistent: at least one of the two sees the
 /// other, and whoever takes the tombstone back ends the task.
 fn on_spawn(meta: &TaskMeta<'_>) {
-    #[cfg(all(
-        feature = "taskdump",
-        target_os = "linux",
-        any(target_arch = "x86_64", target_arch = "aarch64")
-    ))]
     runtimes::remember_current();
     let id = id_u64(meta.id());
     let mut claimed = None;
@@ -270,12 +265,8 @@ fn take_untracked(home: &Slot) -> bool {
 
 fn before_poll(meta: &TaskMeta<'_>) {
     // A runtime whose tasks are all spawned from outside it (a
-    // `Runtime::spawn` on another thread) is remembered by its workers.
-    #[cfg(all(
-        feature = "taskdump",
-        target_os = "linux",
-        any(target_arch = "x86_64", target_arch = "aarch64")
-    ))]
+    // `Runtime::spawn` on another thread) is remembered by its workers. A
+    // thread-local check per poll, and only with the feature.
     runtimes::remember_current();
     if let Some(slot) = find(id_u64(meta.id())) {
         slot.running_on
@@ -428,4 +419,15 @@ pub(crate) mod runtimes {
     pub(crate) fn all() -> Option<Vec<Handle>> {
         RUNTIMES.try_lock().ok().map(|list| list.clone())
     }
+}
+
+/// Without task traces nothing is remembered.
+#[cfg(not(all(
+    feature = "taskdump",
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+mod runtimes {
+    #[inline(always)]
+    pub(super) fn remember_current() {}
 }
