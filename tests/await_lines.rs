@@ -51,11 +51,7 @@ fn idle_task(name: &str, root: impl Future<Output = ()>) -> Routine {
     let mut root = Box::pin(root);
     assert!(poll_once(root.as_mut()).is_pending());
     let snapshot = shadow_snapshot();
-    let found: Vec<&Routine> = snapshot
-        .routines
-        .iter()
-        .filter(|r| r.name == name)
-        .collect();
+    let found: Vec<Routine> = snapshot.routines().filter(|r| r.name == name).collect();
     assert_eq!(found.len(), 1, "one task named {name}");
     let routine = found[0].clone();
     drop(root);
@@ -110,8 +106,8 @@ fn two_tasks_parked_at_different_awaits_of_one_function_are_two_buckets_at_every
     assert!(poll_once(first.as_mut()).is_pending());
     assert!(poll_once(second.as_mut()).is_pending());
     let mut snapshot = shadow_snapshot();
-    snapshot.routines.retain(|r| r.name == "park_somewhere");
-    assert_eq!(snapshot.routines.len(), 2);
+    snapshot.retain(|r| r.name == "park_somewhere");
+    assert_eq!(snapshot.routines().len(), 2);
     for similarity in [
         Similarity::ExactFlags,
         Similarity::ExactLines,
@@ -158,18 +154,16 @@ fn each_frame_of_a_nested_chain_shows_its_own_await_line() {
         .unwrap();
     let _task = runtime.spawn(nested_outer(1));
     let idle_chain = |s: &Snapshot| {
-        s.routines
-            .iter()
+        s.routines()
             .any(|r| r.name == "nested_outer" && r.frames.len() == 2 && r.frames[0].awaiting)
     };
     let snapshot = shadow_snapshot_until(Duration::from_secs(10), idle_chain);
     let task = snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| r.name == "nested_outer")
         .expect("the task is listed");
     assert_eq!(
-        lines(task)
+        lines(&task)
             .into_iter()
             .map(|(name, line, awaiting, _)| (name, line, awaiting))
             .collect::<Vec<_>>(),
@@ -260,9 +254,7 @@ fn text_html_and_json_say_the_frame_is_awaiting() {
     let mut root = Box::pin(shown_in_every_format(5));
     assert!(poll_once(root.as_mut()).is_pending());
     let mut snapshot = shadow_snapshot();
-    snapshot
-        .routines
-        .retain(|r| r.name == "shown_in_every_format");
+    snapshot.retain(|r| r.name == "shown_in_every_format");
     drop(root);
     let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
     let page = |format| render(&snapshot, &buckets, &View::default().format(format)).unwrap();

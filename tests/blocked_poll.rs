@@ -46,8 +46,7 @@ fn capture_while_blocked(path: u32, started: mpsc::Receiver<()>, release: mpsc::
         "path {path}: capture took {elapsed:?}"
     );
     let task = snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| r.name == "blocked_poll")
         .unwrap_or_else(|| panic!("path {path}: the blocked task is not in the snapshot"));
     assert_eq!(task.state.as_str(), "running", "path {path}");

@@ -213,7 +213,12 @@ fn location_kind_state_and_creator_always_split() {
     let mut other_function = base();
     other_function.frames[0].function = "app::g".into();
     let mut deeper = base();
-    deeper.frames.push(frame("app::caller", 30, vec![]));
+    deeper.frames = deeper
+        .frames
+        .iter()
+        .cloned()
+        .chain([frame("app::caller", 30, vec![])])
+        .collect();
     let mut running = base();
     running.state = webstack::State::Running;
     let mut no_creator = base();
@@ -293,7 +298,14 @@ fn order_serving_thread_then_size_then_stack_then_id() {
     let order: Vec<(usize, Kind, &str, u64)> = buckets
         .buckets
         .iter()
-        .map(|b| (b.count, b.kind, &*b.frames[0].function, b.members[0].id))
+        .map(|b| {
+            (
+                b.count,
+                b.kind,
+                &*b.frames[0].function,
+                b.members.first().unwrap().id,
+            )
+        })
         .collect();
     assert_eq!(
         order,
@@ -405,8 +417,8 @@ fn aggregation_is_deterministic() {
     let snap = snapshot(routines);
     for s in Similarity::ALL {
         let once = text(&snap, s);
-        let mut reversed = snap.clone();
-        reversed.routines.reverse();
+        let mut reversed = snapshot(snap.routines().rev().collect());
+        reversed.captured_by_tid = snap.captured_by_tid;
         let twice = text(&reversed, s);
         assert_eq!(once, twice, "{s}");
     }
@@ -569,7 +581,7 @@ fn real_tasks() {
             .collect()
     };
     let snap = shadow_snapshot_until(Duration::from_secs(10), |snap| {
-        let idle = snap.routines.iter();
+        let idle = snap.routines();
         idle.filter(|r| r.name == "bs-conn" && r.frames.len() == 2)
             .count()
             == 4
@@ -577,8 +589,7 @@ fn real_tasks() {
     let file = file!();
     // Each task's tokio id, in the order of its webstack id.
     let tokio_ids: std::collections::HashMap<String, String> = snap
-        .routines
-        .iter()
+        .routines()
         .filter(|r| r.name == "bs-conn")
         .map(|r| (r.id.to_string(), r.tokio_id.unwrap().to_string()))
         .collect();
@@ -594,8 +605,7 @@ fn real_tasks() {
         )
     };
     let ids: Vec<u64> = snap
-        .routines
-        .iter()
+        .routines()
         .filter(|r| r.name == "bs-conn")
         .map(|r| r.id)
         .collect();
@@ -670,7 +680,7 @@ fn by_value_arguments_get_no_address_and_shared_objects_a_label() {
         rt.spawn(bs_transfer(BsPath(i, i + 1), account, ledger.clone(), rx));
     }
     let snap = shadow_snapshot_until(Duration::from_secs(10), |snap| {
-        let idle = snap.routines.iter();
+        let idle = snap.routines();
         idle.filter(|r| r.name == "bs_transfer" && r.state == webstack::State::Idle)
             .count()
             == 3

@@ -17,8 +17,7 @@ fn my_frame() -> Vec<String> {
     let name = format!("{tid:?}");
     let snapshot = shadow_snapshot();
     let me = snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| r.name == name || r.name == std::thread::current().name().unwrap_or("-"))
         .expect("this thread is registered");
     me.frames[0]
@@ -309,7 +308,7 @@ impl Server {
     fn handle(&self, request: u32) -> (String, Vec<String>) {
         let snapshot = shadow_snapshot();
         let name = format!("{:?}", std::thread::current().id());
-        let me = snapshot.routines.iter().find(|r| r.name == name).unwrap();
+        let me = snapshot.routines().find(|r| r.name == name).unwrap();
         (me.frames[0].function.to_string(), my_frame())
     }
 }

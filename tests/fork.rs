@@ -162,8 +162,7 @@ fn say(line: &str) {
 
 fn describe(snapshot: &Snapshot) -> String {
     snapshot
-        .routines
-        .iter()
+        .routines()
         .map(|r| {
             format!(
                 "{:?} {} {} {:?} tid={:?} running_on={:?}",
@@ -179,8 +178,7 @@ fn only_this_thread(snapshot: &Snapshot) -> bool {
     // SAFETY: `getpid` has no preconditions.
     let pid = i64::from(unsafe { libc::getpid() });
     let threads: Vec<_> = snapshot
-        .routines
-        .iter()
+        .routines()
         .filter(|r| r.kind == Kind::Thread)
         .collect();
     threads.len() == 1 && threads[0].tid == Some(pid)
@@ -193,13 +191,11 @@ fn child_checks() -> i32 {
         return WRONG_THREADS_SHADOW;
     }
     let me = shadow
-        .routines
-        .iter()
+        .routines()
         .find(|r| r.kind == Kind::Thread)
         .map(|r| r.id);
     let foreign = shadow
-        .routines
-        .iter()
+        .routines()
         .any(|r| r.kind == Kind::Task && r.state != State::Idle && r.running_on != me);
     if foreign {
         say(&format!("tasks running elsewhere: {}", describe(&shadow)));

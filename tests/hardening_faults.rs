@@ -293,7 +293,7 @@ fn a_panic_in_the_capture_path_answers_500_and_the_server_recovers() {
     assert_eq!(response.status, 200);
     assert!(check_json(response.text()).unwrap().has_thread(name));
     let snapshot = Snapshot::capture(&Options::default().augment(false));
-    let thread = snapshot.routines.iter().find(|r| r.name == name).unwrap();
+    let thread = snapshot.routines().find(|r| r.name == name).unwrap();
     assert_eq!(
         thread.frames[0].function,
         "hardening_faults::faults_long_lived"
@@ -339,8 +339,7 @@ fn my_frames() -> Vec<String> {
     let me = std::thread::current().name().unwrap().to_owned();
     let snapshot = Snapshot::capture(&Options::default().augment(false));
     let routine = snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| r.name == me)
         .unwrap_or_else(|| panic!("{me} is registered"));
     routine

@@ -94,8 +94,7 @@ fn wait_until_parked(threads: usize) {
     for _ in 0..500 {
         let snapshot = Snapshot::capture(&Options::default().augment(false));
         let parked = snapshot
-            .routines
-            .iter()
+            .routines()
             .filter(|r| {
                 r.frames
                     .first()

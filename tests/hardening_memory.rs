@@ -142,7 +142,7 @@ fn measure(format: Format, similarity: Similarity, augment: bool) -> Measure {
         augment,
         peak,
         output: page.len(),
-        captured: snapshot.routines.len(),
+        captured: snapshot.routines().len(),
         left_out: snapshot.left_out.threads + snapshot.left_out.tasks,
         millis,
         phases,

@@ -26,15 +26,13 @@ fn a_full_budget_leaves_routines_out_and_counts_them() {
     assert_eq!(full.left_out.tasks + full.left_out.threads, 0);
     assert!(full.tasks() >= TASKS);
     let ours = |s: &Snapshot| {
-        s.routines
-            .iter()
+        s.routines()
             .filter(|r| r.kind == Kind::Task && r.name == "level")
             .count()
     };
     assert_eq!(ours(&full), TASKS);
     assert!(full
-        .routines
-        .iter()
+        .routines()
         .filter(|r| r.name == "level")
         .all(|r| r.frames.len() == 5));
 

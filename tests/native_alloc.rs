@@ -98,8 +98,7 @@ fn wait_on(gate: &Gate) {
 fn spinner_shows_its_loop(spinner_tid: i64, whole_stack: bool) -> Result<(), String> {
     let snapshot = Snapshot::capture(&Options::default().augment(true));
     let frames = &snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| r.tid == Some(spinner_tid))
         .expect("the spinning thread")
         .frames;

@@ -67,8 +67,7 @@ fn main() {
     assert_eq!(webstack::__test_hooks::native::handler_runs(), 0);
     // Shadow stacks are still there, and kernel states from /proc.
     let me = snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| {
             r.frames
                 .iter()
@@ -102,8 +101,7 @@ fn main() {
     assert!(webstack::__test_hooks::native::handler_runs() > 0);
     assert_eq!(APP_HANDLER_CALLS.load(Ordering::Relaxed), 0);
     let me = snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| {
             r.frames
                 .iter()

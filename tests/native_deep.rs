@@ -36,10 +36,9 @@ fn deep_entry(gate: &Gate, reached: &AtomicBool) -> u64 {
     descend(90, gate, reached)
 }
 
-fn routine(snapshot: &Snapshot, tid: i64) -> &Routine {
+fn routine(snapshot: &Snapshot, tid: i64) -> Routine {
     snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| r.tid == Some(tid))
         .expect("the deep thread is in the snapshot")
 }

@@ -146,8 +146,7 @@ fn captures_while_a_thread_registers_frames() {
             snapshot.native_error
         );
         let jit = snapshot
-            .routines
-            .iter()
+            .routines()
             .find(|r| r.tid == Some(jit_tid))
             .expect("the registering thread is in the snapshot");
         assert!(

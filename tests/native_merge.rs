@@ -70,8 +70,7 @@ fn capture_until(marker: &str) -> (Snapshot, Routine) {
     loop {
         let snapshot = Snapshot::capture(&Options::default().augment(true));
         let found = snapshot
-            .routines
-            .iter()
+            .routines()
             .filter(|r| r.kind == Kind::Thread)
             // The native stack and the kernel state are read moments apart:
             // wait until both show the thread asleep in the condvar.
@@ -82,8 +81,7 @@ fn capture_until(marker: &str) -> (Snapshot, Routine) {
                         .iter()
                         .any(|f| f.function.contains("Condvar") || f.function.contains("futex"))
                 })
-            })
-            .cloned();
+            });
         if let Some(routine) = found {
             return (snapshot, routine);
         }
@@ -91,8 +89,7 @@ fn capture_until(marker: &str) -> (Snapshot, Routine) {
             started.elapsed() < Duration::from_secs(10),
             "{marker} never showed blocked: {:#?}",
             snapshot
-                .routines
-                .iter()
+                .routines()
                 .map(|r| (r.name.to_string(), describe(&r.frames)))
                 .collect::<Vec<_>>()
         );
@@ -244,8 +241,7 @@ fn running_task_sits_inside_its_worker_thread() {
     assert!(runtime_frame.is_some(), "{text}");
 
     let task_routine = snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| r.id == task_id)
         .expect("the task is in the snapshot");
     assert_eq!(task_routine.kind, Kind::Task);
@@ -281,12 +277,10 @@ fn augment_off_takes_no_native_stacks() {
     let snapshot = Snapshot::capture(&Options::default().augment(false));
     assert!(!snapshot.augmented);
     assert!(snapshot
-        .routines
-        .iter()
-        .flat_map(|r| &r.frames)
+        .routines()
+        .flat_map(|r| r.frames.to_vec())
         .all(|f| f.instrumented && f.address.is_none() && f.source.is_none()));
     assert!(snapshot
-        .routines
-        .iter()
+        .routines()
         .all(|r| !matches!(r.state, State::Native(_))));
 }

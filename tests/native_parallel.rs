@@ -61,10 +61,9 @@ fn spawn_threads(release: &Arc<Gate>) -> (Vec<i64>, Vec<i64>, Vec<std::thread::J
 }
 
 /// The routine of the thread `tid` in `snapshot`; `what` names it if absent.
-fn thread<'a>(snapshot: &'a Snapshot, tid: i64, what: &str) -> &'a webstack::Routine {
+fn thread(snapshot: &Snapshot, tid: i64, what: &str) -> webstack::Routine {
     snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| r.tid == Some(tid))
         .unwrap_or_else(|| panic!("{what} {tid} is not in the snapshot"))
 }

@@ -87,8 +87,7 @@ fn capture_a_thread_near_its_guard_page(target: usize, alternate: Alternate) {
         let snapshot = Snapshot::capture(&Options::default().augment(true));
         assert!(snapshot.augmented, "{:?}", snapshot.native_error);
         let routine = snapshot
-            .routines
-            .iter()
+            .routines()
             .find(|r| r.tid == Some(tid))
             .expect("the small-stack thread is in the snapshot");
         let state = routine.state.as_str();

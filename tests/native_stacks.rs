@@ -37,18 +37,16 @@ fn gettid() -> i64 {
     unsafe { libc::gettid() as i64 }
 }
 
-fn thread_by_tid(snapshot: &Snapshot, tid: i64) -> &Routine {
+fn thread_by_tid(snapshot: &Snapshot, tid: i64) -> Routine {
     snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| r.tid == Some(tid))
         .unwrap_or_else(|| panic!("no routine for tid {tid} in {:#?}", names(snapshot)))
 }
 
 fn names(snapshot: &Snapshot) -> Vec<(Option<i64>, String, String)> {
     snapshot
-        .routines
-        .iter()
+        .routines()
         .map(|r| (r.tid, r.name.to_string(), r.state.as_str().to_owned()))
         .collect()
 }
@@ -363,7 +361,7 @@ fn threads_exiting_during_captures_are_left_out() {
     let mut seen = 0;
     for _ in 0..100 {
         let snapshot = capture();
-        for routine in snapshot.routines.iter().filter(|r| r.name == "short-lived") {
+        for routine in snapshot.routines().filter(|r| r.name == "short-lived") {
             // A thread that exited after it was listed is left out, never
             // reported as timed out. One still starting may block all
             // signals (glibc does until the thread runs): no answer, at once.
@@ -409,8 +407,7 @@ fn thousand_snapshots_while_threads_come_and_go() {
         let snapshot = capture();
         assert!(snapshot.augmented);
         if snapshot
-            .routines
-            .iter()
+            .routines()
             .any(|r| whole(&r.frames, &IN_CONDVAR).is_ok())
         {
             with_native += 1;

@@ -240,16 +240,15 @@ fn owned(frames: &[(&str, &str, i64)]) -> Vec<(String, String, i64)> {
 
 /// The sample program of the render tests, grouped as the goroutine route
 /// groups it.
-fn sample_profile(queue: &u8) -> (Snapshot, Buckets) {
-    let snapshot = sample(queue);
-    let buckets = Buckets::aggregate(&snapshot, Similarity::AnyValue);
-    (snapshot, buckets)
+fn sample_profile(snapshot: &Snapshot) -> Buckets<'_> {
+    Buckets::aggregate(snapshot, Similarity::AnyValue)
 }
 
 #[test]
 fn the_profile_round_trips_through_prost() {
     let queue = 0u8;
-    let (snapshot, buckets) = sample_profile(&queue);
+    let snapshot = sample(&queue);
+    let buckets = sample_profile(&snapshot);
     let body = pprof::encode(&snapshot, &buckets);
     let profile = decode(&body);
     // Every field webstack wrote was read: encoded again, it is the same.
@@ -273,7 +272,7 @@ fn the_profile_round_trips_through_prost() {
     // One sample per bucket, counts adding up to the routines.
     assert_eq!(profile.sample.len(), buckets.buckets.len());
     let total: i64 = profile.sample.iter().map(|s| s.value[0]).sum();
-    assert_eq!(total, snapshot.routines.len() as i64);
+    assert_eq!(total, snapshot.routines().len() as i64);
 
     let registry = "/home/u/.cargo/registry/src";
     let expected: Vec<Readable> = vec![
@@ -453,7 +452,8 @@ fn go_pprof(go: &PathBuf, flag: &str, body: &[u8], name: &str) -> String {
 fn go_tool_pprof_reads_the_profile() {
     let Some(go) = go() else { return };
     let queue = 0u8;
-    let (snapshot, buckets) = sample_profile(&queue);
+    let snapshot = sample(&queue);
+    let buckets = sample_profile(&snapshot);
     let body = pprof::encode(&snapshot, &buckets);
 
     let raw = go_pprof(&go, "-raw", &body, "raw");
@@ -528,9 +528,9 @@ fn a_served_profile_reads_in_go_tool_pprof() {
     // The parked worker's chain, as a snapshot of the model shows it.
     let shadow =
         support::snapshot::shadow_snapshot_until(std::time::Duration::from_secs(10), |s| {
-            s.routines.iter().any(|r| r.name == WORKER)
+            s.routines().any(|r| r.name == WORKER)
         });
-    let worker = shadow.routines.iter().find(|r| r.name == WORKER).unwrap();
+    let worker = shadow.routines().find(|r| r.name == WORKER).unwrap();
     let chain: Vec<(String, String, i64)> = worker
         .frames
         .iter()

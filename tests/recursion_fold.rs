@@ -83,16 +83,12 @@ impl Drop for Recursion {
 }
 
 fn depth_of(snapshot: &Snapshot, name: &str) -> usize {
-    snapshot
-        .routines
-        .iter()
-        .find(|r| r.name == name)
-        .map_or(0, |r| {
-            r.frames
-                .iter()
-                .filter(|f| f.instrumented && f.function.ends_with("::descend"))
-                .count()
-        })
+    snapshot.routines().find(|r| r.name == name).map_or(0, |r| {
+        r.frames
+            .iter()
+            .filter(|f| f.instrumented && f.function.ends_with("::descend"))
+            .count()
+    })
 }
 
 fn rendered(snapshot: &Snapshot, format: Format, fold: bool) -> String {
@@ -233,7 +229,7 @@ fn deep_recursion_folds_on_the_merged_stack() {
     let _serial = one_recursion_at_a_time();
     let _recursion = Recursion::start(MERGED);
     let ready = |s: &Snapshot| {
-        s.routines.iter().any(|r| {
+        s.routines().any(|r| {
             r.name == MERGED
                 && r.frames.iter().any(|f| f.function.contains("Condvar"))
                 && r.frames.iter().filter(|f| f.instrumented).count() == DEPTH as usize
@@ -253,8 +249,7 @@ fn deep_recursion_folds_on_the_merged_stack() {
     // recursion, and each level it keeps (all but the few frames of the
     // wait) is a native frame with the level's arguments merged in.
     let frames = &snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| r.name == MERGED)
         .expect("the recursion's thread")
         .frames;

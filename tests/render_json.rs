@@ -163,7 +163,7 @@ fn real_capture_is_consistent() {
         }
         members += ids.len();
     }
-    assert_eq!(members, snap.routines.len());
+    assert_eq!(members, snap.routines().len());
 
     let ours = buckets
         .iter()

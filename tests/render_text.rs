@@ -59,10 +59,11 @@ fn whole_dump() {
 #[test]
 fn unfolded_dump_shows_every_frame_with_short_paths() {
     let queue = 0u8;
-    let mut snap = model::sample(&queue);
+    let mut routines: Vec<_> = model::sample(&queue).routines().collect();
+    routines[0].frames[0].file = "/srv/app/src/app.rs".into();
+    routines[0].frames[2].file = "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.54.1/src/runtime/task/raw.rs".into();
+    let mut snap = model::snapshot(routines);
     snap.process = model::elsewhere();
-    snap.routines[0].frames[0].file = "/srv/app/src/app.rs".into();
-    snap.routines[0].frames[2].file = "/home/u/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/tokio-1.54.1/src/runtime/task/raw.rs".into();
     let buckets = Buckets::aggregate(&snap, Similarity::AnyValue);
     let mut text = Vec::new();
     render_to(
@@ -163,8 +164,7 @@ fn real_threads_dump() {
     let buckets = Buckets::aggregate(&snap, Similarity::AnyPointer);
     let text = render(&snap, &buckets, &View::default().format(Format::Text)).unwrap();
     let ids: Vec<String> = snap
-        .routines
-        .iter()
+        .routines()
         .filter(|r| r.name == "rt-holder")
         .map(|r| r.id.to_string())
         .collect();

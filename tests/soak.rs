@@ -69,8 +69,7 @@ fn soak_lane_body(lane: usize, depth: u32, fate: &str, check: bool) {
             let snapshot = Snapshot::capture(&Options::default().augment(false));
             if snapshot.left_out.threads == 0 {
                 let routine = snapshot
-                    .routines
-                    .iter()
+                    .routines()
                     .find(|r| r.name == me)
                     .unwrap_or_else(|| panic!("{me} is registered"));
                 let functions: Vec<&str> = routine.frames.iter().map(|f| &*f.function).collect();
@@ -100,8 +99,7 @@ fn deep_check(depth: u32, me: &str) -> u32 {
         let snapshot = Snapshot::capture(&Options::default().augment(false));
         if snapshot.left_out.threads == 0 {
             let routine = snapshot
-                .routines
-                .iter()
+                .routines()
                 .find(|r| r.name == me)
                 .unwrap_or_else(|| panic!("{me} is registered"));
             assert_eq!(routine.frames.len(), total.min(webstack::MAX_DEPTH), "{me}");
@@ -521,8 +519,7 @@ fn soak() {
     // Everything that ended has left the registry.
     let after = Snapshot::capture(&Options::default().augment(false));
     let leftovers: Vec<String> = after
-        .routines
-        .iter()
+        .routines()
         .filter(|r| {
             r.name.starts_with("soak") || r.frames.iter().any(|f| f.function.starts_with("soak::"))
         })

@@ -29,10 +29,9 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Tasks created at `file:line` of this file.
-fn created_at(snapshot: &Snapshot, line: u32) -> Vec<&Routine> {
+fn created_at(snapshot: &Snapshot, line: u32) -> Vec<Routine> {
     snapshot
-        .routines
-        .iter()
+        .routines()
         .filter(|r| {
             r.kind == Kind::Task
                 && r.created_by
@@ -66,7 +65,7 @@ fn a_task_without_instrumented_frames_is_listed_with_its_creator() {
     });
     let tasks = created_at(&snapshot, line);
     assert_eq!(tasks.len(), 1, "{snapshot:#?}");
-    let task = tasks[0];
+    let task = &tasks[0];
     assert_eq!(
         describe(task),
         "Task \"\" idle created_by=spawn_wrappers::accept at spawn_wrappers.rs:LINE\n"
@@ -119,21 +118,20 @@ fn a_spawned_instrumented_async_fn_shows_once_with_its_creator() {
     let rt = runtime();
     let (tx, rx) = oneshot::channel();
     let (handle, line) = rt.block_on(async { dispatch(7, rx) });
-    let shows_worker = |r: &&Routine| {
+    let shows_worker = |r: &Routine| {
         r.frames
             .iter()
             .any(|f| f.function == "spawn_wrappers::worker")
     };
     let snapshot = shadow_snapshot_until(Duration::from_secs(5), |s| {
-        s.routines
-            .iter()
+        s.routines()
             .filter(shows_worker)
             .any(|r| r.state == State::Idle)
     });
-    let tasks: Vec<&Routine> = snapshot.routines.iter().filter(shows_worker).collect();
+    let tasks: Vec<Routine> = snapshot.routines().filter(shows_worker).collect();
     assert_eq!(tasks.len(), 1, "{snapshot:#?}");
     assert_eq!(
-        describe(tasks[0]),
+        describe(&tasks[0]),
         "Task \"worker\" idle created_by=spawn_wrappers::dispatch at spawn_wrappers.rs:LINE\n\
          \x20 spawn_wrappers::worker(job: u32 = 7) spawn_wrappers.rs:LINE\n"
     );
@@ -152,17 +150,15 @@ fn a_builder_names_the_task() {
         .spawn_on(async move { rx.await.is_ok() }, rt.handle())
         .unwrap();
     let snapshot = shadow_snapshot_until(Duration::from_secs(5), |s| {
-        s.routines
-            .iter()
+        s.routines()
             .any(|r| r.name == "connection-worker" && r.polls == Some(1))
     });
     let task = snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| r.name == "connection-worker")
         .unwrap_or_else(|| panic!("{snapshot:#?}"));
     assert_eq!(
-        describe(task),
+        describe(&task),
         "Task \"connection-worker\" idle created_by=<uninstrumented> at spawn_wrappers.rs:LINE\n"
     );
     tx.send(()).unwrap();
@@ -199,15 +195,14 @@ fn a_blocking_closure_shows_as_a_task_running_on_its_pool_thread() {
     let snapshot = shadow_snapshot_until(Duration::from_secs(5), |_| true);
     let tasks = created_at(&snapshot, line);
     assert_eq!(tasks.len(), 1, "{snapshot:#?}");
-    let task = tasks[0];
+    let task = &tasks[0];
     assert_eq!(task.state, State::Running);
     assert_eq!(
         task.created_by.map(|c| c.function),
         Some("spawn_wrappers::start_crunch")
     );
     let thread = snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| Some(r.id) == task.running_on)
         .expect("the pool thread running the closure is listed");
     assert_eq!(thread.kind, Kind::Thread);
@@ -274,7 +269,7 @@ fn tasks_group_by_spawn_site_and_state() {
             .filter(|r| r.polls == Some(1))
             .count()
             == 5
-            && matches!(created_at(s, busy_line)[..], [r] if r.state == State::Running)
+            && matches!(&created_at(s, busy_line)[..], [r] if r.state == State::Running)
     });
     let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
     let mut seen: Vec<(usize, String, u32)> = buckets

@@ -48,9 +48,8 @@ fn park(threads: usize) -> Vec<mpsc::Sender<()>> {
 /// Frames of `snapshot` resolved to a Rust source file and line.
 fn with_file_and_line(snapshot: &Snapshot) -> usize {
     snapshot
-        .routines
-        .iter()
-        .flat_map(|r| &r.frames)
+        .routines()
+        .flat_map(|r| r.frames.to_vec())
         .filter(|f| f.file.ends_with(".rs") && f.line > 0)
         .count()
 }
@@ -77,7 +76,7 @@ fn the_first_augmented_snapshot_adds_at_most_the_budget_of_anonymous_memory() {
             let snapshot = Snapshot::capture(&options);
             let after = anonymous_kib();
             assert!(snapshot.augmented, "{:?}", snapshot.native_error);
-            let frames: usize = snapshot.routines.iter().map(|r| r.frames.len()).sum();
+            let frames: usize = snapshot.routines().map(|r| r.frames.len()).sum();
             let named = with_file_and_line(&snapshot);
             println!(
                 "anonymous {before} KiB -> {after} KiB (+{} KiB), {frames} frames, {named} with file and line",
@@ -295,8 +294,7 @@ fn a_thread_blocked_in_libc_shows_its_file_and_line() {
             let snapshot = Snapshot::capture(&Options::default().augment(true));
             assert!(snapshot.augmented, "{:?}", snapshot.native_error);
             let thread = snapshot
-                .routines
-                .iter()
+                .routines()
                 .find(|r| r.tid == Some(tid))
                 .expect("the blocked thread");
             let frames: String = thread

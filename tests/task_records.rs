@@ -124,7 +124,7 @@ fn a_reused_record_shows_only_the_new_task() {
              \x20 task_records::record_shallow(seed: u64 = 9, wait: u32 = 4294967295) \
              task_records.rs:LINE [task root]\n"
         );
-        let shallow_task = routines(&snapshot, |n| n == "record_shallow")[0];
+        let shallow_task = routines(&snapshot, |n| n == "record_shallow").remove(0);
         assert_eq!(shallow_task.polls, Some(1));
         assert_ne!(shallow_task.id, first_id);
         assert!(

@@ -127,20 +127,19 @@ fn every_connection_task_shows_the_line_it_waits_at() {
     let snapshot = capture();
     let note = snapshot.task_traces.clone().unwrap_or_default();
     assert!(note.starts_with("task traces: "), "{note}");
-    let tasks: Vec<&Routine> = snapshot
-        .routines
-        .iter()
+    let tasks: Vec<Routine> = snapshot
+        .routines()
         .filter(|r| r.kind == Kind::Task && r.state != State::Running)
         .collect();
-    let reading: Vec<&&Routine> = tasks
+    let reading: Vec<&Routine> = tasks
         .iter()
         .filter(|r| waits_at(r, "read_frame", server::READ_LINE))
         .collect();
-    let selecting: Vec<&&Routine> = tasks
+    let selecting: Vec<&Routine> = tasks
         .iter()
         .filter(|r| waits_at(r, "subscriber", server::SELECT_LINE))
         .collect();
-    let all: Vec<String> = tasks.iter().map(|r| frames_of(r)).collect();
+    let all: Vec<String> = tasks.iter().map(frames_of).collect();
     assert_eq!(reading.len(), readers, "{note}\n{}", all.join("\n--\n"));
     assert_eq!(
         selecting.len(),
@@ -224,8 +223,7 @@ fn a_traced_instrumented_task_keeps_its_arguments() {
     std::thread::sleep(Duration::from_millis(100));
     let snapshot = capture();
     let task = snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| {
             r.kind == Kind::Task
                 && r.frames
@@ -238,13 +236,18 @@ fn a_traced_instrumented_task_keeps_its_arguments() {
         .iter()
         .find(|f| f.function.ends_with("instrumented_wait"))
         .unwrap();
-    assert_eq!(frame.args[0].value.to_string(), "42", "{}", frames_of(task));
+    assert_eq!(
+        frame.args[0].value.to_string(),
+        "42",
+        "{}",
+        frames_of(&task)
+    );
     assert!(
         frame.address.is_some(),
         "merged with the trace: {}",
-        frames_of(task)
+        frames_of(&task)
     );
-    assert_eq!(task.polls, Some(1), "{}", frames_of(task));
+    assert_eq!(task.polls, Some(1), "{}", frames_of(&task));
     let _ = tx.send(());
     drop(runtime);
     let _ = std::io::stderr().flush();

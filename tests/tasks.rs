@@ -75,7 +75,7 @@ fn idle_tasks_show_their_await_chain() {
          \x20 tasks::handle(conn: u32 = 2, peer: &'static str = \"10.0.0.1\") tasks.rs:LINE\n\
          \x20 tasks::connection(conn: u32 = 2) tasks.rs:LINE [task root]\n"
     );
-    let task = routines(&snapshot, |n| n == "connection")[0];
+    let task = routines(&snapshot, |n| n == "connection").remove(0);
     assert_eq!(task.polls, Some(1));
     assert!(task.waiting.is_some());
     for tx in senders {
@@ -112,16 +112,15 @@ fn running_task_appears_on_its_worker_thread() {
     let handle = rt.spawn(busy_task(42, inside.clone(), release.clone()));
     inside.wait();
     let snapshot = shadow_snapshot();
-    let task = routines(&snapshot, |n| n == "busy_task")[0];
+    let task = routines(&snapshot, |n| n == "busy_task").remove(0);
     assert_eq!(task.state.as_str(), "running");
     let worker = snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| r.kind == webstack::Kind::Thread && r.id == task.running_on.unwrap())
         .expect("worker thread registered");
     assert_eq!(worker.name, "task-worker");
     assert_eq!(
-        describe(worker),
+        describe(&worker),
         "Thread \"task-worker\" alive\n  tasks::busy_task(job: u32 = 42) tasks.rs:LINE [task root]\n"
     );
     assert_eq!(worker.frames[0].task, Some(task.id));
@@ -277,12 +276,12 @@ fn a_root_moved_between_threads_keeps_working() {
     .join()
     .unwrap();
     let snapshot = shadow_snapshot();
-    let task = snapshot.routines.iter().find(|r| r.id == id).unwrap();
+    let task = snapshot.routines().find(|r| r.id == id).unwrap();
     assert_eq!(task.polls, Some(2));
     tx.send(1).unwrap();
     assert_eq!(futures::executor::block_on(fut), 10);
-    assert!(snapshot.routines.iter().any(|r| r.id == id));
-    assert!(shadow_snapshot().routines.iter().all(|r| r.id != id));
+    assert!(snapshot.routines().any(|r| r.id == id));
+    assert!(shadow_snapshot().routines().all(|r| r.id != id));
 }
 
 #[webstack::instrument]

@@ -84,7 +84,7 @@ fn blocked_workers_show_nested_frames_and_creator() {
         .collect();
     assert_eq!(addresses, vec![Arc::as_ptr(&queue) as u64; 2]);
     // The creator line is the `spawn` call inside `start_pool`.
-    let pool = routines(&snapshot, |n| n == "pool-0")[0];
+    let pool = routines(&snapshot, |n| n == "pool-0").remove(0);
     let created = pool.created_by.unwrap();
     assert!(created.file.ends_with("threads.rs"));
     assert_eq!(
@@ -133,7 +133,7 @@ fn deep_recursion_is_bounded_and_counts_elided_frames() {
     };
     barrier.wait();
     let snapshot = shadow_snapshot();
-    let deep = routines(&snapshot, |n| n == "deep")[0];
+    let deep = routines(&snapshot, |n| n == "deep").remove(0);
     assert_eq!(deep.frames.len(), webstack::MAX_DEPTH);
     assert_eq!(deep.elided, 300 - webstack::MAX_DEPTH);
     // Frames are innermost first; the outermost kept frame is the first call.
@@ -249,9 +249,8 @@ pub struct Opaque {
 fn hold_twice_borrowed(item: &&Opaque, again: &mut &Opaque, deep: &&&Opaque) -> Vec<u64> {
     let snapshot = shadow_snapshot();
     let frame = snapshot
-        .routines
-        .iter()
-        .flat_map(|r| &r.frames)
+        .routines()
+        .flat_map(|r| r.frames.to_vec())
         .find(|f| f.function.ends_with("hold_twice_borrowed"))
         .expect("the call's own frame is in the snapshot");
     frame

@@ -44,10 +44,9 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn created_at(snapshot: &Snapshot, line: u32) -> Vec<&Routine> {
+fn created_at(snapshot: &Snapshot, line: u32) -> Vec<Routine> {
     snapshot
-        .routines
-        .iter()
+        .routines()
         .filter(|r| {
             r.kind == Kind::Task
                 && r.created_by
@@ -75,7 +74,7 @@ fn a_task_spawned_inside_a_library_is_listed() {
     });
     let tasks = created_at(&snapshot, line);
     assert_eq!(tasks.len(), 1, "{snapshot:#?}");
-    let task = tasks[0];
+    let task = &tasks[0];
     assert_eq!(
         describe(task),
         "Task \"\" idle created_by=tokio_hooks::app_start at tokio_hooks.rs:LINE\n"
@@ -122,19 +121,17 @@ fn a_hooked_task_running_instrumented_frames_shows_once() {
     let handle = rt.spawn(served(3, rx));
     let id: u64 = handle.id().to_string().parse().unwrap();
     let snapshot = shadow_snapshot_until(Duration::from_secs(5), |s| {
-        s.routines
-            .iter()
+        s.routines()
             .any(|r| r.tokio_id == Some(id) && !r.frames.is_empty() && r.state.as_str() == "idle")
     });
-    let tasks: Vec<&Routine> = snapshot
-        .routines
-        .iter()
+    let tasks: Vec<Routine> = snapshot
+        .routines()
         .filter(|r| r.tokio_id == Some(id))
         .collect();
     assert_eq!(tasks.len(), 1, "{snapshot:#?}");
     // The frames of the instrumented root, the spawn site from the hooks.
     assert_eq!(
-        describe(tasks[0]),
+        describe(&tasks[0]),
         "Task \"served\" idle created_by=<uninstrumented> at tokio_hooks.rs:LINE\n\
          \x20 tokio_hooks::served(conn: u32 = 3) tokio_hooks.rs:LINE [task root]\n"
     );
@@ -167,15 +164,13 @@ fn a_hooked_task_blocked_in_its_poll_is_running_on_its_worker() {
     release.open();
     rt.block_on(handle).unwrap();
     let task = snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| r.tokio_id == Some(id))
         .unwrap_or_else(|| panic!("{snapshot:#?}"));
     assert_eq!(task.state, State::Running);
     assert_eq!(task.polls, Some(0));
     let worker = snapshot
-        .routines
-        .iter()
+        .routines()
         .find(|r| Some(r.id) == task.running_on)
         .expect("the worker is registered");
     assert_eq!(worker.name, "hooked-worker");
@@ -231,9 +226,8 @@ fn a_task_spawned_after_shutdown_is_not_listed() {
     let task = handle.spawn(async {});
     let id = tokio_id(&task);
     let snapshot = shadow_snapshot();
-    let listed: Vec<&Routine> = snapshot
-        .routines
-        .iter()
+    let listed: Vec<Routine> = snapshot
+        .routines()
         .filter(|r| r.tokio_id == Some(id))
         .collect();
     assert!(listed.is_empty(), "{listed:#?}");
@@ -279,9 +273,8 @@ fn tasks_spawned_while_the_runtime_shuts_down_leave_nothing_behind() {
         }
     }
     let snapshot = shadow_snapshot();
-    let listed: Vec<&Routine> = snapshot
-        .routines
-        .iter()
+    let listed: Vec<Routine> = snapshot
+        .routines()
         .filter(|r| r.tokio_id.is_some_and(|id| ids.contains(&id)))
         .collect();
     let held = ids

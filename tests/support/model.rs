@@ -32,7 +32,7 @@ pub fn task(id: u64, name: &'static str, waited: Duration, frames: Vec<Frame>) -
     task.age = waited + Duration::from_secs(1);
     task.waiting = Some(waited);
     task.polls = Some(1);
-    task.frames = frames;
+    task.frames = frames.into();
     task
 }
 
@@ -41,7 +41,7 @@ pub fn thread(id: u64, name: &str, tid: i64, age: Duration, frames: Vec<Frame>) 
     let mut thread = Routine::thread(id, name.to_owned());
     thread.age = age;
     thread.tid = Some(tid);
-    thread.frames = frames;
+    thread.frames = frames.into();
     thread
 }
 

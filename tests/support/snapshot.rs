@@ -26,8 +26,8 @@ pub fn shadow_snapshot_until(timeout: Duration, ready: impl Fn(&Snapshot) -> boo
 }
 
 /// The routines whose name satisfies `keep`, in id order.
-pub fn routines(snapshot: &Snapshot, keep: impl Fn(&str) -> bool) -> Vec<&Routine> {
-    snapshot.routines.iter().filter(|r| keep(&r.name)).collect()
+pub fn routines(snapshot: &Snapshot, keep: impl Fn(&str) -> bool) -> Vec<Routine> {
+    snapshot.routines().filter(|r| keep(&r.name)).collect()
 }
 
 /// One routine as text: header line, then frames innermost first.
@@ -80,7 +80,7 @@ pub fn describe(routine: &Routine) -> String {
 
 /// All matching routines described, sorted so the order is stable.
 pub fn describe_all(snapshot: &Snapshot, keep: impl Fn(&str) -> bool) -> String {
-    let mut items: Vec<String> = routines(snapshot, keep).into_iter().map(describe).collect();
+    let mut items: Vec<String> = routines(snapshot, keep).iter().map(describe).collect();
     items.sort();
     items.concat()
 }

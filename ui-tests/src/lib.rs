@@ -14,11 +14,12 @@ fn snapshot() -> Snapshot {
 pub fn thread_frames() -> Vec<Frame> {
     let snapshot = snapshot();
     snapshot
-        .routines
+        .routines()
         .into_iter()
         .find(|r| r.kind == Kind::Thread && r.tid.is_some() && r.tid == snapshot.captured_by_tid)
         .expect("the calling thread is registered")
         .frames
+        .to_vec()
 }
 
 /// The innermost frame of the calling thread whose function path is
@@ -48,7 +49,7 @@ pub fn task(path_suffix: &str) -> Routine {
         .task
         .unwrap_or_else(|| panic!("`{path_suffix}` is not the root frame of a task"));
     snapshot()
-        .routines
+        .routines()
         .into_iter()
         .find(|r| r.kind == Kind::Task && r.id == id)
         .unwrap_or_else(|| panic!("no task routine with id {id}"))

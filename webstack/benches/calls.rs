@@ -155,7 +155,7 @@ async fn ws_root(body: &mut dyn FnMut()) {
 /// Whether a webstack task root is being polled on this thread right now.
 fn ws_inside_task() -> bool {
     let snapshot = webstack::Snapshot::capture(&webstack::Options::default().augment(false));
-    snapshot.routines.iter().any(|r| {
+    snapshot.routines().any(|r| {
         r.kind == webstack::Kind::Task
             && r.state == webstack::State::Running
             && r.name.ends_with("ws_root")

@@ -245,7 +245,7 @@ fn main() {
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
             row.what,
             bound,
-            row.snapshot.routines.len(),
+            row.snapshot.routines().len(),
             left.threads + left.tasks,
             mib(row.snapshot.bytes_used),
             mib(row.peak.copied),

@@ -211,7 +211,7 @@ fn timed_page() -> ([Duration; 11], usize, usize) {
     .unwrap();
     times[10] = started.elapsed();
     std::hint::black_box((html, json, plain_html));
-    let frames = |s: &Snapshot| s.routines.iter().map(|r| r.frames.len()).sum::<usize>();
+    let frames = |s: &Snapshot| s.routines().map(|r| r.frames.len()).sum::<usize>();
     (times, frames(&snapshot), frames(&plain))
 }
 
@@ -228,8 +228,7 @@ fn augment_profile(c: &mut Criterion) {
     }
     let runs: Vec<_> = (0..41).map(|_| timed_page()).collect();
     let threads = Snapshot::capture(&Options::default().augment(true))
-        .routines
-        .iter()
+        .routines()
         .filter(|r| r.kind == webstack::Kind::Thread)
         .count();
     let (_, augmented_frames, plain_frames) = runs[0];

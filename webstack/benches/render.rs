@@ -91,7 +91,8 @@ fn synthetic(
                 60,
                 vec![arg("worker", "u64", Value::u64(id as u64))],
             ),
-        ];
+        ]
+        .into();
         routines.push(thread);
     }
     for i in 0..tasks {
@@ -141,7 +142,8 @@ fn synthetic(
                 10,
                 vec![arg("conn", "u64", Value::u64((i % distinct) as u64))],
             ),
-        ];
+        ]
+        .into();
         routines.push(task);
     }
     let mut snapshot = Snapshot::new(routines);
@@ -373,7 +375,7 @@ fn native(threads: usize, frames: usize) -> Snapshot {
     snapshot
 }
 
-fn render_only(snapshot: &Snapshot, buckets: &Buckets, format: Format) -> Vec<u8> {
+fn render_only(snapshot: &Snapshot, buckets: &Buckets<'_>, format: Format) -> Vec<u8> {
     let mut out = Vec::with_capacity(1 << 20);
     render_to(&mut out, snapshot, buckets, &View::default().format(format)).expect("render");
     out
@@ -381,7 +383,7 @@ fn render_only(snapshot: &Snapshot, buckets: &Buckets, format: Format) -> Vec<u8
 
 /// Interleaved timings of HTML and JSON of the same buckets (five rounds,
 /// median of each), printed so one run answers "HTML / JSON" directly.
-fn print_ratio(case: &str, snapshot: &Snapshot, buckets: &Buckets, frames: usize) {
+fn print_ratio(case: &str, snapshot: &Snapshot, buckets: &Buckets<'_>, frames: usize) {
     let time = |format| {
         let start = std::time::Instant::now();
         let mut n = 0u32;
@@ -417,25 +419,28 @@ fn bench_html_vs_json(c: &mut Criterion) {
     let pool = Buffer([0; 16]);
     let buffers: Vec<Buffer> = (0..tasks * 10).map(|_| Buffer([0; 16])).collect();
     black_box((&pool.0, &buffers[0].0));
-    let mut cases = Vec::new();
-    for tasks in if quick {
+    let grouped: Vec<(usize, Snapshot)> = if quick {
         vec![1000]
     } else {
         vec![10_000, 100_000]
-    } {
-        let snapshot = synthetic(tasks, 64, 8, &buffers, &pool);
-        let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
+    }
+    .into_iter()
+    .map(|tasks| (tasks, synthetic(tasks, 64, 8, &buffers, &pool)))
+    .collect();
+    let distinct = synthetic(tasks, 64, tasks, &buffers, &pool);
+    let native = native(64, 40);
+    let mut cases = Vec::new();
+    for (tasks, snapshot) in &grouped {
+        let buckets = Buckets::aggregate(snapshot, Similarity::AnyPointer);
         cases.push((format!("grouped-{tasks}"), snapshot, buckets));
     }
-    let snapshot = synthetic(tasks, 64, tasks, &buffers, &pool);
-    let all = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
+    let all = Buckets::aggregate(&distinct, Similarity::AnyPointer);
     let mut first = all.clone();
     first.buckets.truncate(1000);
-    cases.push(("distinct-1000".to_owned(), snapshot.clone(), first));
-    cases.push((format!("distinct-{}", all.buckets.len()), snapshot, all));
-    let snapshot = native(64, 40);
-    let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
-    cases.push(("native-64x40".to_owned(), snapshot, buckets));
+    cases.push(("distinct-1000".to_owned(), &distinct, first));
+    cases.push((format!("distinct-{}", all.buckets.len()), &distinct, all));
+    let buckets = Buckets::aggregate(&native, Similarity::AnyPointer);
+    cases.push(("native-64x40".to_owned(), &native, buckets));
 
     let mut group = c.benchmark_group("html-vs-json");
     group.sample_size(10);

@@ -69,16 +69,14 @@ fn check(tasks: &Tasks, threads: &Threads) {
     let snapshot = Snapshot::capture(&options(false));
     assert_eq!(snapshot.left_out, webstack::LeftOut::default(), "left out");
     let idle = snapshot
-        .routines
-        .iter()
+        .routines()
         .filter(|r| {
             r.name == "connection" && r.state == webstack::State::Idle && r.frames.len() == 5
         })
         .count();
     assert_eq!(idle, tasks.webstack.len(), "webstack idle tasks");
     let blocked = snapshot
-        .routines
-        .iter()
+        .routines()
         .filter(|r| {
             r.frames
                 .first()

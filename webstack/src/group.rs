@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use crate::hash::{FxBuild, FxHasher};
 use crate::record::value::Value;
-use crate::snapshot::{Arg, CreatedBy, Frame, Kind, Origin, Routine, Snapshot, State};
+use crate::snapshot::table::{Chain, StateIndex, Table};
+use crate::snapshot::{Arg, CreatedBy, Frame, Kind, Origin, Snapshot, State};
 
 /// How alike two routines must be to share a bucket.
 ///
@@ -198,38 +199,93 @@ impl BucketFrame {
 }
 
 /// A routine in a [`Bucket`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct Member {
-    /// The routine's id ([`Routine::id`]).
+pub struct Member<'s> {
+    /// The routine's id ([`Routine::id`](crate::Routine::id)).
     pub id: u64,
-    /// The routine's name ([`Routine::name`]).
-    pub name: Cow<'static, str>,
-    /// A task's tokio id ([`Routine::tokio_id`]).
+    /// The routine's name ([`Routine::name`](crate::Routine::name)).
+    pub name: &'s str,
+    /// A task's tokio id ([`Routine::tokio_id`](crate::Routine::tokio_id)).
     pub tokio_id: Option<u64>,
-    /// A task's poll count ([`Routine::polls`]).
+    /// A task's poll count ([`Routine::polls`](crate::Routine::polls)).
     pub polls: Option<u64>,
     /// For a running task, the id of the thread polling it
-    /// ([`Routine::running_on`]).
+    /// ([`Routine::running_on`](crate::Routine::running_on)).
     pub running_on: Option<u64>,
 }
 
-impl Member {
-    fn of(routine: &Routine) -> Self {
+/// The members of a [`Bucket`], by ascending id: kept as indices into the
+/// snapshot (4 bytes each), and handed out as [`Member`]s as they are
+/// iterated.
+#[derive(Clone)]
+pub struct Members<'s> {
+    table: &'s Table,
+    indices: Vec<u32>,
+}
+
+impl<'s> Members<'s> {
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.indices.len()
+    }
+
+    /// Whether there is none (never, in a bucket).
+    pub fn is_empty(&self) -> bool {
+        self.indices.is_empty()
+    }
+
+    /// The members, by ascending id.
+    pub fn iter(
+        &self,
+    ) -> impl ExactSizeIterator<Item = Member<'s>> + DoubleEndedIterator + Clone + '_ {
+        self.indices.iter().map(|&i| self.member(i))
+    }
+
+    /// The first member (lowest id).
+    pub fn first(&self) -> Option<Member<'s>> {
+        self.indices.first().map(|&i| self.member(i))
+    }
+
+    /// The members' ids, ascending.
+    pub fn ids(&self) -> impl ExactSizeIterator<Item = u64> + '_ {
+        self.indices
+            .iter()
+            .map(|&i| self.table.records()[i as usize].id)
+    }
+
+    fn member(&self, index: u32) -> Member<'s> {
+        let table: &'s Table = self.table;
+        let record = &table.records()[index as usize];
         Member {
-            id: routine.id,
-            name: routine.name.clone(),
-            tokio_id: routine.tokio_id,
-            polls: routine.polls,
-            running_on: routine.running_on,
+            id: record.id,
+            name: table.name(record),
+            tokio_id: record.tokio_id(),
+            polls: table.polls(record),
+            running_on: record.running_on(),
         }
+    }
+}
+
+impl<'a, 's> IntoIterator for &'a Members<'s> {
+    type Item = Member<'s>;
+    type IntoIter = Box<dyn Iterator<Item = Member<'s>> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl fmt::Debug for Members<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
 /// A group of similar routines.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
-pub struct Bucket {
+pub struct Bucket<'s> {
     /// Number of members.
     pub count: usize,
     /// Thread or task.
@@ -237,14 +293,14 @@ pub struct Bucket {
     /// What every member is doing.
     pub state: State,
     /// The members, by ascending id.
-    pub members: Vec<Member>,
+    pub members: Members<'s>,
     /// Where every member was created, when known.
     pub created_by: Option<CreatedBy>,
     /// Frames, innermost first; an argument value that differs across
     /// members is [`Merged::Differs`].
     pub frames: Vec<BucketFrame>,
-    /// Shortest and longest idle time of the members: [`Routine::waiting`],
-    /// else [`Routine::age`].
+    /// Shortest and longest idle time of the members: [`Routine::waiting`](crate::Routine::waiting),
+    /// else [`Routine::age`](crate::Routine::age).
     pub waiting: (Duration, Duration),
     /// Largest number of elided frames among the members.
     pub elided: usize,
@@ -252,61 +308,73 @@ pub struct Bucket {
     pub torn: bool,
     /// Whether the bucket holds the thread that captured the snapshot.
     pub serving: bool,
+    /// The chain whose frames were merged in last.
+    merged: u32,
+    /// The frame that is the first member's own task root (see
+    /// `Chain::own_root`), which names it while it is the only member.
+    own_root: Option<usize>,
 }
 
-impl Bucket {
+impl<'s> Bucket<'s> {
     /// The members' ids, ascending.
     pub fn ids(&self) -> impl ExactSizeIterator<Item = u64> + '_ {
-        self.members.iter().map(|m| m.id)
+        self.members.ids()
     }
 
-    fn new(routine: &Routine, serving: bool) -> Self {
-        let waited = waited(routine);
+    fn new(table: &'s Table, index: u32, serving: bool) -> Self {
+        let record = &table.records()[index as usize];
+        let chain = table.chain(record.chain);
+        let waited = record.waited();
+        let mut frames: Vec<BucketFrame> =
+            chain.frames.iter().map(BucketFrame::from_frame).collect();
+        let own_root = chain.own_root.filter(|&root| root < frames.len());
+        if let Some(root) = own_root {
+            frames[root].task = Some(record.id);
+        }
         Bucket {
             count: 1,
-            kind: routine.kind,
-            state: routine.state.clone(),
-            members: vec![Member::of(routine)],
-            created_by: routine.created_by,
-            frames: routine.frames.iter().map(BucketFrame::from_frame).collect(),
+            kind: record.kind(),
+            state: table.state(record),
+            members: Members {
+                table,
+                indices: vec![index],
+            },
+            created_by: table.creator_of(record).map(|c| table.creator(c)),
+            frames,
             waiting: (waited, waited),
-            elided: routine.elided,
-            torn: routine.torn,
+            elided: chain.elided,
+            torn: record.torn(),
             serving,
+            merged: record.chain,
+            own_root,
         }
     }
 
-    fn add(&mut self, routine: &Routine, serving: bool) {
+    fn add(&mut self, index: u32, serving: bool) {
+        let table = self.members.table;
+        let record = &table.records()[index as usize];
         self.count += 1;
-        self.members.push(Member::of(routine));
-        for (mine, theirs) in self.frames.iter_mut().zip(&routine.frames) {
-            mine.merge(theirs);
+        self.members.indices.push(index);
+        if let Some(root) = self.own_root.take() {
+            // Two tasks: two ids.
+            self.frames[root].task = None;
         }
-        let waited = waited(routine);
+        if record.chain != self.merged {
+            let chain = table.chain(record.chain);
+            for (mine, theirs) in self.frames.iter_mut().zip(chain.frames.iter()) {
+                mine.merge(theirs);
+            }
+            self.elided = self.elided.max(chain.elided);
+            self.merged = record.chain;
+        }
+        let waited = record.waited();
         self.waiting.0 = self.waiting.0.min(waited);
         self.waiting.1 = self.waiting.1.max(waited);
-        self.elided = self.elided.max(routine.elided);
-        self.torn |= routine.torn;
+        self.torn |= record.torn();
         self.serving |= serving;
     }
 
-    /// Whether `routine` belongs in this bucket at `similarity`, compared with
-    /// the bucket's first member `first`.
-    fn accepts(first: &Routine, routine: &Routine, similarity: Similarity) -> bool {
-        first.kind == routine.kind
-            && first.state == routine.state
-            && same_creator(first.created_by.as_ref(), routine.created_by.as_ref())
-            && (similarity != Similarity::ExactFlags
-                || (first.elided == routine.elided && first.torn == routine.torn))
-            && first.frames.len() == routine.frames.len()
-            && first
-                .frames
-                .iter()
-                .zip(&routine.frames)
-                .all(|(a, b)| frames_match(a, b, similarity))
-    }
-
-    fn order(&self, other: &Bucket) -> Ordering {
+    fn order(&self, other: &Bucket<'_>) -> Ordering {
         other
             .serving
             .cmp(&self.serving)
@@ -318,15 +386,18 @@ impl Bucket {
                 mine.cmp(theirs)
             })
             .then_with(|| self.state.as_str().cmp(other.state.as_str()))
-            .then_with(|| {
-                let first = |b: &Bucket| b.members.first().map(|m| m.id);
-                first(self).cmp(&first(other))
-            })
+            .then_with(|| self.ids().next().cmp(&other.ids().next()))
     }
 }
 
-fn waited(routine: &Routine) -> Duration {
-    routine.waiting.unwrap_or(routine.age)
+/// Whether two chains' frames group together at `similarity`.
+fn chains_match(a: &Chain, b: &Chain, similarity: Similarity) -> bool {
+    (similarity != Similarity::ExactFlags || a.elided == b.elided)
+        && a.frames.len() == b.frames.len()
+        && a.frames
+            .iter()
+            .zip(b.frames.iter())
+            .all(|(a, b)| frames_match(a, b, similarity))
 }
 
 fn frames_match(a: &Frame, b: &Frame, similarity: Similarity) -> bool {
@@ -347,22 +418,30 @@ fn args_match(a: &Arg, b: &Arg, similarity: Similarity) -> bool {
 }
 
 /// The routines of a snapshot grouped into buckets, and the labels of the
-/// addresses seen more than once.
+/// addresses seen more than once. Borrows the snapshot, whose routines the
+/// buckets' [`Members`] name by index.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
-pub struct Buckets {
+pub struct Buckets<'s> {
     /// The level used to group.
     pub similarity: Similarity,
     /// Buckets, in display order (see [`Buckets::aggregate`]).
-    pub buckets: Vec<Bucket>,
+    pub buckets: Vec<Bucket<'s>>,
     labels: HashMap<u64, usize, FxBuild>,
 }
 
-impl Buckets {
+/// What makes two routines share a bucket once their chains are classed:
+/// kind, state, creator, chain class, and the torn flag at `exactflags`.
+type Key = (Kind, StateIndex, u32, u32, bool);
+
+impl<'s> Buckets<'s> {
     /// Groups the routines of `snapshot` at `similarity`.
     ///
-    /// Runs in time linear in the number of routines and frames: each routine
-    /// is hashed once into a map of bucket signatures.
+    /// A snapshot stores each distinct stack once. Grouping first sorts
+    /// those stacks into classes that are alike at `similarity`, hashing
+    /// each once, and then puts each routine in the bucket of its kind,
+    /// state, creator and class: linear in the number of routines, and the
+    /// frames of a routine are not compared again.
     ///
     /// Buckets are ordered: the bucket holding the thread whose tid is
     /// [`Snapshot::captured_by_tid`] (the thread serving the request) first,
@@ -373,39 +452,50 @@ impl Buckets {
     /// An address (a [`Value::is_pointer`] argument) seen more than once in
     /// the snapshot gets a label, numbered from 1 in bucket order; see
     /// [`Buckets::label`].
-    pub fn aggregate(snapshot: &Snapshot, similarity: Similarity) -> Buckets {
-        let routines = &snapshot.routines;
-        let mut buckets: Vec<Bucket> = Vec::new();
-        // The first member of each bucket, to compare candidates against.
-        let mut firsts: Vec<&Routine> = Vec::new();
-        let mut by_signature: HashMap<u64, Vec<usize>, FxBuild> = HashMap::default();
-        for (i, routine) in routines.iter().enumerate() {
-            if let Some(ahead) = routines.get(i + PREFETCH_AHEAD) {
-                prefetch_frames(ahead);
-            }
-            let serving = routine.kind == Kind::Thread
-                && routine.tid.is_some()
-                && routine.tid == snapshot.captured_by_tid;
-            let candidates = by_signature
-                .entry(signature(routine, similarity))
-                .or_default();
-            match candidates
+    pub fn aggregate(snapshot: &'s Snapshot, similarity: Similarity) -> Buckets<'s> {
+        let table = &snapshot.table;
+        let classes = classes(table.chains(), similarity);
+        let texts = canonical(table.texts().iter().map(String::as_str));
+        let creators = canonical(
+            table
+                .creators()
                 .iter()
-                .find(|&&i| Bucket::accepts(firsts[i], routine, similarity))
-            {
-                Some(&i) => buckets[i].add(routine, serving),
+                .map(|c| (c.function, c.file, c.line)),
+        );
+        let mut buckets: Vec<Bucket<'s>> = Vec::new();
+        let mut by_key: HashMap<Key, u32, FxBuild> = HashMap::default();
+        for (index, record) in table.records().iter().enumerate() {
+            let tid = record.tid();
+            let serving = tid.is_some() && tid == snapshot.captured_by_tid;
+            let state = match record.state() {
+                StateIndex::Native(text) => StateIndex::Native(texts[text as usize]),
+                state => state,
+            };
+            let key = (
+                record.kind(),
+                state,
+                table
+                    .creator_of(record)
+                    .map_or(u32::MAX, |c| creators[c as usize]),
+                classes[record.chain as usize],
+                similarity == Similarity::ExactFlags && record.torn(),
+            );
+            let index = index as u32;
+            match by_key.get(&key) {
+                Some(&bucket) => buckets[bucket as usize].add(index, serving),
                 None => {
-                    candidates.push(buckets.len());
-                    buckets.push(Bucket::new(routine, serving));
-                    firsts.push(routine);
+                    by_key.insert(key, buckets.len() as u32);
+                    buckets.push(Bucket::new(table, index, serving));
                 }
             }
         }
-        drop(by_signature);
+        drop(by_key);
         for bucket in &mut buckets {
             // Captured snapshots list routines by id already.
-            if !bucket.members.is_sorted_by_key(|m| m.id) {
-                bucket.members.sort_unstable_by_key(|m| m.id);
+            let records = table.records();
+            let indices = &mut bucket.members.indices;
+            if !indices.is_sorted_by_key(|&i| records[i as usize].id) {
+                indices.sort_unstable_by_key(|&i| records[i as usize].id);
             }
         }
         buckets.sort_by(Bucket::order);
@@ -417,13 +507,15 @@ impl Buckets {
             seen.insert(address, 0);
         }
         if !seen.is_empty() {
-            for arg in routines
-                .iter()
-                .flat_map(|r| &r.frames)
-                .flat_map(|f| &f.args)
-            {
-                if let Some(count) = arg.value.address().and_then(|a| seen.get_mut(&a)) {
-                    *count += 1;
+            let mut uses = vec![0u32; table.chains().len()];
+            for record in table.records() {
+                uses[record.chain as usize] += 1;
+            }
+            for (chain, uses) in table.chains().iter().zip(uses) {
+                for arg in chain.frames.iter().flat_map(|f| &f.args) {
+                    if let Some(count) = arg.value.address().and_then(|a| seen.get_mut(&a)) {
+                        *count += uses;
+                    }
                 }
             }
         }
@@ -453,26 +545,41 @@ impl Buckets {
     }
 }
 
-/// How many routines ahead of the one grouped [`Buckets::aggregate`]
-/// prefetches frames.
-const PREFETCH_AHEAD: usize = 4;
-
-/// Starts loading the first cache lines of a routine's frames, which
-/// grouping reads next: each routine's frames are an allocation of their
-/// own, so the hardware's stride prefetcher cannot see them coming.
-#[inline]
-fn prefetch_frames(routine: &Routine) {
-    let frames = routine.frames.as_ptr().cast::<u8>();
-    let bytes = std::mem::size_of_val(routine.frames.as_slice()).min(PREFETCH_BYTES);
-    crate::prefetch::bytes(frames, bytes);
+/// For each chain, the first chain alike at `similarity`: its class.
+fn classes(chains: &[Chain], similarity: Similarity) -> Vec<u32> {
+    let mut classes = Vec::with_capacity(chains.len());
+    let mut by_signature: HashMap<u64, Vec<u32>, FxBuild> = HashMap::default();
+    for (index, chain) in chains.iter().enumerate() {
+        let candidates = by_signature
+            .entry(signature(chain, similarity))
+            .or_default();
+        let class = match candidates
+            .iter()
+            .find(|&&c| chains_match(&chains[c as usize], chain, similarity))
+        {
+            Some(&class) => class,
+            None => {
+                candidates.push(index as u32);
+                index as u32
+            }
+        };
+        classes.push(class);
+    }
+    classes
 }
 
-/// How much of a routine's frames [`prefetch_frames`] asks for.
-const PREFETCH_BYTES: usize = 1024;
+/// For each item, the index of the first equal one.
+fn canonical<T: Eq + Hash>(items: impl Iterator<Item = T>) -> Vec<u32> {
+    let mut first: HashMap<T, u32, FxBuild> = HashMap::default();
+    items
+        .enumerate()
+        .map(|(i, item)| *first.entry(item).or_insert(i as u32))
+        .collect()
+}
 
 /// The addresses buckets show (values every member agrees on), in bucket
 /// order.
-fn shown_addresses(buckets: &[Bucket]) -> impl Iterator<Item = u64> + '_ {
+fn shown_addresses<'a>(buckets: &'a [Bucket<'_>]) -> impl Iterator<Item = u64> + 'a {
     buckets
         .iter()
         .flat_map(|b| &b.frames)
@@ -483,32 +590,17 @@ fn shown_addresses(buckets: &[Bucket]) -> impl Iterator<Item = u64> + '_ {
         })
 }
 
-/// Hashes part of what [`Bucket::accepts`] compares, so that routines that
-/// may share a bucket always have the same signature. Strings are hashed by
+/// Hashes part of what [`chains_match`] compares, so that chains that
+/// may share a class always have the same signature. Strings are hashed by
 /// their length only: stacks that differ only in names of equal length (rare)
-/// share a signature and are told apart by `accepts`, which is cheaper than
-/// hashing every name of every frame of every routine.
-fn signature(routine: &Routine, similarity: Similarity) -> u64 {
+/// share a signature and are told apart by `chains_match`.
+fn signature(chain: &Chain, similarity: Similarity) -> u64 {
     let mut h = FxHasher::default();
-    h.add(routine.kind as u64);
-    match &routine.state {
-        State::Native(text) => h.add(4 + text.len() as u64),
-        state => h.add(state_code(state)),
-    }
-    match &routine.created_by {
-        Some(c) => {
-            h.add(c.function.len() as u64);
-            h.add(c.file.len() as u64);
-            h.add(u64::from(c.line));
-        }
-        None => h.add(u64::MAX),
-    }
     if similarity == Similarity::ExactFlags {
-        h.add(routine.elided as u64);
-        h.add(u64::from(routine.torn));
+        h.add(chain.elided as u64);
     }
-    h.add(routine.frames.len() as u64);
-    for frame in &routine.frames {
+    h.add(chain.frames.len() as u64);
+    for frame in chain.frames.iter() {
         h.add(frame.function.len() as u64);
         h.add(frame.file.len() as u64);
         h.add(
@@ -574,25 +666,6 @@ impl Hasher for WordSum {
     }
 }
 
-fn state_code(state: &State) -> u64 {
-    match state {
-        State::Running => 0,
-        State::Idle => 1,
-        State::Alive => 2,
-        State::Native(_) => 3,
-    }
-}
-
-fn same_creator(a: Option<&CreatedBy>, b: Option<&CreatedBy>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => {
-            a.line == b.line && same_str(a.function, b.function) && same_str(a.file, b.file)
-        }
-        (None, None) => true,
-        _ => false,
-    }
-}
-
 /// String equality that skips comparing the bytes of the very same string,
 /// the common case for names of instrumented frames.
 fn same_str(a: &str, b: &str) -> bool {
@@ -610,6 +683,7 @@ mod tests {
     fn group_types_fit_the_room_the_budget_counts() {
         assert!(std::mem::size_of::<BucketFrame>() <= budget::GROUP_FRAME_BYTES);
         assert!(std::mem::size_of::<BucketArg>() <= budget::GROUP_ARG_BYTES);
-        assert!(std::mem::size_of::<Member>() <= budget::GROUP_MEMBER_BYTES);
+        assert!(std::mem::size_of::<u32>() <= budget::GROUP_MEMBER_BYTES);
+        assert!(std::mem::size_of::<Bucket<'_>>() <= budget::GROUP_BUCKET_BYTES);
     }
 }

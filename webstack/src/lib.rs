@@ -13,8 +13,7 @@
 //!     // Capture from inside, to see this very frame.
 //!     let snapshot = Snapshot::capture(&Options::default().augment(false));
 //!     let me = snapshot
-//!         .routines
-//!         .iter()
+//!         .routines()
 //!         .find(|r| r.frames.iter().any(|f| f.function.ends_with("::handle")))
 //!         .unwrap();
 //!     let frame = &me.frames[0];
@@ -172,7 +171,8 @@ pub use dump::{dump_on_signal, dump_on_signal_with, DumpSignal, SignalError};
 #[cfg(unix)]
 pub use dump::{panic_hook, panic_hook_with};
 pub use group::{
-    Bucket, BucketArg, BucketFrame, Buckets, Member, Merged, ParseSimilarityError, Similarity,
+    Bucket, BucketArg, BucketFrame, Buckets, Member, Members, Merged, ParseSimilarityError,
+    Similarity,
 };
 pub use record::frame_args::MAX_ARGS;
 pub use record::stack::MAX_DEPTH;
@@ -183,8 +183,8 @@ pub use record::thread;
 pub use record::tokio_hooks as tokio;
 pub use record::value::{Capture, Collection, Shape, Value, STR_BYTES};
 pub use snapshot::{
-    Arg, Args, CreatedBy, Frame, Kind, LeftOut, Options, Origin, Process, Routine, Snapshot, State,
-    DEFAULT_MAXMEM, JSON_VERSION, MIN_MAXMEM,
+    Arg, Args, CreatedBy, Frame, Frames, Kind, LeftOut, Options, Origin, Process, Routine,
+    Routines, Snapshot, State, DEFAULT_MAXMEM, JSON_VERSION, MIN_MAXMEM,
 };
 pub use view::{QueryError, View};
 pub use webstack_macros::{instrument, main, Capture};

@@ -14,7 +14,7 @@ pub(crate) fn page<R>(
     options: &Options,
     similarity: Similarity,
     edit: Option<&(dyn Fn(&mut Snapshot) + Send + Sync)>,
-    render: impl FnOnce(&Snapshot, &Buckets) -> R,
+    render: impl FnOnce(&Snapshot, &Buckets<'_>) -> R,
 ) -> R {
     let mut snapshot = Snapshot::capture(options);
     if let Some(edit) = edit {

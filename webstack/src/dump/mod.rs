@@ -114,7 +114,7 @@ pub(crate) fn note(line: std::fmt::Arguments<'_>) {
 fn write_dump<W: Write + ?Sized>(
     out: &mut W,
     snapshot: &Snapshot,
-    buckets: &Buckets,
+    buckets: &Buckets<'_>,
     view: &View,
 ) -> io::Result<()> {
     render::render_to(out, snapshot, buckets, view).map_err(io::Error::other)

@@ -411,40 +411,32 @@ pub(crate) fn augment(snapshot: &mut Snapshot) {
 }
 
 /// Gives a running task that shows no frame of its own (its instrumented
-/// frames, if any, are on its worker's stack) a copy of the stack of the
-/// thread polling it, charged to the snapshot's budget: what it is running
-/// now, at native depth.
+/// frames, if any, are on its worker's stack) the stack of the thread
+/// polling it, shared with the thread: what it is running now, at native
+/// depth.
 fn show_workers(snapshot: &mut Snapshot) {
-    use crate::snapshot::budget::{self, Budget};
-    use crate::snapshot::{Kind, State};
+    use crate::snapshot::table::StateIndex;
+    use crate::snapshot::Kind;
 
-    let workers: std::collections::HashMap<u64, usize> = snapshot
-        .routines
+    let table = &mut snapshot.table;
+    let workers: std::collections::HashMap<u64, u32> = table
+        .records()
         .iter()
-        .enumerate()
-        .filter(|(_, r)| r.kind == Kind::Thread)
-        .map(|(index, r)| (r.id, index))
+        .filter(|r| r.kind() == Kind::Thread)
+        .map(|r| (r.id, r.chain))
         .collect();
-    let mut budget = Budget::of(snapshot);
-    for index in 0..snapshot.routines.len() {
-        let routine = &snapshot.routines[index];
-        if routine.kind != Kind::Task
-            || routine.state != State::Running
-            || !routine.frames.is_empty()
+    for index in 0..table.len() {
+        let routine = &table.records()[index];
+        if routine.kind() != Kind::Task
+            || routine.state() != StateIndex::Running
+            || !table.chain(routine.chain).frames.is_empty()
         {
             continue;
         }
-        let Some(&worker) = routine.running_on.and_then(|id| workers.get(&id)) else {
-            continue;
-        };
-        let frames = &snapshot.routines[worker].frames;
-        if !budget.take(budget::frames_cost(frames)) {
-            break;
+        if let Some(&chain) = routine.running_on().and_then(|id| workers.get(&id)) {
+            table.set_chain(index, chain);
         }
-        let frames = frames.clone();
-        snapshot.routines[index].frames = frames;
     }
-    budget.store(snapshot);
 }
 
 /// Hooks for tests and benchmarks, reached through

@@ -121,7 +121,7 @@ pub(crate) struct SavedChain {
 }
 
 impl SavedChain {
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.frames.clear();
         self.args.clear();
     }

@@ -140,7 +140,7 @@ pub(super) fn folded_summary(n: usize) -> String {
 pub(super) fn recursion_summary(
     frames: &[BucketFrame],
     period: usize,
-    buckets: &Buckets,
+    buckets: &Buckets<'_>,
 ) -> String {
     let period = period.clamp(1, frames.len().max(1));
     let level = &frames[..period.min(frames.len())];
@@ -187,7 +187,7 @@ pub(super) fn recursion_summary(
 /// `name = v` when every level holds the same value, else `name = first →
 /// last` (`first → … → last` when the ends agree but a level between does
 /// not).
-fn arg_range(name: &str, levels: &[&BucketFrame], a: usize, buckets: &Buckets) -> String {
+fn arg_range(name: &str, levels: &[&BucketFrame], a: usize, buckets: &Buckets<'_>) -> String {
     let value = |f: &BucketFrame| f.args.get(a).map(|arg| arg_value(arg, buckets));
     let first = levels.first().and_then(|f| value(f)).unwrap_or_default();
     let same = levels

@@ -135,7 +135,7 @@ const LEGEND: [(Origin, &str); 6] = [
 pub(super) fn render<W: Write>(
     w: W,
     snapshot: &Snapshot,
-    buckets: &Buckets,
+    buckets: &Buckets<'_>,
     view: &View,
 ) -> Result<(), RenderError> {
     let tera = TEMPLATES
@@ -179,7 +179,7 @@ pub(super) fn render<W: Write>(
 #[derive(Clone, Copy)]
 struct Input<'s> {
     snapshot: &'s Snapshot,
-    buckets: &'s Buckets,
+    buckets: &'s Buckets<'s>,
     view: &'s View,
 }
 
@@ -202,7 +202,7 @@ impl std::error::Error for Message {}
 /// every routine is unique.
 pub(crate) const MAX_BUCKETS: usize = 1000;
 
-fn page<'a>(snapshot: &'a Snapshot, buckets: &Buckets, view: &View) -> Page<'a> {
+fn page<'a>(snapshot: &'a Snapshot, buckets: &Buckets<'_>, view: &View) -> Page<'a> {
     // The page's links: this view with one value changed.
     let href = |augment, similarity, format| {
         View {
@@ -384,7 +384,7 @@ impl<'a> Rows<'a> {
         frame: &'a BucketFrame,
         kind: Kind,
         snapshot: &Snapshot,
-        buckets: &Buckets,
+        buckets: &Buckets<'_>,
         chunk: &mut Chunk,
     ) -> usize {
         let key = RowKey {
@@ -546,7 +546,7 @@ fn optional(s: Option<impl Into<String>>) -> Value {
 /// the template's header lists; the bucket itself is an object.
 fn bucket<'a>(
     number: usize,
-    b: &'a Bucket,
+    b: &'a Bucket<'_>,
     input: &Input<'_>,
     rows: &mut Rows<'a>,
     chunk: &mut Chunk,
@@ -658,7 +658,7 @@ fn frame(
     f: &BucketFrame,
     kind: Kind,
     snapshot: &Snapshot,
-    buckets: &Buckets,
+    buckets: &Buckets<'_>,
 ) -> Value {
     let origin = f.origin;
     let krate = crate_name(&f.function).unwrap_or("");

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::words::{arg_value, truncated, NAME_CHARS};
 use super::RenderError;
-use crate::group::{Bucket, BucketFrame, Buckets, Member, Merged};
+use crate::group::{Bucket, BucketFrame, Buckets, Member, Members, Merged};
 use crate::snapshot::resolve::crate_name;
 use crate::snapshot::{CreatedBy, Kind, Process, Snapshot, State};
 
@@ -49,7 +49,7 @@ struct Document<'a> {
 
 /// Serialises the buckets one at a time, so the JSON form of the whole page
 /// never exists in memory beside the output.
-struct LazyBuckets<'a>(&'a Buckets);
+struct LazyBuckets<'a>(&'a Buckets<'a>);
 
 impl Serialize for LazyBuckets<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -96,7 +96,7 @@ struct JsonBucket<'a> {
 
 /// Member ids, written as they are read (a bucket may hold every task of
 /// the program).
-struct Ids<'a>(&'a [Member]);
+struct Ids<'a>(&'a Members<'a>);
 
 impl Serialize for Ids<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -106,30 +106,30 @@ impl Serialize for Ids<'_> {
 
 /// Member names, parallel to the ids, each cut to [`NAME_CHARS`] as it is
 /// written rather than collected first.
-struct Names<'a>(&'a [Member]);
+struct Names<'a>(&'a Members<'a>);
 
 impl Serialize for Names<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|m| truncated(&m.name, NAME_CHARS)))
+        s.collect_seq(self.0.iter().map(|m| truncated(m.name, NAME_CHARS)))
     }
 }
 
 /// One optional number per member, parallel to the ids.
-struct Field<'a>(&'a [Member], fn(&Member) -> Option<u64>);
+struct Field<'a>(&'a Members<'a>, fn(&Member<'_>) -> Option<u64>);
 
 impl<'a> Field<'a> {
     /// The field, if any member has a value.
-    fn of(members: &'a [Member], get: fn(&Member) -> Option<u64>) -> Option<Self> {
+    fn of(members: &'a Members<'a>, get: fn(&Member<'_>) -> Option<u64>) -> Option<Self> {
         members
             .iter()
-            .any(|m| get(m).is_some())
+            .any(|m| get(&m).is_some())
             .then_some(Field(members, get))
     }
 }
 
 impl Serialize for Field<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(self.1))
+        s.collect_seq(self.0.iter().map(|m| (self.1)(&m)))
     }
 }
 
@@ -174,7 +174,7 @@ struct JsonArg<'a> {
 pub(super) fn render<W: Write>(
     w: W,
     snapshot: &Snapshot,
-    buckets: &Buckets,
+    buckets: &Buckets<'_>,
 ) -> Result<(), RenderError> {
     let left_out = snapshot.left_out;
     let document = Document {
@@ -204,7 +204,7 @@ pub(super) fn render<W: Write>(
     serde_json::to_writer(w, &document).map_err(|e| RenderError::new("json", e))
 }
 
-fn bucket<'a>(b: &'a Bucket, buckets: &Buckets) -> JsonBucket<'a> {
+fn bucket<'a>(b: &'a Bucket<'_>, buckets: &Buckets<'_>) -> JsonBucket<'a> {
     JsonBucket {
         count: b.count,
         kind: b.kind,
@@ -226,7 +226,7 @@ fn bucket<'a>(b: &'a Bucket, buckets: &Buckets) -> JsonBucket<'a> {
     }
 }
 
-fn frame<'a>(f: &'a BucketFrame, buckets: &Buckets) -> JsonFrame<'a> {
+fn frame<'a>(f: &'a BucketFrame, buckets: &Buckets<'_>) -> JsonFrame<'a> {
     JsonFrame {
         function: &f.function,
         file: &f.file,

@@ -128,7 +128,11 @@ impl From<std::io::Error> for RenderError {
 /// Renders `buckets` (grouped from `snapshot`) as a `String`, in the
 /// view's format and fold (its `augment`, `maxmem` and `similarity` go into
 /// the HTML page's links).
-pub fn render(snapshot: &Snapshot, buckets: &Buckets, view: &View) -> Result<String, RenderError> {
+pub fn render(
+    snapshot: &Snapshot,
+    buckets: &Buckets<'_>,
+    view: &View,
+) -> Result<String, RenderError> {
     // A modest start: growth is amortised, and a large reservation counted
     // against a snapshot's memory for nothing (most buckets are small).
     let mut out = Vec::with_capacity(16 * 1024 + 256 * buckets.buckets.len().min(4096));
@@ -142,7 +146,7 @@ pub fn render(snapshot: &Snapshot, buckets: &Buckets, view: &View) -> Result<Str
 /// copied nor held twice, so rendering costs the output plus one piece.
 pub fn render_chunks(
     snapshot: &Snapshot,
-    buckets: &Buckets,
+    buckets: &Buckets<'_>,
     view: &View,
 ) -> Result<Vec<Vec<u8>>, RenderError> {
     let mut out = Chunks::default();
@@ -197,7 +201,7 @@ impl Write for Chunks {
 pub fn render_to<W: Write>(
     w: W,
     snapshot: &Snapshot,
-    buckets: &Buckets,
+    buckets: &Buckets<'_>,
     view: &View,
 ) -> Result<(), RenderError> {
     match view.format {

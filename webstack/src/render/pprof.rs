@@ -44,7 +44,7 @@
 //! let mut counts = Vec::new();
 //! pprof::write_counts(&mut counts, &buckets)?;
 //! let counts = String::from_utf8(counts).unwrap();
-//! let total = format!("goroutine profile: total {}\n", snapshot.routines.len());
+//! let total = format!("goroutine profile: total {}\n", snapshot.routines().len());
 //! assert!(counts.starts_with(&total));
 //! # Ok::<(), webstack::render::RenderError>(())
 //! ```
@@ -78,7 +78,7 @@ pub const CONTENT_DISPOSITION: &str = "attachment; filename=\"goroutine\"";
 
 /// The profile of `buckets` (grouped from `snapshot`), uncompressed; see the
 /// [module docs](self).
-fn profile(snapshot: &Snapshot, buckets: &Buckets) -> Profile {
+fn profile(snapshot: &Snapshot, buckets: &Buckets<'_>) -> Profile {
     let mut b = Builder::default();
     b.string(""); // index 0, as the format requires
     let goroutine = b.string("goroutine");
@@ -144,7 +144,7 @@ fn profile(snapshot: &Snapshot, buckets: &Buckets) -> Profile {
 
 /// The profile of `buckets`, protobuf-encoded and gzip-compressed: what Go's
 /// `/debug/pprof/goroutine` serves with `debug=0`.
-pub fn encode(snapshot: &Snapshot, buckets: &Buckets) -> Vec<u8> {
+pub fn encode(snapshot: &Snapshot, buckets: &Buckets<'_>) -> Vec<u8> {
     let raw = prost::Message::encode_to_vec(&profile(snapshot, buckets));
     let mut gz = flate2::write::GzEncoder::new(
         Vec::with_capacity(raw.len() / 4 + 64),
@@ -159,7 +159,7 @@ pub fn encode(snapshot: &Snapshot, buckets: &Buckets) -> Vec<u8> {
 
 /// Writes `buckets` as Go's `debug=1` goroutine profile text; see the
 /// [module docs](self).
-pub fn write_counts<W: Write>(w: W, buckets: &Buckets) -> Result<(), RenderError> {
+pub fn write_counts<W: Write>(w: W, buckets: &Buckets<'_>) -> Result<(), RenderError> {
     let mut w = std::io::BufWriter::new(w);
     let total: usize = buckets.buckets.iter().map(|b| b.count).sum();
     writeln!(w, "goroutine profile: total {total}")?;
@@ -215,16 +215,16 @@ fn kind_str(kind: Kind) -> &'static str {
 
 /// The bucket's distinct non-empty member names, in order of first
 /// appearance, when there are at most [`NAME_LABEL_NAMES`].
-fn name_label(bucket: &Bucket) -> Option<String> {
+fn name_label(bucket: &Bucket<'_>) -> Option<String> {
     let mut names: Vec<&str> = Vec::new();
     for member in &bucket.members {
-        if member.name.is_empty() || names.contains(&&*member.name) {
+        if member.name.is_empty() || names.contains(&member.name) {
             continue;
         }
         if names.len() == NAME_LABEL_NAMES {
             return None;
         }
-        names.push(&member.name);
+        names.push(member.name);
     }
     if names.is_empty() {
         return None;

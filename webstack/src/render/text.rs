@@ -51,7 +51,7 @@ use crate::snapshot::{Kind, Snapshot};
 pub(super) fn render<W: Write>(
     w: W,
     snapshot: &Snapshot,
-    buckets: &Buckets,
+    buckets: &Buckets<'_>,
     fold: bool,
 ) -> Result<(), RenderError> {
     let mut w = std::io::BufWriter::new(w);
@@ -83,9 +83,9 @@ pub(super) fn render<W: Write>(
 
 fn bucket<W: Write>(
     w: &mut W,
-    b: &Bucket,
+    b: &Bucket<'_>,
     snapshot: &Snapshot,
-    buckets: &Buckets,
+    buckets: &Buckets<'_>,
     fold: bool,
 ) -> Result<(), RenderError> {
     write!(

@@ -59,7 +59,7 @@ pub(super) fn crate_docs(name: &str, origin: Origin) -> Option<String> {
 
 /// An argument's value as shown: `*` when members differ, `#n` for a
 /// labelled address, else the value's own text.
-pub(super) fn arg_value(arg: &BucketArg, buckets: &Buckets) -> String {
+pub(super) fn arg_value(arg: &BucketArg, buckets: &Buckets<'_>) -> String {
     match arg.value {
         Merged::Differs => "*".to_owned(),
         Merged::Same(value) => {
@@ -190,16 +190,16 @@ pub(super) type NameGroup<'a> = (Cow<'a, str>, Vec<u64>);
 
 /// The members of a bucket grouped by name, in order of first appearance,
 /// with at most [`SHOWN_IDS`] ids in all; and how many ids were left out.
-pub(super) fn members(bucket: &Bucket) -> (Vec<NameGroup<'_>>, usize) {
-    let mut groups: Vec<NameGroup<'_>> = Vec::new();
+pub(super) fn members<'s>(bucket: &Bucket<'s>) -> (Vec<NameGroup<'s>>, usize) {
+    let mut groups: Vec<NameGroup<'s>> = Vec::new();
     let mut index: HashMap<&str, usize> = HashMap::new();
     let mut shown = 0;
     for member in &bucket.members {
         if shown == SHOWN_IDS {
             break;
         }
-        let i = *index.entry(&member.name).or_insert_with(|| {
-            groups.push((bounded(&member.name, NAME_CHARS), Vec::new()));
+        let i = *index.entry(member.name).or_insert_with(|| {
+            groups.push((bounded(member.name, NAME_CHARS), Vec::new()));
             groups.len() - 1
         });
         groups[i].1.push(member.id);
@@ -225,7 +225,7 @@ pub(super) fn creation(kind: Kind, created: &CreatedBy) -> (&'static str, Option
 /// tokio or a worker thread knows them: `tokio id 5, 7; polls 1~12; running
 /// on thread 3`. `None` for threads and tasks without a tokio id or a
 /// worker.
-pub(super) fn task_line(bucket: &Bucket) -> Option<String> {
+pub(super) fn task_line(bucket: &Bucket<'_>) -> Option<String> {
     let shown = || bucket.members.iter().take(SHOWN_IDS);
     let tokio: Vec<String> = shown()
         .filter_map(|m| m.tokio_id)
@@ -257,7 +257,7 @@ pub(super) fn task_line(bucket: &Bucket) -> Option<String> {
 }
 
 /// `elided 3 frames, torn`, or empty.
-pub(super) fn flags(bucket: &Bucket) -> String {
+pub(super) fn flags(bucket: &Bucket<'_>) -> String {
     let mut flags = Vec::new();
     if bucket.elided > 0 {
         flags.push(format!("{} frames elided", bucket.elided));

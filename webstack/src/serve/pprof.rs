@@ -113,7 +113,7 @@ pub(super) fn profile_answer(body: Body) -> Response {
 }
 
 /// The counts text of `buckets`, as one piece.
-pub(super) fn counts(buckets: &Buckets) -> Result<Vec<Vec<u8>>, String> {
+pub(super) fn counts(buckets: &Buckets<'_>) -> Result<Vec<Vec<u8>>, String> {
     let mut text = Vec::new();
     render::pprof::write_counts(&mut text, buckets)
         .map_err(|e| format!("snapshot failed: rendering: {e}"))?;

@@ -2,16 +2,17 @@
 //! that adds to it: the shadow capture, the native pass and, in advance,
 //! the grouping.
 //!
-//! Costs are estimates from the sizes of the model's types: a routine, its
-//! name, its frames and the arguments that do not fit inside a frame, plus
-//! what grouping may copy of it (a bucket frame per frame and a bucket
-//! argument per argument when every stack differs, and a member entry). So
-//! `maxmem` bounds a capture and its grouping together; the group module
-//! checks that its types fit the room counted here.
+//! Costs are estimates from the sizes of the model's types. A routine is
+//! a fixed record plus its name, and its member entry in a bucket; a
+//! distinct stack (a chain, shared by every routine that has it) is its
+//! frames and the arguments that do not fit inside a frame, plus what
+//! grouping may copy of it (a bucket with a bucket frame per frame and a
+//! bucket argument per argument). So `maxmem` bounds a capture and its
+//! grouping together; the group module checks that its types fit the room
+//! counted here.
 
-use std::borrow::Cow;
-
-use super::model::{Arg, Args, Frame, Routine, Snapshot};
+use super::model::{Arg, Args, Frame, Snapshot};
+use super::table::{Chain, Record};
 
 /// Room counted per frame for the bucket frame grouping may make of it.
 pub(crate) const GROUP_FRAME_BYTES: usize = std::mem::size_of::<Frame>();
@@ -19,10 +20,18 @@ pub(crate) const GROUP_FRAME_BYTES: usize = std::mem::size_of::<Frame>();
 /// Room counted per argument for the bucket argument grouping may make of it.
 pub(crate) const GROUP_ARG_BYTES: usize = std::mem::size_of::<Arg>() + 8;
 
-/// Room counted per routine for its member entry (id and name) in a bucket.
-pub(crate) const GROUP_MEMBER_BYTES: usize = std::mem::size_of::<u64>()
-    + std::mem::size_of::<Cow<'static, str>>()
-    + 3 * std::mem::size_of::<Option<u64>>();
+/// Room counted per routine for its member entry (an index) in a bucket.
+pub(crate) const GROUP_MEMBER_BYTES: usize = std::mem::size_of::<u32>();
+
+/// Room counted per chain for the bucket grouping may make of it.
+pub(crate) const GROUP_BUCKET_BYTES: usize = 256;
+
+/// What a routine costs beside its chain and its record's room (charged as
+/// the records' buffer grows): its member entry in a bucket.
+pub(crate) const ROUTINE_BYTES: usize = GROUP_MEMBER_BYTES;
+
+/// The room of one record in the records' buffer.
+pub(crate) const RECORD_ROOM: usize = std::mem::size_of::<Record>();
 
 /// Bytes a snapshot may still use.
 #[derive(Debug)]
@@ -60,21 +69,36 @@ impl Budget {
         true
     }
 
+    /// Bytes left.
+    pub(crate) fn room(&self) -> usize {
+        self.max.saturating_sub(self.used)
+    }
+
+    /// Gives back `bytes` taken for something no longer held.
+    pub(crate) fn give(&mut self, bytes: usize) {
+        self.used = self.used.saturating_sub(bytes);
+    }
+
     pub(crate) fn used(&self) -> usize {
         self.used
     }
 }
 
-/// What a routine costs with a name of `name_len` bytes and one frame per
-/// item of `args_per_frame`, holding that many arguments.
+/// What a routine costs with a name of `name_len` bytes and a chain of
+/// its own, of one frame per item of `args_per_frame`, holding that many
+/// arguments.
 pub(crate) fn routine_cost(name_len: usize, args_per_frame: impl Iterator<Item = usize>) -> usize {
-    std::mem::size_of::<Routine>()
-        + name_len
-        + GROUP_MEMBER_BYTES
+    RECORD_ROOM + ROUTINE_BYTES + name_len + chain_cost(args_per_frame)
+}
+
+/// What a chain costs, of one frame per item of `args_per_frame`.
+pub(crate) fn chain_cost(args_per_frame: impl Iterator<Item = usize>) -> usize {
+    std::mem::size_of::<Chain>()
+        + GROUP_BUCKET_BYTES
         + args_per_frame.map(frame_cost).sum::<usize>()
 }
 
-/// What `frames` cost, as [`routine_cost`] counts them.
+/// What `frames` cost, as [`chain_cost`] counts them.
 pub(crate) fn frames_cost(frames: &[Frame]) -> usize {
     frames.iter().map(|f| frame_cost(f.args.len())).sum()
 }

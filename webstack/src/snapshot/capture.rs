@@ -5,9 +5,12 @@ use std::borrow::Cow;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime};
 
+use std::sync::atomic::Ordering;
+
 use super::budget::{self, Budget};
-use super::model::{Kind, LeftOut, Process, Routine, Snapshot, State, DEFAULT_MAXMEM, MIN_MAXMEM};
-use super::resolve::FrameCache;
+use super::intern::Interner;
+use super::model::{Kind, LeftOut, Process, Snapshot, DEFAULT_MAXMEM, MIN_MAXMEM};
+use super::table::{Fields, StateIndex, Table};
 use crate::record::registry::{self, Entry};
 use crate::record::slot::FrameWords;
 use crate::record::stack::{ThreadStack, MAX_DEPTH};
@@ -89,54 +92,54 @@ pub(crate) fn shadow(options: &Options) -> Snapshot {
     let captured_at = SystemTime::now();
     let maxmem = options.effective_maxmem();
     let (threads, tasks) = registry::counts();
-    let mut routines: Vec<Routine> =
-        Vec::with_capacity((threads + tasks).min(maxmem / std::mem::size_of::<Routine>() / 4));
-    let mut budget = Budget::new(maxmem);
+    let mut read = Reader {
+        table: Table::with_capacity(0),
+        expected: threads + tasks,
+        interner: Interner::default(),
+        budget: Budget::new(maxmem),
+        words: Vec::with_capacity(MAX_DEPTH),
+        chain: SavedChain::default(),
+        wait: MAX_LOCK_WAIT,
+        now: Instant::now(),
+        now_ns: crate::clock::now_ns(),
+        tokio_tasks: Vec::new(),
+    };
     let mut left_out = LeftOut {
         untracked_tasks: spawned::hooks_untracked(),
         ..LeftOut::default()
     };
-    let mut words = Vec::with_capacity(MAX_DEPTH);
-    let mut chain = SavedChain::default();
     let mut entries = Vec::new();
-    let mut cache = FrameCache::default();
-    let now = Instant::now();
-    let now_ns = crate::clock::now_ns();
-    let mut wait = MAX_LOCK_WAIT;
-    // `(tokio id, index in routines, source)` of every task with a tokio id.
-    let mut tokio_tasks: Vec<(u64, usize, Source)> = Vec::new();
     registry::for_each_shard(&mut entries, |entries| {
         for (i, entry) in entries.iter().enumerate() {
             if let Some(Entry::Task(ahead)) = entries.get(i + PREFETCH_AHEAD) {
                 prefetch_record(ahead);
             }
-            let captured = match entry {
+            match entry {
                 Entry::Thread(thread) => {
-                    read_thread(thread, now, &mut words, &mut budget, &mut cache)
-                }
-                Entry::Task(task) => {
-                    match read_task(task, now_ns, &mut wait, &mut chain, &mut budget, &mut cache) {
-                        Ok(routine) => routine,
-                        Err(Finished) => continue,
+                    if !read.thread(thread) {
+                        left_out.threads += 1;
                     }
                 }
-            };
-            match (captured, entry) {
-                (Some(routine), Entry::Task(task)) => {
-                    if let Some(id) = routine.tokio_id {
-                        tokio_tasks.push((id, routines.len(), task.spawn.source));
-                    }
-                    routines.push(routine);
-                }
-                (Some(routine), _) => routines.push(routine),
-                (None, Entry::Thread(_)) => left_out.threads += 1,
-                (None, Entry::Task(_)) => left_out.tasks += 1,
+                Entry::Task(task) => match read.task(task) {
+                    Ok(true) => {}
+                    Ok(false) => left_out.tasks += 1,
+                    Err(Finished) => {}
+                },
             }
         }
     });
-    merge_tokio_tasks(&mut routines, &mut tokio_tasks);
-    sort_routines(&mut routines);
-    let mut snapshot = Snapshot::new(routines);
+    let Reader {
+        mut table,
+        mut budget,
+        mut tokio_tasks,
+        ..
+    } = read;
+    merge_tokio_tasks(&mut table, &mut tokio_tasks);
+    budget.give(tokio_tasks.len() * std::mem::size_of::<TokioTask>());
+    drop(tokio_tasks);
+    table.sort();
+    let mut snapshot = Snapshot::new(Vec::new());
+    snapshot.table = table;
     snapshot.captured_at = captured_at;
     snapshot.maxmem = maxmem;
     snapshot.bytes_used = budget.used();
@@ -145,6 +148,35 @@ pub(crate) fn shadow(options: &Options) -> Snapshot {
         .serving_tid
         .or_else(crate::record::stack::current_tid);
     snapshot
+}
+
+/// Records beyond those registered at the start that the buffer has room
+/// for: routines registered during the capture, and threads the native
+/// pass adds.
+const SLACK: usize = 64;
+
+/// The fewest records the buffer grows by.
+const MIN_RECORDS: usize = 256;
+
+/// `(tokio id, index in the table, source)` of a task with a tokio id.
+type TokioTask = (u64, u32, Source);
+
+/// What [`shadow`] carries from one routine to the next.
+struct Reader {
+    table: Table,
+    /// Routines registered when the capture began.
+    expected: usize,
+    interner: Interner,
+    budget: Budget,
+    /// A thread's frames, read.
+    words: Vec<FrameWords>,
+    /// A task's chain, copied.
+    chain: SavedChain,
+    /// What is left of [`MAX_LOCK_WAIT`].
+    wait: Duration,
+    now: Instant,
+    now_ns: u64,
+    tokio_tasks: Vec<TokioTask>,
 }
 
 /// How many entries ahead of the one read [`shadow`] prefetches a task's
@@ -231,174 +263,204 @@ fn host_name() -> String {
     String::new()
 }
 
-/// Orders routines threads first, each kind by id. Sorts small keys, then
-/// moves each routine (hundreds of bytes) at most once, along the cycles of
-/// the permutation, instead of at every step of a sort.
-fn sort_routines(routines: &mut [Routine]) {
-    if routines.is_sorted_by_key(|r| (r.kind, r.id)) {
-        return;
-    }
-    let mut order: Vec<(Kind, u64, usize)> = routines
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.kind, r.id, i))
-        .collect();
-    order.sort_unstable();
-    // Position `j` takes the routine now at `order[j].2`; `usize::MAX` marks
-    // a position already filled.
-    let mut from: Vec<usize> = order.into_iter().map(|(_, _, i)| i).collect();
-    for start in 0..from.len() {
-        let mut j = start;
-        while from[j] != usize::MAX {
-            let source = std::mem::replace(&mut from[j], usize::MAX);
-            if source == start {
-                break;
-            }
-            routines.swap(j, source);
-            j = source;
-        }
-    }
-}
-
-fn read_thread(
-    thread: &ThreadStack,
-    now: Instant,
-    words: &mut Vec<FrameWords>,
-    budget: &mut Budget,
-    cache: &mut FrameCache,
-) -> Option<Routine> {
-    let (depth, consistent) = thread.read(words);
-    let cost = budget::routine_cost(thread.name.len(), words.iter().map(|w| w.nargs));
-    if !budget.take(cost) {
-        return None;
-    }
-    let mut routine = Routine::thread(thread.id, thread.name.to_string());
-    routine.created_by = thread.created_by.map(|site| cache.created_by(site));
-    routine.age = now.saturating_duration_since(thread.registered);
-    routine.tid = Some(thread.tid()).filter(|&tid| tid != 0);
-    routine.elided = depth.saturating_sub(MAX_DEPTH);
-    routine.torn = !consistent;
-    routine.frames = words
-        .iter()
-        .rev()
-        .map(|w| cache.frame(w.meta, w.owner, w.task, &w.args[..w.nargs]))
-        .collect();
-    Some(routine)
-}
-
 /// A task that finished while a snapshot waited for its lock: not shown, and
 /// not counted as left out.
 struct Finished;
 
-fn read_task(
-    task: &TaskShared,
-    now_ns: u64,
-    wait: &mut Duration,
-    chain: &mut SavedChain,
-    budget: &mut Budget,
-    cache: &mut FrameCache,
-) -> Result<Option<Routine>, Finished> {
-    let age = crate::clock::between(task.created_ns, now_ns);
-    if task.spawn.source == Source::Hooked {
-        return read_hooked(task, age, now_ns, budget, cache);
-    }
-    // The lock is held by the task's own poll (which sets `running_on`
-    // before taking it: reported as running, never waited for) or, for the
-    // time it takes to copy a chain, by another snapshot: only then is it
-    // worth waiting, and never longer than what is left of `wait`.
-    let state = task.state.try_lock().or_else(|| {
-        if wait.is_zero() || task.running_on.load(std::sync::atomic::Ordering::Relaxed) != 0 {
-            return None;
+impl Reader {
+    /// Takes room for one more record in the budget and the table.
+    fn admit(&mut self, name_len: usize) -> bool {
+        if !self.table.has_room() && !self.grow() {
+            return false;
         }
-        let start = Instant::now();
-        let state = task.state.try_lock_for(*wait);
-        *wait = wait.saturating_sub(start.elapsed());
-        state
-    });
-    let Some(state) = state else {
-        if !budget.take(budget::routine_cost(0, std::iter::empty())) {
-            return Ok(None);
+        self.budget.take(budget::ROUTINE_BYTES + name_len)
+    }
+
+    /// Grows the records' buffer, charging the budget for its room: at
+    /// once to every routine registered (and a few more), when the budget
+    /// holds all their records, so that a large buffer is never copied;
+    /// else by doubling, as far as the budget allows.
+    fn grow(&mut self) -> bool {
+        let len = self.table.len();
+        let rest = self.expected.saturating_sub(len) + SLACK;
+        let all = rest * (budget::RECORD_ROOM + budget::ROUTINE_BYTES);
+        let more = if all <= self.budget.room() {
+            rest
+        } else {
+            len.max(MIN_RECORDS)
+        };
+        let more = more.min(self.budget.room() / budget::RECORD_ROOM);
+        if more == 0 || !self.budget.take(more * budget::RECORD_ROOM) {
+            return false;
         }
-        let running_on = task.running_on.load(std::sync::atomic::Ordering::Relaxed);
-        let mut routine = task_routine(task, age, cache);
-        routine.state = State::Running;
-        routine.running_on = (running_on != 0).then_some(running_on);
-        return Ok(Some(routine));
-    };
-    if !task.is_registered() {
-        return Err(Finished);
+        self.table.reserve(more);
+        true
     }
-    let elided = state.copy_chain_into(chain);
-    let (polls, last_poll_end_ns) = (state.polls, state.last_poll_end_ns);
-    drop(state);
-    let cost = budget::routine_cost(0, chain.frames().map(|(_, _, _, args)| args.len()));
-    if !budget.take(cost) {
-        return Ok(None);
+
+    /// Reads a thread; `false` when `maxmem` left it out.
+    fn thread(&mut self, thread: &ThreadStack) -> bool {
+        let (depth, consistent) = thread.read(&mut self.words);
+        if !self.admit(thread.name.len()) {
+            return false;
+        }
+        let elided = depth.saturating_sub(MAX_DEPTH);
+        let Some(chain) =
+            self.interner
+                .thread_chain(&self.words, elided, &mut self.table, &mut self.budget)
+        else {
+            self.budget.give(budget::ROUTINE_BYTES + thread.name.len());
+            return false;
+        };
+        let name = self.table.add_name(Cow::Owned(thread.name.to_string()));
+        let creator = thread
+            .created_by
+            .map(|site| self.interner.site(site, &mut self.table));
+        self.table.push(Fields {
+            id: thread.id,
+            kind: Kind::Thread,
+            state: StateIndex::Alive,
+            name,
+            creator,
+            age: self.now.saturating_duration_since(thread.registered),
+            waiting: None,
+            polls: None,
+            running_on: None,
+            tokio_id: None,
+            tid: Some(thread.tid()).filter(|&tid| tid != 0),
+            torn: !consistent,
+            chain,
+        });
+        true
     }
-    let mut routine = task_routine(task, age, cache);
-    routine.waiting = Some(crate::clock::between(last_poll_end_ns, now_ns));
-    routine.polls = Some(polls);
-    routine.elided = elided;
-    routine.frames = chain
-        .frames()
-        .rev()
-        .zip(chain.await_lines().rev())
-        .map(|((meta, owner, task, args), line)| {
-            let frame = cache.frame(meta, owner, task, args);
-            if line == 0 {
-                frame
-            } else {
-                frame.awaiting_at(line)
+
+    /// Reads a task; `Ok(false)` when `maxmem` left it out.
+    fn task(&mut self, task: &TaskShared) -> Result<bool, Finished> {
+        let age = crate::clock::between(task.created_ns, self.now_ns);
+        if task.spawn.source == Source::Hooked {
+            return self.hooked(task, age);
+        }
+        // The lock is held by the task's own poll (which sets `running_on`
+        // before taking it: reported as running, never waited for) or, for
+        // the time it takes to copy a chain, by another snapshot: only then
+        // is it worth waiting, and never longer than what is left of `wait`.
+        let state = task.state.try_lock().or_else(|| {
+            if self.wait.is_zero() || task.running_on.load(Ordering::Relaxed) != 0 {
+                return None;
             }
-        })
-        .collect();
-    if routine.name.is_empty() {
-        // An unnamed spawned task: named after the outermost instrumented
-        // function it awaits, as a task rooted there would be.
-        if let Some(Cow::Borrowed(function)) = routine.frames.last().map(|f| &f.function) {
-            routine.name = Cow::Borrowed(function.rsplit("::").next().unwrap_or(function));
+            let start = Instant::now();
+            let state = task.state.try_lock_for(self.wait);
+            self.wait = self.wait.saturating_sub(start.elapsed());
+            state
+        });
+        let Some(state) = state else {
+            let running_on = task.running_on.load(Ordering::Relaxed);
+            return Ok(self.push_task(task, age, None, |fields| {
+                fields.state = StateIndex::Running;
+                fields.running_on = (running_on != 0).then_some(running_on);
+            }));
+        };
+        if !task.is_registered() {
+            return Err(Finished);
         }
+        let elided = state.copy_chain_into(&mut self.chain);
+        let (polls, last_poll_end_ns) = (state.polls, state.last_poll_end_ns);
+        drop(state);
+        let waiting = crate::clock::between(last_poll_end_ns, self.now_ns);
+        Ok(self.push_task(task, age, Some(elided), |fields| {
+            fields.waiting = Some(waiting);
+            fields.polls = Some(polls);
+        }))
     }
-    Ok(Some(routine))
-}
 
-/// A task's routine with what every record has: id, name, creator, age
-/// and tokio id.
-fn task_routine(task: &TaskShared, age: Duration, cache: &mut FrameCache) -> Routine {
-    let mut routine = match &task.spawn.label {
-        Some(label) => Routine::task(task.id, label.to_string()),
-        None => Routine::task(task.id, task.name),
-    };
-    routine.created_by = task.created_by.map(|site| cache.created_by(site));
-    routine.age = age;
-    routine.tokio_id = task.spawn.tokio_id();
-    routine
-}
+    /// A task known only from tokio's hooks: no chain and no lock, only
+    /// what the poll hooks store.
+    fn hooked(&mut self, task: &TaskShared, age: Duration) -> Result<bool, Finished> {
+        let Some(hooked) = spawned::hook_state(task) else {
+            return Err(Finished);
+        };
+        let now_ns = self.now_ns;
+        Ok(self.push_task(task, age, None, |fields| {
+            fields.polls = Some(hooked.polls);
+            if hooked.running_on != 0 {
+                fields.state = StateIndex::Running;
+                fields.running_on = Some(hooked.running_on);
+            } else {
+                fields.waiting = Some(crate::clock::between(hooked.last_poll_end_ns, now_ns));
+            }
+        }))
+    }
 
-/// A task known only from tokio's hooks: no chain and no lock, only what
-/// the poll hooks store.
-fn read_hooked(
-    task: &TaskShared,
-    age: Duration,
-    now_ns: u64,
-    budget: &mut Budget,
-    cache: &mut FrameCache,
-) -> Result<Option<Routine>, Finished> {
-    let Some(hooked) = spawned::hook_state(task) else {
-        return Err(Finished);
-    };
-    if !budget.take(budget::routine_cost(0, std::iter::empty())) {
-        return Ok(None);
+    /// Adds a task's record with what every record has (id, name, creator,
+    /// age, tokio id) and its chain: the one copied into `self.chain`, with
+    /// `elided` frames left out, or none. `set` fills in the rest.
+    fn push_task(
+        &mut self,
+        task: &TaskShared,
+        age: Duration,
+        elided: Option<usize>,
+        set: impl FnOnce(&mut Fields),
+    ) -> bool {
+        let label = task.spawn.label.as_deref().map_or(0, str::len);
+        if !self.admit(label) {
+            return false;
+        }
+        if elided.is_none() {
+            self.chain.clear();
+        }
+        let Some(chain) = self.interner.task_chain(
+            &self.chain,
+            task.id,
+            elided.unwrap_or(0),
+            &mut self.table,
+            &mut self.budget,
+        ) else {
+            self.budget.give(budget::ROUTINE_BYTES + label);
+            return false;
+        };
+        let name = match &task.spawn.label {
+            Some(label) => Cow::Owned(label.to_string()),
+            None if !task.name.is_empty() => Cow::Borrowed(task.name),
+            // An unnamed spawned task: named after the outermost
+            // instrumented function it awaits, as a task rooted there
+            // would be.
+            None => match self.table.chain(chain).frames.last().map(|f| &f.function) {
+                Some(Cow::Borrowed(function)) => {
+                    Cow::Borrowed(function.rsplit("::").next().unwrap_or(function))
+                }
+                _ => Cow::Borrowed(""),
+            },
+        };
+        let name = self.interner.name(name, &mut self.table, &mut self.budget);
+        let creator = task
+            .created_by
+            .map(|site| self.interner.site(site, &mut self.table));
+        let tokio_id = task.spawn.tokio_id();
+        let mut fields = Fields {
+            id: task.id,
+            kind: Kind::Task,
+            state: StateIndex::Idle,
+            name,
+            creator,
+            age,
+            waiting: None,
+            polls: None,
+            running_on: None,
+            tokio_id,
+            tid: None,
+            torn: false,
+            chain,
+        };
+        set(&mut fields);
+        if let Some(id) = tokio_id {
+            // Given back once the records are merged.
+            if self.budget.take(std::mem::size_of::<TokioTask>()) {
+                self.tokio_tasks
+                    .push((id, self.table.len() as u32, task.spawn.source));
+            }
+        }
+        self.table.push(fields);
+        true
     }
-    let mut routine = task_routine(task, age, cache);
-    routine.polls = Some(hooked.polls);
-    if hooked.running_on != 0 {
-        routine.state = State::Running;
-        routine.running_on = Some(hooked.running_on);
-    } else {
-        routine.waiting = Some(crate::clock::between(hooked.last_poll_end_ns, now_ns));
-    }
-    Ok(Some(routine))
 }
 
 /// Shows a task once although several records know it: the tokio hooks'
@@ -406,7 +468,7 @@ fn read_hooked(
 /// instrumented root it polls (the first one, by id, when it polls
 /// several), which keeps its frames and takes the hooks' spawn site (unless
 /// a spawn wrapper recorded one), poll count, age and running state.
-fn merge_tokio_tasks(routines: &mut Vec<Routine>, tokio_tasks: &mut [(u64, usize, Source)]) {
+fn merge_tokio_tasks(table: &mut Table, tokio_tasks: &mut [TokioTask]) {
     if !tokio_tasks
         .iter()
         .any(|&(_, _, source)| source == Source::Hooked)
@@ -415,9 +477,13 @@ fn merge_tokio_tasks(routines: &mut Vec<Routine>, tokio_tasks: &mut [(u64, usize
     }
     // By tokio id, the hooks' record last, the others by webstack id.
     tokio_tasks.sort_unstable_by_key(|&(id, index, source)| {
-        (id, source == Source::Hooked, routines[index].id)
+        (
+            id,
+            source == Source::Hooked,
+            table.records()[index as usize].id,
+        )
     });
-    let mut merged = vec![false; routines.len()];
+    let mut merged = false;
     for group in tokio_tasks.chunk_by(|a, b| a.0 == b.0) {
         let (Some(&(_, into, into_source)), Some(&(_, from, Source::Hooked))) =
             (group.first(), group.last())
@@ -427,37 +493,51 @@ fn merge_tokio_tasks(routines: &mut Vec<Routine>, tokio_tasks: &mut [(u64, usize
         if into == from {
             continue;
         }
-        let hooked = routines[from].clone();
-        let target = &mut routines[into];
-        if into_source != Source::Spawned && into_source != Source::Blocking {
-            target.created_by = hooked.created_by.or(target.created_by);
+        let hooked = table.records()[from as usize];
+        let target = table.records()[into as usize];
+        let creator = if into_source != Source::Spawned && into_source != Source::Blocking {
+            table.creator_of(&hooked)
+        } else {
+            None
+        };
+        let into = into as usize;
+        table.set_hooked(
+            into,
+            creator,
+            target.age().max(hooked.age()),
+            table.polls(&hooked),
+        );
+        if hooked.state() == StateIndex::Running {
+            table.set_running(into, hooked.running_on());
         }
-        target.age = target.age.max(hooked.age);
-        target.polls = hooked.polls.or(target.polls);
-        if hooked.state == State::Running {
-            target.state = State::Running;
-            target.running_on = hooked.running_on;
-            target.waiting = None;
-        }
-        merged[from] = true;
+        table.records_mut()[from as usize].chain = MERGED;
+        merged = true;
     }
-    let mut index = 0;
-    routines.retain(|_| {
-        let keep = !merged[index];
-        index += 1;
-        keep
-    });
+    if merged {
+        table.records_mut().retain(|r| r.chain != MERGED);
+    }
 }
+
+/// The chain of a record merged into another, about to be removed.
+const MERGED: u32 = u32::MAX;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::record::meta::FrameMeta;
 
-    fn routine(kind: Kind, id: u64) -> Routine {
-        match kind {
-            Kind::Thread => Routine::thread(id, format!("r{id}")),
-            Kind::Task => Routine::task(id, format!("r{id}")),
+    fn reader() -> Reader {
+        Reader {
+            table: Table::with_capacity(0),
+            expected: 0,
+            interner: Interner::default(),
+            budget: Budget::new(DEFAULT_MAXMEM),
+            words: Vec::new(),
+            chain: SavedChain::default(),
+            wait: MAX_LOCK_WAIT,
+            now: Instant::now(),
+            now_ns: 0,
+            tokio_tasks: Vec::new(),
         }
     }
 
@@ -477,60 +557,21 @@ mod tests {
             .map(|_| crate::record::task::TaskShared::new_record(&META, None))
             .collect();
         let guards: Vec<_> = records.iter().map(|r| r.state.lock()).collect();
-        let mut wait = MAX_LOCK_WAIT;
-        let (mut chain, mut cache) = (SavedChain::default(), FrameCache::default());
-        let mut budget = Budget::new(DEFAULT_MAXMEM);
+        let mut read = reader();
         let start = Instant::now();
         for record in &records {
-            let routine = read_task(record, 0, &mut wait, &mut chain, &mut budget, &mut cache)
-                .ok()
-                .flatten()
-                .unwrap();
-            assert_eq!(routine.state, State::Running);
+            assert!(matches!(read.task(record), Ok(true)));
         }
         let elapsed = start.elapsed();
         drop(guards);
-        assert!(wait.is_zero());
+        assert!(read.wait.is_zero());
+        assert!(read
+            .table
+            .records()
+            .iter()
+            .all(|r| r.state() == StateIndex::Running));
         // 100 records, 1 ms in all, not 1 ms each (room for a loaded
         // machine's scheduling).
         assert!(elapsed < Duration::from_millis(50), "{elapsed:?}");
-    }
-
-    #[test]
-    fn routines_sort_threads_first_then_by_id() {
-        // Every permutation of a few routines, and a longer scrambled list
-        // with several cycles.
-        let mut scrambled: Vec<(Kind, u64)> = (0..200u64)
-            .map(|i| {
-                let id = (i * 37) % 200;
-                (
-                    if id % 3 == 0 {
-                        Kind::Thread
-                    } else {
-                        Kind::Task
-                    },
-                    id,
-                )
-            })
-            .collect();
-        let mut cases = vec![scrambled.clone()];
-        scrambled.truncate(4);
-        for a in 0..4 {
-            for b in 0..4 {
-                let mut case = scrambled.clone();
-                case.swap(0, a);
-                case.swap(1, b);
-                cases.push(case);
-            }
-        }
-        for case in cases {
-            let mut routines: Vec<Routine> = case.iter().map(|&(k, id)| routine(k, id)).collect();
-            sort_routines(&mut routines);
-            let mut expected = case.clone();
-            expected.sort();
-            let got: Vec<(Kind, u64)> = routines.iter().map(|r| (r.kind, r.id)).collect();
-            assert_eq!(got, expected);
-            assert!(routines.iter().all(|r| r.name == format!("r{}", r.id)));
-        }
     }
 }

@@ -16,12 +16,14 @@
 
 pub(crate) mod budget;
 pub(crate) mod capture;
+pub(crate) mod intern;
 pub(crate) mod model;
 pub(crate) mod resolve;
+pub(crate) mod table;
 pub(crate) mod value_text;
 
 pub use capture::Options;
 pub use model::{
-    Arg, Args, CreatedBy, Frame, Kind, LeftOut, Origin, Process, Routine, Snapshot, State,
-    DEFAULT_MAXMEM, JSON_VERSION, MIN_MAXMEM,
+    Arg, Args, CreatedBy, Frame, Frames, Kind, LeftOut, Origin, Process, Routine, Routines,
+    Snapshot, State, DEFAULT_MAXMEM, JSON_VERSION, MIN_MAXMEM,
 };

@@ -6,6 +6,9 @@
 //! Everything a page shows comes from here, so a snapshot rendered on
 //! another machine shows the machine it was taken on.
 //!
+//! A snapshot keeps its routines compactly (see the `table` module) and
+//! hands them out as [`Routine`]s, built as [`Snapshot::routines`] iterates.
+//!
 //! The types can grow: they are `#[non_exhaustive]`, so build them with
 //! their constructors ([`Routine::thread`], [`Routine::task`],
 //! [`Frame::new`], [`Arg::new`], [`Snapshot::new`]) and set the public
@@ -18,6 +21,7 @@ use std::time::{Duration, SystemTime};
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
+use super::table::Table;
 use crate::record::value::Value;
 
 /// Version of the JSON form of a [`Snapshot`] (`"schema": "snapshot"`);
@@ -459,6 +463,68 @@ impl Frame {
     }
 }
 
+/// The frames of a [`Routine`], innermost first: a slice of [`Frame`] (it
+/// derefs to `[Frame]`), shared by every routine of a snapshot with the same
+/// stack, so handing a routine out copies no frame. Build it from a
+/// `Vec<Frame>` (`vec![…].into()`) or an iterator of frames.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Frames(Arc<[Frame]>);
+
+impl Frames {
+    /// The frames, to edit in place; copied first if they are shared.
+    pub(crate) fn make_mut(&mut self) -> &mut [Frame] {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl std::ops::Deref for Frames {
+    type Target = [Frame];
+
+    fn deref(&self) -> &[Frame] {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Frames {
+    /// The frames, to edit: copied first if another routine shares them.
+    fn deref_mut(&mut self) -> &mut [Frame] {
+        self.make_mut()
+    }
+}
+
+impl From<Vec<Frame>> for Frames {
+    fn from(frames: Vec<Frame>) -> Self {
+        Frames(frames.into())
+    }
+}
+
+impl FromIterator<Frame> for Frames {
+    fn from_iter<I: IntoIterator<Item = Frame>>(iter: I) -> Self {
+        Frames(iter.into_iter().collect())
+    }
+}
+
+impl<'a> IntoIterator for &'a Frames {
+    type Item = &'a Frame;
+    type IntoIter = std::slice::Iter<'a, Frame>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl std::fmt::Debug for Frames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter()).finish()
+    }
+}
+
+impl Serialize for Frames {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter())
+    }
+}
+
 /// A thread or task in a snapshot.
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
@@ -503,7 +569,7 @@ pub struct Routine {
     /// all belong to one instant.
     pub torn: bool,
     /// Frames, innermost first.
-    pub frames: Vec<Frame>,
+    pub frames: Frames,
 }
 
 impl Routine {
@@ -532,7 +598,7 @@ impl Routine {
             tid: None,
             elided: 0,
             torn: false,
-            frames: Vec::new(),
+            frames: Frames::default(),
         }
     }
 }
@@ -605,8 +671,10 @@ pub struct Snapshot {
     pub task_traces: Option<String>,
     /// The process the snapshot was taken in.
     pub process: Process,
-    /// Threads and tasks, threads first, each kind by id.
-    pub routines: Vec<Routine>,
+    /// Threads and tasks, threads first, each kind by id: see
+    /// [`Snapshot::routines`].
+    #[serde(rename = "routines")]
+    pub(crate) table: Table,
 }
 
 impl Snapshot {
@@ -628,23 +696,62 @@ impl Snapshot {
             native_error: None,
             task_traces: None,
             process: Process::current(),
-            routines,
+            table: Table::of(routines),
         }
+    }
+
+    /// Its threads and tasks: threads first, each kind by id, in a captured
+    /// snapshot (one built with [`Snapshot::new`] keeps its order).
+    ///
+    /// A snapshot stores each distinct stack once and each routine as a
+    /// small record; the routines are built as they are iterated. A
+    /// thread's frames are shared with the snapshot; a task's are copied,
+    /// as its root frame names the task ([`Frame::task`]), which the shared
+    /// stack leaves out. The grouped page reads the shared stacks.
+    pub fn routines(&self) -> Routines<'_> {
+        Routines {
+            table: &self.table,
+            range: 0..self.table.len(),
+        }
+    }
+
+    /// The routine at `index` in [`Snapshot::routines`].
+    pub fn routine(&self, index: usize) -> Option<Routine> {
+        (index < self.table.len()).then(|| self.table.routine(index))
+    }
+
+    /// Keeps only the routines for which `keep` returns `true`, in their
+    /// order: to show part of a snapshot.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Routine) -> bool) {
+        let kept: Vec<bool> = self.routines().map(|r| keep(&r)).collect();
+        let mut kept = kept.into_iter();
+        self.table
+            .records_mut()
+            .retain(|_| kept.next().unwrap_or(false));
+    }
+
+    /// Every distinct stack of the snapshot, to edit in place (to redact an
+    /// argument's value, say). A stack is shared by every routine that has
+    /// it, so an edit shows in all of them.
+    pub fn stacks_mut(&mut self) -> impl Iterator<Item = &mut [Frame]> {
+        self.table.frames_mut()
     }
 
     /// Number of captured threads.
     pub fn threads(&self) -> usize {
-        self.routines
+        self.table
+            .records()
             .iter()
-            .filter(|r| r.kind == Kind::Thread)
+            .filter(|r| r.kind() == Kind::Thread)
             .count()
     }
 
     /// Number of captured tasks.
     pub fn tasks(&self) -> usize {
-        self.routines
+        self.table
+            .records()
             .iter()
-            .filter(|r| r.kind == Kind::Task)
+            .filter(|r| r.kind() == Kind::Task)
             .count()
     }
 
@@ -667,6 +774,46 @@ impl Default for Process {
             platform: Cow::Borrowed(""),
             source_root: None,
         }
+    }
+}
+
+/// The routines of a [`Snapshot`], built as they are iterated: see
+/// [`Snapshot::routines`].
+#[derive(Clone, Debug)]
+pub struct Routines<'a> {
+    table: &'a Table,
+    range: std::ops::Range<usize>,
+}
+
+impl Iterator for Routines<'_> {
+    type Item = Routine;
+
+    fn next(&mut self) -> Option<Routine> {
+        self.range.next().map(|i| self.table.routine(i))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.range.size_hint()
+    }
+
+    fn nth(&mut self, n: usize) -> Option<Routine> {
+        self.range.nth(n).map(|i| self.table.routine(i))
+    }
+}
+
+impl DoubleEndedIterator for Routines<'_> {
+    fn next_back(&mut self) -> Option<Routine> {
+        self.range.next_back().map(|i| self.table.routine(i))
+    }
+}
+
+impl ExactSizeIterator for Routines<'_> {}
+
+impl std::iter::FusedIterator for Routines<'_> {}
+
+impl Serialize for Table {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq((0..self.len()).map(|i| self.routine(i)))
     }
 }
 

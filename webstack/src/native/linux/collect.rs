@@ -422,13 +422,16 @@ const NO_ROOM: &str = "no room to unwind (stack nearly full)";
 const STUCK: &str = "a thread's signal handler did not finish within its timeout; \
                      native stacks are disabled for the rest of the process";
 
+/// The registered threads' indices by tid: they come first in a snapshot,
+/// so these are also their indices among its threads.
 fn registered_tids(snapshot: &Snapshot) -> HashMap<i64, usize> {
     snapshot
-        .routines
+        .table
+        .records()
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.kind == Kind::Thread)
-        .filter_map(|(index, r)| Some((r.tid?, index)))
+        .filter(|(_, r)| r.kind() == Kind::Thread)
+        .filter_map(|(index, r)| Some((r.tid()?, index)))
         .collect()
 }
 
@@ -453,7 +456,7 @@ fn merge_into(
     uptime: Option<Duration>,
 ) {
     let mut budget = Budget::of(snapshot);
-    let mut added = Vec::new();
+    let mut threads = snapshot.table.take_threads();
     for (Captured { info, outcome, id }, native) in captured.into_iter().zip(natives) {
         let kernel = info.state_text();
         let (state, native) = match &outcome {
@@ -477,14 +480,14 @@ fn merge_into(
             Outcome::NotAsked | Outcome::Exited => (kernel, None),
         };
         if let Some(&index) = registered.get(&(info.tid as i64)) {
-            let routine = &mut snapshot.routines[index];
+            let routine = &mut threads[index];
             routine.state = State::Native(state);
             if let Some(native) = native {
                 let before = budget::frames_cost(&routine.frames);
-                let merged = merge(routine.frames.clone(), &native);
+                let merged = merge(routine.frames.to_vec(), &native);
                 let added = budget::frames_cost(&merged).saturating_sub(before);
                 if budget.take(added) {
-                    routine.frames = merged;
+                    routine.frames = merged.into();
                 }
             }
             continue;
@@ -501,20 +504,11 @@ fn merge_into(
         routine.state = State::Native(state);
         routine.age = proc::age(&info, uptime).unwrap_or_default();
         routine.tid = Some(info.tid as i64);
-        routine.frames = frames;
-        added.push(routine);
+        routine.frames = frames.into();
+        threads.push(routine);
     }
     budget.store(snapshot);
-    // The routines are in order, threads first: the new threads join the
-    // threads, and the tasks after them move once.
-    let key = |r: &Routine| (r.kind, r.id);
-    debug_assert!(snapshot.routines.is_sorted_by_key(key));
-    let threads = snapshot
-        .routines
-        .partition_point(|r| r.kind == Kind::Thread);
-    let added_len = added.len();
-    snapshot.routines.splice(threads..threads, added);
-    snapshot.routines[..threads + added_len].sort_by_key(key);
+    snapshot.table.put_threads(threads);
 }
 
 /// Gives every frame the text of its source line. Tasks repeat a handful
@@ -523,8 +517,8 @@ fn merge_into(
 fn add_sources(snapshot: &mut Snapshot) {
     let mut budget = Budget::of(snapshot);
     let mut lines: HashMap<(usize, usize, u32), Option<Arc<str>>, FxBuild> = HashMap::default();
-    'routines: for routine in &mut snapshot.routines {
-        for frame in &mut routine.frames {
+    'chains: for frames in snapshot.table.frames_mut() {
+        for frame in frames {
             if frame.source.is_some() || frame.line == 0 {
                 continue;
             }
@@ -536,7 +530,7 @@ fn add_sources(snapshot: &mut Snapshot) {
                 continue;
             };
             if !budget.take(budget::source_cost(text.len())) {
-                break 'routines;
+                break 'chains;
             }
             frame.source = Some(text.clone());
         }

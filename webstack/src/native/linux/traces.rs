@@ -47,6 +47,7 @@ mod imp {
     use crate::record::task::spawned::id_u64;
     use crate::record::tokio_hooks::runtimes;
     use crate::snapshot::budget::{self, Budget};
+    use crate::snapshot::table::{Chain, StateIndex};
     use crate::snapshot::{Kind, Snapshot, State};
 
     use crate::native::DEFAULT_TRACE_DEADLINE as DEFAULT_DEADLINE;
@@ -259,36 +260,66 @@ mod imp {
 
     /// Symbolises each trace and merges it into the routine of its task; the
     /// number of tasks that got frames.
+    ///
+    /// Tasks waiting at the same place, with the same shadow chain, share
+    /// one merged chain: each distinct pair is symbolised and merged once.
     fn merge_into(snapshot: &mut Snapshot, traced: &Traced) -> usize {
         let by_tokio_id: HashMap<u64, usize> = snapshot
-            .routines
+            .table
+            .records()
             .iter()
             .enumerate()
-            .filter(|(_, r)| r.kind == Kind::Task && r.state != State::Running)
-            .filter_map(|(index, r)| Some((r.tokio_id?, index)))
+            .filter(|(_, r)| r.kind() == Kind::Task && r.state() != StateIndex::Running)
+            .filter_map(|(index, r)| Some((r.tokio_id()?, index)))
             .collect();
         let mut budget = Budget::of(snapshot);
+        let table = &mut snapshot.table;
+        let mut chains: HashMap<(u32, &[usize]), Option<u32>> = HashMap::new();
         let mut merged = 0;
         for (tokio_id, ips) in traced {
             let Some(&index) = by_tokio_id.get(tokio_id) else {
                 continue;
             };
-            let natives = native_frames(ips);
-            if natives.is_empty() {
-                continue;
+            let shadow = table.records()[index].chain;
+            let chain = *chains.entry((shadow, ips)).or_insert_with(|| {
+                let natives = native_frames(ips);
+                if natives.is_empty() {
+                    return None;
+                }
+                let old = table.chain(shadow);
+                let mut frames = old.frames.to_vec();
+                // Marks the task's own root to find it after the merge.
+                if let Some(root) = old.own_root.and_then(|root| frames.get_mut(root)) {
+                    root.task = Some(OWN_ROOT);
+                }
+                let mut frames = merge(frames, &natives);
+                let own_root = frames.iter().position(|f| f.task == Some(OWN_ROOT));
+                if let Some(root) = own_root {
+                    frames[root].task = None;
+                }
+                let elided = old.elided;
+                // At most maxmem: the rest keep their spawn sites.
+                budget
+                    .take(budget::chain_cost(frames.iter().map(|f| f.args.len())))
+                    .then(|| {
+                        table.add_chain(Chain {
+                            frames: frames.into(),
+                            elided,
+                            own_root,
+                        })
+                    })
+            });
+            if let Some(chain) = chain {
+                table.set_chain(index, chain);
+                merged += 1;
             }
-            let routine = &mut snapshot.routines[index];
-            let before = budget::frames_cost(&routine.frames);
-            let frames = merge(routine.frames.clone(), &natives);
-            if !budget.take(budget::frames_cost(&frames).saturating_sub(before)) {
-                break; // maxmem reached: the rest keep their spawn sites
-            }
-            routine.frames = frames;
-            merged += 1;
         }
         budget.store(snapshot);
         merged
     }
+
+    /// Stands for a task's own id on its root frame during a merge.
+    const OWN_ROOT: u64 = u64::MAX;
 
     /// Symbolises a trace's return addresses (each looked up one byte before,
     /// in the call), inlined calls included.
@@ -303,14 +334,13 @@ mod imp {
     /// `: thread 'tokio-runtime-worker' (tid 1234) polls task 17`, for each
     /// task being polled: the workers that keep a dump from finishing.
     fn stuck_workers(snapshot: &Snapshot) -> String {
-        let threads: HashMap<u64, (&str, Option<i64>)> = snapshot
-            .routines
-            .iter()
+        let threads: HashMap<u64, (String, Option<i64>)> = snapshot
+            .routines()
             .filter(|r| r.kind == Kind::Thread)
-            .map(|r| (r.id, (r.name.as_ref(), r.tid)))
+            .map(|r| (r.id, (r.name.into_owned(), r.tid)))
             .collect();
         let mut out = String::new();
-        for task in &snapshot.routines {
+        for task in snapshot.routines() {
             if task.kind != Kind::Task || task.state != State::Running {
                 continue;
             }
@@ -382,10 +412,12 @@ mod imp {
     use crate::snapshot::{Kind, Snapshot};
 
     pub(in super::super) fn add(snapshot: &mut Snapshot) {
-        let unseen = snapshot
-            .routines
-            .iter()
-            .any(|r| r.kind == Kind::Task && r.tokio_id.is_some() && r.frames.is_empty());
+        let table = &snapshot.table;
+        let unseen = table.records().iter().any(|r| {
+            r.kind() == Kind::Task
+                && r.tokio_id().is_some()
+                && table.chain(r.chain).frames.is_empty()
+        });
         if unseen {
             snapshot.task_traces = Some(
                 "task traces off: build with --cfg tokio_unstable and webstack's feature \

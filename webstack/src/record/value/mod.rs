@@ -136,6 +136,13 @@ fn str_word(bytes: &[u8], start: usize, end: usize) -> u64 {
 }
 
 impl Value {
+    /// Every word of the value, for a snapshot that keys the stacks it has
+    /// seen by what was recorded: equal words, equal values.
+    #[inline]
+    pub(crate) fn words(&self) -> impl Iterator<Item = u64> {
+        [self.header, self.payload].into_iter().chain(self.extra)
+    }
+
     #[inline(always)]
     const fn simple(tag: u64, payload: u64) -> Self {
         Value {

@@ -1,0 +1,226 @@
+//! Storing once what repeats across the routines a capture reads: names,
+//! creation sites and stacks.
+//!
+//! A stack is keyed by the words it was recorded as (metadata and owner
+//! addresses, task ids, `.await` lines, argument words), before any frame
+//! is built: a task whose stack was seen before costs a hash of a few dozen
+//! words and a comparison, and its frames are built once per snapshot.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+
+use super::budget::{self, Budget};
+use super::model::Frame;
+use super::resolve::FrameCache;
+use super::table::{Chain, Table};
+use crate::hash::FxBuild;
+use crate::record::slot::FrameWords;
+use crate::record::stack::Site;
+use crate::record::task::SavedChain;
+
+/// No chain with this hash yet, or the end of a list of chains.
+const NONE: u32 = u32::MAX;
+
+/// First word of a thread's key; a task's starts with [`TASK_KEY`].
+const THREAD_KEY: u64 = 1;
+const TASK_KEY: u64 = 2;
+
+/// A task's own id in the key of its chain: tasks at the same place have
+/// the same key.
+const OWN: u64 = u64::MAX;
+
+/// A creation site: its function's and file's address and length, and its
+/// line.
+type SiteKey = (usize, usize, usize, usize, u32);
+
+/// What a capture has stored so far, to find it again.
+#[derive(Default)]
+pub(crate) struct Interner {
+    /// Resolved names, paths and origins of frames and creation sites.
+    cache: FrameCache,
+    /// Static names by address and length, and the last one found: tasks
+    /// read one after another are often alike.
+    names: HashMap<(usize, usize), u32, FxBuild>,
+    last_name: Option<((usize, usize), u32)>,
+    /// Creation sites by the addresses of their names and their line, and
+    /// the last one found.
+    sites: HashMap<SiteKey, u32, FxBuild>,
+    last_site: Option<(SiteKey, u32)>,
+    /// The newest chain per hash of its key; older ones with the same hash
+    /// follow through `next`.
+    chains: HashMap<u64, u32, FxBuild>,
+    next: Vec<u32>,
+    /// Each chain's key, at `spans[chain]` in `words`.
+    words: Vec<u64>,
+    spans: Vec<(u32, u32)>,
+    /// The key being looked up.
+    key: Vec<u64>,
+}
+
+impl Interner {
+    /// The index of a routine's name.
+    pub(crate) fn name(
+        &mut self,
+        name: Cow<'static, str>,
+        table: &mut Table,
+        budget: &mut Budget,
+    ) -> u32 {
+        match name {
+            Cow::Borrowed(name) => {
+                let key = (name.as_ptr() as usize, name.len());
+                match self.last_name {
+                    Some((last, index)) if last == key => index,
+                    _ => {
+                        let index = *self
+                            .names
+                            .entry(key)
+                            .or_insert_with(|| table.add_name(Cow::Borrowed(name)));
+                        self.last_name = Some((key, index));
+                        index
+                    }
+                }
+            }
+            Cow::Owned(name) => {
+                // Not kept from being counted: a name is a few bytes, and the
+                // record was paid for.
+                budget.take(name.len());
+                table.add_name(Cow::Owned(name))
+            }
+        }
+    }
+
+    /// The index of a creation site.
+    pub(crate) fn site(&mut self, site: Site, table: &mut Table) -> u32 {
+        let key = (
+            site.function.as_ptr() as usize,
+            site.function.len(),
+            site.file.as_ptr() as usize,
+            site.file.len(),
+            site.line,
+        );
+        if let Some((last, index)) = self.last_site {
+            if last == key {
+                return index;
+            }
+        }
+        let index = *self
+            .sites
+            .entry(key)
+            .or_insert_with(|| table.add_creator(self.cache.created_by(site)));
+        self.last_site = Some((key, index));
+        index
+    }
+
+    /// The chain of the saved await chain of task `own`, with `elided`
+    /// frames left out; `None` when a new chain does not fit in `budget`.
+    ///
+    /// The task's own id on its root frame is left out (it is the
+    /// routine's id): tasks waiting at the same place share a chain.
+    pub(crate) fn task_chain(
+        &mut self,
+        chain: &SavedChain,
+        own: u64,
+        elided: usize,
+        table: &mut Table,
+        budget: &mut Budget,
+    ) -> Option<u32> {
+        self.key.clear();
+        self.key.extend([TASK_KEY, elided as u64]);
+        for ((meta, owner, task, args), line) in chain.frames().zip(chain.await_lines()) {
+            self.key.extend([
+                meta as u64,
+                owner as u64,
+                if task == own { OWN } else { task },
+                args.len() as u64,
+                line.into(),
+            ]);
+            for value in args {
+                self.key.extend(value.words());
+            }
+        }
+        let own_root = chain.frames().rev().position(|(_, _, task, _)| task == own);
+        self.find_or_add(table, budget, elided, own_root, |cache, cache_frames| {
+            cache_frames.extend(chain.frames().rev().zip(chain.await_lines().rev()).map(
+                |((meta, owner, task, args), line)| {
+                    let task = if task == own { 0 } else { task };
+                    let frame = cache.frame(meta, owner, task, args);
+                    if line == 0 {
+                        frame
+                    } else {
+                        frame.awaiting_at(line)
+                    }
+                },
+            ));
+        })
+    }
+
+    /// The chain of a thread's shadow stack, outermost first in `words`,
+    /// with `elided` frames left out.
+    pub(crate) fn thread_chain(
+        &mut self,
+        words: &[FrameWords],
+        elided: usize,
+        table: &mut Table,
+        budget: &mut Budget,
+    ) -> Option<u32> {
+        self.key.clear();
+        self.key.extend([THREAD_KEY, elided as u64]);
+        for w in words {
+            self.key
+                .extend([w.meta as u64, w.owner as u64, w.task, w.nargs as u64]);
+            for value in &w.args[..w.nargs] {
+                self.key.extend(value.words());
+            }
+        }
+        self.find_or_add(table, budget, elided, None, |cache, frames| {
+            frames.extend(
+                words
+                    .iter()
+                    .rev()
+                    .map(|w| cache.frame(w.meta, w.owner, w.task, &w.args[..w.nargs])),
+            );
+        })
+    }
+
+    /// The chain whose key is `self.key`, else a new one of the frames
+    /// `build` makes, if they fit in `budget`.
+    fn find_or_add(
+        &mut self,
+        table: &mut Table,
+        budget: &mut Budget,
+        elided: usize,
+        own_root: Option<usize>,
+        build: impl FnOnce(&mut FrameCache, &mut Vec<Frame>),
+    ) -> Option<u32> {
+        let hash = FxBuild::default().hash_one(&self.key[..]);
+        let head = self.chains.get(&hash).copied().unwrap_or(NONE);
+        let mut at = head;
+        while at != NONE {
+            let (start, len) = self.spans[at as usize];
+            if self.words[start as usize..][..len as usize] == self.key[..] {
+                return Some(at);
+            }
+            at = self.next[at as usize];
+        }
+        let mut frames = Vec::new();
+        build(&mut self.cache, &mut frames);
+        let cost = budget::chain_cost(frames.iter().map(|f| f.args.len()))
+            + self.key.len() * std::mem::size_of::<u64>();
+        if !budget.take(cost) {
+            return None;
+        }
+        let chain = table.add_chain(Chain {
+            frames: frames.into(),
+            elided,
+            own_root,
+        });
+        debug_assert_eq!(chain as usize, self.spans.len());
+        self.spans
+            .push((self.words.len() as u32, self.key.len() as u32));
+        self.words.extend_from_slice(&self.key);
+        self.next.push(head);
+        self.chains.insert(hash, chain);
+        Some(chain)
+    }
+}
