@@ -391,7 +391,7 @@ impl<'s> Bucket<'s> {
 }
 
 /// Whether two chains' frames group together at `similarity`.
-fn chains_match(a: &Chain, b: &Chain, similarity: Similarity) -> bool {
+fn chains_match(a: &Chain<'_>, b: &Chain<'_>, similarity: Similarity) -> bool {
     (similarity != Similarity::ExactFlags || a.elided == b.elided)
         && a.frames.len() == b.frames.len()
         && a.frames
@@ -454,7 +454,7 @@ impl<'s> Buckets<'s> {
     /// [`Buckets::label`].
     pub fn aggregate(snapshot: &'s Snapshot, similarity: Similarity) -> Buckets<'s> {
         let table = &snapshot.table;
-        let classes = classes(table.chains(), similarity);
+        let classes = classes(table, similarity);
         let texts = canonical(table.texts().iter().map(String::as_str));
         let creators = canonical(
             table
@@ -507,11 +507,11 @@ impl<'s> Buckets<'s> {
             seen.insert(address, 0);
         }
         if !seen.is_empty() {
-            let mut uses = vec![0u32; table.chains().len()];
+            let mut uses = vec![0u32; table.chain_count()];
             for record in table.records() {
                 uses[record.chain as usize] += 1;
             }
-            for (chain, uses) in table.chains().iter().zip(uses) {
+            for (chain, uses) in table.chains().zip(uses) {
                 for arg in chain.frames.iter().flat_map(|f| &f.args) {
                     if let Some(count) = arg.value.address().and_then(|a| seen.get_mut(&a)) {
                         *count += uses;
@@ -546,16 +546,16 @@ impl<'s> Buckets<'s> {
 }
 
 /// For each chain, the first chain alike at `similarity`: its class.
-fn classes(chains: &[Chain], similarity: Similarity) -> Vec<u32> {
-    let mut classes = Vec::with_capacity(chains.len());
+fn classes(table: &Table, similarity: Similarity) -> Vec<u32> {
+    let mut classes = Vec::with_capacity(table.chain_count());
     let mut by_signature: HashMap<u64, Vec<u32>, FxBuild> = HashMap::default();
-    for (index, chain) in chains.iter().enumerate() {
+    for (index, chain) in table.chains().enumerate() {
         let candidates = by_signature
-            .entry(signature(chain, similarity))
+            .entry(signature(&chain, similarity))
             .or_default();
         let class = match candidates
             .iter()
-            .find(|&&c| chains_match(&chains[c as usize], chain, similarity))
+            .find(|&&c| chains_match(&table.chain(c), &chain, similarity))
         {
             Some(&class) => class,
             None => {
@@ -594,7 +594,7 @@ fn shown_addresses<'a>(buckets: &'a [Bucket<'_>]) -> impl Iterator<Item = u64> +
 /// may share a class always have the same signature. Strings are hashed by
 /// their length only: stacks that differ only in names of equal length (rare)
 /// share a signature and are told apart by `chains_match`.
-fn signature(chain: &Chain, similarity: Similarity) -> u64 {
+fn signature(chain: &Chain<'_>, similarity: Similarity) -> u64 {
     let mut h = FxHasher::default();
     if similarity == Similarity::ExactFlags {
         h.add(chain.elided as u64);

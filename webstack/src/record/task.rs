@@ -160,6 +160,11 @@ impl SavedChain {
         out.args.clone_from(&self.args);
     }
 
+    /// Number of frames.
+    pub(crate) fn len(&self) -> usize {
+        self.frames.len()
+    }
+
     /// `(meta, owner, task, arguments)` of each frame, outermost first.
     pub(crate) fn frames(&self) -> impl DoubleEndedIterator<Item = (usize, usize, u64, &[Value])> {
         self.frames

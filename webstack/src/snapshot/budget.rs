@@ -12,7 +12,7 @@
 //! counted here.
 
 use super::model::{Arg, Args, Frame, Snapshot};
-use super::table::{Chain, Record};
+use super::table::{Record, CHAIN_BYTES};
 
 /// Room counted per frame for the bucket frame grouping may make of it.
 pub(crate) const GROUP_FRAME_BYTES: usize = std::mem::size_of::<Frame>();
@@ -93,9 +93,7 @@ pub(crate) fn routine_cost(name_len: usize, args_per_frame: impl Iterator<Item =
 
 /// What a chain costs, of one frame per item of `args_per_frame`.
 pub(crate) fn chain_cost(args_per_frame: impl Iterator<Item = usize>) -> usize {
-    std::mem::size_of::<Chain>()
-        + GROUP_BUCKET_BYTES
-        + args_per_frame.map(frame_cost).sum::<usize>()
+    CHAIN_BYTES + GROUP_BUCKET_BYTES + args_per_frame.map(frame_cost).sum::<usize>()
 }
 
 /// What `frames` cost, as [`chain_cost`] counts them.

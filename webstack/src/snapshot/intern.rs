@@ -8,12 +8,11 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 
 use super::budget::{self, Budget};
 use super::model::Frame;
 use super::resolve::FrameCache;
-use super::table::{Chain, Table};
+use super::table::Table;
 use crate::hash::FxBuild;
 use crate::record::slot::FrameWords;
 use crate::record::stack::Site;
@@ -136,12 +135,13 @@ impl Interner {
                 line.into(),
             ]);
             for value in args {
-                self.key.extend(value.words());
+                self.key.extend_from_slice(&value.words());
             }
         }
         let own_root = chain.frames().rev().position(|(_, _, task, _)| task == own);
-        self.find_or_add(table, budget, elided, own_root, |cache, cache_frames| {
-            cache_frames.extend(chain.frames().rev().zip(chain.await_lines().rev()).map(
+        let len = chain.len();
+        self.find_or_add(table, budget, len, elided, own_root, |cache, frames| {
+            frames.extend(chain.frames().rev().zip(chain.await_lines().rev()).map(
                 |((meta, owner, task, args), line)| {
                     let task = if task == own { 0 } else { task };
                     let frame = cache.frame(meta, owner, task, args);
@@ -170,10 +170,10 @@ impl Interner {
             self.key
                 .extend([w.meta as u64, w.owner as u64, w.task, w.nargs as u64]);
             for value in &w.args[..w.nargs] {
-                self.key.extend(value.words());
+                self.key.extend_from_slice(&value.words());
             }
         }
-        self.find_or_add(table, budget, elided, None, |cache, frames| {
+        self.find_or_add(table, budget, words.len(), elided, None, |cache, frames| {
             frames.extend(
                 words
                     .iter()
@@ -189,11 +189,12 @@ impl Interner {
         &mut self,
         table: &mut Table,
         budget: &mut Budget,
+        len: usize,
         elided: usize,
         own_root: Option<usize>,
         build: impl FnOnce(&mut FrameCache, &mut Vec<Frame>),
     ) -> Option<u32> {
-        let hash = FxBuild::default().hash_one(&self.key[..]);
+        let hash = key_hash(&self.key);
         let head = self.chains.get(&hash).copied().unwrap_or(NONE);
         let mut at = head;
         while at != NONE {
@@ -203,18 +204,17 @@ impl Interner {
             }
             at = self.next[at as usize];
         }
-        let mut frames = Vec::new();
-        build(&mut self.cache, &mut frames);
-        let cost = budget::chain_cost(frames.iter().map(|f| f.args.len()))
+        // Built at the end of the table's frames: no allocation per chain.
+        let frames = table.frames_for(len);
+        let start = frames.len();
+        build(&mut self.cache, frames);
+        let cost = budget::chain_cost(frames[start..].iter().map(|f| f.args.len()))
             + self.key.len() * std::mem::size_of::<u64>();
         if !budget.take(cost) {
+            frames.truncate(start);
             return None;
         }
-        let chain = table.add_chain(Chain {
-            frames: frames.into(),
-            elided,
-            own_root,
-        });
+        let chain = table.add_chain(start, elided, own_root);
         debug_assert_eq!(chain as usize, self.spans.len());
         self.spans
             .push((self.words.len() as u32, self.key.len() as u32));
@@ -223,4 +223,18 @@ impl Interner {
         self.chains.insert(hash, chain);
         Some(chain)
     }
+}
+
+/// A hash of a stack's key: each word mixed by its position and summed, so
+/// that the multiplications overlap instead of waiting for one another
+/// (the key is compared in full on a match, so a weak hash costs only
+/// comparisons).
+fn key_hash(words: &[u64]) -> u64 {
+    let mut sum = words.len() as u64;
+    let mut position = 0u64;
+    for &word in words {
+        position = position.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        sum = sum.wrapping_add((word ^ position).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95));
+    }
+    (sum ^ (sum >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9)
 }

@@ -464,16 +464,25 @@ impl Frame {
 }
 
 /// The frames of a [`Routine`], innermost first: a slice of [`Frame`] (it
-/// derefs to `[Frame]`), shared by every routine of a snapshot with the same
-/// stack, so handing a routine out copies no frame. Build it from a
-/// `Vec<Frame>` (`vec![…].into()`) or an iterator of frames.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct Frames(Arc<[Frame]>);
+/// derefs to `[Frame]`), shared with the snapshot it came from, so handing
+/// a routine out copies no frame. Build it from a `Vec<Frame>`
+/// (`vec![…].into()`) or an iterator of frames.
+#[derive(Clone, Default)]
+pub struct Frames {
+    /// A snapshot's frames, or a routine's own.
+    all: Arc<Vec<Frame>>,
+    start: usize,
+    len: usize,
+}
 
 impl Frames {
-    /// The frames, to edit in place; copied first if they are shared.
-    pub(crate) fn make_mut(&mut self) -> &mut [Frame] {
-        Arc::make_mut(&mut self.0)
+    /// The `len` frames of `all` from `start`.
+    pub(crate) fn shared(all: &Arc<Vec<Frame>>, start: usize, len: usize) -> Frames {
+        Frames {
+            all: all.clone(),
+            start,
+            len,
+        }
     }
 }
 
@@ -481,26 +490,34 @@ impl std::ops::Deref for Frames {
     type Target = [Frame];
 
     fn deref(&self) -> &[Frame] {
-        &self.0
+        &self.all[self.start..self.start + self.len]
     }
 }
 
 impl std::ops::DerefMut for Frames {
-    /// The frames, to edit: copied first if another routine shares them.
+    /// The frames, to edit: copied first if they are shared.
     fn deref_mut(&mut self) -> &mut [Frame] {
-        self.make_mut()
+        if Arc::get_mut(&mut self.all).is_none() || self.len != self.all.len() {
+            *self = Frames::from(self.to_vec());
+        }
+        let all = Arc::get_mut(&mut self.all).expect("frames of their own");
+        all.as_mut_slice()
     }
 }
 
 impl From<Vec<Frame>> for Frames {
     fn from(frames: Vec<Frame>) -> Self {
-        Frames(frames.into())
+        Frames {
+            len: frames.len(),
+            all: Arc::new(frames),
+            start: 0,
+        }
     }
 }
 
 impl FromIterator<Frame> for Frames {
     fn from_iter<I: IntoIterator<Item = Frame>>(iter: I) -> Self {
-        Frames(iter.into_iter().collect())
+        iter.into_iter().collect::<Vec<Frame>>().into()
     }
 }
 
@@ -509,19 +526,33 @@ impl<'a> IntoIterator for &'a Frames {
     type IntoIter = std::slice::Iter<'a, Frame>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.iter()
+    }
+}
+
+impl PartialEq for Frames {
+    fn eq(&self, other: &Frames) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Frames {}
+
+impl std::hash::Hash for Frames {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
     }
 }
 
 impl std::fmt::Debug for Frames {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.iter()).finish()
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
 impl Serialize for Frames {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter())
+        s.collect_seq(self.iter())
     }
 }
 
@@ -734,7 +765,7 @@ impl Snapshot {
     /// argument's value, say). A stack is shared by every routine that has
     /// it, so an edit shows in all of them.
     pub fn stacks_mut(&mut self) -> impl Iterator<Item = &mut [Frame]> {
-        self.table.frames_mut()
+        self.table.frames_mut().into_iter()
     }
 
     /// Number of captured threads.

@@ -13,16 +13,37 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::model::{CreatedBy, Frame, Frames, Kind, Routine, State};
 use crate::hash::FxBuild;
 
-/// One distinct stack of a snapshot, shared by every routine that has it.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Chain {
+/// One distinct stack of a snapshot, shared by every routine that has it:
+/// a run of the table's frames.
+#[derive(Clone, Copy, Debug, Default)]
+struct Span {
+    chunk: u32,
+    start: u32,
+    len: u32,
+    elided: usize,
+    own_root: Option<usize>,
+}
+
+/// Frames of the first chunk of a table's frames.
+const FIRST_CHUNK: usize = 32;
+
+/// The most frames of a chunk (1.1 MiB), unless one chain has more.
+const MAX_CHUNK: usize = 256;
+
+/// What a chain costs beside its frames.
+pub(crate) const CHAIN_BYTES: usize = std::mem::size_of::<Span>();
+
+/// A chain as the table hands it out.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Chain<'a> {
     /// Frames, innermost first.
-    pub(crate) frames: Frames,
+    pub(crate) frames: &'a [Frame],
     /// Frames beyond the shadow-stack bound that were not recorded.
     pub(crate) elided: usize,
     /// The frame of a task's chain that is the task's own root: it names
@@ -171,7 +192,11 @@ fn nanos(d: Duration) -> u64 {
 #[derive(Clone, Default)]
 pub(crate) struct Table {
     records: Vec<Record>,
-    chains: Vec<Chain>,
+    /// Every chain's frames, one after another in chunks that never grow
+    /// past their capacity (a chain's frames are never moved, and there is
+    /// no allocation per chain). Shared with the [`Frames`] handed out.
+    chunks: Vec<Arc<Vec<Frame>>>,
+    chains: Vec<Span>,
     names: Vec<Cow<'static, str>>,
     creators: Vec<CreatedBy>,
     /// `(name, creator)` pairs, and their indices.
@@ -198,7 +223,7 @@ impl Table {
     /// `Arc`) share a chain.
     pub(crate) fn of(routines: Vec<Routine>) -> Self {
         let mut table = Table::with_capacity(routines.len());
-        let mut shared: HashMap<(usize, usize), u32, FxBuild> = HashMap::default();
+        let mut shared: HashMap<(usize, usize, usize), u32, FxBuild> = HashMap::default();
         for routine in routines {
             table.push_routine(routine, &mut shared);
         }
@@ -210,7 +235,7 @@ impl Table {
     pub(crate) fn push_routine(
         &mut self,
         routine: Routine,
-        shared: &mut HashMap<(usize, usize), u32, FxBuild>,
+        shared: &mut HashMap<(usize, usize, usize), u32, FxBuild>,
     ) {
         let record = self.record_of(routine, shared);
         self.records.push(record);
@@ -220,20 +245,20 @@ impl Table {
     fn record_of(
         &mut self,
         routine: Routine,
-        shared: &mut HashMap<(usize, usize), u32, FxBuild>,
+        shared: &mut HashMap<(usize, usize, usize), u32, FxBuild>,
     ) -> Record {
         let key = (
             routine.frames.as_ptr() as usize,
-            routine.frames.len() ^ (routine.elided << 32),
+            routine.frames.len(),
+            routine.elided,
         );
         let chain = match shared.get(&key) {
             Some(&chain) => chain,
             None => {
-                let chain = self.add_chain(Chain {
-                    frames: routine.frames.clone(),
-                    elided: routine.elided,
-                    own_root: None,
-                });
+                let frames = self.frames_for(routine.frames.len());
+                let start = frames.len();
+                frames.extend_from_slice(&routine.frames);
+                let chain = self.add_chain(start, routine.elided, None);
                 shared.insert(key, chain);
                 chain
             }
@@ -275,8 +300,46 @@ impl Table {
         self.records.reserve_exact(more);
     }
 
-    pub(crate) fn add_chain(&mut self, chain: Chain) -> u32 {
-        self.chains.push(chain);
+    /// The frames a new chain of `len` frames goes at the end of (see
+    /// [`Table::add_chain`]): the last chunk if it has room, else a new
+    /// one, twice the size of the last (up to [`MAX_CHUNK`] frames). A
+    /// chunk a routine handed out still shares is copied first (never
+    /// during a capture).
+    pub(crate) fn frames_for(&mut self, len: usize) -> &mut Vec<Frame> {
+        let room = self
+            .chunks
+            .last()
+            .is_some_and(|c| c.capacity() - c.len() >= len);
+        if !room {
+            let size = self
+                .chunks
+                .last()
+                .map_or(FIRST_CHUNK, |c| c.capacity() * 2)
+                .min(MAX_CHUNK)
+                .max(len);
+            self.chunks.push(Arc::new(Vec::with_capacity(size)));
+        }
+        let last = self.chunks.last_mut().expect("a chunk was just made");
+        Arc::make_mut(last)
+    }
+
+    /// A chain of the frames from `start` to the end of the last chunk
+    /// (see [`Table::frames_for`]).
+    pub(crate) fn add_chain(
+        &mut self,
+        start: usize,
+        elided: usize,
+        own_root: Option<usize>,
+    ) -> u32 {
+        let chunk = self.chunks.len().saturating_sub(1);
+        let len = self.chunks.get(chunk).map_or(0, |c| c.len()) - start;
+        self.chains.push(Span {
+            chunk: chunk as u32,
+            start: start as u32,
+            len: len as u32,
+            elided,
+            own_root,
+        });
         (self.chains.len() - 1) as u32
     }
 
@@ -317,21 +380,53 @@ impl Table {
         &mut self.records
     }
 
-    pub(crate) fn chains(&self) -> &[Chain] {
-        &self.chains
+    /// Number of chains.
+    pub(crate) fn chain_count(&self) -> usize {
+        self.chains.len()
     }
 
-    pub(crate) fn chain(&self, index: u32) -> &Chain {
-        &self.chains[index as usize]
+    /// Every chain, by index.
+    pub(crate) fn chains(&self) -> impl ExactSizeIterator<Item = Chain<'_>> {
+        self.chains.iter().map(|span| self.view(span))
+    }
+
+    pub(crate) fn chain(&self, index: u32) -> Chain<'_> {
+        self.view(&self.chains[index as usize])
+    }
+
+    fn view(&self, span: &Span) -> Chain<'_> {
+        let start = span.start as usize;
+        let frames = match self.chunks.get(span.chunk as usize) {
+            Some(chunk) => &chunk[start..start + span.len as usize],
+            None => &[],
+        };
+        Chain {
+            frames,
+            elided: span.elided,
+            own_root: span.own_root,
+        }
     }
 
     /// Every chain's frames, for a pass that adds to them (source lines);
-    /// a chain still shared with a routine handed out is copied first.
-    pub(crate) fn frames_mut(&mut self) -> impl Iterator<Item = &mut [Frame]> {
-        self.chains
-            .iter_mut()
-            .filter(|c| !c.frames.is_empty())
-            .map(|c| c.frames.make_mut())
+    /// copied first if a routine handed out still shares them.
+    pub(crate) fn frames_mut(&mut self) -> Vec<&mut [Frame]> {
+        // Chains are added one after another, each at the end of the last
+        // chunk: by chunk, their runs are in order and do not overlap.
+        let mut out = Vec::with_capacity(self.chains.len());
+        let mut spans = self.chains.iter().filter(|s| s.len > 0).peekable();
+        for (index, chunk) in self.chunks.iter_mut().enumerate() {
+            let mut rest = Arc::make_mut(chunk).as_mut_slice();
+            let mut at = 0;
+            while let Some(span) = spans.next_if(|s| s.chunk as usize == index) {
+                let tail = std::mem::take(&mut rest);
+                let (_, tail) = tail.split_at_mut(span.start as usize - at);
+                let (chain, tail) = tail.split_at_mut(span.len as usize);
+                out.push(chain);
+                rest = tail;
+                at = (span.start + span.len) as usize;
+            }
+        }
+        out
     }
 
     pub(crate) fn name(&self, record: &Record) -> &Cow<'static, str> {
@@ -400,7 +495,8 @@ impl Table {
     /// The public form of record `index`.
     pub(crate) fn routine(&self, index: usize) -> Routine {
         let record = &self.records[index];
-        let chain = self.chain(record.chain);
+        let span = self.chains[record.chain as usize];
+        let chain = self.view(&span);
         let mut routine = match record.kind() {
             Kind::Thread => Routine::thread(record.id, self.name(record).clone()),
             Kind::Task => Routine::task(record.id, self.name(record).clone()),
@@ -421,7 +517,10 @@ impl Table {
                 frames[root].task = Some(record.id);
                 frames.into()
             }
-            _ => chain.frames.clone(),
+            _ => match self.chunks.get(span.chunk as usize) {
+                Some(chunk) => Frames::shared(chunk, span.start as usize, span.len as usize),
+                None => Frames::default(),
+            },
         };
         routine
     }
@@ -455,7 +554,7 @@ impl Table {
     /// Orders records threads first, each kind by id.
     pub(crate) fn sort(&mut self) {
         if !self.records.is_sorted_by_key(Record::sort_key) {
-            self.records.sort_unstable_by_key(Record::sort_key);
+            self.records.sort_by_key(Record::sort_key);
         }
     }
 

@@ -47,7 +47,7 @@ mod imp {
     use crate::record::task::spawned::id_u64;
     use crate::record::tokio_hooks::runtimes;
     use crate::snapshot::budget::{self, Budget};
-    use crate::snapshot::table::{Chain, StateIndex};
+    use crate::snapshot::table::StateIndex;
     use crate::snapshot::{Kind, Snapshot, State};
 
     use crate::native::DEFAULT_TRACE_DEADLINE as DEFAULT_DEADLINE;
@@ -302,11 +302,10 @@ mod imp {
                 budget
                     .take(budget::chain_cost(frames.iter().map(|f| f.args.len())))
                     .then(|| {
-                        table.add_chain(Chain {
-                            frames: frames.into(),
-                            elided,
-                            own_root,
-                        })
+                        let all = table.frames_for(frames.len());
+                        let start = all.len();
+                        all.append(&mut frames);
+                        table.add_chain(start, elided, own_root)
                     })
             });
             if let Some(chain) = chain {

@@ -139,8 +139,9 @@ impl Value {
     /// Every word of the value, for a snapshot that keys the stacks it has
     /// seen by what was recorded: equal words, equal values.
     #[inline]
-    pub(crate) fn words(&self) -> impl Iterator<Item = u64> {
-        [self.header, self.payload].into_iter().chain(self.extra)
+    pub(crate) fn words(&self) -> [u64; VALUE_WORDS] {
+        let [a, b, c, d] = self.extra;
+        [self.header, self.payload, a, b, c, d]
     }
 
     #[inline(always)]
