@@ -135,7 +135,7 @@ impl Interner {
                 line.into(),
             ]);
             for value in args {
-                self.key.extend_from_slice(&value.words());
+                value.push_words(&mut self.key);
             }
         }
         let own_root = chain.frames().rev().position(|(_, _, task, _)| task == own);
@@ -170,7 +170,7 @@ impl Interner {
             self.key
                 .extend([w.meta as u64, w.owner as u64, w.task, w.nargs as u64]);
             for value in &w.args[..w.nargs] {
-                self.key.extend_from_slice(&value.words());
+                value.push_words(&mut self.key);
             }
         }
         self.find_or_add(table, budget, words.len(), elided, None, |cache, frames| {

@@ -136,12 +136,14 @@ fn str_word(bytes: &[u8], start: usize, end: usize) -> u64 {
 }
 
 impl Value {
-    /// Every word of the value, for a snapshot that keys the stacks it has
-    /// seen by what was recorded: equal words, equal values.
+    /// Appends the words of the value in use (its header, which counts the
+    /// extra words, its payload and those extra words), for a snapshot that
+    /// keys the stacks it has seen by what was recorded: equal words, equal
+    /// values.
     #[inline]
-    pub(crate) fn words(&self) -> [u64; VALUE_WORDS] {
-        let [a, b, c, d] = self.extra;
-        [self.header, self.payload, a, b, c, d]
+    pub(crate) fn push_words(&self, out: &mut Vec<u64>) {
+        out.extend_from_slice(&[self.header, self.payload]);
+        out.extend_from_slice(&self.extra[..self.extra_words()]);
     }
 
     #[inline(always)]
