@@ -308,11 +308,34 @@ pub struct Bucket<'s> {
     pub torn: bool,
     /// Whether the bucket holds the thread that captured the snapshot.
     pub serving: bool,
-    /// The chain whose frames were merged in last.
-    merged: u32,
-    /// The frame that is the first member's own task root (see
-    /// `Chain::own_root`), which names it while it is the only member.
+}
+
+/// The frames of chains alike at a similarity, merged: the frames of a
+/// bucket.
+#[derive(Clone, Default)]
+struct Merge {
+    frames: Vec<BucketFrame>,
+    elided: usize,
+    /// The first chain's own task root (see `Chain::own_root`).
     own_root: Option<usize>,
+    /// Whether a chain was added.
+    started: bool,
+}
+
+impl Merge {
+    fn add(&mut self, chain: Chain<'_>) {
+        if !self.started {
+            self.frames = chain.frames.iter().map(BucketFrame::from_frame).collect();
+            self.elided = chain.elided;
+            self.own_root = chain.own_root;
+            self.started = true;
+            return;
+        }
+        for (mine, theirs) in self.frames.iter_mut().zip(chain.frames) {
+            mine.merge(theirs);
+        }
+        self.elided = self.elided.max(chain.elided);
+    }
 }
 
 impl<'s> Bucket<'s> {
@@ -321,16 +344,11 @@ impl<'s> Bucket<'s> {
         self.members.ids()
     }
 
+    /// A bucket of the routine at `index`; its frames are set once every
+    /// routine has its bucket (see [`Buckets::aggregate`]).
     fn new(table: &'s Table, index: u32, serving: bool) -> Self {
         let record = &table.records()[index as usize];
-        let chain = table.chain(record.chain);
         let waited = record.waited();
-        let mut frames: Vec<BucketFrame> =
-            chain.frames.iter().map(BucketFrame::from_frame).collect();
-        let own_root = chain.own_root.filter(|&root| root < frames.len());
-        if let Some(root) = own_root {
-            frames[root].task = Some(record.id);
-        }
         Bucket {
             count: 1,
             kind: record.kind(),
@@ -340,38 +358,52 @@ impl<'s> Bucket<'s> {
                 indices: vec![index],
             },
             created_by: table.creator_of(record).map(|c| table.creator(c)),
-            frames,
+            frames: Vec::new(),
             waiting: (waited, waited),
-            elided: chain.elided,
+            elided: 0,
             torn: record.torn(),
             serving,
-            merged: record.chain,
-            own_root,
         }
     }
 
     fn add(&mut self, index: u32, serving: bool) {
-        let table = self.members.table;
-        let record = &table.records()[index as usize];
+        let record = &self.members.table.records()[index as usize];
         self.count += 1;
         self.members.indices.push(index);
-        if let Some(root) = self.own_root.take() {
-            // Two tasks: two ids.
-            self.frames[root].task = None;
-        }
-        if record.chain != self.merged {
-            let chain = table.chain(record.chain);
-            for (mine, theirs) in self.frames.iter_mut().zip(chain.frames.iter()) {
-                mine.merge(theirs);
-            }
-            self.elided = self.elided.max(chain.elided);
-            self.merged = record.chain;
-        }
         let waited = record.waited();
         self.waiting.0 = self.waiting.0.min(waited);
         self.waiting.1 = self.waiting.1.max(waited);
         self.torn |= record.torn();
         self.serving |= serving;
+    }
+
+    /// Sets the frames of a bucket whose class has other buckets too: the
+    /// frames of its members' chains, merged.
+    fn merge_own_chains(&mut self) {
+        let table = self.members.table;
+        let mut merged = Merge::default();
+        let mut last = u32::MAX;
+        for &index in &self.members.indices {
+            let chain = table.records()[index as usize].chain;
+            if chain != last {
+                merged.add(table.chain(chain));
+                last = chain;
+            }
+        }
+        self.set_frames(merged);
+    }
+
+    /// Takes the merged frames of its chains; a bucket of one task names it
+    /// on its own root frame, as its routine does.
+    fn set_frames(&mut self, merged: Merge) {
+        self.frames = merged.frames;
+        self.elided = merged.elided;
+        if let ([index], Some(root)) = (&self.members.indices[..], merged.own_root) {
+            let record = &self.members.table.records()[*index as usize];
+            if let Some(frame) = self.frames.get_mut(root) {
+                frame.task = Some(record.id);
+            }
+        }
     }
 
     fn order(&self, other: &Bucket<'_>) -> Ordering {
@@ -454,7 +486,11 @@ impl<'s> Buckets<'s> {
     /// [`Buckets::label`].
     pub fn aggregate(snapshot: &'s Snapshot, similarity: Similarity) -> Buckets<'s> {
         let table = &snapshot.table;
-        let classes = classes(table, similarity);
+        let mut uses = vec![0u32; table.chain_count()];
+        for record in table.records() {
+            uses[record.chain as usize] += 1;
+        }
+        let (classes, mut merges) = classes(table, &uses, similarity);
         let texts = canonical(table.texts().iter().map(String::as_str));
         let creators = canonical(
             table
@@ -464,6 +500,11 @@ impl<'s> Buckets<'s> {
         );
         let mut buckets: Vec<Bucket<'s>> = Vec::new();
         let mut by_key: HashMap<Key, u32, FxBuild> = HashMap::default();
+        // The buckets of each class, by class: most classes have one.
+        let mut class_buckets: Vec<u32> = vec![0; merges.len()];
+        let mut bucket_class: Vec<u32> = Vec::new();
+        let mut bucket_keys: Vec<Key> = Vec::new();
+        let mut last_bucket: Vec<u32> = vec![u32::MAX; merges.len()];
         for (index, record) in table.records().iter().enumerate() {
             let tid = record.tid();
             let serving = tid.is_some() && tid == snapshot.captured_by_tid;
@@ -481,15 +522,39 @@ impl<'s> Buckets<'s> {
                 similarity == Similarity::ExactFlags && record.torn(),
             );
             let index = index as u32;
-            match by_key.get(&key) {
-                Some(&bucket) => buckets[bucket as usize].add(index, serving),
+            let class = key.3 as usize;
+            // Most routines of a class share its last bucket: no hashing.
+            let last = last_bucket[class];
+            let found = if last != u32::MAX && bucket_keys[last as usize] == key {
+                Some(last)
+            } else {
+                by_key.get(&key).copied()
+            };
+            match found {
+                Some(bucket) => {
+                    buckets[bucket as usize].add(index, serving);
+                    last_bucket[class] = bucket;
+                }
                 None => {
-                    by_key.insert(key, buckets.len() as u32);
+                    let bucket = buckets.len() as u32;
+                    by_key.insert(key, bucket);
                     buckets.push(Bucket::new(table, index, serving));
+                    bucket_keys.push(key);
+                    last_bucket[class] = bucket;
+                    class_buckets[class] += 1;
+                    bucket_class.push(class as u32);
                 }
             }
         }
         drop(by_key);
+        for (bucket, &class) in buckets.iter_mut().zip(&bucket_class) {
+            if class_buckets[class as usize] == 1 {
+                bucket.set_frames(std::mem::take(&mut merges[class as usize]));
+            } else {
+                bucket.merge_own_chains();
+            }
+        }
+        drop(merges);
         for bucket in &mut buckets {
             // Captured snapshots list routines by id already.
             let records = table.records();
@@ -507,11 +572,7 @@ impl<'s> Buckets<'s> {
             seen.insert(address, 0);
         }
         if !seen.is_empty() {
-            let mut uses = vec![0u32; table.chain_count()];
-            for record in table.records() {
-                uses[record.chain as usize] += 1;
-            }
-            for (chain, uses) in table.chains().zip(uses) {
+            for (chain, &uses) in table.chains().zip(&uses) {
                 for arg in chain.frames.iter().flat_map(|f| &f.args) {
                     if let Some(count) = arg.value.address().and_then(|a| seen.get_mut(&a)) {
                         *count += uses;
@@ -545,27 +606,37 @@ impl<'s> Buckets<'s> {
     }
 }
 
-/// For each chain, the first chain alike at `similarity`: its class.
-fn classes(table: &Table, similarity: Similarity) -> Vec<u32> {
-    let mut classes = Vec::with_capacity(table.chain_count());
-    let mut by_signature: HashMap<u64, Vec<u32>, FxBuild> = HashMap::default();
+/// For each chain, its class: the first chain in use alike at
+/// `similarity` (chains no routine uses are left out of every class); and
+/// for each class, its chains' frames merged. Reads each chain once, in the
+/// order they are stored.
+fn classes(table: &Table, uses: &[u32], similarity: Similarity) -> (Vec<u32>, Vec<Merge>) {
+    let mut classes = vec![u32::MAX; table.chain_count()];
+    let mut merges: Vec<Merge> = Vec::new();
+    let mut by_signature: HashMap<u64, Vec<(u32, u32)>, FxBuild> = HashMap::default();
     for (index, chain) in table.chains().enumerate() {
+        if uses[index] == 0 {
+            continue;
+        }
         let candidates = by_signature
             .entry(signature(&chain, similarity))
             .or_default();
         let class = match candidates
             .iter()
-            .find(|&&c| chains_match(&table.chain(c), &chain, similarity))
+            .find(|&&(first, _)| chains_match(&table.chain(first), &chain, similarity))
         {
-            Some(&class) => class,
+            Some(&(_, class)) => class,
             None => {
-                candidates.push(index as u32);
-                index as u32
+                let class = merges.len() as u32;
+                candidates.push((index as u32, class));
+                merges.push(Merge::default());
+                class
             }
         };
-        classes.push(class);
+        merges[class as usize].add(chain);
+        classes[index] = class;
     }
-    classes
+    (classes, merges)
 }
 
 /// For each item, the index of the first equal one.
