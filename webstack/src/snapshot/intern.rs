@@ -18,6 +18,9 @@ use crate::record::slot::FrameWords;
 use crate::record::stack::Site;
 use crate::record::task::SavedChain;
 
+/// Words of a chunk of keys (64 KiB).
+const KEY_CHUNK: usize = 8192;
+
 /// No chain with this hash yet, or the end of a list of chains.
 const NONE: u32 = u32::MAX;
 
@@ -50,9 +53,11 @@ pub(crate) struct Interner {
     /// follow through `next`.
     chains: HashMap<u64, u32, FxBuild>,
     next: Vec<u32>,
-    /// Each chain's key, at `spans[chain]` in `words`.
-    words: Vec<u64>,
-    spans: Vec<(u32, u32)>,
+    /// Each chain's key, at `spans[chain]`: `(chunk, start, len)` in
+    /// `words`, chunks that never grow past their capacity (no copy, and
+    /// no large buffer mapped afresh at each capture).
+    words: Vec<Vec<u64>>,
+    spans: Vec<(u32, u32, u32)>,
     /// The key being looked up.
     key: Vec<u64>,
 }
@@ -198,8 +203,8 @@ impl Interner {
         let head = self.chains.get(&hash).copied().unwrap_or(NONE);
         let mut at = head;
         while at != NONE {
-            let (start, len) = self.spans[at as usize];
-            if self.words[start as usize..][..len as usize] == self.key[..] {
+            let (chunk, start, len) = self.spans[at as usize];
+            if self.words[chunk as usize][start as usize..][..len as usize] == self.key[..] {
                 return Some(at);
             }
             at = self.next[at as usize];
@@ -216,9 +221,19 @@ impl Interner {
         }
         let chain = table.add_chain(start, elided, own_root);
         debug_assert_eq!(chain as usize, self.spans.len());
+        if self
+            .words
+            .last()
+            .is_none_or(|c| c.capacity() - c.len() < self.key.len())
+        {
+            self.words
+                .push(Vec::with_capacity(KEY_CHUNK.max(self.key.len())));
+        }
+        let chunk = self.words.len() - 1;
+        let words = &mut self.words[chunk];
         self.spans
-            .push((self.words.len() as u32, self.key.len() as u32));
-        self.words.extend_from_slice(&self.key);
+            .push((chunk as u32, words.len() as u32, self.key.len() as u32));
+        words.extend_from_slice(&self.key);
         self.next.push(head);
         self.chains.insert(hash, chain);
         Some(chain)
