@@ -141,6 +141,8 @@ struct Row {
     snapshot: Snapshot,
     peak: Peak,
     checked: bool,
+    /// Bytes of the page it wrote, which the target allows beside maxmem.
+    output: usize,
 }
 
 fn main() {
@@ -180,6 +182,7 @@ fn main() {
             snapshot,
             peak,
             checked: true,
+            output: 0,
         });
     }
     let options = Options::default().augment(true).maxmem(64 * MIB);
@@ -190,6 +193,7 @@ fn main() {
         snapshot,
         peak,
         checked: true,
+        output: 0,
     });
     let options = Options::default().augment(false).maxmem(usize::MAX);
     let (snapshot, peak) = peak_extra(|| Snapshot::capture(&options));
@@ -199,6 +203,7 @@ fn main() {
         snapshot,
         peak,
         checked: false,
+        output: 0,
     });
     for maxmem in [8 * MIB, 64 * MIB] {
         let options = Options::default().augment(false).maxmem(maxmem);
@@ -215,14 +220,53 @@ fn main() {
             snapshot,
             peak,
             checked: false,
+            output: html_len,
         });
     }
+    tasks.grow_webstack(0);
+    // A million idle tasks in 8 shapes (issue 24): the whole page at the
+    // default maxmem, whose target is maxmem + 1 MiB + the page itself.
+    let n_shapes = if quick { 10_000 } else { 1_000_000 };
+    let mut shapes = util::workload::Shapes::new();
+    shapes.grow(n_shapes);
+    drop(Snapshot::capture(&Options::default().augment(false)));
+    let options = Options::default().augment(false);
+    let (snapshot, peak) = peak_extra(|| Snapshot::capture(&options));
+    rows.push(Row {
+        what: format!("{n_shapes} tasks in 8 shapes: capture"),
+        maxmem: 64 * MIB,
+        snapshot,
+        peak,
+        checked: true,
+        output: 0,
+    });
+    for format in [Format::Html, Format::Text] {
+        let ((snapshot, len), peak) = peak_extra(|| {
+            let snapshot = Snapshot::capture(&options);
+            let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
+            let page = render::render(&snapshot, &buckets, &View::default().format(format))
+                .expect("render");
+            (snapshot, page.len())
+        });
+        rows.push(Row {
+            what: format!(
+                "{n_shapes} tasks in 8 shapes: capture + aggregate + {format} ({} MiB page)",
+                mib(len)
+            ),
+            maxmem: 64 * MIB,
+            snapshot,
+            peak,
+            checked: true,
+            output: len,
+        });
+    }
+    drop(shapes);
 
     println!(
         "\nPeak extra heap of one snapshot: {n_tasks} idle tasks (5 frames) + {n_threads} blocked threads\n"
     );
     println!(
-        "| what | maxmem MiB | routines captured | left out | bytes_used MiB | peak extra MiB | (realloc in place) | target < maxmem+1 MiB |"
+        "| what | maxmem MiB | routines captured | left out | bytes_used MiB | peak extra MiB | (realloc in place) | target < maxmem+1 MiB (+ page) |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---|");
     let mut missed = 0;
@@ -234,11 +278,14 @@ fn main() {
         };
         let verdict = if !row.checked {
             "n/a".to_string()
-        } else if row.peak.copied < row.maxmem + MIB {
+        } else if row.peak.copied < row.maxmem + MIB + row.output {
             "met".to_string()
         } else {
             missed += 1;
-            format!("MISSED by {} MiB", mib(row.peak.copied - row.maxmem - MIB))
+            format!(
+                "MISSED by {} MiB",
+                mib(row.peak.copied - row.maxmem - MIB - row.output)
+            )
         };
         let left = row.snapshot.left_out;
         println!(

@@ -20,6 +20,11 @@
 //! 100,000 / 10,000 of each (linear is 10×; target: the 10,000 page ≤ 10 ms
 //! and the 100,000 page ≤ 10× it).
 //!
+//! Last, `million/…` (issue 24): 10,000, 100,000 and 1,000,000 idle tasks
+//! in 8 shapes, 3 to 5 frames, with 64 threads, at the default `maxmem`:
+//! criterion times the largest; a summary gives medians of each size and
+//! their ratios (`-- million` runs this part alone).
+//!
 //! Snapshots use a `maxmem` of 1 GiB so that every routine is captured.
 //! Throughput is per task. Run with
 //! `cargo bench -p webstack --bench snapshot`; the target-4 figures alone
@@ -159,16 +164,29 @@ fn print_scale(scales: &[Scale]) {
         );
     }
     if scales.len() > 1 {
-        println!(
-            "  {}/{}: page {:.1}x, capture {:.1}x, aggregate {:.1}x (linear: {:.0}x)",
-            last.tasks,
-            first.tasks,
-            last.page / first.page,
-            last.capture / first.capture,
-            last.aggregate / first.aggregate,
-            last.tasks as f64 / first.tasks as f64
+        print_ratios(
+            (first.tasks, last.tasks),
+            &[
+                ("page", first.page, last.page),
+                ("capture", first.capture, last.capture),
+                ("aggregate", first.aggregate, last.aggregate),
+            ],
         );
     }
+}
+
+/// `  100000/10000: page 12.0x, capture 11.0x (linear: 10x)`: each time at
+/// the larger size over the smaller.
+fn print_ratios((small, large): (usize, usize), times: &[(&str, f64, f64)]) {
+    let ratios: Vec<String> = times
+        .iter()
+        .map(|(what, a, b)| format!("{what} {:.1}x", b / a))
+        .collect();
+    println!(
+        "  {large}/{small}: {} (linear: {:.0}x)",
+        ratios.join(", "),
+        large as f64 / small as f64
+    );
 }
 
 fn bench_size(c: &mut Criterion, tasks: &Tasks, threads: &Threads, peers: bool) {
@@ -212,7 +230,20 @@ fn bench_size(c: &mut Criterion, tasks: &Tasks, threads: &Threads, peers: bool) 
     group.finish();
 }
 
+/// Whether criterion was asked for the million-task cases alone
+/// (`-- million`): the other sizes' set-up and summary are skipped.
+fn million_only() -> bool {
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    !filters.is_empty() && filters.iter().all(|f| f.contains("million"))
+}
+
 fn snapshot(c: &mut Criterion) {
+    if million_only() {
+        return;
+    }
     let quick = util::quick();
     let sizes: &[usize] = if quick {
         &[100, 1_000]
@@ -249,5 +280,92 @@ fn snapshot(c: &mut Criterion) {
     bench_size(c, &tasks, &threads, false);
 }
 
-criterion_group!(benches, snapshot);
+/// A page at the default `maxmem`, as a server answers it.
+fn default_page(format: Format) -> String {
+    let snapshot = Snapshot::capture(&Options::default().augment(false));
+    let buckets = Buckets::aggregate(&snapshot, Similarity::AnyPointer);
+    render::render(&snapshot, &buckets, &View::default().format(format)).expect("render")
+}
+
+/// Capture and page medians (ms) of the 8-shape workload at one size.
+#[derive(Clone, Copy)]
+struct Million {
+    tasks: usize,
+    capture: f64,
+    html: f64,
+    text: f64,
+    left_out: usize,
+    bytes_used: usize,
+}
+
+/// Issue 24's targets: 10,000, 100,000 and 1,000,000 idle tasks in 8 shapes
+/// (3 to 5 frames) with 64 threads, at the default `maxmem`: nothing left
+/// out, capture ≤ 500 ms and page ≤ 1 s at 1,000,000, each size ≤ 10× the
+/// one ten times smaller. Criterion measures the 1,000,000 case; the
+/// summary gives medians of a few runs of each size, timed by hand.
+fn million(c: &mut Criterion) {
+    let sizes: &[usize] = if util::quick() {
+        &[1_000, 10_000]
+    } else {
+        &[10_000, 100_000, 1_000_000]
+    };
+    let mut threads = Threads::new();
+    threads.grow(64);
+    let mut shapes = util::workload::Shapes::new();
+    let mut rows = Vec::new();
+    for &n in sizes {
+        shapes.grow(n);
+        let runs = if n >= 1_000_000 { 5 } else { 11 };
+        let snapshot = Snapshot::capture(&Options::default().augment(false));
+        rows.push(Million {
+            tasks: n,
+            capture: median_ms(runs, || {
+                Snapshot::capture(&Options::default().augment(false))
+            }),
+            html: median_ms(runs, || default_page(Format::Html)),
+            text: median_ms(runs, || default_page(Format::Text)),
+            left_out: snapshot.left_out.total(),
+            bytes_used: snapshot.bytes_used,
+        });
+    }
+    let n = shapes.tasks.len();
+    let mut group = c.benchmark_group(format!("million/{n}shapes+64threads"));
+    group.throughput(Throughput::Elements(n as u64));
+    group.sample_size(10);
+    group.sampling_mode(SamplingMode::Flat);
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(if n >= 1_000_000 { 10 } else { 2 }));
+    group.bench_function("capture", |b| {
+        b.iter(|| Snapshot::capture(&Options::default().augment(false)))
+    });
+    group.bench_function("html", |b| b.iter(|| default_page(Format::Html)));
+    group.bench_function("text", |b| b.iter(|| default_page(Format::Text)));
+    group.finish();
+    println!("million summary (8 shapes, 64 threads, augment=0, default maxmem, medians):");
+    for r in &rows {
+        println!(
+            "  {:>8} tasks: capture {:8.2} ms, HTML page {:8.2} ms, text page {:8.2} ms, \
+             {} left out, {:.1} MiB of 64 MiB",
+            r.tasks,
+            r.capture,
+            r.html,
+            r.text,
+            r.left_out,
+            r.bytes_used as f64 / (1 << 20) as f64
+        );
+    }
+    for pair in rows.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        print_ratios(
+            (a.tasks, b.tasks),
+            &[
+                ("capture", a.capture, b.capture),
+                ("HTML", a.html, b.html),
+                ("text", a.text, b.text),
+            ],
+        );
+    }
+}
+
+criterion_group!(benches, snapshot, million);
 criterion_main!(benches);

@@ -263,3 +263,70 @@ impl Drop for Threads {
         }
     }
 }
+
+// ---- a million tasks ------------------------------------------------------
+
+/// Idle tasks in 8 shapes, three to five instrumented frames deep, whose
+/// arguments repeat (a connection's shard and route): what a server holding
+/// many connections shows, for the million-task figures.
+pub struct Shapes {
+    pub tasks: Vec<Task>,
+}
+
+#[webstack::instrument(name = "session")]
+async fn sh_session(shape: u64) {
+    // Three to five frames: session, [route, [route,]] read or write, wait.
+    match shape % 8 {
+        0 => sh_read(shape).await,
+        1 => sh_write(shape).await,
+        2 => sh_route("/api", shape, 0).await,
+        3 => sh_route("/static", shape, 1).await,
+        4 => Box::pin(sh_read(shape)).await,
+        5 => Box::pin(sh_write(shape)).await,
+        6 => Box::pin(sh_route("/api", shape, 0)).await,
+        _ => Box::pin(sh_route("/", shape, 2)).await,
+    }
+}
+
+#[webstack::instrument]
+async fn sh_route(route: &'static str, shape: u64, nested: u32) {
+    if nested == 2 {
+        Box::pin(sh_route("/api/v2", shape, 0)).await
+    } else if nested == 1 {
+        sh_write(shape).await
+    } else {
+        sh_read(shape).await
+    }
+}
+
+#[webstack::instrument]
+async fn sh_read(shape: u64) {
+    sh_wait(shape).await
+}
+
+#[webstack::instrument]
+async fn sh_write(shape: u64) {
+    sh_wait(shape).await
+}
+
+#[webstack::instrument]
+async fn sh_wait(shape: u64) {
+    pending::<()>().await
+}
+
+impl Shapes {
+    pub fn new() -> Self {
+        Shapes { tasks: Vec::new() }
+    }
+
+    /// Adds tasks until there are `n`.
+    pub fn grow(&mut self, n: usize) {
+        self.tasks.truncate(n);
+        self.tasks.reserve_exact(n - self.tasks.len());
+        for i in self.tasks.len()..n {
+            let mut task: Task = Box::pin(sh_session(i as u64 % 8));
+            poll_pending(task.as_mut());
+            self.tasks.push(task);
+        }
+    }
+}
