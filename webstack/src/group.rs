@@ -3,8 +3,9 @@
 //! Two routines share a bucket only if they have the same kind, state,
 //! creator site, number of frames, and per frame the same function, file and
 //! line. The [`Similarity`] level then decides how their argument values and
-//! flags must compare. Grouping hashes one signature per routine, so it is
-//! linear in the number of routines.
+//! flags must compare. A snapshot stores each distinct stack once, so
+//! grouping hashes one signature per distinct stack and one small key per
+//! routine: linear in the number of routines.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;

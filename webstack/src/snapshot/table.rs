@@ -33,7 +33,9 @@ struct Span {
 /// Frames of the first chunk of a table's frames.
 const FIRST_CHUNK: usize = 32;
 
-/// The most frames of a chunk (1.1 MiB), unless one chain has more.
+/// The most frames of a chunk (72 KiB, below glibc's mmap threshold, so
+/// chunks come from the heap and are reused from one capture to the next),
+/// unless one chain has more.
 const MAX_CHUNK: usize = 256;
 
 /// What a chain costs beside its frames.
@@ -220,8 +222,8 @@ impl Table {
         }
     }
 
-    /// A table of `routines`, in their order; equal frames (the same
-    /// `Arc`) share a chain.
+    /// A table of `routines`, in their order; routines whose frames are the
+    /// very same (one `Frames` and its clones) share a chain.
     pub(crate) fn of(routines: Vec<Routine>) -> Self {
         let mut table = Table::with_capacity(routines.len());
         let mut shared: HashMap<(usize, usize, usize), u32, FxBuild> = HashMap::default();
@@ -231,8 +233,8 @@ impl Table {
         table
     }
 
-    /// Appends `routine`; its frames join the chain of the same `Arc` in
-    /// `shared`, else a new one.
+    /// Appends `routine`; its frames join the chain `shared` has for frames
+    /// at the same address, else a new one.
     pub(crate) fn push_routine(
         &mut self,
         routine: Routine,
