@@ -2,10 +2,9 @@
 //! the code that runs.
 
 use std::borrow::Cow;
+use std::sync::atomic::Ordering;
 use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime};
-
-use std::sync::atomic::Ordering;
 
 use super::budget::{self, Budget};
 use super::intern::Interner;
@@ -430,7 +429,7 @@ impl Reader {
                 _ => Cow::Borrowed(""),
             },
         };
-        let name = self.interner.name(name, &mut self.table, &mut self.budget);
+        let name = self.interner.name(name, &mut self.table);
         let creator = task
             .created_by
             .map(|site| self.interner.site(site, &mut self.table));

@@ -63,13 +63,9 @@ pub(crate) struct Interner {
 }
 
 impl Interner {
-    /// The index of a routine's name.
-    pub(crate) fn name(
-        &mut self,
-        name: Cow<'static, str>,
-        table: &mut Table,
-        budget: &mut Budget,
-    ) -> u32 {
+    /// The index of a routine's name (an owned one's bytes are counted
+    /// with its record, see `Reader::admit`).
+    pub(crate) fn name(&mut self, name: Cow<'static, str>, table: &mut Table) -> u32 {
         match name {
             Cow::Borrowed(name) => {
                 let key = (name.as_ptr() as usize, name.len());
@@ -85,12 +81,7 @@ impl Interner {
                     }
                 }
             }
-            Cow::Owned(name) => {
-                // Not kept from being counted: a name is a few bytes, and the
-                // record was paid for.
-                budget.take(name.len());
-                table.add_name(Cow::Owned(name))
-            }
+            Cow::Owned(name) => table.add_name(Cow::Owned(name)),
         }
     }
 
