@@ -9,12 +9,13 @@
 //! `_exit`: 0, or a code naming the failed check. The parent counts the
 //! outcomes and asserts that every child succeeded.
 //!
-//! Three moments are reached for certain, with hooks that hold a thread
+//! Four moments are reached for certain, with hooks that hold a thread
 //! there: the warm-up thread parsing the HTML templates (the child renders
 //! a page), a thread between inserting its stack in the registry and
-//! installing it (the child shows only itself), and a cold `augment=1`
+//! installing it (the child shows only itself), a cold `augment=1`
 //! capture loading symbols (each fork waits at most [`FORK_WAIT`] for it,
-//! and children capture native stacks themselves).
+//! and children capture native stacks themselves), and a served snapshot
+//! holding its path's turn (the child's requests are served).
 //!
 //! `harness = false`: the process's threads are this file's, and the child
 //! never meets a test harness's locks. A child writes nothing through Rust's
@@ -32,6 +33,7 @@ use support::poll::poll_once;
 use support::wait::{wait_until, watchdog};
 use webstack::__test_hooks::fork as hooks;
 use webstack::render::{render, Format};
+use webstack::serve::{Request, Service, Tokio};
 use webstack::View;
 use webstack::{Buckets, Kind, Options, Similarity, Snapshot, State};
 
@@ -49,6 +51,7 @@ const NOT_AUGMENTED: i32 = 5;
 const WRONG_THREADS_AFTER_REGISTRATION: i32 = 6;
 const PANICKED: i32 = 7;
 const NO_PAGE: i32 = 8;
+const NOT_SERVED: i32 = 9;
 
 #[webstack::instrument]
 fn short_lived(round: u64) -> u64 {
@@ -439,12 +442,101 @@ fn fork_mid_registration() {
     );
 }
 
+/// The path of the service that [`fork_while_serving`] forks beside.
+const SERVED_PATH: &str = "/debug/fork-serving";
+
+/// Set by the served snapshot once it holds its turn; it then waits for
+/// [`SERVED_RELEASE`].
+static SERVED_HELD: AtomicBool = AtomicBool::new(false);
+static SERVED_RELEASE: AtomicBool = AtomicBool::new(false);
+
+/// Lets the held snapshot go when dropped, also when an assertion fails.
+struct ReleaseServed;
+
+impl Drop for ReleaseServed {
+    fn drop(&mut self) {
+        SERVED_RELEASE.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A service that holds each snapshot's turn until [`SERVED_RELEASE`] (at
+/// most 30 s), and waits at most 2 s for a turn.
+fn held_service() -> Service {
+    Service::new(SERVED_PATH)
+        .allow_any()
+        .queue_timeout(Duration::from_secs(2))
+        .map_snapshot(|_| {
+            SERVED_HELD.store(true, Ordering::SeqCst);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !SERVED_RELEASE.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+}
+
+/// The status `service` answers a text page request with, on a runtime of
+/// its own.
+fn serve_once(service: &Service) -> u16 {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    let request = Request::new("GET", "augment=0&format=text");
+    runtime.block_on(service.respond(request, &Tokio)).status
+}
+
+/// The parent's service, built before the fork, for its child.
+static PARENT_SERVICE: std::sync::OnceLock<Service> = std::sync::OnceLock::new();
+
+/// A child forked while the parent served a snapshot: a service of the
+/// same path, the parent's or a new one, gets its turn at once (the
+/// parent's turn is held by a thread that does not exist here).
+fn child_serves() -> i32 {
+    SERVED_RELEASE.store(true, Ordering::SeqCst);
+    let new = Service::new(SERVED_PATH)
+        .allow_any()
+        .queue_timeout(Duration::from_secs(2));
+    let fresh = serve_once(&new);
+    let parents = PARENT_SERVICE.get().map(serve_once);
+    if fresh != 200 || parents != Some(200) {
+        say(&format!(
+            "a new service answered {fresh}, the parent's {parents:?}"
+        ));
+        return NOT_SERVED;
+    }
+    OK
+}
+
+/// A snapshot request holds its service's turn (one at a time per path)
+/// when the fork lands: the child's requests are served, not answered
+/// `503` forever.
+fn fork_while_serving() {
+    let release = ReleaseServed;
+    let service = PARENT_SERVICE.get_or_init(held_service);
+    let request = std::thread::spawn(|| serve_once(service));
+    assert!(
+        wait_until(Duration::from_secs(20), || SERVED_HELD
+            .load(Ordering::SeqCst)),
+        "the served snapshot never reached its hold"
+    );
+    let outcome = fork_and_check(child_serves);
+    drop(release);
+    assert_eq!(request.join().expect("the request thread"), 200);
+    println!("fork while serving: {outcome:?}");
+    assert_eq!(
+        outcome,
+        Outcome::Exited(OK),
+        "the child of a fork during a served snapshot (9: not served)"
+    );
+}
+
 fn main() {
     let _watchdog = watchdog("fork", Duration::from_secs(600));
     // First, before anything parses the templates.
     fork_while_templates_parse();
     fork_during_cold_capture();
     fork_mid_registration();
+    fork_while_serving();
     let mut idle = Box::pin(idle_task(1));
     assert!(poll_once(idle.as_mut()).is_pending());
     // Symbols are loaded once, here: every child starts with them.

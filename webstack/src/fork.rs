@@ -27,20 +27,22 @@
 //!   *prepare* in rank order, whatever the order they registered in:
 //!   [`Rank::Registry`] takes every registry shard lock (a capture holds
 //!   the gate and then takes them, so the gate comes first),
-//!   [`Rank::Native`] the native signal's configuration and
-//!   [`Rank::Resolve`] the crate-origin set (the locks reached outside a
-//!   capture). At the fork no other thread holds any of them, and none
+//!   [`Rank::Native`] the native signal's configuration,
+//!   [`Rank::Resolve`] the crate-origin set and [`Rank::Serve`] the serving
+//!   throttle's table (the locks reached outside a capture). At the fork no other thread holds any of them, and none
 //!   holds a lock that only the registry reads take (a task's lock for
 //!   copying its chain). Which stages' *prepare* ran is kept with the gate's
 //!   guard;
 //! - *parent* runs the *after* handler of exactly those stages, in reverse
-//!   rank order (resolve, native, registry), which release their locks,
+//!   rank order (serve, resolve, native, registry), which release their locks,
 //!   then releases the gate;
 //! - *child* does the same, each stage first making its state describe the
 //!   child: the registry keeps only the forking thread (its kernel thread
-//!   id updated) and the tasks that can still make progress, and the native
+//!   id updated) and the tasks that can still make progress, the native
 //!   collector forgets the parent's threads (ids by tid, suspects, a slot
-//!   left claimed by an unwinder that never finished).
+//!   left claimed by an unwinder that never finished), and the throttle
+//!   forgets the parent's turns (one may be held by a request of the
+//!   parent's, which never ends in the child).
 //!
 //! A stage that registers while a fork is under way (between the slots'
 //! scan in *prepare* and the end of *parent*) is not undone by that fork,
@@ -297,10 +299,12 @@ pub(crate) enum Rank {
     Native,
     /// The snapshot's symbol resolution (the crate-origin set).
     Resolve,
+    /// The serving throttle (its table of paths' turns).
+    Serve,
 }
 
 /// How many [`Rank`]s there are.
-const RANKS: usize = 3;
+const RANKS: usize = 4;
 
 impl Rank {
     fn bit(self) -> u8 {

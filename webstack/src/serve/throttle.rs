@@ -1,15 +1,20 @@
 //! One snapshot at a time, and a minimum interval between their starts (or
 //! from the end of one to the start of the next), for every request to a
 //! path in the process.
+//!
+//! The state of each path lives in one table for the process, looked up at
+//! each request. In the child of a `fork()` the table starts empty: the
+//! parent's turn may be held by a thread that does not exist there, and a
+//! child serving the same path would otherwise answer `503` forever.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Runtime;
+use crate::fork::{ForkHandlers, Held, Lazy, Rank};
 
 /// Default of [`Service::queue_timeout`](super::Service::queue_timeout).
 pub(crate) const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -18,12 +23,86 @@ pub(crate) const DEFAULT_QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 /// measure).
 type Last = Arc<Mutex<Option<Instant>>>;
 
-/// The turn and the start (or end) of the last snapshot of a path, with the
-/// limits a service sets on them.
-pub(crate) struct Throttle {
+/// The turn and the start (or end) of the last snapshot of one path.
+#[derive(Clone)]
+struct Shared {
     /// One permit: one snapshot at a time.
     turn: Arc<Semaphore>,
     last: Last,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        Shared {
+            turn: Arc::new(Semaphore::new(1)),
+            last: Last::default(),
+        }
+    }
+}
+
+type States = Mutex<HashMap<String, Shared>>;
+
+/// Every path's state. A `std` mutex, held only to look a path up: its
+/// waiters sleep in the kernel, so none is left queued in a fork's child.
+static STATES: Lazy<States> = Lazy::new(Default::default);
+
+/// The lock on [`STATES`] that a fork's *prepare* took.
+static STATES_HELD: Held<MutexGuard<'static, HashMap<String, Shared>>> = Held::new();
+
+/// The throttle's fork handlers ([`Rank::Serve`]): the table's lock is
+/// never held while another lock is taken, so its place is last.
+static FORK: ForkHandlers = ForkHandlers {
+    before_gate: None,
+    prepare: prepare_fork,
+    after: after_fork,
+};
+
+/// Takes the table's lock before a fork.
+///
+/// # Safety
+/// Only as [`FORK`]'s *prepare* (see [`ForkHandlers`]).
+unsafe fn prepare_fork() {
+    let states = STATES.lock().unwrap_or_else(PoisonError::into_inner);
+    // SAFETY: in *prepare*, with the lock just taken.
+    unsafe { STATES_HELD.put(states) };
+}
+
+/// Releases the table's lock after a fork; in the child, first empties the
+/// table. The parent's states are leaked, not dropped: a thread that does
+/// not exist in the child may hold a lock inside one.
+///
+/// # Safety
+/// Only as [`FORK`]'s *after* (see [`ForkHandlers`]).
+unsafe fn after_fork(child: bool) {
+    // SAFETY: guaranteed by the caller.
+    if let Some(mut states) = unsafe { STATES_HELD.take() } {
+        if child {
+            std::mem::forget(std::mem::take(&mut *states));
+        }
+    }
+}
+
+/// The state of `key`, shared by every service of that key: a framework
+/// may build its app once per worker thread (actix does), and state kept
+/// in one service value would then be per worker, and neither
+/// `min_interval` nor "one at a time" would hold for the process.
+fn shared(key: &str) -> Shared {
+    // Before the table's lock is first taken: see `fork::register`. The
+    // caller, a request, holds no lock of webstack's.
+    crate::fork::register(Rank::Serve, &FORK);
+    let mut states = STATES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(shared) = states.get(key) {
+        return shared.clone();
+    }
+    states
+        .entry(key.to_owned())
+        .or_insert_with(Shared::new)
+        .clone()
+}
+
+/// The limits a service sets on the snapshots of its path.
+pub(crate) struct Throttle {
+    key: String,
     pub(crate) min_interval: Duration,
     /// Measure `min_interval` from the end of the last snapshot, not from
     /// its start.
@@ -34,8 +113,10 @@ pub(crate) struct Throttle {
 /// The right to take a snapshot; the next waiting request gets it once
 /// this is dropped.
 pub(crate) struct Turn {
-    /// Where to record the end of the snapshot, when it is measured.
-    end: Option<Last>,
+    /// The path's last start or end, from the state the permit came from.
+    last: Last,
+    /// Whether to record the end of the snapshot in `last`.
+    record_end: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -43,29 +124,21 @@ impl Drop for Turn {
     fn drop(&mut self) {
         // Before the permit goes, so that the next request in the queue
         // measures from this end.
-        if let Some(end) = &self.end {
-            *end.lock() = Some(Instant::now());
+        if self.record_end {
+            *lock(&self.last) = Some(Instant::now());
         }
     }
 }
 
+fn lock(last: &Last) -> MutexGuard<'_, Option<Instant>> {
+    last.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Throttle {
-    /// The state of `key`, shared by every service of that key: a framework
-    /// may build its app once per worker thread (actix does), and state kept
-    /// in one service value would then be per worker, and neither
-    /// `min_interval` nor "one at a time" would hold for the process.
+    /// The throttle of the snapshots of `key` (a service's path).
     pub(crate) fn shared(key: &str) -> Throttle {
-        type State = (Arc<Semaphore>, Arc<Mutex<Option<Instant>>>);
-        static STATES: crate::fork::Lazy<Mutex<HashMap<String, State>>> =
-            crate::fork::Lazy::new(Default::default);
-        let (turn, last) = STATES
-            .lock()
-            .entry(key.to_owned())
-            .or_insert_with(|| (Arc::new(Semaphore::new(1)), Arc::default()))
-            .clone();
         Throttle {
-            turn,
-            last,
+            key: key.to_owned(),
             min_interval: Duration::ZERO,
             from_end: false,
             queue_timeout: DEFAULT_QUEUE_TIMEOUT,
@@ -74,16 +147,20 @@ impl Throttle {
 
     /// Time left before the next snapshot may start, if any.
     pub(crate) fn too_soon(&self) -> Option<Duration> {
-        self.wait_left(*self.last.lock(), Instant::now())
+        self.wait_left(*lock(&shared(&self.key).last), Instant::now())
     }
 
     /// Waits up to `queue_timeout` for the snapshot in progress to end;
     /// `None` when it did not.
     pub(crate) async fn turn(&self, runtime: &impl Runtime) -> Option<Turn> {
-        let acquire = self.turn.clone().acquire_owned();
-        match runtime.timeout(self.queue_timeout, acquire).await {
+        let Shared { turn, last } = shared(&self.key);
+        match runtime
+            .timeout(self.queue_timeout, turn.acquire_owned())
+            .await
+        {
             Some(Ok(permit)) => Some(Turn {
-                end: None,
+                last,
+                record_end: false,
                 _permit: permit,
             }),
             // Timed out, or (never: it is not closed) the semaphore was closed.
@@ -96,12 +173,12 @@ impl Throttle {
     /// dropped.
     pub(crate) fn start(&self, turn: &mut Turn) -> Result<(), Duration> {
         let now = Instant::now();
-        let mut last = self.last.lock();
+        let mut last = lock(&turn.last);
         if let Some(wait) = self.wait_left(*last, now) {
             return Err(wait);
         }
         if self.from_end {
-            turn.end = Some(self.last.clone());
+            turn.record_end = true;
         } else {
             *last = Some(now);
         }
@@ -117,10 +194,11 @@ impl Throttle {
 impl std::fmt::Debug for Throttle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Throttle")
+            .field("key", &self.key)
             .field("min_interval", &self.min_interval)
             .field("from_end", &self.from_end)
             .field("queue_timeout", &self.queue_timeout)
-            .finish_non_exhaustive()
+            .finish()
     }
 }
 
@@ -159,7 +237,7 @@ mod tests {
         let mut next = throttle.turn(&Tokio).await.unwrap();
         assert!(throttle.start(&mut next).is_err());
         // A turn that did not start a snapshot records no end.
-        *throttle.last.lock() = None;
+        *lock(&shared("throttle-from-end").last) = None;
         drop(next);
         assert_eq!(throttle.too_soon(), None);
     }
