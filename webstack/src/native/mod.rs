@@ -477,6 +477,13 @@ pub(crate) mod hooks {
         sys::set_task_traces(on);
     }
 
+    /// The least time between the end of a runtime's task dump and the
+    /// start of the next (a second by default), for benchmarks that wait
+    /// for the traced tasks' wakes to drain between dumps themselves.
+    pub fn set_trace_interval(interval: std::time::Duration) {
+        sys::set_trace_interval(interval);
+    }
+
     /// Takes every thread's native stack without symbolising or merging;
     /// returns how many threads answered. For benchmarks.
     pub fn stacks_only() -> Result<usize, String> {

@@ -25,6 +25,8 @@ pub(super) fn set_trace_deadline(_deadline: Duration) {}
 
 pub(super) fn set_task_traces(_on: bool) {}
 
+pub(super) fn set_trace_interval(_interval: Duration) {}
+
 pub(super) fn timeout() -> Duration {
     DEFAULT_TIMEOUT
 }

@@ -34,6 +34,10 @@ pub(super) fn set_task_traces(on: bool) {
     traces::set_enabled(on);
 }
 
+pub(super) fn set_trace_interval(interval: Duration) {
+    traces::set_min_interval(interval);
+}
+
 pub(super) fn augment_with(snapshot: &mut Snapshot, mark: &mut dyn FnMut(&'static str)) {
     collect::augment_with(snapshot, mark);
 }

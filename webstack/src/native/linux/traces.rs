@@ -25,7 +25,7 @@
 //! form (resolving them through `backtrace` would parse the program's debug
 //! information a second time); they are read from there.
 
-pub(super) use imp::{add, set_deadline, set_enabled};
+pub(super) use imp::{add, set_deadline, set_enabled, set_min_interval};
 
 #[cfg(all(
     feature = "taskdump",
@@ -70,6 +70,18 @@ mod imp {
 
     fn deadline() -> Duration {
         Duration::from_nanos(DEADLINE_NS.load(Ordering::Relaxed))
+    }
+
+    /// [`MIN_INTERVAL`], or what a benchmark set instead, in nanoseconds.
+    static MIN_INTERVAL_NS: AtomicU64 = AtomicU64::new(MIN_INTERVAL.as_nanos() as u64);
+
+    pub(in super::super) fn set_min_interval(interval: Duration) {
+        let ns = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
+        MIN_INTERVAL_NS.store(ns, Ordering::Relaxed);
+    }
+
+    fn min_interval() -> Duration {
+        Duration::from_nanos(MIN_INTERVAL_NS.load(Ordering::Relaxed))
     }
 
     /// Every runtime dumped so far, by runtime id: when its last dump
@@ -172,7 +184,7 @@ mod imp {
                             started.elapsed().as_secs_f64() * 1e3
                         ))
                     }
-                    (_, _, Some(ended)) if ended.elapsed() < MIN_INTERVAL => {
+                    (_, _, Some(ended)) if ended.elapsed() < min_interval() => {
                         return Err(format!(
                             "runtime {id}: dumped {:.0} ms ago, and at most once a second",
                             ended.elapsed().as_secs_f64() * 1e3
@@ -429,4 +441,6 @@ mod imp {
     pub(in super::super) fn set_deadline(_deadline: Duration) {}
 
     pub(in super::super) fn set_enabled(_on: bool) {}
+
+    pub(in super::super) fn set_min_interval(_interval: Duration) {}
 }
