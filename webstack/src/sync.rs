@@ -6,4 +6,12 @@ pub(crate) use loom::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize};
 #[cfg(not(webstack_loom))]
 pub(crate) use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize};
 
+// For the tokio hooks' table (`record::hook_table`) only, built where it
+// is: it hands its records out and back as `Arc`s.
+#[cfg(all(not(webstack_loom), feature = "tokio", tokio_unstable))]
+pub(crate) use std::sync::{
+    atomic::{AtomicI32, AtomicIsize, AtomicPtr},
+    Arc,
+};
+
 pub(crate) use std::sync::atomic::Ordering;

@@ -21,9 +21,13 @@
 //!   as `webstack::tokio`, also `--cfg tokio_unstable`): every task of a
 //!   runtime, through tokio's task hooks. Each file's name starts with its
 //!   public module's name, so neither is taken for [`task`], the records.
+//! - `hook_table`: the hooks' table of per-task slots and its lock-free
+//!   protocol, without tokio (so that loom can check it).
 
 pub(crate) mod await_point;
 pub(crate) mod frame_args;
+#[cfg(all(feature = "tokio", tokio_unstable))]
+pub(crate) mod hook_table;
 pub(crate) mod meta;
 pub(crate) mod probe;
 pub(crate) mod registry;
