@@ -185,7 +185,8 @@ impl<R, const SLOTS: usize, const PROBES: usize> Table<R, SLOTS, PROBES> {
             }
         }
         let home = self.home(id);
-        if claimed.is_none() && tombstone.is_none() {
+        let counted = claimed.is_none() && tombstone.is_none();
+        if counted {
             home.untracked.fetch_add(1, Ordering::SeqCst);
             self.untracked.fetch_add(1, Ordering::Relaxed);
         }
@@ -194,12 +195,12 @@ impl<R, const SLOTS: usize, const PROBES: usize> Table<R, SLOTS, PROBES> {
         }
         if let Some(tombstone) = tombstone {
             if self.take_back(tombstone, id) {
-                match claimed {
-                    Some(index) => self.slots[index].id.store(0, Ordering::Release),
-                    None => {
-                        home.untracked.fetch_sub(1, Ordering::SeqCst);
-                        self.untracked.fetch_sub(1, Ordering::Relaxed);
-                    }
+                if let Some(index) = claimed {
+                    self.slots[index].id.store(0, Ordering::Release);
+                } else if counted {
+                    // (A tombstone met in the window left nothing counted.)
+                    home.untracked.fetch_sub(1, Ordering::SeqCst);
+                    self.untracked.fetch_sub(1, Ordering::Relaxed);
                 }
                 return;
             }
