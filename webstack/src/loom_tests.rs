@@ -1,8 +1,17 @@
-//! Model checks of the shadow-stack protocol: a reader on another thread
-//! never sees a torn frame, and a stack read reported as consistent is one
-//! the writer actually had.
+//! Model checks of the lock-free protocols. The shadow stacks: a reader on
+//! another thread never sees a torn frame, and a stack read reported as
+//! consistent is one the writer actually had. The registry's lock, the
+//! native capture slots, and the tokio hooks' slot table (`hooks` below:
+//! a task's spawn and termination in either order leave nothing behind,
+//! and a snapshot never reads a later task's state as an earlier one's).
 //!
-//! Run with `RUSTFLAGS="--cfg webstack_loom" cargo test -p webstack --lib --release loom`.
+//! Run as `.ci/run` does, without the default features (the hooks' table
+//! is built under loom without tokio, and its glue to tokio is not):
+//!
+//! ```text
+//! RUSTFLAGS="--cfg webstack_loom" CARGO_TARGET_DIR=target/loom \
+//!     cargo test -p webstack --no-default-features --lib --release loom
+//! ```
 
 use loom::sync::Arc;
 use loom::thread;
@@ -285,5 +294,220 @@ fn loom_native_requests_are_answered_abandoned_or_claimed() {
     });
     for (outcome, count) in ["done", "timed out", "claimed"].iter().zip(&OUTCOMES) {
         assert!(count.load(Relaxed) > 0, "no execution ended {outcome}");
+    }
+}
+
+/// The tokio hooks' slot table (`record::hook_table`), two slots with a
+/// window of two: a task's record, as the table hands it out and back.
+mod hooks {
+    use super::{model, thread, Arc, AtomicUsize, Relaxed};
+    use crate::record::hook_table::Table;
+
+    type Small = Table<Task, 2, 2>;
+
+    /// A task's record as the model makes it.
+    struct Task {
+        id: u64,
+    }
+
+    /// What the model's registry saw, in one execution.
+    #[derive(Default)]
+    struct Registry {
+        registered: AtomicUsize,
+        /// Records retired by the spawn hook (the task ended while it
+        /// registered it), then by the terminate hook.
+        retired: [AtomicUsize; 2],
+    }
+
+    const BY_SPAWN: usize = 0;
+    const BY_TERMINATE: usize = 1;
+
+    impl Registry {
+        fn register(&self, id: u64) -> Arc<Task> {
+            self.registered.fetch_add(1, Relaxed);
+            Arc::new(Task { id })
+        }
+
+        /// Takes back `record`, which must be task `id`'s: dropping the last
+        /// reference, so that a second retirement of it fails in loom's
+        /// `Arc::from_raw`, and a record never retired as a leaked `Arc`.
+        fn retire(&self, record: Arc<Task>, id: u64, by: usize) {
+            assert_eq!(record.id, id, "retired another task's record");
+            assert_eq!(Arc::strong_count(&record), 1);
+            self.retired[by].fetch_add(1, Relaxed);
+        }
+
+        /// (registered, retired by the spawn hook, by the terminate hook)
+        fn counts(&self) -> (usize, usize, usize) {
+            (
+                self.registered.load(Relaxed),
+                self.retired[BY_SPAWN].load(Relaxed),
+                self.retired[BY_TERMINATE].load(Relaxed),
+            )
+        }
+    }
+
+    /// Spawns task `id` on `table`, its poll clock at `now`.
+    fn spawn(table: &Small, registry: &Registry, id: u64, now: u64) {
+        table.spawn(
+            id,
+            || now,
+            |_index| registry.register(id),
+            |record| registry.retire(record, id, BY_SPAWN),
+        );
+    }
+
+    fn terminate(table: &Small, registry: &Registry, id: u64) {
+        table.terminate(id, |record| registry.retire(record, id, BY_TERMINATE));
+    }
+
+    /// Task 1's spawn and termination, each on its own thread, which then
+    /// runs `then` (given whether it terminated the task).
+    fn spawn_and_terminate_apart(
+        table: &Arc<Small>,
+        registry: &Arc<Registry>,
+        then: fn(&Small, bool),
+    ) {
+        let threads = [false, true].map(|terminates| {
+            let (table, registry) = (table.clone(), registry.clone());
+            thread::spawn(move || {
+                if terminates {
+                    terminate(&table, &registry, 1);
+                } else {
+                    spawn(&table, &registry, 1, 100);
+                }
+                then(&table, terminates);
+            })
+        });
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
+
+    /// Nothing left of any task: free slots, no tombstone, nothing
+    /// untracked, every record registered retired once.
+    fn assert_empty(table: &Small, registry: &Registry) {
+        assert_eq!(table.ids(), [0, 0], "a slot is still taken");
+        assert!(!table.holds(1));
+        assert_eq!(table.totals(), (0, 0), "(tombstones, untracked) left");
+        assert_eq!(table.untracked_counts(), [0, 0]);
+        let (registered, by_spawn, by_terminate) = registry.counts();
+        assert_eq!(
+            registered,
+            by_spawn + by_terminate,
+            "records leaked or retired twice"
+        );
+    }
+
+    /// Tokio may report a task's termination before its spawn, on another
+    /// thread. In either order the task leaves nothing behind and its record,
+    /// if one was made, is retired once. Counts each way it went: the spawn
+    /// took a tombstone (no record), the termination retired the record, or
+    /// the spawn did (the task ended while it registered it).
+    #[test]
+    fn loom_hooks_spawn_and_terminate_in_either_order_leave_nothing() {
+        static OUTCOMES: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+        model(|| {
+            let table = Arc::new(Small::new());
+            let registry = Arc::new(Registry::default());
+            spawn_and_terminate_apart(&table, &registry, |_, _| {});
+            assert_empty(&table, &registry);
+            let outcome = match registry.counts() {
+                (0, 0, 0) => 0,
+                (1, 0, 1) => 1,
+                (1, 1, 0) => 2,
+                counts => panic!("(registered, retired by spawn, by terminate): {counts:?}"),
+            };
+            OUTCOMES[outcome].fetch_add(1, Relaxed);
+        });
+        let outcomes = ["took a tombstone", "terminate retired", "spawn retired"];
+        for (outcome, count) in outcomes.iter().zip(&OUTCOMES) {
+            assert!(count.load(Relaxed) > 0, "no execution's spawn {outcome}");
+        }
+    }
+
+    /// A task whose window is full is counted untracked at its spawn; its
+    /// termination, before or after, on another thread, cancels the count.
+    /// Counts the executions in which the spawn's count was there first
+    /// and those in which the termination's (negative) one was.
+    #[test]
+    fn loom_hooks_untracked_task_is_uncounted_in_either_order() {
+        static FIRST: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
+        model(|| {
+            let table = Arc::new(Small::new());
+            let registry = Arc::new(Registry::default());
+            // Tasks 2 and 3 hold both slots of task 1's window; slot 1 is
+            // task 1's own.
+            spawn(&table, &registry, 2, 100);
+            spawn(&table, &registry, 3, 100);
+            assert_eq!(table.ids(), [2, 3]);
+            spawn_and_terminate_apart(&table, &registry, |table, terminated| {
+                // Its own hook's count, still there after it: it came first.
+                let own = if terminated { -1 } else { 1 };
+                if table.untracked_counts()[1] == own {
+                    FIRST[usize::from(terminated)].fetch_add(1, Relaxed);
+                }
+            });
+            assert_eq!(table.totals(), (0, 0), "(tombstones, untracked) left");
+            assert_eq!(table.untracked_counts(), [0, 0]);
+            assert_eq!(table.untracked(), 0);
+            assert_eq!(table.ids(), [2, 3]);
+            assert_eq!(registry.counts(), (2, 0, 0));
+            terminate(&table, &registry, 2);
+            terminate(&table, &registry, 3);
+            assert_empty(&table, &registry);
+        });
+        for (first, count) in ["spawn", "terminate"].iter().zip(&FIRST) {
+            assert!(
+                count.load(Relaxed) > 0,
+                "no execution's {first} counted first"
+            );
+        }
+    }
+
+    /// A snapshot reads task 1's slot while the task terminates and task 3
+    /// (whose own slot is the same) takes the slot, with values task 1
+    /// never had: the read gives task 1's values, or `None`, never task 3's
+    /// as task 1's. Counts both answers.
+    #[test]
+    fn loom_hooks_state_is_never_a_later_tasks() {
+        static ANSWERS: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
+        model(|| {
+            let table = Arc::new(Small::new());
+            let registry = Arc::new(Registry::default());
+            // Task 1, polled once on thread 7, its poll ending at 101.
+            spawn(&table, &registry, 1, 100);
+            table.before_poll(1, || 7);
+            table.after_poll(1, || 101);
+            assert_eq!(table.ids(), [0, 1]);
+            let reuser = {
+                let (table, registry) = (table.clone(), registry.clone());
+                thread::spawn(move || {
+                    terminate(&table, &registry, 1);
+                    spawn(&table, &registry, 3, 300);
+                    table.before_poll(3, || 9);
+                })
+            };
+            let reader = {
+                let table = table.clone();
+                thread::spawn(move || table.state(1, 1))
+            };
+            let answer = reader.join().unwrap();
+            reuser.join().unwrap();
+            if let Some(state) = &answer {
+                assert_eq!(
+                    (state.running_on, state.polls, state.last_poll_end_ns),
+                    (0, 1, 101),
+                    "task 1's state has another task's fields"
+                );
+            }
+            ANSWERS[usize::from(answer.is_some())].fetch_add(1, Relaxed);
+            assert_eq!(table.ids(), [0, 3]);
+            terminate(&table, &registry, 3);
+            assert_empty(&table, &registry);
+        });
+        for (answer, count) in ["None", "task 1's state"].iter().zip(&ANSWERS) {
+            assert!(count.load(Relaxed) > 0, "no read answered {answer}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The table of per-task slots behind the tokio hooks
 //! (`webstack::tokio`), and its lock-free protocol, apart from tokio so that
-//! loom can check it on a table of a few slots.
+//! loom checks it (`loom_tests.rs`, on tables of a few slots).
 //!
 //! A task takes a slot found by its tokio id at spawn and frees it at
 //! termination; between the two its poll hooks write its state there, and
@@ -363,5 +363,27 @@ impl<R, const SLOTS: usize, const PROBES: usize> Table<R, SLOTS, PROBES> {
     pub(crate) fn holds(&self, id: u64) -> bool {
         Self::window(id)
             .any(|index| self.slots[index].id.load(Ordering::Acquire) & !TOMBSTONE == id)
+    }
+}
+
+/// What a loom model checks once every hook has returned.
+#[cfg(all(test, webstack_loom))]
+impl<R, const SLOTS: usize, const PROBES: usize> Table<R, SLOTS, PROBES> {
+    /// The id in each slot (0: free; [`TOMBSTONE`] set: a tombstone).
+    pub(crate) fn ids(&self) -> [u64; SLOTS] {
+        std::array::from_fn(|index| self.slots[index].id.load(Ordering::SeqCst))
+    }
+
+    /// Each slot's untracked count.
+    pub(crate) fn untracked_counts(&self) -> [i32; SLOTS] {
+        std::array::from_fn(|index| self.slots[index].untracked.load(Ordering::SeqCst))
+    }
+
+    /// The tombstone count and the untracked total, as stored (not clamped).
+    pub(crate) fn totals(&self) -> (usize, isize) {
+        (
+            self.tombstones.load(Ordering::SeqCst),
+            self.untracked.load(Ordering::SeqCst),
+        )
     }
 }

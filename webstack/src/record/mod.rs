@@ -22,11 +22,11 @@
 //!   runtime, through tokio's task hooks. Each file's name starts with its
 //!   public module's name, so neither is taken for [`task`], the records.
 //! - `hook_table`: the hooks' table of per-task slots and its lock-free
-//!   protocol, without tokio (so that loom can check it).
+//!   protocol, without tokio (also built for its loom model checks).
 
 pub(crate) mod await_point;
 pub(crate) mod frame_args;
-#[cfg(all(feature = "tokio", tokio_unstable))]
+#[cfg(any(all(feature = "tokio", tokio_unstable), all(test, webstack_loom)))]
 pub(crate) mod hook_table;
 pub(crate) mod meta;
 pub(crate) mod probe;
