@@ -4,10 +4,9 @@
 //! 1,000 or 10,000 idle unannotated tasks waiting at four places (a oneshot,
 //! a `Notify`, a timer, an mpsc channel).
 //!
-//! Three measurements in one run, each on a drained runtime (tokio wakes
-//! every traced task after a dump, and a dump while many tasks are queued
-//! can stop the runtime: the bench waits until its run queues are empty
-//! before each one):
+//! Three measurements in one run, each on a fresh runtime whose tasks have
+//! all been polled (tokio 1.54's dump can leave a runtime frozen, see
+//! `fresh_runs`; the bench counts how often, and prints it):
 //! - `tokio_dump`: `Handle::dump()` alone, from a thread outside the runtime
 //!   (as webstack's dump thread calls it);
 //! - `traced`: `Snapshot::capture` with `augment=1` and task traces;
@@ -25,8 +24,11 @@ mod util;
 
 #[cfg(tokio_unstable)]
 mod bench {
+    use std::future::Future;
+    use std::pin::Pin;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Arc, OnceLock};
+    use std::task::{Context, Poll};
     use std::time::{Duration, Instant};
 
     use criterion::{BenchmarkId, Criterion, Throughput};
@@ -67,6 +69,7 @@ mod bench {
             .enable_all()
             .build()
             .expect("a runtime");
+        let before = POLLS.load(Ordering::Relaxed);
         let notify = Arc::new(Notify::new());
         let mut oneshots = Vec::new();
         let mut channels = Vec::new();
@@ -75,18 +78,18 @@ mod bench {
                 0 => {
                     let (tx, rx) = oneshot::channel();
                     oneshots.push(tx);
-                    runtime.spawn(read_oneshot(rx));
+                    spawn(&runtime, read_oneshot(rx));
                 }
                 1 => {
-                    runtime.spawn(wait_notify(notify.clone()));
+                    spawn(&runtime, wait_notify(notify.clone()));
                 }
                 2 => {
-                    runtime.spawn(sleep_long());
+                    spawn(&runtime, sleep_long());
                 }
                 _ => {
                     let (tx, rx) = mpsc::channel(1);
                     channels.push(tx);
-                    runtime.spawn(receive(rx));
+                    spawn(&runtime, receive(rx));
                 }
             }
         }
@@ -95,42 +98,210 @@ mod bench {
             _notify: notify,
             _channels: channels,
         };
-        drain(runtime.handle());
+        assert!(
+            settle(runtime.handle(), before + n as u64, Duration::from_secs(30)),
+            "a fresh runtime's tasks were not all polled in 30 s"
+        );
         (runtime, waiting)
     }
 
-    /// Waits until no task of the runtime is queued: tokio's wakes of the
-    /// tasks a dump traced have been polled.
-    fn drain(handle: &Handle) {
+    /// Polls of the bench's tasks so far: tokio's dump polls each task once
+    /// to trace it, and tokio wakes it afterwards for one more poll.
+    static POLLS: AtomicU64 = AtomicU64::new(0);
+
+    /// A task's future, counting its polls in [`POLLS`].
+    struct Counted(Pin<Box<dyn Future<Output = ()> + Send>>);
+
+    impl Future for Counted {
+        type Output = ();
+
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            POLLS.fetch_add(1, Ordering::Relaxed);
+            self.0.as_mut().poll(cx)
+        }
+    }
+
+    fn spawn(runtime: &Runtime, future: impl Future<Output = ()> + Send + 'static) {
+        runtime.spawn(Counted(Box::pin(future)));
+    }
+
+    /// Waits up to `limit` until the bench's tasks were polled `target`
+    /// times in all and none is queued: whether they were.
+    fn settle(handle: &Handle, target: u64, limit: Duration) -> bool {
         let metrics = handle.metrics();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + limit;
         loop {
             let queued: usize = (0..metrics.num_workers())
                 .map(|w| metrics.worker_local_queue_depth(w))
                 .sum::<usize>()
                 + metrics.global_queue_depth();
-            if queued == 0 {
-                break;
+            if queued == 0 && POLLS.load(Ordering::Relaxed) >= target {
+                return true;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the runtime's queues did not drain in 30 s"
-            );
+            if Instant::now() > deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(1));
         }
-        // The workers finish the polls they took off their queues.
-        std::thread::sleep(Duration::from_millis(2));
     }
 
-    /// `iters` runs of `f`, each on a drained runtime; the time of `f` only.
-    fn drained(handle: &Handle, iters: u64, mut f: impl FnMut()) -> Duration {
+    /// What one measured run does to a fresh runtime.
+    #[derive(Clone, Copy)]
+    enum Run {
+        /// `Handle::dump` alone.
+        TokioDump,
+        /// An `augment=1` capture, with task traces or without.
+        Capture { traces: bool },
+    }
+
+    impl Run {
+        /// The polls of the bench's tasks the run causes: a dump traces
+        /// each task with one poll, and tokio's wake after it costs one more.
+        fn polls(self, n: usize) -> u64 {
+            match self {
+                Run::TokioDump | Run::Capture { traces: true } => 2 * n as u64,
+                Run::Capture { traces: false } => 0,
+            }
+        }
+
+        fn index(self) -> usize {
+            match self {
+                Run::TokioDump => 0,
+                Run::Capture { traces: true } => 1,
+                Run::Capture { traces: false } => 2,
+            }
+        }
+
+        fn go(self, handle: &Handle) {
+            match self {
+                Run::TokioDump => {
+                    std::hint::black_box(tokio_dump(handle));
+                }
+                Run::Capture { traces } => drop(capture(traces)),
+            }
+        }
+    }
+
+    /// Per kind of run ([`Run::index`]): runtimes that did not settle
+    /// within [`FROZEN_AFTER`] of the timed run, and timed runs in all.
+    static FROZEN: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+    static RUNS: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+    /// Children whose untimed first traced capture left the runtime
+    /// frozen, and children in all.
+    static FROZEN_WARM: AtomicU64 = AtomicU64::new(0);
+    static CHILDREN: AtomicU64 = AtomicU64::new(0);
+    const FROZEN_AFTER: Duration = Duration::from_secs(1);
+
+    /// What a child reports: the run's nanoseconds, and 1 if the runtime
+    /// settled after it; or [`WARM_FROZE`].
+    type Report = [u64; 2];
+    const WARM_FROZE: Report = [u64::MAX, 0];
+
+    /// One run in a forked child, on a fresh runtime of `n` idle tasks
+    /// that had one traced capture first (untimed: symbols, and the same
+    /// state for every kind of run); the run's time, or `None` when the
+    /// first capture left the runtime frozen.
+    ///
+    /// In a child, because tokio 1.54's dump can leave a runtime frozen:
+    /// woken tasks stay queued while every worker sleeps, and neither a
+    /// task spawned from outside nor the runtime's shutdown wakes one
+    /// (seen on a plain runtime without webstack, dumped by tokio alone).
+    /// A frozen runtime cannot be dropped, and its tasks would stay on
+    /// every later capture; a child takes it away when it exits.
+    fn run_in_child(n: usize, run: Run) -> Option<Duration> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe");
+        // SAFETY: the child only builds its own runtime, measures, writes
+        // to the pipe and leaves with `_exit`; the bench's other thread
+        // (the watchdog) holds no lock the child takes.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            let report = child(n, run);
+            let bytes: Vec<u8> = report.iter().flat_map(|w| w.to_ne_bytes()).collect();
+            // SAFETY: writes from a live buffer of its length; `_exit` has
+            // no preconditions.
+            unsafe {
+                libc::write(fds[1], bytes.as_ptr().cast(), bytes.len());
+                libc::_exit(0);
+            }
+        }
+        // SAFETY: our copy of the write end, not used again.
+        unsafe { libc::close(fds[1]) };
+        let mut bytes = [0u8; 16];
+        // SAFETY: reads into a live buffer of its length.
+        let read = unsafe { libc::read(fds[0], bytes.as_mut_ptr().cast(), bytes.len()) };
+        let mut status = 0;
+        // SAFETY: our child; `fds[0]` is ours and not used again.
+        unsafe {
+            libc::waitpid(pid, &mut status, 0);
+            libc::close(fds[0]);
+        }
+        assert_eq!(
+            read, 16,
+            "the child died without a report (status {status})"
+        );
+        let word = |i: usize| u64::from_ne_bytes(bytes[i * 8..i * 8 + 8].try_into().unwrap());
+        let report = [word(0), word(1)];
+        CHILDREN.fetch_add(1, Ordering::Relaxed);
+        progress();
+        if report == WARM_FROZE {
+            FROZEN_WARM.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        RUNS[run.index()].fetch_add(1, Ordering::Relaxed);
+        if report[1] == 0 {
+            FROZEN[run.index()].fetch_add(1, Ordering::Relaxed);
+        }
+        Some(Duration::from_nanos(report[0]))
+    }
+
+    /// The child's part of [`run_in_child`]. Its runtime is never dropped
+    /// (a frozen one's shutdown waits forever): the child leaves with
+    /// `_exit`, also on a panic.
+    fn child(n: usize, run: Run) -> Report {
+        std::panic::set_hook(Box::new(|info| {
+            let line = format!("traces: child: {info}\n");
+            // SAFETY: writes from a live buffer of its length; `_exit` has
+            // no preconditions.
+            unsafe {
+                libc::write(2, line.as_ptr().cast(), line.len());
+                libc::_exit(3);
+            }
+        }));
+        let (runtime, waiting) = runtime(n);
+        let runtime = std::mem::ManuallyDrop::new(runtime);
+        let handle = runtime.handle().clone();
+        let before = POLLS.load(Ordering::Relaxed);
+        let note = capture(true).task_traces.unwrap_or_default();
+        // (A panic here ends the child without a report: the parent fails.)
+        assert!(
+            note.contains(&format!("{n} tasks traced")),
+            "not every task was traced: {note}"
+        );
+        if !settle(&handle, before + 2 * n as u64, FROZEN_AFTER) {
+            return WARM_FROZE;
+        }
+        let before = POLLS.load(Ordering::Relaxed);
+        let started = Instant::now();
+        run.go(&handle);
+        let took = started.elapsed();
+        let settled = settle(&handle, before + run.polls(n), FROZEN_AFTER);
+        drop(waiting);
+        [took.as_nanos() as u64, u64::from(settled)]
+    }
+
+    /// `iters` timed runs, each in a child of its own (a child whose first
+    /// capture froze its runtime is replaced by another).
+    fn fresh_runs(n: usize, run: Run, iters: u64) -> Duration {
         let mut total = Duration::ZERO;
-        for _ in 0..iters {
-            drain(handle);
-            let started = Instant::now();
-            f();
-            total += started.elapsed();
-            progress();
+        let mut done = 0;
+        while done < iters {
+            if let Some(took) = run_in_child(n, run) {
+                total += took;
+                done += 1;
+            }
         }
         total
     }
@@ -160,9 +331,7 @@ mod bench {
         });
     }
 
-    /// Tokio's dump of the runtime, on a drained runtime only: tokio's dump
-    /// with more than about 128 tasks queued never ends (see
-    /// `native/linux/traces.rs`), and nothing here would end it.
+    /// Tokio's dump of the runtime.
     fn tokio_dump(handle: &Handle) -> usize {
         handle.block_on(handle.dump()).tasks().iter().count()
     }
@@ -172,10 +341,10 @@ mod bench {
         Snapshot::capture(&Options::default().augment(true))
     }
 
-    /// The median of `f`'s times over `runs` drained runs, in µs.
-    fn median(handle: &Handle, runs: usize, mut f: impl FnMut()) -> f64 {
+    /// The median time of `runs` runs, each on a fresh runtime, in µs.
+    fn median(n: usize, run: Run, runs: usize) -> f64 {
         let mut times: Vec<f64> = (0..runs)
-            .map(|_| drained(handle, 1, &mut f).as_secs_f64() * 1e6)
+            .map(|_| fresh_runs(n, run, 1).as_secs_f64() * 1e6)
             .collect();
         times.sort_by(f64::total_cmp);
         times[times.len() / 2]
@@ -192,26 +361,15 @@ mod bench {
         };
         let mut group = c.benchmark_group("traces");
         group.sample_size(10);
+        group.warm_up_time(Duration::from_millis(500));
+        group.measurement_time(Duration::from_secs(2));
+        // The process's own symbols loaded once; each child inherits them.
+        assert!(Snapshot::capture(&Options::default().augment(true)).augmented);
         for &n in sizes {
-            let (runtime, waiting) = runtime(n);
-            let handle = runtime.handle().clone();
-            // Symbols loaded, and every task traced once, before timing.
-            let traced = capture(true);
-            progress();
-            let note = traced.task_traces.clone().unwrap_or_default();
-            assert!(
-                note.contains(&format!("{n} tasks traced")),
-                "not every task was traced: {note}"
-            );
-            drain(&handle);
-            assert_eq!(tokio_dump(&handle), n);
-
             let runs = if util::quick() { 1 } else { 11 };
-            let dump = median(&handle, runs, || {
-                std::hint::black_box(tokio_dump(&handle));
-            });
-            let on = median(&handle, runs, || drop(capture(true)));
-            let off = median(&handle, runs, || drop(capture(false)));
+            let dump = median(n, Run::TokioDump, runs);
+            let on = median(n, Run::Capture { traces: true }, runs);
+            let off = median(n, Run::Capture { traces: false }, runs);
             eprintln!(
                 "traces/{n} tasks (medians of {runs}): tokio's dump {:.0} µs = {:.2} µs/task; \
                  capture traced {on:.0} µs, untraced {off:.0} µs: traces add {:.2} µs/task, \
@@ -223,23 +381,38 @@ mod bench {
             );
 
             group.throughput(Throughput::Elements(n as u64));
-            group.bench_function(BenchmarkId::new("tokio_dump", n), |b| {
-                b.iter_custom(|iters| {
-                    drained(&handle, iters, || {
-                        std::hint::black_box(tokio_dump(&handle));
-                    })
-                })
-            });
-            for (name, traces) in [("traced", true), ("untraced", false)] {
+            for (name, run) in [
+                ("tokio_dump", Run::TokioDump),
+                ("traced", Run::Capture { traces: true }),
+                ("untraced", Run::Capture { traces: false }),
+            ] {
                 group.bench_function(BenchmarkId::new(name, n), |b| {
-                    b.iter_custom(|iters| drained(&handle, iters, || drop(capture(traces))))
+                    b.iter_custom(|iters| fresh_runs(n, run, iters))
                 });
             }
-            hooks::set_task_traces(true);
-            drop(waiting);
-            drop(runtime);
         }
         group.finish();
+        hooks::set_task_traces(true);
+        let [dump, traced, untraced] = [0, 1, 2].map(|i| {
+            (
+                FROZEN[i].load(Ordering::Relaxed),
+                RUNS[i].load(Ordering::Relaxed),
+            )
+        });
+        eprintln!(
+            "traces: runtimes left frozen (tasks still queued {} s later): by the first traced \
+             capture of a fresh runtime {} of {}; then by tokio's dump {} of {}, a traced \
+             capture {} of {}, an untraced one {} of {}",
+            FROZEN_AFTER.as_secs(),
+            FROZEN_WARM.load(Ordering::Relaxed),
+            CHILDREN.load(Ordering::Relaxed),
+            dump.0,
+            dump.1,
+            traced.0,
+            traced.1,
+            untraced.0,
+            untraced.1
+        );
     }
 }
 
