@@ -34,6 +34,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn capture() -> Snapshot {
+    webstack::native::set_task_traces(true);
     Snapshot::capture(&Options::default())
 }
 
@@ -284,5 +285,40 @@ fn a_busy_runtime_is_not_dumped_and_keeps_running() {
     assert!(wait_until(Duration::from_secs(10), || {
         polls.load(std::sync::atomic::Ordering::Relaxed) > before + 1000
     }));
+    runtime.shutdown_timeout(Duration::from_secs(5));
+}
+
+/// Built with the feature, traces stay off until the program turns them
+/// on (tokio's dump can leave a runtime frozen): no dump, and the page says
+/// how to turn them on.
+#[test]
+fn traces_are_off_until_turned_on() {
+    let _turn = turn();
+    let _watchdog = watchdog("traces_are_off_until_turned_on", LIMIT);
+    let runtime = runtime();
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = runtime.spawn(async move {
+        let _ = rx.await;
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    webstack::native::set_task_traces(false);
+    let snapshot = Snapshot::capture(&Options::default());
+    webstack::native::set_task_traces(true);
+    let note = snapshot.task_traces.clone().unwrap_or_default();
+    assert!(
+        note.starts_with("task traces off") && note.contains("set_task_traces(true)"),
+        "{note}"
+    );
+    let id = task
+        .id()
+        .to_string()
+        .parse::<u64>()
+        .expect("a numeric tokio id");
+    let routine = snapshot
+        .routines()
+        .find(|r| r.tokio_id == Some(id))
+        .expect("the hooked task is listed");
+    assert!(routine.frames.is_empty(), "{}", frames_of(&routine));
+    drop(tx);
     runtime.shutdown_timeout(Duration::from_secs(5));
 }

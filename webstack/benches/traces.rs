@@ -337,7 +337,7 @@ mod bench {
     }
 
     fn capture(traces: bool) -> Snapshot {
-        hooks::set_task_traces(traces);
+        webstack::native::set_task_traces(traces);
         Snapshot::capture(&Options::default().augment(true))
     }
 
@@ -392,7 +392,7 @@ mod bench {
             }
         }
         group.finish();
-        hooks::set_task_traces(true);
+        webstack::native::set_task_traces(true);
         let [dump, traced, untraced] = [0, 1, 2].map(|i| {
             (
                 FROZEN[i].load(Ordering::Relaxed),

@@ -369,6 +369,20 @@ pub fn set_trace_deadline(deadline: Duration) {
     sys::set_trace_deadline(deadline);
 }
 
+/// Turns tokio's task traces on or off (feature `taskdump`, with `--cfg
+/// tokio_unstable`; Linux, x86_64 or aarch64): with them on, an `augment`
+/// capture dumps every runtime built with `webstack::tokio::hooks`, and
+/// every idle task shows the await backtrace it waits in. Off by default,
+/// also with the feature: tokio's dump (1.54) can leave a runtime frozen,
+/// its woken tasks queued while every worker sleeps for good (about 1 dump
+/// in 50 in webstack's `traces` benchmark, also with tokio's own
+/// `Handle::dump` and no webstack). Turn them on for a debugging session,
+/// not in a service that must keep running. Without the feature, does
+/// nothing.
+pub fn set_task_traces(on: bool) {
+    sys::set_task_traces(on);
+}
+
 /// The default of [`set_trace_deadline`].
 pub const DEFAULT_TRACE_DEADLINE: Duration = Duration::from_millis(100);
 
@@ -469,12 +483,6 @@ pub(crate) mod hooks {
     pub fn set_parallel(parallel: bool) {
         super::register_fork();
         sys::set_parallel(parallel);
-    }
-
-    /// Turns tokio's task traces (feature `taskdump`) on or off, for
-    /// benchmarks that compare captures with and without them.
-    pub fn set_task_traces(on: bool) {
-        sys::set_task_traces(on);
     }
 
     /// The least time between the end of a runtime's task dump and the

@@ -27,6 +27,17 @@
 
 pub(super) use imp::{add, set_deadline, set_enabled, set_min_interval};
 
+use crate::snapshot::{Kind, Snapshot};
+
+/// Whether some tokio task of `snapshot` shows no frame: the page then
+/// says how to see where it waits.
+fn untraced_tokio_tasks(snapshot: &Snapshot) -> bool {
+    let table = &snapshot.table;
+    table.records().iter().any(|r| {
+        r.kind() == Kind::Task && r.tokio_id().is_some() && table.chain(r.chain).frames.is_empty()
+    })
+}
+
 #[cfg(all(
     feature = "taskdump",
     tokio_unstable,
@@ -44,6 +55,7 @@ mod imp {
     use ::tokio::runtime::{Handle, RuntimeFlavor};
 
     use super::super::merge::{merge, NativeFrame};
+    use super::untraced_tokio_tasks;
     use crate::record::task::spawned::id_u64;
     use crate::record::tokio_hooks::runtimes;
     use crate::snapshot::budget::{self, Budget};
@@ -56,8 +68,10 @@ mod imp {
     /// nanoseconds.
     static DEADLINE_NS: AtomicU64 = AtomicU64::new(DEFAULT_DEADLINE.as_nanos() as u64);
 
-    /// Whether captures trace tasks (a switch for benchmarks).
-    static ENABLED: AtomicBool = AtomicBool::new(true);
+    /// Whether captures trace tasks: off until the program turns them on
+    /// ([`crate::native::set_task_traces`]), since tokio's dump can leave a
+    /// runtime frozen.
+    static ENABLED: AtomicBool = AtomicBool::new(false);
 
     pub(in super::super) fn set_enabled(on: bool) {
         ENABLED.store(on, Ordering::Relaxed);
@@ -113,6 +127,14 @@ mod imp {
     /// to `snapshot`, and says in [`Snapshot::task_traces`] what happened.
     pub(in super::super) fn add(snapshot: &mut Snapshot) {
         if !ENABLED.load(Ordering::Relaxed) {
+            if untraced_tokio_tasks(snapshot) {
+                snapshot.task_traces = Some(
+                    "task traces off: webstack::native::set_task_traces(true) turns them on \
+                     for a debugging session (tokio's task dump can leave a runtime frozen: \
+                     docs/tasks.md)"
+                        .to_owned(),
+                );
+            }
             return;
         }
         let Some(handles) = runtimes::all() else {
@@ -422,14 +444,10 @@ mod imp {
 
     use crate::snapshot::{Kind, Snapshot};
 
+    use super::untraced_tokio_tasks;
+
     pub(in super::super) fn add(snapshot: &mut Snapshot) {
-        let table = &snapshot.table;
-        let unseen = table.records().iter().any(|r| {
-            r.kind() == Kind::Task
-                && r.tokio_id().is_some()
-                && table.chain(r.chain).frames.is_empty()
-        });
-        if unseen {
+        if untraced_tokio_tasks(snapshot) {
             snapshot.task_traces = Some(
                 "task traces off: build with --cfg tokio_unstable and webstack's feature \
                  taskdump to see the line each tokio task waits at"
