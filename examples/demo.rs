@@ -34,7 +34,10 @@
 //!   `webstack::task::Builder`, listed with their spawn site;
 //! - built with `RUSTFLAGS="--cfg tokio_unstable"`, also the tasks of a
 //!   `pool` module that spawns with plain `tokio::spawn`, on a runtime with
-//!   `webstack::tokio::hooks`;
+//!   `webstack::tokio::hooks`, among them two connections of a loopback
+//!   server handled by an unannotated `handle_connection`; built also with
+//!   `--features taskdump` (and task traces turned on, see
+//!   docs/tasks.md), each shows the line it waits at, its `read`;
 //! - an actix connection in progress: the demo's own `report-client` thread
 //!   asks for `/report`, whose handler waits in `render_report(order:
 //!   OrderId(42), stage: ReportStage::Rendering(3))`, shown awaiting at its
@@ -262,6 +265,9 @@ fn spawn_tasks(connections: u32, uploads: u32, sessions: u64) {
 mod pool {
     use std::time::Duration;
 
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
     pub(crate) fn start(connections: u32) {
         for _ in 0..connections {
             tokio::spawn(async {
@@ -269,6 +275,41 @@ mod pool {
                     tokio::time::sleep(Duration::from_secs(3600)).await;
                 }
             });
+        }
+        tokio::spawn(serve_connections(2));
+    }
+
+    /// A loopback server with `clients` idle clients: each connection is
+    /// a plain `tokio::spawn` of `handle_connection`, with no annotation.
+    /// With task traces (`--features taskdump`, see the module docs) the
+    /// page shows each one waiting in `handle_connection` at its `read`.
+    async fn serve_connections(clients: usize) {
+        let Ok(listener) = TcpListener::bind("127.0.0.1:0").await else {
+            return;
+        };
+        let Ok(addr) = listener.local_addr() else {
+            return;
+        };
+        let mut idle = Vec::new();
+        for _ in 0..clients {
+            if let Ok(client) = TcpStream::connect(addr).await {
+                idle.push(client);
+            }
+        }
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(handle_connection(stream));
+        }
+        drop(idle);
+    }
+
+    /// Reads requests until the client hangs up: an idle client leaves it
+    /// waiting at the `read`.
+    async fn handle_connection(mut stream: TcpStream) {
+        let mut request = [0u8; 512];
+        while let Ok(read) = stream.read(&mut request).await {
+            if read == 0 {
+                break;
+            }
         }
     }
 }
@@ -386,6 +427,10 @@ pub(crate) async fn main() -> std::io::Result<()> {
     spawn_tasks(200, 60, 12);
     #[cfg(tokio_unstable)]
     start_hooked_runtime()?;
+    // The demo shows task traces when built with them; a service turns
+    // them on only for a debugging session (docs/tasks.md says why).
+    #[cfg(feature = "taskdump")]
+    webstack::native::set_task_traces(true);
     let server = HttpServer::new(|| {
         App::new()
             .service(Webstack::new(PATH).goroutine_profile())
