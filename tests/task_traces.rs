@@ -322,3 +322,60 @@ fn traces_are_off_until_turned_on() {
     drop(tx);
     runtime.shutdown_timeout(Duration::from_secs(5));
 }
+
+/// Tokio wakes each task it traced once the dump ends, for one real poll:
+/// that poll is not the program's, so the next page shows every task with
+/// the polls and the idle time it had.
+#[test]
+fn a_traced_page_changes_no_poll_count_nor_idle_time() {
+    let _turn = turn();
+    let _watchdog = watchdog("a_traced_page_changes_no_poll_count_nor_idle_time", LIMIT);
+    let runtime = runtime();
+    let mut senders = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let (tx, rx) = oneshot::channel::<()>();
+        senders.push(tx);
+        let task = runtime.spawn(async move {
+            let _ = rx.await;
+        });
+        ids.push(
+            task.id()
+                .to_string()
+                .parse::<u64>()
+                .expect("a numeric tokio id"),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    let of = |snapshot: &Snapshot| -> Vec<(u64, Option<u64>, Duration)> {
+        let mut tasks: Vec<_> = snapshot
+            .routines()
+            .filter(|r| r.tokio_id.is_some_and(|id| ids.contains(&id)))
+            .map(|r| (r.tokio_id.unwrap(), r.polls, r.waiting.unwrap_or_default()))
+            .collect();
+        tasks.sort();
+        tasks
+    };
+    let traced = capture();
+    let note = traced.task_traces.clone().unwrap_or_default();
+    assert!(note.contains("tasks traced"), "{note}");
+    let before = of(&traced);
+    assert_eq!(before.len(), 20, "{before:?}");
+    // Tokio's wakes after the dump are polled meanwhile.
+    std::thread::sleep(Duration::from_millis(200));
+    webstack::native::set_task_traces(false);
+    let after = of(&Snapshot::capture(&Options::default()));
+    webstack::native::set_task_traces(true);
+    for ((id, polls, waited), (_, polls_after, waited_after)) in before.iter().zip(&after) {
+        assert_eq!(
+            polls, polls_after,
+            "task {id}: polls {before:?} then {after:?}"
+        );
+        assert!(
+            *waited_after >= *waited + Duration::from_millis(150),
+            "task {id}: idle {waited:?}, then {waited_after:?} 200 ms later"
+        );
+    }
+    drop(senders);
+    runtime.shutdown_timeout(Duration::from_secs(5));
+}

@@ -510,4 +510,58 @@ mod hooks {
             assert!(count.load(Relaxed) > 0, "no read answered {answer}");
         }
     }
+
+    /// Tokio's wake after a task dump (a poll of task 1, which had one
+    /// poll ending at 101) races the dump's `traced` and a snapshot's read,
+    /// in any order: once both ran, the task shows one poll ending at 101,
+    /// and the program's next poll counts; the read shows one poll, or two
+    /// (the wake counted before `traced` ran, as without traces), never
+    /// none. Counts both reads.
+    #[test]
+    fn loom_hooks_wake_after_a_dump_is_not_counted() {
+        static READS: [AtomicUsize; 2] = [const { AtomicUsize::new(0) }; 2];
+        model(|| {
+            let table = Arc::new(Small::new());
+            let registry = Arc::new(Registry::default());
+            spawn(&table, &registry, 1, 100);
+            table.before_poll(1, || 7);
+            table.after_poll(1, || 101);
+            let wake = {
+                let table = table.clone();
+                thread::spawn(move || {
+                    table.before_poll(1, || 7);
+                    table.after_poll(1, || 200);
+                })
+            };
+            let dump = {
+                let table = table.clone();
+                thread::spawn(move || table.traced(1, 1, 101))
+            };
+            let reader = {
+                let table = table.clone();
+                thread::spawn(move || table.state(1, 1))
+            };
+            let read = reader.join().unwrap().expect("task 1 holds its slot");
+            // (A read during a poll may pair its count with the other
+            // poll's end, with traces or without.)
+            match read.polls {
+                1 => READS[0].fetch_add(1, Relaxed),
+                2 => READS[1].fetch_add(1, Relaxed),
+                polls => panic!("polls read meanwhile: {polls}"),
+            };
+            wake.join().unwrap();
+            dump.join().unwrap();
+            let state = table.state(1, 1).expect("task 1 holds its slot");
+            assert_eq!((state.polls, state.last_poll_end_ns), (1, 101));
+            // The program's next poll counts, and ends the idle time.
+            table.after_poll(1, || 300);
+            let next = table.state(1, 1).expect("task 1 holds its slot");
+            assert_eq!((next.polls, next.last_poll_end_ns), (2, 300));
+            terminate(&table, &registry, 1);
+            assert_empty(&table, &registry);
+        });
+        for (read, count) in ["one poll", "the wake counted"].iter().zip(&READS) {
+            assert!(count.load(Relaxed) > 0, "no read showed {read}");
+        }
+    }
 }

@@ -48,6 +48,14 @@ struct Slot<R> {
     /// Negative while a termination that found neither a slot nor room for
     /// its tombstone waits for its spawn.
     untracked: AtomicI32,
+    /// Polls that were tokio's wakes after task dumps, not the program's
+    /// (high 32 bits), and the count of polls, truncated to 32 bits, that
+    /// the last such wake made (low): see [`Table::traced`]. Written only
+    /// by `traced` (one dump of a runtime at a time) and by the spawn.
+    wakes: AtomicU64,
+    /// The end of the last poll before the last such wake: shown while the
+    /// count is the wake's.
+    end_before_wake_ns: AtomicU64,
 }
 
 impl<R> Slot<R> {
@@ -60,6 +68,8 @@ impl<R> Slot<R> {
             last_poll_end_ns: AtomicU64::new(0),
             record: AtomicPtr::new(ptr::null_mut()),
             untracked: AtomicI32::new(0),
+            wakes: AtomicU64::new(0),
+            end_before_wake_ns: AtomicU64::new(0),
         }
     }
 
@@ -72,6 +82,8 @@ impl<R> Slot<R> {
             last_poll_end_ns: AtomicU64::new(0),
             record: AtomicPtr::new(ptr::null_mut()),
             untracked: AtomicI32::new(0),
+            wakes: AtomicU64::new(0),
+            end_before_wake_ns: AtomicU64::new(0),
         }
     }
 }
@@ -215,6 +227,7 @@ impl<R, const SLOTS: usize, const PROBES: usize> Table<R, SLOTS, PROBES> {
         fence(Ordering::Release);
         slot.running_on.store(0, Ordering::Release);
         slot.polls.store(0, Ordering::Release);
+        slot.wakes.store(0, Ordering::Release);
         slot.last_poll_end_ns.store(now_ns(), Ordering::Release);
         let record = Arc::into_raw(register(index));
         if slot
@@ -283,6 +296,25 @@ impl<R, const SLOTS: usize, const PROBES: usize> Table<R, SLOTS, PROBES> {
         }
     }
 
+    /// After a task dump traced task `id`, whose trace reached a leaf
+    /// future: tokio wakes such a task once the dump ends, for one real
+    /// poll that is not the program's. `polls`, ending at `end_ns`, is what
+    /// a snapshot read of the task before the dump. From now on the task's
+    /// count is shown without that poll, and while it is the last poll, the
+    /// idle time runs from `end_ns` (see [`state`](Table::state)). The poll
+    /// hooks are left as they are: they alone write the count and the end.
+    pub(crate) fn traced(&self, id: u64, polls: u64, end_ns: u64) {
+        let Some(slot) = self.find(id) else {
+            return;
+        };
+        let wakes = (slot.wakes.load(Ordering::Relaxed) >> 32) + 1;
+        slot.end_before_wake_ns.store(end_ns, Ordering::Release);
+        slot.wakes.store(
+            (wakes << 32) | (polls.wrapping_add(1) & u64::from(u32::MAX)),
+            Ordering::Release,
+        );
+    }
+
     /// The terminate hook's part: task `id` leaves, its record handed to
     /// `retire` (at once, or by [`Table::spawn`] if that is still making
     /// it); or, before its spawn, it leaves a tombstone (see `spawn`).
@@ -349,10 +381,22 @@ impl<R, const SLOTS: usize, const PROBES: usize> Table<R, SLOTS, PROBES> {
     /// task's).
     pub(crate) fn state(&self, index: usize, id: u64) -> Option<HookState> {
         let slot = self.slots.get(index)?;
+        let polls = slot.polls.load(Ordering::Relaxed);
+        let wakes = slot.wakes.load(Ordering::Relaxed);
+        let (forgiven, wake_at) = (wakes >> 32, wakes as u32);
+        // Which of the polls is the last wake's: before it runs, it is not
+        // in the count yet; while it is the last, the idle time runs from
+        // the poll before it.
+        let before = (polls as u32).wrapping_sub(wake_at) as i32;
+        let last_poll_end_ns = if forgiven != 0 && before == 0 {
+            slot.end_before_wake_ns.load(Ordering::Relaxed)
+        } else {
+            slot.last_poll_end_ns.load(Ordering::Relaxed)
+        };
         let state = HookState {
             running_on: slot.running_on.load(Ordering::Relaxed),
-            polls: slot.polls.load(Ordering::Relaxed),
-            last_poll_end_ns: slot.last_poll_end_ns.load(Ordering::Relaxed),
+            polls: polls.saturating_sub(forgiven) + u64::from(forgiven != 0 && before < 0),
+            last_poll_end_ns,
         };
         // Orders the field loads before the id's: see `Slot`.
         fence(Ordering::Acquire);

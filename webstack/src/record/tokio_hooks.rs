@@ -119,6 +119,13 @@ pub(crate) fn state(task: &TaskShared) -> Option<HookState> {
     TABLE.state(index, task.spawn.tokio_id()?)
 }
 
+/// Tokio task `id` was traced by a task dump, and tokio woke it: its next
+/// poll is not counted (see [`Table::traced`]). `polls` and `end_ns` are
+/// what a snapshot read of it before the dump.
+pub(crate) fn traced(id: u64, polls: u64, end_ns: u64) {
+    TABLE.traced(id, polls, end_ns);
+}
+
 /// Whether a slot of the table is taken for tokio task `id` (for tests).
 pub fn holds_slot(id: u64) -> bool {
     TABLE.holds(id)

@@ -103,6 +103,7 @@ pub(crate) fn shadow(options: &Options) -> Snapshot {
         now_ns: crate::clock::now_ns(),
         tokio_tasks: Vec::new(),
     };
+    read.table.now_ns = read.now_ns;
     let mut left_out = LeftOut {
         untracked_tasks: spawned::hooks_untracked(),
         ..LeftOut::default()

@@ -211,6 +211,9 @@ pub(crate) struct Table {
     texts: Vec<String>,
     /// Polls of the tasks polled `u32::MAX` times or more, by id.
     many_polls: HashMap<u64, u64, FxBuild>,
+    /// [`crate::clock::now_ns`] when the capture read the registry, which
+    /// the records' waiting times count to.
+    pub(crate) now_ns: u64,
 }
 
 impl Table {

@@ -306,6 +306,7 @@ mod imp {
             .filter(|(_, r)| r.kind() == Kind::Task && r.state() != StateIndex::Running)
             .filter_map(|(index, r)| Some((r.tokio_id()?, index)))
             .collect();
+        forgive_wakes(snapshot, &by_tokio_id, traced);
         let mut budget = Budget::of(snapshot);
         let table = &mut snapshot.table;
         let mut chains: HashMap<(u32, &[usize]), Option<u32>> = HashMap::new();
@@ -349,6 +350,30 @@ mod imp {
         }
         budget.store(snapshot);
         merged
+    }
+
+    /// Tokio wakes every task whose trace reached a leaf future once the
+    /// dump ends, for one real poll: the hooks are told not to count it
+    /// (and to leave the idle time), so the next page shows each task's
+    /// polls and idle time as a page without traces would.
+    fn forgive_wakes(snapshot: &Snapshot, by_tokio_id: &HashMap<u64, usize>, traced: &Traced) {
+        let table = &snapshot.table;
+        for (tokio_id, ips) in traced {
+            let Some(record) = by_tokio_id
+                .get(tokio_id)
+                .map(|&index| &table.records()[index])
+            else {
+                continue;
+            };
+            if ips.is_empty() {
+                continue;
+            }
+            let (Some(polls), Some(waiting)) = (table.polls(record), record.waiting()) else {
+                continue;
+            };
+            let end_ns = table.now_ns.saturating_sub(waiting.as_nanos() as u64);
+            crate::record::tokio_hooks::traced(*tokio_id, polls, end_ns);
+        }
     }
 
     /// Stands for a task's own id on its root frame during a merge.
@@ -442,7 +467,7 @@ mod imp {
 mod imp {
     use std::time::Duration;
 
-    use crate::snapshot::{Kind, Snapshot};
+    use crate::snapshot::Snapshot;
 
     use super::untraced_tokio_tasks;
 
