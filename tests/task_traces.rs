@@ -168,7 +168,7 @@ fn every_connection_task_shows_the_line_it_waits_at() {
     assert_ne!(reader_buckets, subscriber_buckets);
 
     drop(clients);
-    drop(runtime);
+    runtime.shutdown_timeout(Duration::from_secs(5));
 }
 
 /// A worker blocked in a std mutex keeps tokio's dump from finishing: the
@@ -204,7 +204,7 @@ fn a_stuck_worker_costs_the_deadline_not_the_page() {
     assert!(took < Duration::from_secs(5), "the capture took {took:?}");
     assert!(note.contains("did not finish within 100 ms"), "{note}");
     assert!(note.contains("is polling task"), "{note}");
-    drop(runtime);
+    runtime.shutdown_timeout(Duration::from_secs(5));
 }
 
 #[webstack::instrument]
@@ -250,7 +250,7 @@ fn a_traced_instrumented_task_keeps_its_arguments() {
     );
     assert_eq!(task.polls, Some(1), "{}", frames_of(&task));
     let _ = tx.send(());
-    drop(runtime);
+    runtime.shutdown_timeout(Duration::from_secs(5));
     let _ = std::io::stderr().flush();
 }
 
