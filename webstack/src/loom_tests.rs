@@ -514,7 +514,8 @@ mod hooks {
     /// Tokio's wake after a task dump (a poll of task 1, which had one
     /// poll ending at 101) races the dump's `traced` and a snapshot's read,
     /// in any order: once both ran, the task shows one poll ending at 101,
-    /// and the program's next poll counts; the read shows one poll, or two
+    /// and the program's next poll counts, as does a second dump's wake
+    /// (told the count as shown); the read shows one poll, or two
     /// (the wake counted before `traced` ran, as without traces), never
     /// none. Counts both reads.
     #[test]
@@ -557,6 +558,11 @@ mod hooks {
             table.after_poll(1, || 300);
             let next = table.state(1, 1).expect("task 1 holds its slot");
             assert_eq!((next.polls, next.last_poll_end_ns), (2, 300));
+            // A second dump, its wake after its notice: counted as shown.
+            table.traced(1, 2, 300);
+            table.after_poll(1, || 400);
+            let again = table.state(1, 1).expect("task 1 holds its slot");
+            assert_eq!((again.polls, again.last_poll_end_ns), (2, 300));
             terminate(&table, &registry, 1);
             assert_empty(&table, &registry);
         });

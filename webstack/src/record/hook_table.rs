@@ -307,10 +307,13 @@ impl<R, const SLOTS: usize, const PROBES: usize> Table<R, SLOTS, PROBES> {
         let Some(slot) = self.find(id) else {
             return;
         };
-        let wakes = (slot.wakes.load(Ordering::Relaxed) >> 32) + 1;
+        // `polls` is a count as shown, without the wakes before: the
+        // poll hooks' own count was that much higher.
+        let forgiven = slot.wakes.load(Ordering::Relaxed) >> 32;
+        let wake_at = polls.wrapping_add(forgiven).wrapping_add(1);
         slot.end_before_wake_ns.store(end_ns, Ordering::Release);
         slot.wakes.store(
-            (wakes << 32) | (polls.wrapping_add(1) & u64::from(u32::MAX)),
+            ((forgiven + 1) << 32) | (wake_at & u64::from(u32::MAX)),
             Ordering::Release,
         );
     }
