@@ -86,7 +86,7 @@ unsafe fn after_fork(child: bool) {
 /// may build its app once per worker thread (actix does), and state kept
 /// in one service value would then be per worker, and neither
 /// `min_interval` nor "one at a time" would hold for the process.
-fn shared(key: &str) -> Shared {
+fn path_state(key: &str) -> Shared {
     // Before the table's lock is first taken: see `fork::register`. The
     // caller, a request, holds no lock of webstack's.
     crate::fork::register(Rank::Serve, &FORK);
@@ -147,13 +147,13 @@ impl Throttle {
 
     /// Time left before the next snapshot may start, if any.
     pub(crate) fn too_soon(&self) -> Option<Duration> {
-        self.wait_left(*lock(&shared(&self.key).last), Instant::now())
+        self.wait_left(*lock(&path_state(&self.key).last), Instant::now())
     }
 
     /// Waits up to `queue_timeout` for the snapshot in progress to end;
     /// `None` when it did not.
     pub(crate) async fn turn(&self, runtime: &impl Runtime) -> Option<Turn> {
-        let Shared { turn, last } = shared(&self.key);
+        let Shared { turn, last } = path_state(&self.key);
         match runtime
             .timeout(self.queue_timeout, turn.acquire_owned())
             .await
@@ -237,7 +237,7 @@ mod tests {
         let mut next = throttle.turn(&Tokio).await.unwrap();
         assert!(throttle.start(&mut next).is_err());
         // A turn that did not start a snapshot records no end.
-        *lock(&shared("throttle-from-end").last) = None;
+        *lock(&path_state("throttle-from-end").last) = None;
         drop(next);
         assert_eq!(throttle.too_soon(), None);
     }
