@@ -71,6 +71,8 @@ struct Collector {
     /// before they are asked again.
     suspects: HashSet<i32>,
     tids: Vec<i32>,
+    /// Threads' `/proc` files kept open from one capture to the next.
+    files: proc::OpenFiles,
     /// The writable mappings published to the handlers during signalling.
     mappings: Vec<[usize; 2]>,
     unwinder: Unwinder,
@@ -202,6 +204,7 @@ fn signal_all(
         ids: HashMap::new(),
         suspects: HashSet::new(),
         tids: Vec::new(),
+        files: proc::OpenFiles::new(),
         mappings: Vec::new(),
         unwinder: Unwinder::new(),
         buf: String::new(),
@@ -247,7 +250,7 @@ fn signal_all(
         cursor: 0,
     };
     let mut upcoming = tids.iter();
-    let mut next = read_next(&mut upcoming, &dir);
+    let mut next = read_next(&mut upcoming, &dir, &mut collector.files);
     while let Some(mut info) = next.take() {
         let tid = info.tid;
         let mut outcome = Outcome::NotAsked;
@@ -271,7 +274,7 @@ fn signal_all(
                         (Some(signo), Some(slot)) => match signal::send(signo, pid, tid, slot) {
                             Ok(request) => sent = Some(request),
                             Err(Answer::Exited) => {
-                                next = read_next(&mut upcoming, &dir);
+                                next = read_next(&mut upcoming, &dir, &mut collector.files);
                                 continue;
                             }
                             Err(_) => outcome = Outcome::NoAnswer("signal not queued"),
@@ -282,7 +285,7 @@ fn signal_all(
         }
         // Read the next thread's /proc files while this one wakes up and
         // unwinds.
-        next = read_next(&mut upcoming, &dir);
+        next = read_next(&mut upcoming, &dir, &mut collector.files);
         let id = if registered.contains_key(&(tid as i64)) {
             0
         } else {
@@ -308,6 +311,7 @@ fn signal_all(
     collector
         .suspects
         .retain(|tid| tids.binary_search(tid).is_ok());
+    collector.files.retain(&tids);
     collector.tids = tids;
     let mut captured = round.captured;
     captured.retain(|c| !matches!(c.outcome, Outcome::Exited));
@@ -383,8 +387,12 @@ impl Round {
 }
 
 /// The next listed thread that still exists, read from /proc.
-fn read_next(tids: &mut std::slice::Iter<'_, i32>, dir: &proc::TaskDir) -> Option<TaskInfo> {
-    tids.find_map(|&tid| proc::read_task(dir, tid))
+fn read_next(
+    tids: &mut std::slice::Iter<'_, i32>,
+    dir: &proc::TaskDir,
+    files: &mut proc::OpenFiles,
+) -> Option<TaskInfo> {
+    tids.find_map(|&tid| proc::read_task(dir, files, tid))
 }
 
 /// Second looks at a runnable thread that blocks the signal.
