@@ -351,7 +351,8 @@ pub(super) fn read_masks(info: &mut TaskInfo, buf: &mut String) -> Option<char> 
 
 /// The process's readable and writable mappings from `/proc/self/maps`,
 /// as sorted `[start, end)` pairs, adjacent ones joined: every thread's
-/// stack is one of them.
+/// stack is one of them. The main thread's (`[stack]`) reaches down to the
+/// mapping below it, where it grows.
 pub(super) fn writable_mappings(
     buf: &mut String,
     out: &mut Vec<[usize; 2]>,
@@ -369,12 +370,17 @@ pub(super) fn writable_mappings(
         let Some((start, end)) = range.split_once('-') else {
             continue;
         };
-        let (Ok(start), Ok(end)) = (
+        let (Ok(mut start), Ok(end)) = (
             usize::from_str_radix(start, 16),
             usize::from_str_radix(end, 16),
         ) else {
             continue;
         };
+        if line.ends_with("[stack]") {
+            // Apart from the mapping below: a thread's stack there ends at
+            // its own end.
+            start = out.last().map_or(0, |last| (last[1] + 1).min(start));
+        }
         match out.last_mut() {
             Some(last) if last[1] == start => last[1] = end,
             Some(last) if last[1] > start => {}
@@ -546,5 +552,30 @@ mod tests {
         );
         assert!(mappings.iter().all(|m| m[0] < m[1]));
         assert!(mappings.windows(2).all(|w| w[0][1] < w[1][0]));
+    }
+
+    #[test]
+    fn the_main_stack_reaches_down_to_the_mapping_below_it() {
+        let mut buf = String::new();
+        let mut mappings = Vec::new();
+        writable_mappings(&mut buf, &mut mappings).unwrap();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let stack = maps.lines().find(|l| l.ends_with("[stack]")).unwrap();
+        let (start, end) = stack
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .split_once('-')
+            .unwrap();
+        let start = usize::from_str_radix(start, 16).unwrap();
+        let end = usize::from_str_radix(end, 16).unwrap();
+        let index = mappings.iter().position(|m| m[1] == end).unwrap();
+        // It reaches below where the stack is mapped now, to where it can grow.
+        assert!(
+            mappings[index][0] < start,
+            "{:x?} {start:x}",
+            mappings[index]
+        );
+        assert!(index == 0 || mappings[index - 1][1] + 1 == mappings[index][0]);
     }
 }
