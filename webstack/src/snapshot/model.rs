@@ -484,6 +484,19 @@ impl Frames {
             len,
         }
     }
+
+    /// The frames as a vector: moved out when they are a routine's own,
+    /// else copied.
+    pub(crate) fn into_vec(self) -> Vec<Frame> {
+        if self.start == 0 && self.len == self.all.len() {
+            match Arc::try_unwrap(self.all) {
+                Ok(all) => all,
+                Err(all) => all.to_vec(),
+            }
+        } else {
+            self.to_vec()
+        }
+    }
 }
 
 impl std::ops::Deref for Frames {

@@ -263,7 +263,7 @@ impl Table {
             None => {
                 let frames = self.frames_for(routine.frames.len());
                 let start = frames.len();
-                frames.extend_from_slice(&routine.frames);
+                frames.extend(routine.frames.into_vec());
                 let chain = self.add_chain(start, routine.elided, None);
                 shared.insert(key, chain);
                 chain

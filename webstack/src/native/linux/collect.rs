@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::fork::Mutex;
 
-use super::merge::{merge, NativeFrame};
+use super::merge::{self, merge, NativeFrame};
 use super::proc::{self, TaskInfo};
 use super::signal::{self, Answer, Contents};
 use super::symbols::source_line;
@@ -479,6 +479,7 @@ fn merge_into(
 ) {
     let mut budget = Budget::of(snapshot);
     let mut threads = snapshot.table.take_threads();
+    let mut keys = merge::Keys::default();
     for (Captured { info, outcome, id }, native) in captured.into_iter().zip(natives) {
         let kernel = info.state_text();
         let (state, native) = match &outcome {
@@ -506,7 +507,7 @@ fn merge_into(
             routine.state = State::Native(state);
             if let Some(native) = native {
                 let before = budget::frames_cost(&routine.frames);
-                let merged = merge(routine.frames.to_vec(), &native);
+                let merged = merge(routine.frames.to_vec(), &native, &mut keys);
                 let added = budget::frames_cost(&merged).saturating_sub(before);
                 if budget.take(added) {
                     routine.frames = merged.into();
@@ -515,7 +516,7 @@ fn merge_into(
             continue;
         }
         let frames: Vec<Frame> = native
-            .map(|native| merge(Vec::new(), &native))
+            .map(|native| merge(Vec::new(), &native, &mut keys))
             .unwrap_or_default();
         let cost = budget::routine_cost(info.name.len(), frames.iter().map(|f| f.args.len()));
         if !budget.take(cost) {

@@ -97,6 +97,31 @@ fn keys_match(shadow: &str, native: &str) -> bool {
             && native.contains("::"))
 }
 
+/// [`match_key`]s of the shadow frames' functions, each worked out once a
+/// snapshot: a snapshot's threads share a few instrumented functions, and
+/// the key allocates.
+#[derive(Default)]
+pub(super) struct Keys(std::collections::HashMap<(usize, usize), String>);
+
+impl Keys {
+    #[expect(
+        clippy::ptr_arg,
+        reason = "the variant tells a name that lives as long as the program"
+    )]
+    fn of(&mut self, function: &Cow<'static, str>) -> Cow<'_, str> {
+        match function {
+            // A name the macro recorded: it lives as long as the program,
+            // so its address names it.
+            Cow::Borrowed(name) => Cow::Borrowed(
+                self.0
+                    .entry((name.as_ptr() as usize, name.len()))
+                    .or_insert_with(|| match_key(name)),
+            ),
+            Cow::Owned(name) => Cow::Owned(match_key(name)),
+        }
+    }
+}
+
 /// One native frame after symbolisation (an inlined call is its own frame).
 #[derive(Clone, Debug)]
 pub(super) struct NativeFrame {
@@ -153,13 +178,13 @@ impl NativeFrame {
 /// taking the native file, line and address. Shadow frames that match no
 /// native frame (inlined away, or not symbolised) are kept in order, just
 /// outside the native frames that precede the next match.
-pub(super) fn merge(shadow: Vec<Frame>, native: &[NativeFrame]) -> Vec<Frame> {
+pub(super) fn merge(shadow: Vec<Frame>, native: &[NativeFrame], keys: &mut Keys) -> Vec<Frame> {
     let mut out = Vec::with_capacity(native.len() + shadow.len());
     let mut cursor = 0;
     let mut matched_any = false;
     let mut pending: Vec<Frame> = Vec::new();
     for frame in shadow {
-        let key = match_key(&frame.function);
+        let key = keys.of(&frame.function);
         let found = native[cursor..]
             .iter()
             .position(|native| keys_match(&key, native.key))
@@ -238,6 +263,10 @@ mod tests {
         }
     }
 
+    fn merge_(shadow: Vec<Frame>, native: &[NativeFrame]) -> Vec<Frame> {
+        merge(shadow, native, &mut Keys::default())
+    }
+
     fn shown(frames: &[Frame]) -> Vec<(String, bool)> {
         frames
             .iter()
@@ -247,7 +276,7 @@ mod tests {
 
     #[test]
     fn merge_keeps_order_and_inlined_away_frames() {
-        let merged = merge(
+        let merged = merge_(
             vec![shadow("app::a"), shadow("app::b"), shadow("app::c")],
             &[
                 native("std::sys::futex::futex_wait", 1),
@@ -275,7 +304,7 @@ mod tests {
 
     #[test]
     fn merge_without_any_match_puts_shadow_frames_outside_the_blocking_call() {
-        let merged = merge(
+        let merged = merge_(
             vec![shadow("app::p"), shadow("app::q")],
             &[
                 native("syscall", 1),
