@@ -173,13 +173,13 @@ fn instrumented_thread_blocked_in_condvar() {
     assert!(wait_for.file.ends_with("tests/native_merge.rs"), "{text}");
     assert_eq!(wait_for.origin, Origin::App);
     assert_eq!(
-        wait_for.source.as_deref(),
+        snapshot.source_line(wait_for).as_deref(),
         Some("block_on_gate(gate);"),
         "{text}"
     );
     assert_eq!(frames[outer].args[0].value.to_string(), "7");
     assert_eq!(
-        frames[outer].source.as_deref(),
+        snapshot.source_line(&frames[outer]).as_deref(),
         Some("wait_for(job * 10, \"alpha\", gate);"),
         "{text}"
     );
@@ -195,6 +195,11 @@ fn instrumented_thread_blocked_in_condvar() {
     let json = snapshot.to_json();
     assert!(json.contains("\"origin\":\"app\""), "{json}");
     assert!(json.contains("\"origin\":\"std\""), "{json}");
+    // The snapshot's own JSON form shows the lines looked up.
+    assert!(
+        json.contains("\"source\":\"block_on_gate(gate);\""),
+        "{json}"
+    );
 
     GATE.open();
     handle.join().unwrap();
@@ -279,8 +284,64 @@ fn augment_off_takes_no_native_stacks() {
     assert!(snapshot
         .routines()
         .flat_map(|r| r.frames.to_vec())
-        .all(|f| f.instrumented && f.address.is_none() && f.source.is_none()));
+        .all(|f| f.instrumented && f.address.is_none() && snapshot.source_line(&f).is_none()));
     assert!(snapshot
         .routines()
         .all(|r| !matches!(r.state, State::Native(_))));
+}
+
+#[webstack::instrument]
+async fn parked_task(id: u64, rx: futures::channel::oneshot::Receiver<()>) {
+    let _ = rx.await;
+    std::hint::black_box(id);
+}
+
+/// The lines of idle tasks' frames are looked up when the grouped page
+/// shows them: one bucket of many tasks shows its frames' lines, a page
+/// without `augment` none.
+#[test]
+fn an_idle_tasks_bucket_shows_its_source_lines() {
+    let _watchdog = watchdog(
+        "native_merge::an_idle_tasks_bucket_shows_its_source_lines",
+        LIMIT,
+    );
+    let mut senders = Vec::new();
+    let mut tasks = Vec::new();
+    for id in 0..100 {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let mut task = Box::pin(parked_task(id, rx));
+        assert!(support::poll::poll_once(task.as_mut()).is_pending());
+        senders.push(tx);
+        tasks.push(task);
+    }
+    let page = |augment: bool| {
+        let snapshot = Snapshot::capture(&Options::default().augment(augment));
+        let buckets = webstack::Buckets::aggregate(&snapshot, webstack::Similarity::AnyValue);
+        let bucket = buckets
+            .buckets
+            .iter()
+            .find(|b| {
+                b.frames
+                    .iter()
+                    .any(|f| f.function == "native_merge::parked_task")
+            })
+            .expect("the tasks' bucket");
+        assert!(bucket.members.len() >= 100, "{}", bucket.members.len());
+        let frame = bucket
+            .frames
+            .iter()
+            .find(|f| f.function == "native_merge::parked_task")
+            .unwrap();
+        (frame.source.clone(), frame.awaiting)
+    };
+    let (source, awaiting) = page(true);
+    assert!(awaiting);
+    assert_eq!(
+        source.as_deref(),
+        Some("let _ = rx.await;"),
+        "{:?}",
+        std::env::current_dir()
+    );
+    assert_eq!(page(false).0, None);
+    drop(senders);
 }

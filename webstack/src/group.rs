@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::hash::{FxBuild, FxHasher};
 use crate::record::value::Value;
+use crate::snapshot::lines::SourceLines;
 use crate::snapshot::table::{Chain, StateIndex, Table};
 use crate::snapshot::{Arg, CreatedBy, Frame, Kind, Origin, Snapshot, State};
 
@@ -158,7 +159,7 @@ pub struct BucketFrame {
 }
 
 impl BucketFrame {
-    fn from_frame(frame: &Frame) -> Self {
+    fn from_frame(frame: &Frame, lines: &SourceLines) -> Self {
         BucketFrame {
             function: frame.function.clone(),
             file: frame.file.clone(),
@@ -177,7 +178,7 @@ impl BucketFrame {
                 .collect(),
             task: frame.task,
             address: frame.address,
-            source: frame.source.clone(),
+            source: lines.line(frame),
             origin: frame.origin,
         }
     }
@@ -324,9 +325,13 @@ struct Merge {
 }
 
 impl Merge {
-    fn add(&mut self, chain: Chain<'_>) {
+    fn add(&mut self, chain: Chain<'_>, lines: &SourceLines) {
         if !self.started {
-            self.frames = chain.frames.iter().map(BucketFrame::from_frame).collect();
+            self.frames = chain
+                .frames
+                .iter()
+                .map(|frame| BucketFrame::from_frame(frame, lines))
+                .collect();
             self.elided = chain.elided;
             self.own_root = chain.own_root;
             self.started = true;
@@ -387,7 +392,7 @@ impl<'s> Bucket<'s> {
         for &index in &self.members.indices {
             let chain = table.records()[index as usize].chain;
             if chain != last {
-                merged.add(table.chain(chain));
+                merged.add(table.chain(chain), &table.lines);
                 last = chain;
             }
         }
@@ -634,7 +639,7 @@ fn classes(table: &Table, uses: &[u32], similarity: Similarity) -> (Vec<u32>, Ve
                 class
             }
         };
-        merges[class as usize].add(chain);
+        merges[class as usize].add(chain, &table.lines);
         classes[index] = class;
     }
     (classes, merges)

@@ -7,6 +7,7 @@
 //!   the code that runs.
 //! - [`resolve`]: function names, paths shortened for people, and the origin
 //!   of a frame's code.
+//! - [`lines`]: frames' source lines, looked up when a page shows them.
 //! - [`budget`]: the one memory budget (`maxmem`) every stage charges.
 //! - [`value_text`]: recorded argument values as text (`Display` for
 //!   `Value`, `Labelled`).
@@ -17,6 +18,7 @@
 pub(crate) mod budget;
 pub(crate) mod capture;
 pub(crate) mod intern;
+pub(crate) mod lines;
 pub(crate) mod model;
 pub(crate) mod resolve;
 pub(crate) mod table;

@@ -374,7 +374,10 @@ pub struct Frame {
     /// Instruction address of a native frame.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub address: Option<u64>,
-    /// The source line's text, when `augment` is on and the file is readable.
+    /// The source line's text, set by hand. A captured snapshot leaves it
+    /// `None` and looks each line up when it is shown (with `augment`, when
+    /// the file is readable): see [`Snapshot::source_line`]. The JSON form
+    /// of a snapshot shows either.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<Arc<str>>,
     /// Where the frame's code comes from (app, dependency, std, runtime,
@@ -759,6 +762,15 @@ impl Snapshot {
         }
     }
 
+    /// The source line of `frame` (one of this snapshot's, or any frame):
+    /// the one set on it ([`Frame::source`]), else, in a snapshot captured
+    /// with `augment`, the text of its line when the file is readable. Each
+    /// line is read once a snapshot, and the lines kept count against what
+    /// `maxmem` leaves after the capture: past it, `None`.
+    pub fn source_line(&self, frame: &Frame) -> Option<Arc<str>> {
+        self.table.lines.line(frame)
+    }
+
     /// The routine at `index` in [`Snapshot::routines`].
     pub fn routine(&self, index: usize) -> Option<Routine> {
         (index < self.table.len()).then(|| self.table.routine(index))
@@ -856,8 +868,25 @@ impl ExactSizeIterator for Routines<'_> {}
 impl std::iter::FusedIterator for Routines<'_> {}
 
 impl Serialize for Table {
+    /// Every routine, each frame with its source line.
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq((0..self.len()).map(|i| self.routine(i)))
+        s.collect_seq((0..self.len()).map(|i| {
+            let mut routine = self.routine(i);
+            if self.lines.is_on() {
+                let lines: Vec<Option<Arc<str>>> =
+                    routine.frames.iter().map(|f| self.lines.line(f)).collect();
+                if lines
+                    .iter()
+                    .zip(routine.frames.iter())
+                    .any(|(l, f)| *l != f.source)
+                {
+                    for (frame, line) in routine.frames.iter_mut().zip(lines) {
+                        frame.source = line;
+                    }
+                }
+            }
+            routine
+        }))
     }
 }
 

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::lines::SourceLines;
 use super::model::{CreatedBy, Frame, Frames, Kind, Routine, State};
 use crate::hash::FxBuild;
 
@@ -214,6 +215,8 @@ pub(crate) struct Table {
     /// [`crate::clock::now_ns`] when the capture read the registry, which
     /// the records' waiting times count to.
     pub(crate) now_ns: u64,
+    /// How the frames' source lines are found.
+    pub(crate) lines: SourceLines,
 }
 
 impl Table {

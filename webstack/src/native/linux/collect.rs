@@ -5,7 +5,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::fork::Mutex;
@@ -16,8 +15,8 @@ use super::signal::{self, Answer, Contents};
 use super::symbols::source_line;
 use super::unwind::{Ending, Unwinder};
 use super::{DEFAULT_STACK_COPY, DEFAULT_TIMEOUT, MAX_NATIVE_FRAMES};
-use crate::hash::FxBuild;
 use crate::snapshot::budget::{self, Budget};
+use crate::snapshot::lines::SourceLines;
 use crate::snapshot::{Frame, Kind, Routine, Snapshot, State};
 
 static TIMEOUT_NANOS: AtomicU64 = AtomicU64::new(DEFAULT_TIMEOUT.as_nanos() as u64);
@@ -534,29 +533,10 @@ fn merge_into(
     snapshot.table.put_threads(threads);
 }
 
-/// Gives every frame the text of its source line. Tasks repeat a handful
-/// of lines many times over: each distinct line is looked up once per
-/// snapshot (by the address of its interned file name) and shared.
+/// Lets the snapshot look its frames' source lines up when a page shows
+/// them (see [`crate::snapshot::lines`]), in what its budget leaves.
 fn add_sources(snapshot: &mut Snapshot) {
-    let mut budget = Budget::of(snapshot);
-    let mut lines: HashMap<(usize, usize, u32), Option<Arc<str>>, FxBuild> = HashMap::default();
-    'chains: for frames in snapshot.table.frames_mut() {
-        for frame in frames {
-            if frame.source.is_some() || frame.line == 0 {
-                continue;
-            }
-            let key = (frame.file.as_ptr() as usize, frame.file.len(), frame.line);
-            let text = lines
-                .entry(key)
-                .or_insert_with(|| source_line(&frame.file, frame.line).map(Arc::from));
-            let Some(text) = text else {
-                continue;
-            };
-            if !budget.take(budget::source_cost(text.len())) {
-                break 'chains;
-            }
-            frame.source = Some(text.clone());
-        }
-    }
-    budget.store(snapshot);
+    let room = snapshot.maxmem.saturating_sub(snapshot.bytes_used);
+    let root = snapshot.process.source_root.as_deref();
+    snapshot.table.lines = SourceLines::on(source_line, room, root);
 }
