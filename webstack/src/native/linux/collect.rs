@@ -223,7 +223,7 @@ fn signal_all(
         .map_err(|error| format!("cannot list /proc/self/task: {error}"))?;
     let dir =
         proc::TaskDir::open().map_err(|error| format!("cannot open /proc/self/task: {error}"))?;
-    let uptime = proc::uptime(&mut collector.buf);
+    let uptime = proc::uptime();
     let copy = stack_copy();
     if sig.is_some() {
         collector.unwinder.refresh();
