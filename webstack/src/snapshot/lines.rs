@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::budget;
 use super::model::Frame;
+use crate::hash::FxBuild;
 
 /// Reads line `line` (1-based) of `file`, trimmed; `None` when unreadable.
 pub(crate) type Lookup = fn(&str, u32) -> Option<String>;
@@ -37,10 +38,13 @@ pub(crate) struct SourceLines {
     found: Mutex<Found>,
 }
 
-/// Lines looked up, by file and line (`None`: none there), and their cost.
+/// The lines looked up in one file, by line (`None`: none there).
+type FileLines = HashMap<u32, Option<Arc<str>>, FxBuild>;
+
+/// Lines looked up, by file, and their cost.
 #[derive(Clone, Default)]
 struct Found {
-    lines: HashMap<Box<str>, HashMap<u32, Option<Arc<str>>>>,
+    lines: HashMap<Box<str>, FileLines, FxBuild>,
     bytes: usize,
 }
 
