@@ -54,7 +54,7 @@ mod imp {
 
     use ::tokio::runtime::{Handle, RuntimeFlavor};
 
-    use super::super::merge::{merge, NativeFrame};
+    use super::super::merge::{merge, Keys, NativeFrame};
     use super::untraced_tokio_tasks;
     use crate::record::task::spawned::id_u64;
     use crate::record::tokio_hooks::runtimes;
@@ -310,6 +310,7 @@ mod imp {
         let mut budget = Budget::of(snapshot);
         let table = &mut snapshot.table;
         let mut chains: HashMap<(u32, &[usize]), Option<u32>> = HashMap::new();
+        let mut keys = Keys::default();
         let mut merged = 0;
         for (tokio_id, ips) in traced {
             let Some(&index) = by_tokio_id.get(tokio_id) else {
@@ -327,7 +328,7 @@ mod imp {
                 if let Some(root) = old.own_root.and_then(|root| frames.get_mut(root)) {
                     root.task = Some(OWN_ROOT);
                 }
-                let mut frames = merge(frames, &natives);
+                let mut frames = merge(frames, &natives, &mut keys);
                 let own_root = frames.iter().position(|f| f.task == Some(OWN_ROOT));
                 if let Some(root) = own_root {
                     frames[root].task = None;
